@@ -1,0 +1,10 @@
+"""watcher: poll long-running remote runs until they finish, then notify through apprise."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("watcher")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,265 @@
+"""HTTP for providers: the only module that imports aiohttp.
+
+One :class:`Http` owns the single ``ClientSession`` of the process. Each configured server gets a
+:class:`ServerClient` that bounds the requests in flight to that server (``max_concurrency``) and
+applies its timeout, TLS settings and extra headers. Requests return a :class:`Reply` for any HTTP
+status; only network trouble raises, and then always one of watcher's own errors:
+
+* connection refused or reset, timeout, broken body -> :class:`~watcher.errors.TransientError`
+* an untrusted TLS certificate -> :class:`~watcher.errors.PermanentError`
+
+:func:`expect_ok` maps an HTTP status onto the same tree (5xx and 429 are transient and carry
+``Retry-After``; other 4xx are permanent and carry the server's own words).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from multidict import CIMultiDict
+
+from watcher import __version__
+from watcher.errors import BadReplyError, PermanentError, TransientError
+from watcher.redact import scrub
+
+USER_AGENT = f"watcher/{__version__}"
+_SNIPPET = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole HTTP answer. ``where`` names the request without its query string."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    text: str
+    where: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        """The body as JSON, or :class:`BadReplyError` saying what came instead."""
+        try:
+            return json.loads(self.text)
+        except ValueError:
+            msg = (
+                f"{self.where} answered {self.status} with a body that is not JSON: {snippet(self)}"
+            )
+            raise BadReplyError(msg) from None
+
+
+def snippet(reply: Reply) -> str:
+    """A short readable excerpt of the body: page text for HTML, else the start of the text."""
+    text = error_text(reply) or "(empty body)"
+    return scrub(text if len(text) <= _SNIPPET else text[:_SNIPPET] + "...")
+
+
+def expect_ok(reply: Reply) -> Reply:
+    """Return a 2xx reply; raise the error its status means otherwise."""
+    if reply.ok:
+        return reply
+    said = error_text(reply) or reply.reason or "no message"
+    msg = f"{reply.where} answered HTTP {reply.status}: {scrub(said)}"
+    if reply.status == 429 or reply.status == 408 or reply.status >= 500:
+        raise TransientError(msg, retry_after(reply.headers))
+    raise PermanentError(msg, reply.status)
+
+
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds asked for by ``Retry-After`` (a number or an HTTP date), if any."""
+    value = headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def error_text(reply: Reply) -> str:
+    """The sentence a server put in an error body: HTML page text or a JSON ``message``."""
+    body = reply.text.strip()
+    if body.startswith("<"):
+        return html_text(body)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    return json_message(data) or body
+
+
+def json_message(data: Any) -> str:
+    """The message of the usual JSON error shapes, or ``""``."""
+    if not isinstance(data, dict):
+        return ""
+    for key in ("message", "error_description", "detail"):
+        if isinstance(data.get(key), str):
+            return str(data[key])
+    if isinstance(data.get("messages"), list):
+        return " ".join(str(m) for m in data["messages"])
+    if isinstance(data.get("error"), dict):
+        return json_message(data["error"])
+    if isinstance(data.get("error"), str):
+        return str(data["error"])
+    return ""
+
+
+class _BodyText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.title: list[str] = []
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("body", "title", "script", "style"):
+            self._in = tag
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self._in:
+            self._in = "body" if tag in ("script", "style") else None
+
+    def handle_data(self, data: str) -> None:
+        if self._in == "body":
+            self.parts.append(data)
+        elif self._in == "title":
+            self.title.append(data)
+
+
+def html_text(page: str) -> str:
+    """The visible text of a page's ``<body>`` on one line (its title if the body is empty)."""
+    parser = _BodyText()
+    parser.feed(page)
+    text = " ".join(" ".join(parser.parts).split())
+    return text or " ".join(" ".join(parser.title).split())
+
+
+def _where(method: str, url: str) -> str:
+    parts = urlsplit(url)
+    return f"{method} {parts.scheme}://{parts.netloc}{parts.path}"
+
+
+class Http:
+    """The process's one HTTP session; use as ``async with Http() as http``."""
+
+    def __init__(self, *, connections: int = 256) -> None:
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Http:
+        connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": USER_AGENT},
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("Http used outside 'async with'")
+        return self._session
+
+    def server(
+        self,
+        *,
+        max_concurrency: int = 4,
+        timeout_s: float = 30.0,
+        verify_tls: bool = True,
+        ca_file: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ServerClient:
+        """A client for one remote server with its own limits and TLS settings."""
+        tls: ssl.SSLContext | bool = True
+        if ca_file:
+            tls = ssl.create_default_context(cafile=ca_file)
+        elif not verify_tls:
+            tls = False
+        return ServerClient(self, max_concurrency, timeout_s, tls, dict(headers or {}))
+
+
+class ServerClient:
+    """Requests to one server, at most ``max_concurrency`` in flight."""
+
+    def __init__(
+        self,
+        http: Http,
+        max_concurrency: int,
+        timeout_s: float,
+        tls: ssl.SSLContext | bool,
+        headers: dict[str, str],
+    ) -> None:
+        self._http = http
+        self._gate = asyncio.Semaphore(max_concurrency)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
+        self._tls = tls
+        self._headers = headers
+
+    async def get(self, url: str, **kwargs: Any) -> Reply:
+        return await self.request("GET", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> Reply:
+        return await self.request("POST", url, **kwargs)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        data: Any = None,
+    ) -> Reply:
+        """Send one request and read the whole answer; network trouble raises watcher errors."""
+        where = _where(method, url)
+        async with self._gate:
+            try:
+                async with self._http.session.request(
+                    method,
+                    url,
+                    params=params,
+                    headers={**self._headers, **(headers or {})},
+                    data=data,
+                    timeout=self._timeout,
+                    ssl=self._tls,
+                    allow_redirects=True,
+                ) as resp:
+                    text = await resp.text(errors="replace")
+                    headers = CIMultiDict(resp.headers)
+                    return Reply(resp.status, resp.reason or "", headers, text, where)
+            except aiohttp.ClientConnectorCertificateError as exc:
+                msg = f"{where}: TLS certificate not trusted ({exc.certificate_error}); set ca_file"
+                raise PermanentError(scrub(msg)) from None
+            except TimeoutError:
+                msg = f"{where}: no answer within {self._timeout_s:g}s"
+                raise TransientError(msg) from None
+            except aiohttp.ServerDisconnectedError:
+                raise TransientError(f"{where}: connection reset by the server") from None
+            except aiohttp.ClientConnectorError as exc:
+                msg = f"{where}: cannot connect ({exc.os_error.strerror or exc.os_error})"
+                raise TransientError(scrub(msg)) from None
+            except (aiohttp.ClientError, UnicodeDecodeError) as exc:
+                msg = f"{where}: {type(exc).__name__}: {exc}"
+                raise TransientError(scrub(msg)) from None

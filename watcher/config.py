@@ -1,0 +1,309 @@
+"""watches.toml -> validated, frozen models.
+
+Loading goes: read TOML -> expand ``${VAR}`` (and ``${VAR:-default}``) from the environment ->
+read ``<key>_file`` secrets -> merge ``[defaults]`` into each watch -> validate with pydantic ->
+cross-check names. Every problem becomes one :class:`~watcher.errors.ConfigError` that names the
+file, the key path (``watches[2].interval``) and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from watcher import redact
+from watcher.errors import ConfigError
+from watcher.models import DEFAULT_EVENTS, Event, Target
+from watcher.notify import check_template
+from watcher.providers import KINDS, ServerConfig
+from watcher.schema import Duration, Model
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SECRET_FILE_SUFFIX = "_file"
+_NOT_SECRET_FILES = {"ca_file"}
+
+
+def default_state_path() -> str:
+    """``$STATE_DIRECTORY/watcher.db`` under systemd, else ``./watcher.db``."""
+    state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return str(Path(state_dir) / "watcher.db") if state_dir else "watcher.db"
+
+
+class Daemon(BaseSettings):
+    """``[daemon]``: every key may also be set as ``WATCHER_<KEY>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WATCHER_", extra="forbid", frozen=True, hide_input_in_errors=True
+    )
+
+    state: str = Field(default_factory=default_state_path)
+    notify_concurrency: int = Field(default=4, ge=1, le=64)
+    delivery_timeout: Duration = 60.0
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings
+
+
+class WatchSettings(Model):
+    """Keys a watch takes; every one may also be set in ``[defaults]``."""
+
+    server: str | None = None
+    id: str | None = None
+    task: str | None = None
+    filters: dict[str, str | int] | None = None
+    interval: Duration = 15.0
+    backoff: float = Field(default=1.5, ge=1.0, le=10.0)
+    max_interval: Duration = 300.0
+    timeout: Duration = 12 * 3600.0
+    notify: list[str] = Field(default_factory=list)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class WatchConfig(WatchSettings):
+    """One ``[[watches]]`` entry."""
+
+    name: str | None = None
+    server: str
+
+    @model_validator(mode="after")
+    def _interval_below_max(self) -> WatchConfig:
+        if self.max_interval < self.interval:
+            raise ValueError("max_interval must not be shorter than interval")
+        return self
+
+    @property
+    def target(self) -> Target:
+        return Target(self.server, self.id, self.task)
+
+    @property
+    def title(self) -> str:
+        """The name shown to people: the configured one or one derived from the target."""
+        return self.name or self.target.describe()
+
+
+class ChannelConfig(Model):
+    """``[channels.<name>]``: where notifications go and which events each one wants."""
+
+    url: SecretStr | None = None
+    urls: list[SecretStr] = Field(default_factory=list)
+    on: frozenset[Event] = DEFAULT_EVENTS
+    title: str | None = None
+    body: str | None = None
+
+    @field_validator("title", "body")
+    @classmethod
+    def _known_placeholders(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_template(value)
+        return value
+
+    @model_validator(mode="after")
+    def _has_urls(self) -> ChannelConfig:
+        if not self.all_urls:
+            raise ValueError("needs 'url' or 'urls'")
+        return self
+
+    @property
+    def all_urls(self) -> list[str]:
+        return [u.get_secret_value() for u in ([self.url] if self.url else []) + self.urls]
+
+
+class Config(Model):
+    """A whole watches.toml."""
+
+    daemon: Daemon = Field(default_factory=Daemon)
+    defaults: WatchSettings = Field(default_factory=WatchSettings)
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    servers: dict[str, ServerConfig] = Field(default_factory=dict)
+    watches: list[WatchConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> Config:
+        problems = [p for i, w in enumerate(self.watches) for p in self.watch_problems(i, w)]
+        problems += self._duplicate_targets()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def watch_problems(self, index: int, watch: WatchConfig) -> list[str]:
+        where = f"watches[{index}]"
+        server = self.servers.get(watch.server)
+        if server is None:
+            known = ", ".join(sorted(self.servers)) or "none defined"
+            return [f"{where}.server: no server named {watch.server!r} (known: {known})"]
+        problems = [
+            f"{where}.notify: no channel named {name!r}"
+            for name in watch.notify
+            if name not in self.channels
+        ]
+        if watch.filters is not None:
+            if server.kind != "brpm" or watch.id is not None:
+                problems.append(f"{where}.filters: only brpm watches without an id take filters")
+        elif error := server.target_error(watch.id, watch.task):
+            problems.append(f"{where}: {error}")
+        return problems
+
+    def _duplicate_targets(self) -> list[str]:
+        seen: dict[str, int] = {}
+        problems = []
+        for index, watch in enumerate(self.watches):
+            key = watch.target.key + (str(sorted(watch.filters.items())) if watch.filters else "")
+            if key in seen:
+                problems.append(f"watches[{index}] watches the same run as watches[{seen[key]}]")
+            seen[key] = index
+        return problems
+
+    def secrets(self) -> list[str]:
+        """Every secret value in this configuration, for masking."""
+        found = [s for server in self.servers.values() for s in server.secrets()]
+        return found + [url for channel in self.channels.values() for url in channel.all_urls]
+
+
+def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, expand and validate a watches.toml; raise ConfigError saying what is wrong."""
+    path = Path(path)
+    env = os.environ if environ is None else environ
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        data = _walk(raw, "", lambda value, key: _expand(value, key, env))
+        data = _read_secret_files(data, path.parent, env)
+        data["daemon"] = _section(Daemon, data.get("daemon", {}), "daemon")
+        data["defaults"] = _section(WatchSettings, data.get("defaults", {}), "defaults")
+        config = Config.model_validate(_with_defaults(data))
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {_explain(exc)}") from None
+    for secret in config.secrets():
+        redact.register(secret)
+    return config
+
+
+def _walk(value: Any, key: str, leaf: Callable[[str, str], Any]) -> Any:
+    if isinstance(value, dict):
+        return {k: _walk(v, f"{key}.{k}" if key else k, leaf) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_walk(v, f"{key}[{i}]", leaf) for i, v in enumerate(value)]
+    return leaf(value, key) if isinstance(value, str) else value
+
+
+def _expand(value: str, key: str, env: Mapping[str, str]) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match[1], match[2]
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ValueError(f"{key}: environment variable {name} is not set")
+
+    return _VAR.sub(substitute, value)
+
+
+def _read_secret_files(data: Any, base: Path, env: Mapping[str, str]) -> Any:
+    """Replace ``token_file = "..."`` by ``token = <file content>`` in servers and channels."""
+    for section in ("servers", "channels"):
+        tables = data.get(section, {})
+        if not isinstance(tables, dict):
+            continue
+        for name, table in tables.items():
+            if isinstance(table, dict):
+                tables[name] = _secrets_from_files(table, f"{section}.{name}", base, env)
+    return data
+
+
+def _secrets_from_files(
+    table: dict[str, Any], where: str, base: Path, env: Mapping[str, str]
+) -> dict[str, Any]:
+    out = dict(table)
+    for key, value in table.items():
+        if not key.endswith(_SECRET_FILE_SUFFIX) or key in _NOT_SECRET_FILES:
+            continue
+        field = key.removesuffix(_SECRET_FILE_SUFFIX)
+        if field in table:
+            raise ValueError(f"{where}: give either {field!r} or {key!r}, not both")
+        out.pop(key)
+        out[field] = _read_secret(str(value), f"{where}.{key}", base, env)
+    return out
+
+
+def _read_secret(name: str, key: str, base: Path, env: Mapping[str, str]) -> str:
+    """A secret file: absolute, else under ``$CREDENTIALS_DIRECTORY``, else beside the config."""
+    candidates = [Path(name)]
+    if not candidates[0].is_absolute():
+        creds = env.get("CREDENTIALS_DIRECTORY")
+        candidates = ([Path(creds) / name] if creds else []) + [base / name]
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                return candidate.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"{key}: cannot read {candidate}: {exc.strerror}") from None
+    raise ValueError(f"{key}: no such file {' or '.join(map(str, candidates))}")
+
+
+def _section(model: Callable[..., Any], value: Any, name: str) -> Any:
+    """Validate one table on its own so that its errors are reported under its name."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: must be a table")
+    try:
+        return model(**value)
+    except ValidationError as exc:
+        raise ValueError(_explain(exc, prefix=name)) from None
+
+
+def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    defaults: WatchSettings = data["defaults"]
+    watches = data.get("watches", [])
+    if not isinstance(watches, list):
+        return data
+    given = defaults.model_dump(exclude_unset=True)
+    merged = [{**given, **w} if isinstance(w, dict) else w for w in watches]
+    return {**data, "watches": merged}
+
+
+def _explain(exc: ValueError, prefix: str = "") -> str:
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    lines = [_error_line(err, prefix) for err in exc.errors(include_url=False)]
+    return lines[0] if len(lines) == 1 else "\n  " + "\n  ".join(lines)
+
+
+def _error_line(err: Mapping[str, Any], prefix: str = "") -> str:
+    parts: list[str] = [prefix] if prefix else []
+    loc = list(err["loc"])
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{part}]"]
+        elif not (i == 2 and loc[0] == "servers" and part in KINDS):
+            parts.append(str(part))
+    path = ".".join(parts)
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif err["type"] == "union_tag_invalid":
+        message = f"unknown kind; expected one of: {', '.join(KINDS)}"
+    return f"{path}: {message}" if path else message

@@ -1,0 +1,146 @@
+"""``watcher demo``: the real engine against local simulators of the four APIs, no accounts.
+
+It starts the simulators on loopback, writes the watches.toml they need into a temporary
+directory, prints it, and runs ``watcher run --once`` on it with a ``console://`` channel: polls,
+backoff, a 503 with ``Retry-After``, token logins and renewals, one failed run, and the
+notifications, in well under a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from watcher.config import load
+from watcher.runner import Options, run
+from watcher.simulators.arcgis import ArcGisSimulator
+from watcher.simulators.base import Fault, Simulator
+from watcher.simulators.brpm import BrpmSimulator
+from watcher.simulators.gardin import GardinSimulator
+from watcher.simulators.rsa_governance import RsaSimulator
+from watcher.status import show
+
+QUERY = "4DDC21D9-E30C-458A-80E2-642CA3238541"
+
+CONFIG = """\
+# The configuration watcher demo runs with: four simulated systems on loopback.
+[daemon]
+state = "{state}"
+
+[defaults]
+interval = "{interval}s"
+backoff = 1.5
+max_interval = "{max_interval}s"
+timeout = "5m"
+notify = ["console"]
+
+[channels.console]
+url = "console://"
+
+[servers.governance]
+kind = "rsa_governance"
+url = "{rsa}"
+token = "rsa-token"
+
+[servers.gis]
+kind = "arcgis"
+url = "{arcgis}"
+username = "admin"
+password = "arcgis-password"
+token_url = "{arcgis_login}"
+
+[servers.gardin]
+kind = "gardin"
+url = "{gardin}"
+client_id = "gardin-client"
+client_secret = "gardin-secret"
+token_url = "{gardin_login}"
+
+[servers.rpm]
+kind = "brpm"
+url = "{brpm}"
+token = "brpm-token"
+
+[[watches]]
+name = "nightly identity collection"
+server = "governance"
+id = "5733"
+
+[[watches]]
+name = "GP jobs cleanup"
+server = "gis"
+task = "CleanGPJobs"
+id = "dae1bfa5d6ec44349790ebb3f27dd4e1"
+
+[[watches]]
+name = "crop index query"
+server = "gardin"
+id = "{query}"
+
+[[watches]]
+name = "release 42 deployment"
+server = "rpm"
+id = "42"
+"""
+
+
+def simulators() -> dict[str, Simulator]:
+    """The demo's four systems; the Gardin query fails, the BRPM server has a busy moment."""
+    return {
+        "rsa": RsaSimulator({"5733": ["New", "New", "Running", "Running", "Running", "Completed"]}),
+        "arcgis": ArcGisSimulator(
+            {
+                "CleanGPJobs/dae1bfa5d6ec44349790ebb3f27dd4e1": [
+                    "scheduled",
+                    "executing",
+                    "succeeded",
+                ]
+            },
+            token_ttl_s=8.0,
+        ),
+        "gardin": GardinSimulator(
+            {QUERY: ["SUBMITTED", "IN_PROGRESS", "RUNNING", "RUNNING", "FAILED"]},
+            token_ttl_s=8.0,
+        ),
+        "brpm": BrpmSimulator(
+            {"42": ["created", "planned", "started", Fault.http(503, "busy", "2"), "completed"]}
+        ),
+    }
+
+
+async def demo(speed: float = 1.0) -> int:
+    """Run the demo; returns the exit code ``watcher run --once`` gives (1: one run failed)."""
+    sims = simulators()
+    urls = {name: await sim.start() for name, sim in sims.items()}
+    try:
+        with tempfile.TemporaryDirectory(prefix="watcher-demo-") as tmp:
+            path = Path(tmp) / "watches.toml"
+            path.write_text(_config(urls, Path(tmp) / "watcher.db", speed), encoding="utf-8")
+            print("watcher demo: simulators running; this is the config it watches with:\n")
+            print(path.read_text(encoding="utf-8"))
+            config = load(path)
+            logging.getLogger("watcher.engine").setLevel(logging.DEBUG)
+            code = await run(config, Options(once=True, summary_every_s=5.0 / speed))
+            print(f"\nwatcher run --once would exit with {code}. `watcher status` now shows:\n")
+            show(config.daemon.state)
+            return code
+    finally:
+        for sim in sims.values():
+            await sim.stop()
+
+
+def _config(urls: dict[str, str], state: Path, speed: float) -> str:
+    root = urls["arcgis"].removesuffix("/admin")
+    return CONFIG.format(
+        state=state.as_posix(),
+        interval=round(1.0 / speed, 3),
+        max_interval=round(4.0 / speed, 3),
+        rsa=urls["rsa"],
+        arcgis=urls["arcgis"],
+        arcgis_login=f"{root}/sharing/rest/generateToken",
+        gardin=urls["gardin"],
+        gardin_login=urls["gardin"].removesuffix("/v2") + "/oauth2/token",
+        brpm=urls["brpm"],
+        query=QUERY,
+    )

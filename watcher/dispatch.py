@@ -1,0 +1,124 @@
+"""Delivering the outbox: every undelivered notification, until apprise says it arrived.
+
+The dispatcher reads due rows from the store, sends each through its channel (at most
+``concurrency`` at once) and marks it delivered only after apprise reports success. A failure
+is retried after 10 s, 20 s, 40 s ... up to 30 minutes (:data:`watcher.backoff.DELIVERY`), for
+as long as the row exists, across restarts. A notification that apprise delivered but whose
+``delivered`` mark was lost to a crash in the same instant is the one case sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+
+from watcher.backoff import DELIVERY, next_delay
+from watcher.models import Note
+from watcher.notify import Channel
+from watcher.store import SqliteStore
+
+log = logging.getLogger(__name__)
+
+_IDLE_S = 30.0
+_MISSING_CHANNEL_RETRY_S = 3600.0
+
+
+class Dispatcher:
+    """Sends due notifications from the outbox; one per process."""
+
+    def __init__(
+        self,
+        channels: Mapping[str, Channel],
+        store: SqliteStore,
+        *,
+        concurrency: int = 4,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.channels = dict(channels)
+        self._store = store
+        self._gate = asyncio.Semaphore(concurrency)
+        self._clock = clock
+        self._rand = rand
+        self._wake = asyncio.Event()
+        self._busy: dict[int, asyncio.Task[None]] = {}
+        self._stopping = False
+        self.delivered = 0
+        self.failures = 0
+
+    def wake(self) -> None:
+        """Look at the outbox now (new notifications were queued)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver until :meth:`stop`."""
+        while not self._stopping:
+            self._wake.clear()
+            for note in await self._store.due(self._clock(), limit=256):
+                if note.id not in self._busy:
+                    task = asyncio.create_task(self._deliver(note))
+                    self._busy[note.id] = task
+                    task.add_done_callback(self._forget)
+            await self._sleep_until_due()
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        for note_id, busy in list(self._busy.items()):
+            if busy is task:
+                del self._busy[note_id]
+
+    async def _sleep_until_due(self) -> None:
+        next_due = await self._store.next_due()
+        pause = _IDLE_S if next_due is None else next_due - self._clock()
+        if self._busy:
+            pause = min(pause, 1.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, min(pause, _IDLE_S)))
+
+    async def _deliver(self, note: Note) -> None:
+        channel = self.channels.get(note.channel)
+        error: str | None
+        async with self._gate:
+            if channel is None:
+                error = f"channel {note.channel!r} is no longer configured"
+            else:
+                try:
+                    error = await channel.send(note.title, note.body)
+                except Exception as exc:  # a broken plugin must not stop the outbox
+                    error = f"{type(exc).__name__}: {exc}"
+        if error is None:
+            await self._store.delivered(note, self._clock())
+            self.delivered += 1
+            log.info("delivered to %s: %s", note.channel, note.title)
+            return
+        self.failures += 1
+        delay = next_delay(note.attempts, DELIVERY, self._rand())
+        if channel is None:
+            delay = _MISSING_CHANNEL_RETRY_S
+        await self._store.failed(note, error, self._clock() + delay)
+        log.warning(
+            "could not deliver to %s (try %d), retrying in %.0fs: %s: %s",
+            note.channel,
+            note.attempts + 1,
+            delay,
+            note.title,
+            error,
+        )
+
+    async def settle(self, timeout_s: float) -> int:
+        """Wait until the outbox is empty or ``timeout_s`` passed; return what is left."""
+        deadline = self._clock() + timeout_s
+        self.wake()
+        while (left := await self._store.pending()) and self._clock() < deadline:
+            await asyncio.sleep(0.05)
+        return left
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop picking new rows; let deliveries in flight finish for up to ``grace_s``."""
+        self._stopping = True
+        self._wake.set()
+        if self._busy:
+            await asyncio.wait(list(self._busy.values()), timeout=grace_s)

@@ -1,0 +1,242 @@
+"""The scheduler shell: one APScheduler job per watch, polling with backoff until terminal.
+
+Each watch is an interval job whose next run is moved with ``modify_job(next_run_time=...)``
+after every poll (the interval is only a fallback), so a watch is never lost from the scheduler
+while its poll runs. After each poll the engine applies :func:`watcher.lifecycle.advance`, writes
+the new record and its notifications in one transaction, wakes the dispatcher, and either
+schedules the next poll or removes the job.
+
+The same engine serves the daemon (``watcher run``) and CI (``watcher run --once``,
+``watcher wait``): :meth:`Engine.wait_done` returns once every watch has an outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from watcher import lifecycle
+from watcher.backoff import Policy
+from watcher.errors import BadReplyError, PollError
+from watcher.models import Event, Note, Observation, Outcome, Target, WatchRecord
+from watcher.notify import Channel, context_for, render
+from watcher.providers.base import Provider
+from watcher.store import Store
+
+log = logging.getLogger(__name__)
+
+_FIRST_POLL_SPREAD_S = 5.0  # first polls of many watches are spread over this, at most
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One watch as the engine runs it: identity, pacing, channels."""
+
+    key: str
+    name: str
+    target: Target
+    policy: Policy
+    timeout_s: float
+    notify: tuple[str, ...]
+    filters: Mapping[str, str | int] | None = None
+    parent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A configured server as the engine uses it."""
+
+    name: str
+    system: str
+    url: str
+    provider: Provider
+
+
+class Engine:
+    """Polls every watch until it ends; see the module docstring."""
+
+    def __init__(
+        self,
+        specs: Iterable[Spec],
+        servers: Mapping[str, Server],
+        channels: Mapping[str, Channel],
+        store: Store,
+        *,
+        on_notes: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.specs = {spec.key: spec for spec in specs}
+        self.servers = dict(servers)
+        self.channels = dict(channels)
+        self.records: dict[str, WatchRecord] = {}
+        self._store = store
+        self._on_notes = on_notes
+        self._clock = clock
+        self._rand = rand
+        self._scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+        )
+        self._warned: set[tuple[str, str]] = set()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._all_done = asyncio.Event()
+
+    async def start(self) -> None:
+        """Load saved records, schedule every unfinished watch and start polling."""
+        saved = await self._store.load()
+        now = self._clock()
+        fresh = []
+        for spec in self.specs.values():
+            record = saved.get(spec.key) or self._new_record(spec, now)
+            if spec.key not in saved:
+                fresh.append(self._store.save(record))
+            self.records[spec.key] = record
+        await asyncio.gather(*fresh)
+        spread = min(
+            _FIRST_POLL_SPREAD_S, min((s.policy.interval_s for s in self.specs.values()), default=0)
+        )
+        for key, record in self.records.items():
+            if not record.done:
+                first = record.next_poll or now + spread * self._rand()
+                self._schedule(key, first)
+        self._scheduler.start()
+        self._check_all_done()
+
+    def _new_record(self, spec: Spec, now: float) -> WatchRecord:
+        return WatchRecord(
+            key=spec.key,
+            name=spec.name,
+            server=spec.target.server,
+            id=spec.target.id,
+            task=spec.target.task,
+            parent=spec.parent,
+            started=now,
+            deadline=now + spec.timeout_s,
+        )
+
+    def _schedule(self, key: str, when: float) -> None:
+        spec = self.specs[key]
+        self._scheduler.add_job(
+            self._poll,
+            "interval",
+            seconds=max(spec.policy.max_interval_s, 1.0),
+            id=key,
+            args=[key],
+            next_run_time=datetime.fromtimestamp(when, UTC),
+            replace_existing=True,
+        )
+
+    async def _poll(self, key: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            await self._poll_once(key)
+        finally:
+            self._inflight.discard(task)
+
+    async def _poll_once(self, key: str) -> None:
+        spec, before = self.specs[key], self.records[key]
+        result = await self._observe(spec, before)
+        step = lifecycle.advance(before, result, self._clock(), spec.policy, self._rand())
+        after = step.record
+        notes = self._notes(spec, after, step.events)
+        await self._store.save(after, notes)
+        self.records[key] = after
+        self._report(spec, before, step)
+        if notes:
+            self._on_notes()
+        if step.delay_s is None:
+            self._unschedule(key)
+            self._check_all_done()
+        else:
+            self._move(key, after.next_poll or self._clock())
+
+    def _notes(self, spec: Spec, record: WatchRecord, events: Iterable[Event]) -> list[Note]:
+        server = self.servers[spec.target.server]
+        notes = []
+        for event in events:
+            context = context_for(record, event, server.system, server.url, self._clock())
+            # outcomes happen once per watch; other events once per poll that raised them
+            occurrence = 0 if event in Outcome else record.polls
+            for name in spec.notify:
+                channel = self.channels[name]
+                if channel.wants(event):
+                    title, body = render(context, channel.title, channel.body)
+                    dedup = f"{spec.key}|{event}|{occurrence}|{name}"
+                    notes.append(Note(spec.key, event, name, title, body, dedup))
+        return notes
+
+    async def _observe(self, spec: Spec, record: WatchRecord) -> Observation | PollError:
+        provider = self.servers[spec.target.server].provider
+        try:
+            return await provider.observe(spec.target, record.memo)
+        except PollError as exc:
+            return exc
+        except Exception as exc:  # a provider surprised by an answer must not stop the daemon
+            log.warning("%s: unexpected answer", spec.name, exc_info=True)
+            return BadReplyError(f"unexpected answer ({type(exc).__name__}: {exc})")
+
+    def _report(self, spec: Spec, before: WatchRecord, step: lifecycle.Step) -> None:
+        after = step.record
+        if step.unknown and (spec.key, after.state or "") not in self._warned:
+            self._warned.add((spec.key, after.state or ""))
+            log.warning(
+                "%s: remote state %r is not documented for this system; still polling",
+                spec.name,
+                after.state,
+            )
+        if step.delay_s is not None and not after.failures:
+            log.debug("%s: %s; next poll in %.1fs", spec.name, after.state, step.delay_s)
+        if after.state != before.state:
+            log.info("%s: %s -> %s", spec.name, before.state or "(first poll)", after.state)
+        for event in step.events:
+            if event in ("unreachable", "recovered", "attention"):
+                log.warning("%s: %s (%s)", spec.name, event, after.detail or after.attention)
+        if after.done:
+            said = f" ({after.detail})" if after.detail else ""
+            log.info("%s: %s after %d polls%s", spec.name, after.outcome, after.polls, said)
+        elif after.failures:
+            log.info(
+                "%s: poll failed (%d in a row), next try in %.1fs: %s",
+                spec.name,
+                after.failures,
+                step.delay_s or 0.0,
+                after.detail,
+            )
+
+    def _move(self, key: str, when: float) -> None:
+        with contextlib.suppress(JobLookupError):  # removed while its poll ran
+            self._scheduler.modify_job(key, next_run_time=datetime.fromtimestamp(when, UTC))
+
+    def _unschedule(self, key: str) -> None:
+        with contextlib.suppress(JobLookupError):
+            self._scheduler.remove_job(key)
+
+    def _check_all_done(self) -> None:
+        if all(record.done for record in self.records.values()):
+            self._all_done.set()
+
+    async def wait_done(self) -> None:
+        """Return once every watch has an outcome."""
+        await self._all_done.wait()
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop scheduling polls; let polls in flight finish (and save) for up to ``grace_s``."""
+        if self._scheduler.running:
+            self._scheduler.pause()
+        if self._inflight:
+            await asyncio.wait(list(self._inflight), timeout=grace_s)
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        await asyncio.sleep(0)

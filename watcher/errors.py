@@ -1,0 +1,46 @@
+"""The exception tree. Every error watcher raises on purpose is one of these::
+
+    WatcherError
+    ├── ConfigError          bad watches.toml, bad flags: exit code 2, never a traceback
+    └── PollError            one poll of one watch did not give a usable answer
+        ├── TransientError   connection refused or reset, timeout, 5xx, 429: retry with backoff
+        ├── BadReplyError    the body was not what the API documents: retried once, then ``error``
+        └── PermanentError   401, 403, 404, 412, 422 ...: the watch ends with outcome ``error``
+
+Only ``client.py`` sees aiohttp's exceptions; it raises these instead. Messages never carry
+secrets: URLs are logged without their query strings and known secret values are masked.
+"""
+
+from __future__ import annotations
+
+
+class WatcherError(Exception):
+    """Base of every error watcher raises on purpose."""
+
+
+class ConfigError(WatcherError):
+    """The configuration or the command line is wrong; the message says where and why."""
+
+
+class PollError(WatcherError):
+    """A poll did not give a usable answer."""
+
+
+class TransientError(PollError):
+    """Worth retrying later; ``retry_after_s`` is the server's own wish, when it said one."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class BadReplyError(PollError):
+    """The server answered, but not with the JSON its API documents."""
+
+
+class PermanentError(PollError):
+    """Retrying will not help: the watch ends with outcome ``error``."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,126 @@
+"""The life of one watch, as pure functions: a record and a poll result in, a new record out.
+
+:func:`advance` decides everything the engine does after a poll, with no clock, socket or
+database of its own, so it is tested by tables:
+
+* an observation with a terminal phase ends the watch with that outcome;
+* a state change emits ``changed`` and resets the backoff; an unchanged state grows it;
+* a state nobody documented keeps the watch polling (the engine warns once);
+* a transient failure (refused, reset, timeout, 5xx, 429) retries with backoff and honours
+  ``Retry-After``; the 5th in a row emits ``unreachable`` once, the next answer ``recovered``;
+* a body that is not the expected JSON is retried once, then ends the watch with ``error``;
+* a permanent failure (401, 403, 404, ...) ends the watch with ``error`` at once;
+* a poll at or after the deadline that finds no terminal state ends it with ``timeout``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from watcher.backoff import Policy, next_delay
+from watcher.errors import BadReplyError, PermanentError, PollError, TransientError
+from watcher.models import Event, Observation, Outcome, WatchRecord
+
+UNREACHABLE_AFTER = 5
+"""Transient failures in a row before ``unreachable`` fires."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one poll changed.
+
+    Attributes:
+        record: the watch after the poll.
+        events: what to tell channels, in order.
+        delay_s: seconds until the next poll, or ``None`` once the watch has ended.
+        unknown: the remote state is one nobody documented.
+    """
+
+    record: WatchRecord
+    events: tuple[Event, ...]
+    delay_s: float | None
+    unknown: bool = False
+
+
+def advance(
+    record: WatchRecord, result: Observation | PollError, now: float, policy: Policy, rand: float
+) -> Step:
+    """Apply one poll result to a watch record."""
+    polled = replace(
+        record, polls=record.polls + 1, first_poll=record.first_poll or now, last_poll=now
+    )
+    if isinstance(result, Observation):
+        return _observed(polled, result, now, policy, rand)
+    return _failed(polled, result, now, policy, rand)
+
+
+def _observed(
+    record: WatchRecord, seen: Observation, now: float, policy: Policy, rand: float
+) -> Step:
+    events: list[Event] = []
+    if record.unreachable:
+        events.append(Event.RECOVERED)
+    changed = record.state is not None and seen.state != record.state
+    if changed:
+        events.append(Event.CHANGED)
+    if seen.attention and seen.attention != record.attention:
+        events.append(Event.ATTENTION)
+    record = replace(
+        record,
+        state=seen.state,
+        phase=str(seen.phase) if seen.phase else "unknown",
+        detail=seen.detail,
+        link=seen.link or record.link,
+        run_id=seen.run_id or record.run_id,
+        attention=seen.attention,
+        memo=dict(seen.memo),
+        attempt=0 if changed or record.state is None else record.attempt + 1,
+        failures=0,
+        unreachable=False,
+        bad_replies=0,
+    )
+    if seen.phase is not None and seen.phase.terminal:
+        return _end(record, Outcome(seen.phase.value), now, events)
+    return _carry_on(record, events, now, policy, rand, unknown=seen.phase is None)
+
+
+def _failed(record: WatchRecord, error: PollError, now: float, policy: Policy, rand: float) -> Step:
+    message = str(error)
+    if isinstance(error, PermanentError) or (
+        isinstance(error, BadReplyError) and record.bad_replies >= 1
+    ):
+        return _end(replace(record, detail=message), Outcome.ERROR, now, [])
+    failures = record.failures + 1
+    events = [Event.UNREACHABLE] if failures == UNREACHABLE_AFTER else []
+    record = replace(
+        record,
+        detail=message,
+        attempt=record.attempt + 1,
+        failures=failures,
+        unreachable=record.unreachable or failures >= UNREACHABLE_AFTER,
+        bad_replies=record.bad_replies + isinstance(error, BadReplyError),
+    )
+    retry_after = error.retry_after_s if isinstance(error, TransientError) else None
+    return _carry_on(record, events, now, policy, rand, retry_after_s=retry_after)
+
+
+def _carry_on(
+    record: WatchRecord,
+    events: list[Event],
+    now: float,
+    policy: Policy,
+    rand: float,
+    *,
+    unknown: bool = False,
+    retry_after_s: float | None = None,
+) -> Step:
+    if now >= record.deadline:
+        return _end(record, Outcome.TIMEOUT, now, events)
+    delay = min(next_delay(record.attempt, policy, rand, retry_after_s), record.deadline - now)
+    record = replace(record, next_poll=now + delay)
+    return Step(record, tuple(events), delay, unknown)
+
+
+def _end(record: WatchRecord, outcome: Outcome, now: float, events: list[Event]) -> Step:
+    record = replace(record, outcome=outcome, finished=now, next_poll=None)
+    return Step(record, (*events, Event(outcome.value)), None)

@@ -1,0 +1,160 @@
+"""The values that flow through watcher: phases, outcomes, events and observations.
+
+A provider turns a remote answer into an :class:`Observation`: the remote state verbatim plus the
+:class:`Phase` it maps to (``None`` when nobody documented that value). The engine turns a series
+of observations into :class:`Event` values, and a terminal event into an :class:`Outcome`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Phase(StrEnum):
+    """Where a remote run stands, whatever the system calls it."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED)
+
+
+class Outcome(StrEnum):
+    """How a watch ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+class Event(StrEnum):
+    """What a channel can be told about. The first five are the outcomes."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    UNREACHABLE = "unreachable"
+    RECOVERED = "recovered"
+    CHANGED = "changed"
+    ATTENTION = "attention"
+
+
+#: Events a channel receives when its ``on`` is not set: everything but ``changed``.
+DEFAULT_EVENTS: frozenset[Event] = frozenset(Event) - {Event.CHANGED}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What is watched on a server: a run ``id``, a ``task`` (ArcGIS), or both."""
+
+    server: str
+    id: str | None = None
+    task: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The identity of a watch in the state file: server + task + id, never its name."""
+        return f"{self.server}/{self.task or ''}/{self.id or ''}"
+
+    def describe(self) -> str:
+        parts = [p for p in (self.task, self.id) if p]
+        return f"{'/'.join(parts) or '?'} on {self.server}"
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One answer from a remote system, already understood by its provider.
+
+    Attributes:
+        state: the remote state exactly as the system wrote it (``"Completed"``).
+        phase: what that state means, or ``None`` for a value nobody documented.
+        detail: a human sentence from the remote side (an error text, a result message).
+        link: a URL a person can open to see the run, where the system has one.
+        run_id: the run actually reported, when the watch names a task rather than a run.
+        memo: provider memory kept with the watch between polls and across restarts.
+        discovered: runs found for the first time on this poll by a watch that discovers runs
+            (an ArcGIS task with ``each = true``, a BRPM watch with ``filters``); the engine
+            starts a watch of its own for each.
+        attention: non-empty while the run waits for a person (BRPM ``held``/``blocked``): the
+            reason, reported once as an ``attention`` event while polling goes on.
+    """
+
+    state: str
+    phase: Phase | None
+    detail: str = ""
+    link: str | None = None
+    run_id: str | None = None
+    memo: Mapping[str, Any] = field(default_factory=dict)
+    discovered: tuple[str, ...] = ()
+    attention: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchRecord:
+    """What the state file keeps about one watch; the engine replaces it after every poll.
+
+    Times are Unix seconds. ``attempt`` counts polls since the remote state last changed (it
+    drives the backoff); ``failures`` counts transient failures in a row.
+    """
+
+    key: str
+    name: str
+    server: str
+    id: str | None = None
+    task: str | None = None
+    parent: str | None = None
+    state: str | None = None
+    phase: str | None = None
+    outcome: Outcome | None = None
+    detail: str = ""
+    link: str | None = None
+    run_id: str | None = None
+    attention: str = ""
+    started: float = 0.0
+    first_poll: float | None = None
+    last_poll: float | None = None
+    next_poll: float | None = None
+    finished: float | None = None
+    deadline: float = 0.0
+    polls: int = 0
+    attempt: int = 0
+    failures: int = 0
+    unreachable: bool = False
+    bad_replies: int = 0
+    memo: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.outcome is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """One notification in the outbox: one event of one watch for one channel.
+
+    ``dedup`` is unique in the outbox, so recording the same event twice (after a restart, say)
+    never queues a second message.
+    """
+
+    watch: str
+    event: Event
+    channel: str
+    title: str
+    body: str
+    dedup: str
+    id: int = 0
+    attempts: int = 0
+    next_try: float = 0.0
+    last_error: str = ""

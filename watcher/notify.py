@@ -1,0 +1,211 @@
+"""Messages and their delivery: pure rendering, one apprise object per channel.
+
+Rendering is pure: :func:`render` turns a :class:`Context` into a title and a body, from the
+channel's ``title``/``body`` templates or from the defaults. Templates use ``{placeholder}``
+fields listed in :data:`PLACEHOLDERS`; an unknown one is a configuration error, caught by
+:func:`check_template` when the config loads.
+
+Delivery goes through ``Apprise.async_notify``, which runs apprise's blocking plugins in its own
+threads, so the event loop never waits on a slow SMTP server. Each channel has its own apprise
+object, so each channel's success is known and only failed channels are retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+import sys
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import apprise
+from apprise.decorators import notify as apprise_scheme
+
+from watcher.models import Event, WatchRecord
+from watcher.redact import scrub
+from watcher.schema import format_duration
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDERS: dict[str, str] = {
+    "name": "the watch's name (configured, or derived from its target)",
+    "headline": "one line: name and what happened, e.g. 'nightly import failed'",
+    "event": "what happened: an outcome, or unreachable, recovered, changed, attention",
+    "outcome": "the outcome once the watch has ended, else empty",
+    "state": "the remote state verbatim, e.g. 'Aborted'",
+    "phase": "pending, running, succeeded, failed, cancelled, or 'unknown'",
+    "detail": "the remote system's own words: error text, result message",
+    "server": "the server's name in watches.toml",
+    "system": "the kind of remote system, e.g. 'RSA Governance & Lifecycle'",
+    "url": "the server's base URL",
+    "target": "what is watched, e.g. 'run 5733' or 'task CleanGPJobs, run 42'",
+    "id": "the run id (empty for a task watch that has not found its run yet)",
+    "task": "the task (ArcGIS), else empty",
+    "link": "a URL to the run where the system has one, else empty",
+    "started": "when watching began (UTC)",
+    "finished": "when the watch ended (UTC), else empty",
+    "duration": "how long it has been watched, e.g. '1h02m'",
+    "polls": "how many polls it took",
+}
+
+_HEADLINES = {
+    Event.SUCCEEDED: "succeeded",
+    Event.FAILED: "failed",
+    Event.CANCELLED: "was cancelled",
+    Event.TIMEOUT: "timed out",
+    Event.ERROR: "could not be watched",
+    Event.UNREACHABLE: "cannot be polled: its server is unreachable",
+    Event.RECOVERED: "can be polled again",
+    Event.CHANGED: "is now {state}",
+    Event.ATTENTION: "needs attention",
+}
+
+
+@apprise_scheme(on="console", name="watcher console")
+def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
+    """``console://``: print the notification to standard output (demo, CI logs)."""
+    print(f"\n>>> {title}\n{body}\n", file=sys.stdout, flush=True)
+    return True
+
+
+def check_template(template: str) -> None:
+    """Raise ``ValueError`` naming any placeholder not in :data:`PLACEHOLDERS`."""
+    try:
+        fields = [f for _, f, spec, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"bad template: {exc} (write {{{{ and }}}} for literal braces)") from None
+    unknown = sorted({f for f in fields if f not in PLACEHOLDERS})
+    if unknown:
+        known = ", ".join(PLACEHOLDERS)
+        raise ValueError(f"unknown placeholder {{{unknown[0]}}}; known: {known}")
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything a message may say about one event of one watch."""
+
+    name: str
+    event: Event
+    state: str
+    phase: str
+    detail: str
+    server: str
+    system: str
+    url: str
+    target: str
+    id: str
+    task: str
+    link: str
+    started: str
+    finished: str
+    duration: str
+    polls: int
+    outcome: str = ""
+
+    @property
+    def headline(self) -> str:
+        return f"{self.name} {_HEADLINES[self.event].format(state=self.state or '?')}"
+
+    def fields(self) -> dict[str, Any]:
+        return {**asdict(self), "event": str(self.event), "headline": self.headline}
+
+
+def _utc(timestamp: float | None) -> str:
+    if not timestamp:
+        return ""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def describe_target(record: WatchRecord) -> str:
+    """``run 5733``, ``task CleanGPJobs, run 42`` or ``task CleanGPJobs``."""
+    run = record.id or record.run_id
+    parts = ([f"task {record.task}"] if record.task else []) + ([f"run {run}"] if run else [])
+    return ", ".join(parts)
+
+
+def context_for(record: WatchRecord, event: Event, system: str, url: str, now: float) -> Context:
+    """What a message about ``event`` of this watch may say."""
+    return Context(
+        name=record.name,
+        event=event,
+        state=record.state or "",
+        phase=record.phase or "",
+        detail=record.detail,
+        server=record.server,
+        system=system,
+        url=url,
+        target=describe_target(record),
+        id=record.id or record.run_id or "",
+        task=record.task or "",
+        link=record.link or "",
+        started=_utc(record.started),
+        finished=_utc(record.finished),
+        duration=format_duration(max(0.0, (record.finished or now) - record.started)),
+        polls=record.polls,
+        outcome=str(record.outcome or ""),
+    )
+
+
+def render(context: Context, title: str | None = None, body: str | None = None) -> tuple[str, str]:
+    """Title and body for ``context``, from templates or the defaults; secrets masked."""
+    fields = context.fields()
+    rendered_title = title.format_map(fields) if title else context.headline
+    rendered_body = body.format_map(fields) if body else default_body(context)
+    return scrub(rendered_title), scrub(rendered_body)
+
+
+def default_body(c: Context) -> str:
+    """The default message: what, where, outcome, remote state, how long, link."""
+    lines = [
+        f"{c.headline}.",
+        f"What: {c.target} on {c.server} ({c.system}, {c.url})",
+        f"Remote state: {c.state or 'none yet'} ({c.phase})",
+        f"Detail: {c.detail}" if c.detail else "",
+        f"Watched for {c.duration} since {c.started}, {c.polls} polls",
+        f"Link: {c.link}" if c.link else "",
+    ]
+    return "\n".join(line for line in lines if line)
+
+
+class Channel:
+    """One configured channel: its apprise object, its event filter and its templates."""
+
+    def __init__(
+        self,
+        name: str,
+        urls: list[str],
+        events: frozenset[Event],
+        title: str | None = None,
+        body: str | None = None,
+    ) -> None:
+        self.name = name
+        self.events = events
+        self.title = title
+        self.body = body
+        self._apprise = apprise.Apprise(asset=apprise.AppriseAsset(app_id="watcher"))
+        for index, url in enumerate(urls):
+            if not self._apprise.add(url):
+                msg = f"channels.{name}: url #{index + 1} is not a URL apprise understands"
+                raise ValueError(scrub(msg))
+
+    def wants(self, event: Event) -> bool:
+        return event in self.events
+
+    def describe(self) -> str:
+        """The channel's URLs with their secrets masked by apprise."""
+        return ", ".join(service.url(privacy=True) for service in self._apprise)
+
+    async def send(self, title: str, body: str) -> str | None:
+        """Deliver once; ``None`` on success, else what went wrong (secrets masked)."""
+        result = await self._apprise.async_notify(body=body, title=title)
+        if result:
+            return None
+        problems = [
+            f"{service.name}: {entry.message}"
+            for service in result
+            if not service
+            for entry in service.logs()
+            if entry.level in ("WARNING", "ERROR")
+        ]
+        return scrub("; ".join(problems) or f"delivery {result.status.name.lower()}")

@@ -1,0 +1,227 @@
+"""Any JSON status API, described in the configuration rather than in code.
+
+Status call::
+
+    GET {url}{path}          ({id} in path replaced by the URL-quoted run id)
+
+with the configured authentication (``Authorization: Bearer {token}``, HTTP Basic, or one custom
+header). The answer must be JSON. Its state is found with JMESPath (a query language without I/O,
+https://jmespath.org), in two complementary ways:
+
+* ``state``: an expression selecting the state value, looked up in the ``success``, ``failure``,
+  ``cancelled``, ``pending`` and ``running`` lists; a value in none of them is unknown (phase
+  ``None``), and polling goes on.
+* ``acceptors``: ordered rules in the manner of botocore waiters, checked first; the first match
+  wins. ``path`` compares an expression's value with ``expected``; ``pathAll``/``pathAny`` need a
+  non-empty list whose every/any element equals it; ``status`` compares the HTTP status code, so
+  a 404 can mean ``cancelled``. Path acceptors only look at 2xx answers. When none matches, the
+  ``state`` mapping decides, and without one the state is unknown; a non-2xx answer nobody
+  accepted is an error as usual.
+
+The states come from each server's configuration, so :data:`KIND` has an empty state table.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import quote
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+from pydantic import AfterValidator, ConfigDict, SecretStr, model_validator
+
+from watcher.client import Reply, ServerClient, error_text, expect_ok
+from watcher.errors import BadReplyError
+from watcher.models import Observation, Phase, Target
+from watcher.providers.base import Kind, phase_of
+from watcher.redact import scrub
+from watcher.schema import Model, ServerBase
+
+Outcome = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+Matcher = Literal["path", "pathAll", "pathAny", "status"]
+Auth = Literal["none", "bearer", "basic", "header"]
+
+AUTH_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "none": (),
+    "bearer": ("token",),
+    "basic": ("username", "password"),
+    "header": ("header_name", "header_value"),
+}
+
+
+def _compiles(expression: str) -> str:
+    try:
+        jmespath.compile(expression)
+    except JMESPathError as exc:
+        raise ValueError(f"not a valid JMESPath expression {expression!r}: {exc}") from None
+    return expression
+
+
+#: A JMESPath expression, checked when the configuration is loaded.
+JmesPath = Annotated[str, AfterValidator(_compiles)]
+
+
+class Acceptor(Model):
+    """One rule: when ``matcher`` finds ``expected``, the run is in phase ``outcome``."""
+
+    matcher: Matcher
+    argument: JmesPath | None = None
+    expected: str | int | float | bool
+    outcome: Outcome
+
+    @model_validator(mode="after")
+    def _argument_fits_matcher(self) -> Self:
+        if self.matcher == "status":
+            if self.argument is not None:
+                raise ValueError("a 'status' acceptor takes no 'argument'")
+            if isinstance(self.expected, bool) or not isinstance(self.expected, int):
+                raise ValueError("a 'status' acceptor expects an HTTP status code such as 404")
+        elif self.argument is None:
+            raise ValueError(f"a {self.matcher!r} acceptor needs an 'argument' (JMESPath)")
+        return self
+
+
+class Config(ServerBase):
+    """``kind = "http"``: where the status is, how to read it, and how to authenticate."""
+
+    # The raw input holds the secrets: keep it out of validation error messages.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    kind: Literal["http"]
+    path: str
+    state: JmesPath | None = None
+    success: list[str] = []
+    failure: list[str] = []
+    cancelled: list[str] = []
+    pending: list[str] = []
+    running: list[str] = []
+    detail: JmesPath | None = None
+    link: str | None = None
+    acceptors: list[Acceptor] = []
+    auth: Auth = "none"
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    header_name: str | None = None
+    header_value: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _readable_and_authenticated(self) -> Self:
+        if not self.path.startswith("/"):
+            raise ValueError("'path' must start with '/', e.g. '/jobs/{id}'")
+        if self.state is None and not self.acceptors:
+            raise ValueError("needs 'state' (a JMESPath expression), 'acceptors', or both")
+        needed = AUTH_FIELDS[self.auth]
+        missing = [name for name in needed if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"auth = {self.auth!r} needs {', '.join(missing)}")
+        unused = [
+            n for f in AUTH_FIELDS.values() for n in f if n not in needed and getattr(self, n)
+        ]
+        if unused:
+            raise ValueError(f"{', '.join(unused)} set but auth = {self.auth!r}")
+        return self
+
+    def states(self) -> dict[str, Phase]:
+        """The state table the lists describe."""
+        lists = (
+            (self.pending, Phase.PENDING),
+            (self.running, Phase.RUNNING),
+            (self.success, Phase.SUCCEEDED),
+            (self.failure, Phase.FAILED),
+            (self.cancelled, Phase.CANCELLED),
+        )
+        return {value: phase for values, phase in lists for value in values}
+
+
+def _equal(found: Any, expected: Any) -> bool:
+    """JSON equality: ``true`` is not ``1``."""
+    return isinstance(found, bool) == isinstance(expected, bool) and bool(found == expected)
+
+
+def as_text(value: Any) -> str:
+    """A JSON value as the text of a state: strings verbatim, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def matches(acceptor: Acceptor, reply: Reply, data: Any) -> bool:
+    """Whether ``acceptor`` accepts this answer (``data`` is its JSON, read only for 2xx)."""
+    if acceptor.matcher == "status":
+        return reply.status == acceptor.expected
+    if not reply.ok:
+        return False
+    found = search(acceptor.argument or "@", data, reply)
+    if acceptor.matcher == "path":
+        return _equal(found, acceptor.expected)
+    if not isinstance(found, list) or not found:
+        return False
+    hits = [_equal(item, acceptor.expected) for item in found]
+    return all(hits) if acceptor.matcher == "pathAll" else any(hits)
+
+
+def search(expression: str, data: Any, reply: Reply) -> Any:
+    """Evaluate a JMESPath expression; a type error on this answer is a bad reply."""
+    try:
+        return jmespath.search(expression, data)
+    except JMESPathError as exc:
+        raise BadReplyError(f"{reply.where}: {expression!r} failed on the answer: {exc}") from None
+
+
+class JsonStatus:
+    """Polls one configured JSON status URL and reads the state with JMESPath."""
+
+    def __init__(self, config: Config, http: ServerClient) -> None:
+        self._config = config
+        self._http = http
+        self._states = config.states()
+
+    async def observe(self, target: Target, memo: Mapping[str, Any]) -> Observation:
+        run_id = target.id or ""
+        url = self._config.url + self._config.path.replace("{id}", quote(run_id, safe=""))
+        reply = await self._http.get(url, headers=self._headers())
+        data = reply.json() if reply.ok else None
+        link = (
+            self._config.link.replace("{id}", quote(run_id, safe="")) if self._config.link else None
+        )
+        for acceptor in self._config.acceptors:
+            if matches(acceptor, reply, data):
+                return self._accepted(acceptor, reply, data, link)
+        expect_ok(reply)
+        if self._config.state is None:
+            return Observation(state="no acceptor matched", phase=None, link=link)
+        found = search(self._config.state, data, reply)
+        if found is None:
+            raise BadReplyError(f"{reply.where}: {self._config.state!r} found no state")
+        state = as_text(found)
+        return Observation(state, phase_of(self._states, state), self._detail(data, reply), link)
+
+    def _accepted(
+        self, acceptor: Acceptor, reply: Reply, data: Any, link: str | None
+    ) -> Observation:
+        state = as_text(acceptor.expected)
+        detail = self._detail(data, reply) if reply.ok else scrub(error_text(reply))
+        return Observation(state, Phase(acceptor.outcome), detail, link)
+
+    def _detail(self, data: Any, reply: Reply) -> str:
+        if self._config.detail is None:
+            return ""
+        found = search(self._config.detail, data, reply)
+        return "" if found is None else as_text(found)
+
+    def _headers(self) -> dict[str, str]:
+        cfg = self._config
+        headers = {"Accept": "application/json"}
+        if cfg.auth == "bearer" and cfg.token:
+            headers["Authorization"] = f"Bearer {cfg.token.get_secret_value()}"
+        elif cfg.auth == "basic" and cfg.password:
+            pair = f"{cfg.username}:{cfg.password.get_secret_value()}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        elif cfg.auth == "header" and cfg.header_name and cfg.header_value:
+            headers[cfg.header_name] = cfg.header_value.get_secret_value()
+        return headers
+
+
+KIND = Kind(name="http", title="Any JSON status API", config=Config, build=JsonStatus, states={})
