@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from watcher.client import Http
 from watcher.errors import PermanentError, PollError, TransientError
 from watcher.models import Phase, Target
-from watcher.providers.gardin import KIND, STATES, Config, Gardin, expires_at, renew_time
+from watcher.providers.auth import renew_time
+from watcher.providers.gardin import KIND, STATES, Config, Gardin, expires_at
 from watcher.simulators.base import Fault
 from watcher.simulators.gardin import NOT_SUBMITTER, GardinSimulator
 
@@ -308,7 +309,7 @@ def test_config_defaults_to_the_public_api() -> None:
 
 @pytest.mark.parametrize(
     ("issued_at", "expiry", "renew_at"),
-    [(0.0, 3600.0, 3240.0), (0.0, 300.0, 240.0), (0.0, 30.0, -30.0), (0.0, None, None)],
+    [(0.0, 3600.0, 3240.0), (0.0, 300.0, 240.0), (0.0, 30.0, 15.0), (0.0, None, None)],
 )
 def test_renewal_leaves_60s_or_a_tenth_of_the_lifetime(
     issued_at: float, expiry: float | None, renew_at: float | None

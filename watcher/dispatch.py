@@ -3,8 +3,10 @@
 The dispatcher reads due rows from the store, sends each through its channel (at most
 ``concurrency`` at once) and marks it delivered only after apprise reports success. A failure
 is retried after 10 s, 20 s, 40 s ... up to 30 minutes (:data:`watcher.backoff.DELIVERY`), for
-as long as the row exists, across restarts. A notification that apprise delivered but whose
-``delivered`` mark was lost to a crash in the same instant is the one case sent twice.
+as long as the row exists, across restarts; a restart retries at once. A watch's notifications
+reach each channel in the order they happened: a note waits until the one before it (same
+watch, same channel) is out. A notification that apprise delivered but whose ``delivered`` mark
+was lost to a crash in the same instant is the one case sent twice.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import random
 import time
 from collections.abc import Callable, Mapping
 
-from watcher.backoff import DELIVERY, next_delay
+from watcher.backoff import DELIVERY, Policy, next_delay
 from watcher.models import Note
 from watcher.notify import Channel
-from watcher.store import SqliteStore
+from watcher.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +35,19 @@ class Dispatcher:
     def __init__(
         self,
         channels: Mapping[str, Channel],
-        store: SqliteStore,
+        store: Store,
         *,
         concurrency: int = 4,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        retry: Policy = DELIVERY,
     ) -> None:
         self.channels = dict(channels)
         self._store = store
         self._gate = asyncio.Semaphore(concurrency)
         self._clock = clock
         self._rand = rand
+        self._retry = retry
         self._wake = asyncio.Event()
         self._busy: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
@@ -55,15 +59,23 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self) -> None:
-        """Deliver until :meth:`stop`."""
+        """Deliver until :meth:`stop`; what earlier runs left undelivered is tried at once."""
+        await self._store.retry_now(self._clock())
         while not self._stopping:
             self._wake.clear()
-            for note in await self._store.due(self._clock(), limit=256):
-                if note.id not in self._busy:
-                    task = asyncio.create_task(self._deliver(note))
-                    self._busy[note.id] = task
-                    task.add_done_callback(self._forget)
-            await self._sleep_until_due()
+            try:
+                await self._start_due()
+                await self._sleep_until_due()
+            except Exception:  # the outbox must outlive a bad moment of the state file
+                log.exception("notification outbox: cannot read the state file; retrying")
+                await asyncio.sleep(_IDLE_S / 10)
+
+    async def _start_due(self) -> None:
+        for note in await self._store.due(self._clock(), limit=256):
+            if note.id not in self._busy:
+                task = asyncio.create_task(self._deliver(note))
+                self._busy[note.id] = task
+                task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         for note_id, busy in list(self._busy.items()):
@@ -92,10 +104,11 @@ class Dispatcher:
         if error is None:
             await self._store.delivered(note, self._clock())
             self.delivered += 1
+            self.wake()  # the watch's next note for this channel may be waiting for this one
             log.info("delivered to %s: %s", note.channel, note.title)
             return
         self.failures += 1
-        delay = next_delay(note.attempts, DELIVERY, self._rand())
+        delay = next_delay(note.attempts, self._retry, self._rand())
         if channel is None:
             delay = _MISSING_CHANNEL_RETRY_S
         await self._store.failed(note, error, self._clock() + delay)

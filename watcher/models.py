@@ -69,8 +69,10 @@ class Target:
         return f"{self.server}/{self.task or ''}/{self.id or ''}"
 
     def describe(self) -> str:
-        parts = [p for p in (self.task, self.id) if p]
-        return f"{'/'.join(parts) or '?'} on {self.server}"
+        """A readable default name: ``run 5733 on governance``, ``task T1 on gis``."""
+        run = f"run {self.id}" if self.id else ""
+        task = f"task {self.task}" if self.task else ""
+        return f"{' of '.join(p for p in (run, task) if p) or 'runs'} on {self.server}"
 
 
 @dataclass(frozen=True, slots=True)

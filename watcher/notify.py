@@ -160,7 +160,7 @@ def default_body(c: Context) -> str:
     lines = [
         f"{c.headline}.",
         f"What: {c.target} on {c.server} ({c.system}, {c.url})",
-        f"Remote state: {c.state or 'none yet'} ({c.phase})",
+        f"Remote state: {c.state} ({c.phase})" if c.state else "Remote state: none yet",
         f"Detail: {c.detail}" if c.detail else "",
         f"Watched for {c.duration} since {c.started}, {c.polls} polls",
         f"Link: {c.link}" if c.link else "",
@@ -194,7 +194,7 @@ class Channel:
 
     def describe(self) -> str:
         """The channel's URLs with their secrets masked by apprise."""
-        return ", ".join(service.url(privacy=True) for service in self._apprise)
+        return ", ".join(service.url(privacy=True).split("?")[0] for service in self._apprise)
 
     async def send(self, title: str, body: str) -> str | None:
         """Deliver once; ``None`` on success, else what went wrong (secrets masked)."""

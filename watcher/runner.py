@@ -105,12 +105,20 @@ def summary(records: Iterable[WatchRecord], now: float) -> str:
     return line + (f"; waiting for {'; '.join(pending)}" if pending else "")
 
 
-async def run(config: Config, options: Options, specs: list[Spec] | None = None) -> int:
-    """Run watches until stopped (daemon) or until all have ended (once); the exit code."""
+async def run(
+    config: Config,
+    options: Options,
+    specs: list[Spec] | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run watches until stopped (daemon) or until all have ended (once); the exit code.
+
+    SIGTERM and SIGINT set ``stop``; so can whoever embeds watcher.
+    """
     specs = build_specs(config) if specs is None else specs
     channels = build_channels(config)
     store = SqliteStore(config.daemon.state)
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     _on_signals(stop)
     try:
         async with Http() as http:

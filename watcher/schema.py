@@ -40,8 +40,8 @@ def format_duration(seconds: float) -> str:
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
     units = ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s"))
-    parts = [f"{n}{u}" for n, u in units if n]
-    return "".join(parts[:2])
+    parts = [(n, u) for n, u in units if n][:2]
+    return "".join(f"{n:02d}{u}" if i else f"{n}{u}" for i, (n, u) in enumerate(parts))
 
 
 class Model(BaseModel):

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered REAL, last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_try) WHERE delivered IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_order ON outbox (watch, channel, id) WHERE delivered IS NULL;
 """
 
 _RECORD_FIELDS = [f.name for f in fields(WatchRecord)]
@@ -53,6 +54,12 @@ _ENQUEUE = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _PENDING = "SELECT {cols} FROM outbox WHERE delivered IS NULL"
+# a watch's notes reach a channel in the order they happened: each waits for the one before
+_IN_ORDER = (
+    " AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.delivered IS NULL"
+    " AND earlier.watch = outbox.watch AND earlier.channel = outbox.channel"
+    " AND earlier.id < outbox.id)"
+)
 _NOTE_COLS = "watch, event, channel, title, body, dedup, id, attempts, next_try, last_error"
 
 
@@ -65,9 +72,13 @@ class Store(Protocol):
 
     async def due(self, now: float, limit: int) -> list[Note]: ...
 
+    async def retry_now(self, now: float) -> None: ...
+
     async def delivered(self, note: Note, at: float) -> None: ...
 
     async def failed(self, note: Note, error: str, next_try: float) -> None: ...
+
+    async def next_due(self) -> float | None: ...
 
     async def pending(self) -> int: ...
 
@@ -177,15 +188,22 @@ class SqliteStore:
         await self._write(work)
 
     async def due(self, now: float, limit: int) -> list[Note]:
-        query = _PENDING.format(cols=_NOTE_COLS) + " AND next_try <= ? ORDER BY next_try LIMIT ?"
+        query = (
+            _PENDING.format(cols=_NOTE_COLS) + _IN_ORDER + " AND next_try <= ? ORDER BY id LIMIT ?"
+        )
         rows = await self._run(lambda c: c.execute(query, (now, limit)).fetchall())
         return [_row_to_note(row) for row in rows]
 
     async def next_due(self) -> float | None:
         """When the earliest undelivered notification is due, if any."""
-        query = "SELECT MIN(next_try) FROM outbox WHERE delivered IS NULL"
+        query = "SELECT MIN(next_try) FROM outbox WHERE delivered IS NULL" + _IN_ORDER
         row = await self._run(lambda c: c.execute(query).fetchone())
         return None if row[0] is None else float(row[0])
+
+    async def retry_now(self, now: float) -> None:
+        """Make every undelivered notification due at ``now`` (a restart retries at once)."""
+        sql = "UPDATE outbox SET next_try = ? WHERE delivered IS NULL AND next_try > ?"
+        await self._write(lambda c: c.execute(sql, (now, now)))
 
     async def delivered(self, note: Note, at: float) -> None:
         sql = "UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?"

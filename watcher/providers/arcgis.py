@@ -12,16 +12,16 @@ A run is ``{"runId", "status", "result", "created", "modified", "url"}``; a list
 ``nextStart > start``. Errors come as HTTP 200 with ``{"status": "error", "messages": [...],
 "code": 498}`` or ``{"error": {"code": 498, "message": "Invalid token.", "details": [...]}}``,
 sometimes as ``text/plain``. 498/499 mean token trouble: a provider that logs in logs in again
-once and repeats the call. Code 500 and above are transient; other codes are permanent.
+once and repeats the call. Code 500 and above are transient; other codes are permanent. The login
+token is shared by every watch of a server and renewed before it expires (a
+:class:`~watcher.providers.auth.TokenCache`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,8 +32,8 @@ from pydantic import SecretStr, model_validator
 from watcher.client import Reply, ServerClient, expect_ok, json_message, snippet
 from watcher.errors import BadReplyError, PermanentError, PollError, TransientError
 from watcher.models import Observation, Phase, Target
+from watcher.providers.auth import Token, TokenCache, hide
 from watcher.providers.base import Kind, phase_of
-from watcher.redact import MASK, scrub
 from watcher.schema import HttpUrl, ServerBase
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,6 @@ STATES: Mapping[str, Phase] = {
 TOKEN_CODES = frozenset({498, 499})
 MAX_PAGES = 10
 TOKEN_MINUTES = 60
-_MIN_SECRET_LEN = 4
 LOGIN_FORM = {"client": "requestip", "expiration": str(TOKEN_MINUTES), "f": "json"}
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _DATE = re.compile(
@@ -217,16 +216,17 @@ class ArcGis:
         self._config = config
         self._http = http
         self._clock = clock
-        self._lock = asyncio.Lock()
-        self._token: str | None = None
-        self._issued_at = self._expires_at = 0.0
-        self._recent: deque[str] = deque(maxlen=3)
+        self._tokens = (
+            TokenCache.static(config.token.get_secret_value())
+            if config.token
+            else TokenCache(self._login, clock=clock)
+        )
 
     async def observe(self, target: Target, memo: Mapping[str, Any]) -> Observation:
         try:
             return await self._observe(target.task or "", target.id, memo)
         except PollError as exc:
-            exc.args = (self._hide(str(exc)),)
+            exc.args = (hide(str(exc), self._config.secrets()),)
             raise
 
     async def _observe(self, task: str, run_id: str | None, memo: Mapping[str, Any]) -> Observation:
@@ -275,12 +275,12 @@ class ArcGis:
 
     async def _call(self, url: str, params: Mapping[str, str]) -> dict[str, Any]:
         """GET an admin resource; on a token error, log in again once and repeat."""
-        token = await self._current_token()
+        token = await self._tokens.get()
         reply, data = await self._get(url, params, token)
         code = _error_code(data)
-        if code in TOKEN_CODES and self._config.token is None:
+        if code in TOKEN_CODES and self._tokens.renewable:
             log.info("%s refused the token (%s); logging in again", reply.where, code)
-            reply, data = await self._get(url, params, await self._current_token(stale=token))
+            reply, data = await self._get(url, params, await self._tokens.refused(token))
             code = _error_code(data)
         if code is not None:
             raise _envelope_error(reply, data, code)
@@ -297,21 +297,7 @@ class ArcGis:
         reply = expect_ok(await self._http.get(url, params=query, headers=headers))
         return reply, _decode(reply)
 
-    async def _current_token(self, stale: str | None = None) -> str:
-        if self._config.token is not None:
-            return self._config.token.get_secret_value()
-        async with self._lock:
-            if self._token is None or self._token == stale or self._due():
-                self._token = await self._login()
-            return self._token
-
-    def _due(self) -> bool:
-        """Whether the token is near its end: under 60 s or 10% of its life left."""
-        life_s = self._expires_at - self._issued_at
-        margin_s = min(max(60.0, life_s / 10), life_s / 2)
-        return self._expires_at - self._clock() < margin_s
-
-    async def _login(self) -> str:
+    async def _login(self) -> Token:
         config = self._config
         assert config.username is not None and config.password is not None
         secret = config.password.get_secret_value()
@@ -323,18 +309,10 @@ class ArcGis:
         token = data.get("token")
         if not isinstance(token, str) or not token:
             raise BadReplyError(f"{reply.where} answered without a 'token'")
-        self._issued_at = now = self._clock()
-        self._expires_at = parse_expires(data.get("expires")) or now + TOKEN_MINUTES * 60
-        self._recent.append(token)
-        log.debug("logged in at %s for %.0fs", reply.where, self._expires_at - now)
-        return token
-
-    def _hide(self, text: str) -> str:
-        given = (s.get_secret_value() for s in (self._config.token, self._config.password) if s)
-        for secret in [*self._recent, *given]:
-            if len(secret) >= _MIN_SECRET_LEN:  # shorter ones would mask ordinary words
-                text = text.replace(secret, MASK)
-        return scrub(text)
+        now = self._clock()
+        expires = parse_expires(data.get("expires")) or now + TOKEN_MINUTES * 60
+        log.debug("logged in at %s for %.0fs", reply.where, expires - now)
+        return Token(token, expires)
 
 
 def _observation(run: Run, memo: Mapping[str, Any] | None = None) -> Observation:

@@ -19,22 +19,20 @@ The access token is either configured (``token``) or obtained with OAuth2 client
     grant_type=client_credentials
 
 which answers ``{"access_token", "expires_in", "token_type"}``. One provider instance serves every
-watch of a server and they share its token. It is renewed before it expires (when less than 60 s or
-10% of its lifetime is left, from ``expires_in``, else from the JWT ``exp`` claim), and once when
-the status call answers 401 or 403; a second refusal ends the watch with a
-:class:`~watcher.errors.PermanentError`.
+watch of a server and they share its token (a :class:`~watcher.providers.auth.TokenCache`). It is
+renewed before it expires, by the rule of :func:`~watcher.providers.auth.renew_time`, with the
+expiry from ``expires_in``, else from the JWT ``exp`` claim; and once when the status call answers
+401 or 403. A second refusal ends the watch with a :class:`~watcher.errors.PermanentError`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal, Self
 from urllib.parse import quote
 
@@ -43,8 +41,8 @@ from pydantic import ConfigDict, SecretStr, model_validator
 from watcher.client import Reply, ServerClient, error_text, expect_ok, json_message
 from watcher.errors import BadReplyError, PermanentError
 from watcher.models import Observation, Phase, Target
+from watcher.providers.auth import Token, TokenCache, hide
 from watcher.providers.base import Kind, phase_of
-from watcher.redact import MASK, scrub
 from watcher.schema import HttpUrl, ServerBase
 
 log = logging.getLogger(__name__)
@@ -63,8 +61,6 @@ STATES: Mapping[str, Phase] = {
 
 DEFAULT_URL = "https://api.gardin.ag/v2"
 DEFAULT_TOKEN_URL = "https://login.gardin.ag/oauth2/token"
-RENEW_MARGIN_S = 60.0
-RENEW_FRACTION = 0.1
 _REFUSED = (401, 403)
 
 
@@ -89,22 +85,6 @@ class Config(ServerBase):
         if self.token is None and not (self.client_id and self.client_secret):
             raise ValueError("needs either 'token' or both 'client_id' and 'client_secret'")
         return self
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    """An access token and the clock time after which to renew it (``None``: until refused)."""
-
-    value: str
-    renew_at: float | None = None
-
-
-def renew_time(issued_at: float, expires_at: float | None) -> float | None:
-    """When to renew a token: once less than 60 s or 10% of its lifetime is left."""
-    if expires_at is None:
-        return None
-    lifetime = max(0.0, expires_at - issued_at)
-    return expires_at - max(RENEW_MARGIN_S, RENEW_FRACTION * lifetime)
 
 
 def jwt_claims(token: str) -> dict[str, Any]:
@@ -146,17 +126,20 @@ class Gardin:
         self._config = config
         self._http = http
         self._clock = clock
-        self._lock = asyncio.Lock()
-        self._token = Token(config.token.get_secret_value()) if config.token else None
+        self._tokens = (
+            TokenCache.static(config.token.get_secret_value())
+            if config.token
+            else TokenCache(self._login, clock=clock)
+        )
 
     async def observe(self, target: Target, memo: Mapping[str, Any]) -> Observation:
         url = f"{self._config.url}/query/{quote(target.id or '', safe='')}/status"
-        token = await self._bearer()
+        token = await self._tokens.get()
         reply = await self._status(url, token)
-        renewable = self._config.token is None
+        renewable = self._tokens.renewable
         if reply.status in _REFUSED and renewable:
             log.info("Gardin refused the token (HTTP %s); renewing it once", reply.status)
-            reply = await self._status(url, await self._bearer(refused=token))
+            reply = await self._status(url, await self._tokens.refused(token))
         return _observation(self._checked(reply, renewable))
 
     async def _status(self, url: str, token: str) -> Reply:
@@ -177,17 +160,6 @@ class Gardin:
             raise PermanentError(f"{reply.where}: query not found: {said}", 404)
         return expect_ok(reply)
 
-    async def _bearer(self, refused: str | None = None) -> str:
-        """The current token; a new one if there is none, it is due, or it was ``refused``."""
-        async with self._lock:
-            token = self._token
-            if token is None or token.value == refused or self._due(token):
-                token = self._token = await self._login()
-            return token.value
-
-    def _due(self, token: Token) -> bool:
-        return token.renew_at is not None and self._clock() >= token.renew_at
-
     async def _login(self) -> Token:
         reply = await self._http.post(
             self._config.token_url,
@@ -205,7 +177,7 @@ class Gardin:
                 raise PermanentError(f"{reply.where} gave no token: {said}", reply.status)
             raise BadReplyError(f"{reply.where}: no access_token in the answer")
         issued_at = self._clock()
-        token = Token(data["access_token"], renew_time(issued_at, expires_at(data, issued_at)))
+        token = Token(data["access_token"], expires_at(data, issued_at))
         log.info("Gardin token obtained from %s", reply.where)
         return token
 
@@ -216,11 +188,7 @@ class Gardin:
 
     def _mask(self, text: str) -> str:
         """``text`` without this server's secrets, even those not registered for scrubbing."""
-        text = scrub(text)
-        for secret in self._config.secrets():
-            if secret:
-                text = text.replace(secret, MASK)
-        return text
+        return hide(text, self._config.secrets())
 
 
 def _observation(reply: Reply) -> Observation:

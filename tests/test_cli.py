@@ -1,0 +1,199 @@
+"""The command line as CI and operators use it: exit codes, messages, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Receiver
+from tests.systems import config_text, server_table, watch_table
+from watcher import __version__
+from watcher.cli import main
+from watcher.simulators.base import Step
+from watcher.simulators.rsa_governance import RsaSimulator
+
+PLAN: dict[str, list[Step]] = {
+    "1": ["New", "Running", "Completed"],
+    "2": ["Running", "Aborted"],
+    "3": ["Running"],
+    "4": ["New", "Completed"],
+}
+
+
+@pytest.fixture
+async def rsa() -> object:
+    sim = RsaSimulator(PLAN)
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+def write(tmp_path: Path, hook: str, url: str, runs: list[str], **defaults: object) -> Path:
+    watches = "".join(watch_table("rsa_governance", "gov", r, name=f"run {r}") for r in runs)
+    text = config_text(
+        tmp_path / "state.db", hook, server_table("rsa_governance", "gov", url), watches, **defaults
+    )
+    path = tmp_path / "watches.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def cli(*args: str | Path) -> int:
+    return await asyncio.to_thread(main, [str(a) for a in args])
+
+
+@pytest.mark.parametrize(
+    ("runs", "code"),
+    [
+        (["1"], 0),
+        (["1", "4"], 0),
+        (["2"], 1),
+        (["1", "2"], 1),
+        (["3"], 3),
+        (["2", "3"], 1),
+        (["1", "3"], 3),
+    ],
+)
+async def test_run_once_exit_code_tells_the_pipeline_what_happened(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, runs: list[str], code: int
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, runs, timeout=0.5)
+    assert await cli("run", "--once", "-c", path) == code
+
+
+async def test_an_unknown_run_exits_3(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    assert await cli("run", "--once", "-c", write(tmp_path, receiver.url, rsa.url, ["404"])) == 3
+
+
+async def test_wait_blocks_on_one_run_with_the_configs_servers_and_channels(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, [])
+    assert await cli("wait", "gov", "1", "-c", path, "--notify", "hook") == 0
+    assert receiver.titles[-1] == "run 1 on gov succeeded"
+    assert await cli("wait", "gov", "2", "-c", path) == 1
+    assert await cli("wait", "gov", "3", "-c", path, "--timeout", "0.3s") == 3
+
+
+async def test_wait_with_an_unknown_server_or_channel_is_a_usage_error(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, [])
+    assert await cli("wait", "nope", "1", "-c", path) == 2
+    assert "no server named 'nope'" in capsys.readouterr().err
+    assert await cli("wait", "gov", "1", "-c", path, "--notify", "pager") == 2
+    assert "no channel named 'pager'" in capsys.readouterr().err
+
+
+async def test_status_shows_every_watch_and_its_outcome(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, ["1", "2"])
+    await cli("run", "--once", "-c", path)
+    capsys.readouterr()
+    assert await cli("status", "-c", path) == 0
+    out = capsys.readouterr().out
+    assert "run 1" in out and "Completed" in out and "succeeded after" in out
+    assert "Aborted" in out and "failed after" in out
+    assert "all notifications delivered" in out
+
+
+def test_status_without_a_state_file_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "json://127.0.0.1:9/x", "http://127.0.0.1:9/aveksa", ["1"])
+    assert main(["status", "-c", str(path)]) == 1
+    assert "no state file" in capsys.readouterr().out
+
+
+async def test_notify_test_delivers_or_says_why_not(
+    tmp_path: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, receiver.url, "http://127.0.0.1:9/aveksa", [])
+    assert await cli("notify-test", "hook", "-c", path) == 0
+    assert receiver.titles == ["watcher test notification"]
+    receiver.fail_first = 10
+    assert await cli("notify-test", "hook", "-c", path) == 1
+    assert "delivery failed" in capsys.readouterr().err
+
+
+def test_check_accepts_a_good_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "json://127.0.0.1:9/x", "http://127.0.0.1:9/aveksa", ["1"])
+    assert main(["check", "-c", str(path)]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_check_rejects_a_channel_url_apprise_cannot_parse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "slack://not-valid", "http://127.0.0.1:9/aveksa", ["1"])
+    assert main(["check", "-c", str(path)]) == 2
+    assert "channels.hook: url #1 is not a URL apprise understands" in capsys.readouterr().err
+
+
+async def run_process(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "watcher",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_a_bad_config_exits_2_naming_file_and_key_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "watches.toml"
+    path.write_text('[[watches]]\nserver = "gov"\nid = "1"\nintervall = "1m"\n', encoding="utf-8")
+    code, _, err = await run_process("check", "-c", str(path))
+    assert code == 2
+    assert str(path) in err and "watches[0].intervall: unknown key" in err
+    assert "Traceback" not in err
+
+
+async def test_usage_errors_and_version() -> None:
+    assert (await run_process("frobnicate"))[0] == 2
+    code, out, _ = await run_process("--version")
+    assert code == 0 and out.strip() == f"watcher {__version__}"
+
+
+async def test_sigterm_stops_the_daemon_promptly_with_state_saved(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, ["3"])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "watcher",
+        "run",
+        "-c",
+        str(path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    while rsa.polls["3"] < 3:
+        await asyncio.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        polls, outcome = db.execute("SELECT polls, outcome FROM watches").fetchone()
+    assert polls >= 3 and outcome is None
+
+
+async def test_demo_shows_outcomes_and_notifications_without_accounts() -> None:
+    code, out, err = await run_process("demo", "--speed", "4")
+    assert code == 1  # the demo's Gardin query fails on purpose
+    assert ">>> crop index query failed" in out
+    assert ">>> nightly identity collection succeeded" in out
+    assert "next poll in" in err and "answered HTTP 503" in err

@@ -1,0 +1,134 @@
+"""HTTP behaviour against real local servers: timeouts, resets, refused connections, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from watcher.client import Http, Reply, error_text, expect_ok, html_text, retry_after
+from watcher.errors import PermanentError, TransientError
+
+
+def reply(status: int, text: str, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, "Reason", headers or {}, text, "GET http://h/x")
+
+
+def test_html_error_page_becomes_its_sentence() -> None:
+    page = "<html>\n<head>\n<title>Error</title>\n</head>\n<body>The run-id 1 is invalid.</body>"
+    assert html_text(page) == "The run-id 1 is invalid."
+
+
+def test_html_page_without_body_text_falls_back_to_its_title() -> None:
+    assert html_text("<html><head><title>502 Bad Gateway</title></head><body></body></html>") == (
+        "502 Bad Gateway"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ('{"message": "Query not found"}', "Query not found"),
+        ('{"error": {"code": 498, "message": "Invalid token."}}', "Invalid token."),
+        ('{"status": "error", "messages": ["Token Expired."], "code": 498}', "Token Expired."),
+        ('{"error": "invalid_client"}', "invalid_client"),
+        ("plain words", "plain words"),
+    ],
+)
+def test_error_text_reads_the_usual_error_shapes(body: str, said: str) -> None:
+    assert error_text(reply(400, body)) == said
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504, 408])
+def test_server_trouble_is_transient(status: int) -> None:
+    with pytest.raises(TransientError):
+        expect_ok(reply(status, "busy"))
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 412, 422])
+def test_client_errors_are_permanent_and_keep_the_status(status: int) -> None:
+    with pytest.raises(PermanentError) as caught:
+        expect_ok(reply(status, '{"message": "nope"}'))
+    assert caught.value.status == status
+    assert "nope" in str(caught.value)
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    assert retry_after({"Retry-After": "120"}) == 120.0
+    assert retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:10 GMT"}, now=1445412480.0) == 10.0
+    assert retry_after({"Retry-After": "soon"}) is None
+    assert retry_after({}) is None
+
+
+async def test_retry_after_is_read_whatever_the_header_case(http: Http) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=503, headers={"retry-after": "7"})
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    async with TestServer(app) as server:
+        answer = await http.server().get(str(server.make_url("/")))
+    with pytest.raises(TransientError) as caught:
+        expect_ok(answer)
+    assert caught.value.retry_after_s == 7.0
+
+
+async def test_a_server_that_does_not_answer_in_time_is_a_transient_timeout(http: Http) -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_get("/", slow)
+    async with TestServer(app) as server:
+        with pytest.raises(TransientError, match="no answer within 0.2s"):
+            await http.server(timeout_s=0.2).get(str(server.make_url("/")))
+
+
+async def test_a_reset_connection_is_transient(http: Http) -> None:
+    async def reset(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/", reset)
+    async with TestServer(app) as server:
+        with pytest.raises(TransientError, match="connection reset"):
+            await http.server().get(str(server.make_url("/")))
+
+
+async def test_a_refused_connection_is_transient(http: Http, unused_tcp_port: int) -> None:
+    with pytest.raises(TransientError, match="cannot connect"):
+        await http.server().get(f"http://127.0.0.1:{unused_tcp_port}/")
+
+
+async def test_requests_in_flight_to_one_server_are_bounded(http: Http) -> None:
+    in_flight = peak = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return web.Response(text="{}")
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    async with TestServer(app) as server:
+        client = http.server(max_concurrency=3)
+        await asyncio.gather(*(client.get(str(server.make_url("/"))) for _ in range(12)))
+    assert peak == 3
+
+
+def test_error_messages_never_carry_the_query_string() -> None:
+    assert Reply(500, "", {}, "", "GET http://h/runs/1").where == "GET http://h/runs/1"
+
+
+def test_unused_port_fixture_is_really_free(unused_tcp_port: int) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", unused_tcp_port))
