@@ -4,8 +4,9 @@ Runs ``--watches`` RSA Governance runs, each scripted to end after ``--polls`` p
 ``--servers`` simulated servers that live in a separate process (so their CPU does not count
 against the engine's event loop). The engine runs as ``watcher run --once`` wires it: one
 :class:`~watcher.client.Http` session, a per-server ``max_concurrency`` gate, a
-:class:`~watcher.store.SqliteStore` in a temporary directory, no channels. ``--no-http`` swaps
-the provider for one that answers at once, which leaves only scheduler, store and loop costs.
+:class:`~watcher.store.SqliteStore` in a temporary directory, no channels, INFO logging to a
+file. ``--no-http`` swaps the provider for one that answers at once, which leaves only the
+scheduler, store, logging and event-loop costs.
 
 Prints numbers; it asserts nothing. Every run stops by itself after ``--timeout`` seconds::
 
@@ -44,6 +45,7 @@ TOKEN = "bench-token"
 LAG_PERIOD_S = 0.05
 SIM_START_TIMEOUT_S = 30.0
 SIM_STOP_TIMEOUT_S = 10.0
+FIRST_POLL_SPREAD_S = 5.0  # as watcher.engine: first polls spread over min(this, interval)
 
 
 # --- the simulator process ---------------------------------------------------------------------
@@ -102,12 +104,13 @@ class SimProcess:
 
 
 class CountingStore(SqliteStore):
-    """SqliteStore that records its transactions, writer-thread time and save latency."""
+    """SqliteStore that records its transactions, writer-thread time and save() latency."""
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(path)
         self.batches: list[int] = []
-        self.thread_s = 0.0
+        self.thread_wall_s = 0.0
+        self.thread_cpu_s = 0.0
         self.save_s: list[float] = []
 
     async def _flush(self) -> None:
@@ -116,11 +119,12 @@ class CountingStore(SqliteStore):
 
     async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         def timed(conn: sqlite3.Connection) -> Any:
-            began = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.thread_time()
             try:
                 return work(conn)
             finally:
-                self.thread_s += time.perf_counter() - began
+                self.thread_wall_s += time.perf_counter() - wall
+                self.thread_cpu_s += time.thread_time() - cpu
 
         return await super()._run(timed)
 
@@ -145,20 +149,31 @@ class LagProbe:
             self.lags_s.append(max(0.0, loop.time() - due))
 
 
-class LogCounter(logging.Handler):
-    """Counts log records per level, and WARNING and above per logger with its first message."""
+@dataclass
+class PollProbe:
+    """Shared by the timed providers: how late polls start, how long observe() takes."""
 
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.levels: Counter[str] = Counter()
-        self.warnings: Counter[str] = Counter()
-        self.first: dict[str, str] = {}
+    records: Mapping[str, WatchRecord] = field(default_factory=dict)
+    late_s: list[float] = field(default_factory=list)
+    observe_s: list[float] = field(default_factory=list)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.levels[record.levelname] += 1
-        if record.levelno >= logging.WARNING:
-            self.warnings[record.name] += 1
-            self.first.setdefault(record.name, record.getMessage()[:100])
+
+class TimedProvider:
+    """Wraps a provider: lateness against the record's ``next_poll``, observe() duration."""
+
+    def __init__(self, inner: Provider, probe: PollProbe) -> None:
+        self._inner = inner
+        self._probe = probe
+
+    async def observe(self, target: Target, memo: Mapping[str, Any]) -> Observation:
+        record = self._probe.records.get(target.key)
+        if record is not None and record.next_poll is not None:
+            self._probe.late_s.append(time.time() - record.next_poll)
+        began = time.perf_counter()
+        try:
+            return await self._inner.observe(target, memo)
+        finally:
+            self._probe.observe_s.append(time.perf_counter() - began)
 
 
 class InstantProvider:
@@ -173,6 +188,22 @@ class InstantProvider:
         return Observation(state=state, phase=STATES[state], memo={"n": seen + 1})
 
 
+class LogCounter(logging.Handler):
+    """Counts log records per level, and WARNING and above per logger with its first message."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.levels: Counter[str] = Counter()
+        self.warnings: Counter[str] = Counter()
+        self.first: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.levels[record.levelname] += 1
+        if record.levelno >= logging.WARNING:
+            self.warnings[record.name] += 1
+            self.first.setdefault(record.name, record.getMessage()[:90])
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -180,16 +211,15 @@ class InstantProvider:
 class Result:
     """What one run measured."""
 
+    store: CountingStore
+    polls: PollProbe
+    lag: LagProbe = field(default_factory=LagProbe)
     wall_s: float = 0.0
     start_s: float = 0.0
     cpu_s: float = 0.0
     timed_out: bool = False
     outcomes: Counter[str] = field(default_factory=Counter)
-    polls: int = 0
-    lags_s: list[float] = field(default_factory=list)
-    batches: list[int] = field(default_factory=list)
-    store_thread_s: float = 0.0
-    save_s: list[float] = field(default_factory=list)
+    done_polls: int = 0
     sim_served: int = -1
     sim_cpu_s: float = -1.0
 
@@ -200,34 +230,32 @@ def run_ids(args: argparse.Namespace) -> list[list[str]]:
 
 
 def build_specs(ids: list[list[str]], args: argparse.Namespace) -> list[Spec]:
-    policy = Policy(args.interval, args.backoff, max(args.interval, 1.0) * 4)
-    return [
-        Spec(f"sim{s}/{run}", f"run {run}", Target(f"sim{s}", run), policy, 3600.0, ())
-        for s, group in enumerate(ids)
-        for run in group
-    ]
+    policy = Policy(args.interval, args.backoff, args.max_interval or args.interval * 4)
+    targets = [Target(f"sim{s}", run) for s, group in enumerate(ids) for run in group]
+    return [Spec(t.key, f"run {t.id}", t, policy, 3600.0, ()) for t in targets]
 
 
-def http_servers(urls: list[str], http: Http, concurrency: int) -> dict[str, Server]:
+def http_servers(
+    urls: list[str], http: Http, concurrency: int, probe: PollProbe
+) -> dict[str, Server]:
     servers = {}
     for s, url in enumerate(urls):
         config = Config.model_validate({"kind": "rsa_governance", "url": url, "token": TOKEN})
         client = http.server(max_concurrency=concurrency, timeout_s=config.request_timeout)
-        provider = RsaGovernance(config, client)
+        provider = TimedProvider(RsaGovernance(config, client), probe)
         servers[f"sim{s}"] = Server(f"sim{s}", "RSA (simulated)", url, provider)
     return servers
 
 
-def instant_servers(count: int, polls: int) -> dict[str, Server]:
-    provider: Provider = InstantProvider(polls)
+def instant_servers(count: int, polls: int, probe: PollProbe) -> dict[str, Server]:
+    provider = TimedProvider(InstantProvider(polls), probe)
     return {f"sim{s}": Server(f"sim{s}", "instant", "http://x", provider) for s in range(count)}
 
 
-async def drive(engine: Engine, store: CountingStore, timeout_s: float) -> Result:
+async def drive(engine: Engine, result: Result, timeout_s: float) -> None:
     """Start the engine, wait until every watch is done (or timeout), stop it."""
-    probe = LagProbe()
-    ticking = asyncio.create_task(probe.run())
-    result = Result()
+    result.polls.records = engine.records
+    ticking = asyncio.create_task(result.lag.run())
     cpu0, t0 = time.process_time(), time.perf_counter()
     await engine.start()
     result.start_s = time.perf_counter() - t0
@@ -239,25 +267,23 @@ async def drive(engine: Engine, store: CountingStore, timeout_s: float) -> Resul
     result.cpu_s = time.process_time() - cpu0
     ticking.cancel()
     await engine.stop()
-    result.lags_s = probe.lags_s
     result.outcomes = Counter(str(r.outcome) for r in engine.records.values())
-    result.polls = sum(r.polls for r in engine.records.values())
-    result.batches, result.store_thread_s = store.batches, store.thread_s
-    result.save_s = store.save_s
-    return result
+    result.done_polls = sum(r.polls for r in engine.records.values())
 
 
 async def bench(args: argparse.Namespace, specs: list[Spec], urls: list[str], tmp: Path) -> Result:
-    store = CountingStore(tmp / "state.db")
+    result = Result(CountingStore(tmp / "state.db"), PollProbe())
     try:
         if args.no_http:
-            engine = Engine(specs, instant_servers(args.servers, args.polls), {}, store)
-            return await drive(engine, store, args.timeout)
+            servers = instant_servers(args.servers, args.polls, result.polls)
+            await drive(Engine(specs, servers, {}, result.store), result, args.timeout)
+            return result
         async with Http() as http:
-            engine = Engine(specs, http_servers(urls, http, args.concurrency), {}, store)
-            return await drive(engine, store, args.timeout)
+            servers = http_servers(urls, http, args.concurrency, result.polls)
+            await drive(Engine(specs, servers, {}, result.store), result, args.timeout)
+            return result
     finally:
-        await store.close()
+        await result.store.close()
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -271,37 +297,61 @@ def pct(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def report(args: argparse.Namespace, result: Result, logs: LogCounter) -> None:
-    ideal_s = min(5.0, args.interval) + (args.polls - 1) * args.interval
-    ms = [lag * 1000 for lag in result.lags_s]
-    save_ms = [s * 1000 for s in result.save_s]
-    batches = result.batches or [0]
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def spread_ms(values_s: Sequence[float]) -> str:
+    ms = [v * 1000 for v in values_s]
+    return f"p50 {pct(ms, 0.5):.0f}  p99 {pct(ms, 0.99):.0f}  max {max(ms, default=0):.0f} ms"
+
+
+def run_lines(args: argparse.Namespace, r: Result) -> list[str]:
+    floor_s = min(FIRST_POLL_SPREAD_S, args.interval) + (args.polls - 1) * args.interval
     mode = "no-http (instant provider)" if args.no_http else f"http, {args.servers} servers"
-    lines = [
-        f"mode               {mode}; concurrency {args.concurrency}/server",
+    served = "" if args.no_http else f"; simulator served {r.sim_served}"
+    return [
+        f"mode               {mode}; concurrency {args.concurrency}/server; log {args.log}",
         f"watches            {args.watches} x {args.polls} polls, interval {args.interval:g}s, "
         f"backoff {args.backoff:g}",
-        f"wall to all done   {result.wall_s:.2f} s (pacing floor ~{ideal_s:.1f} s; "
-        f"start() {result.start_s:.2f} s){'  TIMED OUT' if result.timed_out else ''}",
-        f"polls              {result.polls} done, {result.polls / result.wall_s:.0f} polls/s"
-        + ("" if args.no_http else f"; simulator served {result.sim_served}"),
-        f"loop lag (50 ms)   p50 {pct(ms, 0.5):.1f}  p99 {pct(ms, 0.99):.1f}  "
-        f"max {max(ms, default=0):.1f} ms  ({len(ms)} ticks)",
-        f"cpu (engine proc)  {result.cpu_s:.2f} s = {100 * result.cpu_s / result.wall_s:.0f} % "
-        f"of one core; store thread busy {result.store_thread_s:.2f} s",
-        f"cpu (simulator)    {result.sim_cpu_s:.2f} s" if not args.no_http else "",
+        f"wall to all done   {r.wall_s:.2f} s (pacing floor ~{floor_s:.1f} s; "
+        f"start() {r.start_s:.2f} s){'  TIMED OUT' if r.timed_out else ''}",
+        f"polls              {r.done_polls} done, {r.done_polls / r.wall_s:.0f} polls/s{served}",
+        f"outcomes           {dict(r.outcomes)}; all succeeded: "
+        f"{r.outcomes.get('succeeded', 0) == args.watches}",
+    ]
+
+
+def cost_lines(args: argparse.Namespace, r: Result) -> list[str]:
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    per_poll_us = 1e6 * r.cpu_s / max(r.done_polls, 1)
+    sim = "" if args.no_http else f"; simulator {r.sim_cpu_s:.1f} s"
+    return [
+        f"loop lag (50 ms)   {spread_ms(r.lag.lags_s)}  ({len(r.lag.lags_s)} ticks)",
+        f"poll start late    {spread_ms(r.polls.late_s)} (vs the record's next_poll)",
+        f"observe() time     {spread_ms(r.polls.observe_s)} (gate queue + request)",
+        f"cpu engine proc    {r.cpu_s:.1f} s = {100 * r.cpu_s / r.wall_s:.0f} % of one core, "
+        f"{per_poll_us:.0f} us/poll{sim}",
         f"peak RSS           {rss_mb:.0f} MB",
-        f"store              {len(result.batches)} transactions, batch mean "
-        f"{sum(batches) / len(batches):.0f} max {max(batches)}; save() latency "
-        f"p50 {pct(save_ms, 0.5):.1f} p99 {pct(save_ms, 0.99):.1f} max "
-        f"{max(save_ms, default=0):.1f} ms",
-        f"outcomes           {dict(result.outcomes)}; all succeeded: "
-        f"{result.outcomes.get('succeeded', 0) == args.watches}",
-        f"log records        {dict(logs.levels)} (to file: {args.log})",
+    ]
+
+
+def store_lines(r: Result) -> list[str]:
+    batches = r.store.batches or [0]
+    return [
+        f"store              {len(r.store.batches)} transactions, batch mean "
+        f"{sum(batches) / len(batches):.0f} max {max(batches)}; writer thread "
+        f"{r.store.thread_wall_s:.1f} s in transactions, {r.store.thread_cpu_s:.1f} s CPU",
+        f"save() latency     {spread_ms(r.store.save_s)}",
+    ]
+
+
+def log_lines(logs: LogCounter) -> list[str]:
+    return [
+        f"log records        {dict(logs.levels)}",
         f"warnings by logger {dict(logs.warnings)} {dict(logs.first)}",
     ]
-    print("\n".join(line for line in lines if line))
+
+
+def report(args: argparse.Namespace, result: Result, logs: LogCounter) -> None:
+    lines = run_lines(args, result) + cost_lines(args, result) + store_lines(result)
+    print("\n".join(lines + log_lines(logs)))
 
 
 # --- entry point -------------------------------------------------------------------------------
@@ -313,14 +363,17 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--polls", type=int, default=4, help="polls until each run completes")
     parser.add_argument("--interval", type=float, default=1.0, help="poll interval, seconds")
     parser.add_argument("--backoff", type=float, default=1.0, help="interval growth factor")
+    parser.add_argument(
+        "--max-interval", type=float, default=0.0, help="backoff ceiling (default 4 x interval)"
+    )
     parser.add_argument("--concurrency", type=int, default=64, help="max_concurrency per server")
     parser.add_argument("--servers", type=int, default=4, help="simulated servers (ports)")
     parser.add_argument("--no-http", action="store_true", help="instant provider, no network")
     parser.add_argument(
         "--log",
-        choices=("info", "warning", "off"),
+        choices=("info", "warning"),
         default="info",
-        help="log level of the log file (info = what 'watcher run' logs); counted always",
+        help="level of the log file; info is what 'watcher run' logs",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after, seconds")
     return parser.parse_args(argv)
@@ -329,14 +382,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def setup_logging(level: str, tmp: Path) -> LogCounter:
     """Log as ``watcher run`` does (cli.setup_logging), but to a file, plus a counter."""
     counter = LogCounter()
+    handler = logging.FileHandler(tmp / "watcher.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    handler.addFilter(ScrubFilter())
     root = logging.getLogger()
-    root.handlers[:] = [counter]
+    root.handlers[:] = [handler, counter]
     root.setLevel(logging.INFO if level == "info" else logging.WARNING)
-    if level != "off":
-        handler = logging.FileHandler(tmp / "watcher.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
-        handler.addFilter(ScrubFilter())
-        root.addHandler(handler)
     for noisy in ("apscheduler", "apprise", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return counter

@@ -29,7 +29,7 @@ from watcher.providers.base import phase_of
 from watcher.simulators.arcgis import ArcGisSimulator
 from watcher.simulators.base import Fault
 
-SEED = Path("/work/shared/seeds/001_a42257a0462650f4.txt")
+SEED = Path(__file__).parent / "fixtures" / "seeds" / "arcgis_task_runs.txt"
 PASSWORD = "s3cret-Pa55word"
 STATIC = "static-token-0123456789"
 

@@ -22,7 +22,7 @@ from watcher.providers.rsa_governance import KIND, Config, RsaGovernance
 from watcher.simulators.base import Fault
 from watcher.simulators.rsa_governance import BAD_APP, BAD_TOKEN, BAD_USER, RsaSimulator
 
-SEED = Path("/work/shared/seeds/000_e953e59a64b6a1a4.txt")
+SEED = Path(__file__).parent / "fixtures" / "seeds" / "rsa_governance_get_run_status.txt"
 USER = "ops&<admin>"
 PASSWORD = "pa<ss>&\"word'-77"
 CLIENT_ID = "watcher-app"
