@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from apscheduler.jobstores.base import JobLookupError
@@ -29,7 +29,7 @@ from watcher.backoff import Policy
 from watcher.errors import BadReplyError, PollError
 from watcher.models import Event, Note, Observation, Outcome, Target, WatchRecord
 from watcher.notify import Channel, context_for, render
-from watcher.providers.base import Provider
+from watcher.providers.base import Discoverer, Provider
 from watcher.store import Store
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,15 @@ class Spec:
     notify: tuple[str, ...]
     filters: Mapping[str, str | int] | None = None
     parent: str | None = None
+    discovers: bool = False
+
+    def child(self, run_id: str) -> Spec:
+        """The watch of one run this (discovering) watch found."""
+        target = Target(self.target.server, run_id, self.target.task)
+        name = f"{self.name}: run {run_id}"
+        return Spec(
+            target.key, name, target, self.policy, self.timeout_s, self.notify, parent=self.key
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +104,10 @@ class Engine:
         """Load saved records, schedule every unfinished watch and start polling."""
         saved = await self._store.load()
         now = self._clock()
+        for record in saved.values():  # runs found by discovering watches before a restart
+            parent = self.specs.get(record.parent or "")
+            if parent is not None and record.key not in self.specs and record.id:
+                self.specs[record.key] = parent.child(record.id)
         fresh = []
         for spec in self.specs.values():
             record = saved.get(spec.key) or self._new_record(spec, now)
@@ -149,6 +162,8 @@ class Engine:
         spec, before = self.specs[key], self.records[key]
         result = await self._observe(spec, before)
         step = lifecycle.advance(before, result, self._clock(), spec.policy, self._rand())
+        if spec.discovers:
+            step = self._discovery_step(spec, step)
         after = step.record
         notes = self._notes(spec, after, step.events)
         await self._store.save(after, notes)
@@ -156,6 +171,8 @@ class Engine:
         self._report(spec, before, step)
         if notes:
             self._on_notes()
+        if isinstance(result, Observation) and result.discovered:
+            await self._adopt(spec, result.discovered)
         if step.delay_s is None:
             self._unschedule(key)
             self._check_all_done()
@@ -177,9 +194,34 @@ class Engine:
                     notes.append(Note(spec.key, event, name, title, body, dedup))
         return notes
 
+    def _children(self, key: str) -> list[WatchRecord]:
+        return [record for record in self.records.values() if record.parent == key]
+
+    def _discovery_step(self, spec: Spec, step: lifecycle.Step) -> lifecycle.Step:
+        """A discovering watch that found runs ends quietly; its runs carry the news."""
+        if step.record.outcome != Outcome.TIMEOUT or not self._children(spec.key):
+            return step
+        record = replace(step.record, outcome=Outcome.SUCCEEDED)
+        return replace(step, record=record, events=())
+
+    async def _adopt(self, parent: Spec, run_ids: Iterable[str]) -> None:
+        now = self._clock()
+        for run_id in run_ids:
+            spec = parent.child(run_id)
+            if spec.key in self.specs:
+                continue  # already watched on its own
+            self.specs[spec.key] = spec
+            record = self._new_record(spec, now)
+            await self._store.save(record)
+            self.records[spec.key] = record
+            self._schedule(spec.key, now)
+            log.info("%s: found run %s", parent.name, run_id)
+
     async def _observe(self, spec: Spec, record: WatchRecord) -> Observation | PollError:
         provider = self.servers[spec.target.server].provider
         try:
+            if spec.filters is not None and isinstance(provider, Discoverer):
+                return await provider.discover(spec.filters, record.memo)
             return await provider.observe(spec.target, record.memo)
         except PollError as exc:
             return exc
@@ -223,9 +265,24 @@ class Engine:
         with contextlib.suppress(JobLookupError):
             self._scheduler.remove_job(key)
 
+    def _finished(self, key: str) -> bool:
+        """Done, or (for a discovering watch) has found runs and all of them are done."""
+        if self.records[key].done:
+            return True
+        children = self._children(key) if self.specs[key].discovers else []
+        return bool(children) and all(child.done for child in children)
+
     def _check_all_done(self) -> None:
-        if all(record.done for record in self.records.values()):
+        if all(self._finished(key) for key in self.records):
             self._all_done.set()
+
+    def results(self) -> list[WatchRecord]:
+        """What an exit code is made of: every watch except discovering ones still going."""
+        return [
+            record
+            for key, record in self.records.items()
+            if record.done or not self.specs[key].discovers
+        ]
 
     async def wait_done(self) -> None:
         """Return once every watch has an outcome."""

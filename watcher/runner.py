@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import time
@@ -22,7 +23,7 @@ from watcher.client import Http
 from watcher.config import Config, WatchConfig
 from watcher.dispatch import Dispatcher
 from watcher.engine import Engine, Server, Spec
-from watcher.models import Outcome, WatchRecord
+from watcher.models import Outcome, Target, WatchRecord
 from watcher.notify import Channel
 from watcher.providers import KINDS
 from watcher.schema import format_duration
@@ -50,9 +51,31 @@ def build_specs(config: Config) -> list[Spec]:
 
 
 def _specs(watch: WatchConfig, config: Config) -> list[Spec]:
+    server = config.servers[watch.server]
     policy = Policy(watch.interval, watch.backoff, watch.max_interval)
-    notify = tuple(watch.notify)
-    return [Spec(watch.target.key, watch.title, watch.target, policy, watch.timeout, notify)]
+    ids = server.split_ids(watch.id)
+    specs = []
+    for run_id in ids:
+        target = Target(watch.server, run_id, watch.task)
+        name = watch.title
+        if len(ids) > 1:
+            name = f"{watch.name} (run {run_id})" if watch.name else target.describe()
+        key = target.key + (json.dumps(watch.filters, sort_keys=True) if watch.filters else "")
+        discovers = watch.filters is not None or server.discovers(run_id, watch.task)
+        specs.append(
+            Spec(
+                key,
+                name,
+                target,
+                policy,
+                watch.timeout,
+                tuple(watch.notify),
+                watch.filters,
+                None,
+                discovers,
+            )
+        )
+    return specs
 
 
 def build_channels(config: Config) -> dict[str, Channel]:
@@ -137,7 +160,7 @@ async def run(
             delivering.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await delivering
-            records = [engine.records[spec.key] for spec in specs]
+            records = engine.results()
     finally:
         await store.close()
     return exit_code(records) if options.once else EXIT_OK

@@ -78,6 +78,14 @@ class ServerBase(Model):
             return "needs an 'id'"
         return None
 
+    def discovers(self, id: str | None, task: str | None) -> bool:
+        """Whether a watch of this target finds runs rather than following one."""
+        return False
+
+    def split_ids(self, id: str | None) -> list[str | None]:
+        """The runs one watch's ``id`` names (RSA start commands return several)."""
+        return [id]
+
     def secrets(self) -> list[str]:
         """Secret values of this server, for masking in output."""
         return [v.get_secret_value() for v in self.__dict__.values() if isinstance(v, SecretStr)]

@@ -93,6 +93,9 @@ class Config(ServerBase):
         """Where tokens come from: ``token_url`` or the portal's generateToken."""
         return self.token_url or self.url.removesuffix("/admin") + "/sharing/rest/generateToken"
 
+    def discovers(self, id: str | None, task: str | None) -> bool:
+        return self.each and id is None
+
     def target_error(self, id: str | None, task: str | None) -> str | None:
         if not task:
             return "needs a 'task' (the id of a task under .../admin/system/tasks)"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from watcher.client import ServerClient
 from watcher.models import Observation, Phase, Target
@@ -32,6 +32,17 @@ class Provider(Protocol):
             memo: what the previous observation of this target left in ``Observation.memo``
                 (empty on the first poll); lets a provider remember, e.g., runs already seen.
         """
+        ...
+
+
+@runtime_checkable
+class Discoverer(Protocol):
+    """A provider that can also list runs by attributes (BRPM ``filters``)."""
+
+    async def discover(
+        self, filters: Mapping[str, str | int], memo: Mapping[str, Any]
+    ) -> Observation:
+        """List matching runs once; runs not seen before go in ``Observation.discovered``."""
         ...
 
 

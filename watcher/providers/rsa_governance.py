@@ -72,6 +72,10 @@ class Config(ServerBase):
     client_id: str | None = None
     client_secret: SecretStr | None = None
 
+    def split_ids(self, id: str | None) -> list[str | None]:
+        """``"5733,5734"`` (what a start command returns for several collectors) is two runs."""
+        return [part.strip() for part in (id or "").split(",") if part.strip()] or [id]
+
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> Self:
         pairs = {
