@@ -112,10 +112,17 @@ class CountingStore(SqliteStore):
         self.thread_wall_s = 0.0
         self.thread_cpu_s = 0.0
         self.save_s: list[float] = []
+        self.queued = 0
+        self.max_queued = 0
 
     async def _flush(self) -> None:
         self.batches.append(len(self._batch))
-        await super()._flush()
+        self.queued += 1
+        self.max_queued = max(self.max_queued, self.queued)
+        try:
+            await super()._flush()
+        finally:
+            self.queued -= 1
 
     async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         def timed(conn: sqlite3.Connection) -> Any:
@@ -338,7 +345,8 @@ def store_lines(r: Result) -> list[str]:
         f"store              {len(r.store.batches)} transactions, batch mean "
         f"{sum(batches) / len(batches):.0f} max {max(batches)}; writer thread "
         f"{r.store.thread_wall_s:.1f} s in transactions, {r.store.thread_cpu_s:.1f} s CPU",
-        f"save() latency     {spread_ms(r.store.save_s)}",
+        f"save() latency     {spread_ms(r.store.save_s)}; up to {r.store.max_queued} "
+        "transactions queued for the writer at once",
     ]
 
 

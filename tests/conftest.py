@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -13,7 +14,37 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiosmtpd.controller import Controller
 
+from watcher import redact
 from watcher.client import Http
+
+
+class _Everything(logging.Handler):
+    """Keeps every raw log record of the run, before any masking."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        self.lines.append(text)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log() -> Iterator[None]:
+    """After the whole run: no secret watcher learned appears in any log record of any test."""
+    handler = _Everything()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level, root.level = root.level, logging.DEBUG
+    yield
+    root.removeHandler(handler)
+    root.setLevel(level)
+    logged = "\n".join(handler.lines)
+    leaked = sorted(secret for secret in redact.registered() if secret in logged)
+    assert leaked == [], f"secrets found in log records: {leaked}"
 
 
 @pytest.fixture

@@ -41,7 +41,8 @@ url = "console://"
 [servers.governance]
 kind = "rsa_governance"
 url = "{rsa}"
-token = "rsa-token"
+username = "rsa-admin"
+password = "rsa-password"
 
 [servers.gis]
 kind = "arcgis"

@@ -23,6 +23,11 @@ def register(value: str) -> None:
     _secrets.update({value, quote(value, safe=""), quote_plus(value)})
 
 
+def registered() -> frozenset[str]:
+    """Every secret registered so far (for tests that check nothing leaked)."""
+    return frozenset(_secrets)
+
+
 def scrub(text: str) -> str:
     """Return ``text`` with every registered secret replaced by ``***``."""
     for secret in sorted(_secrets, key=len, reverse=True):

@@ -314,7 +314,7 @@ class ArcGis:
             raise BadReplyError(f"{reply.where} answered without a 'token'")
         now = self._clock()
         expires = parse_expires(data.get("expires")) or now + TOKEN_MINUTES * 60
-        log.debug("logged in at %s for %.0fs", reply.where, expires - now)
+        log.info("logged in to %s, token valid for %.0fs", reply.where, expires - now)
         return Token(token, expires)
 
 
