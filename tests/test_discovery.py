@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table
 from watcher.config import load
-from watcher.runner import Options, run
+from watcher.daemon import Options, run
 from watcher.simulators.arcgis import ArcGisSimulator
 from watcher.simulators.brpm import BrpmSimulator, RunInfo
 from watcher.simulators.rsa_governance import RsaSimulator

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import Receiver
 from tests.systems import SECRETS, SYSTEMS, config_text, server_table, simulator, watch_table
 from watcher.config import load
-from watcher.runner import Options, run
+from watcher.daemon import Options, run
 from watcher.simulators.base import Fault, Step
 from watcher.store import read_snapshot
 

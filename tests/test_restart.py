@@ -9,10 +9,10 @@ from tests.conftest import Receiver
 from tests.systems import config_text, server_table, watch_table
 from watcher.backoff import Policy
 from watcher.config import load
+from watcher.daemon import Options, run
 from watcher.dispatch import Dispatcher
 from watcher.models import DEFAULT_EVENTS, Event, Note, WatchRecord
 from watcher.notify import Channel
-from watcher.runner import Options, run
 from watcher.simulators.rsa_governance import RsaSimulator
 from watcher.store import SqliteStore, read_snapshot
 

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from watcher import __version__, redact
+from watcher import __version__, logs
 from watcher.config import Config, WatchConfig, load
+from watcher.daemon import Options, run
 from watcher.errors import ConfigError
 from watcher.notify import Channel
-from watcher.runner import EXIT_USAGE, Options, build_channels, build_specs, run
+from watcher.runner import EXIT_USAGE, build_channels, build_specs
 from watcher.schema import parse_duration
-
-log = logging.getLogger("watcher")
 
 DESCRIPTION = "Watch long-running remote runs until they finish, then notify."
 CONFIG_PLACES = ("watches.toml", "/etc/watcher/watches.toml")
@@ -49,6 +47,12 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-c", "--config", default=None, help="watches.toml to use")
     common.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    common.add_argument(
+        "--log-format",
+        choices=["auto", "text", "journal", "json"],
+        default="auto",
+        help="auto: journal under systemd, else text",
+    )
     top = argparse.ArgumentParser(prog="watcher", description=DESCRIPTION)
     top.add_argument("--version", action="version", version=f"watcher {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -89,20 +93,9 @@ def _once_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def setup_logging(verbose: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
-    handler.addFilter(redact.ScrubFilter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("apscheduler", "apprise", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    setup_logging(getattr(args, "verbose", False))
+    logs.setup(getattr(args, "log_format", "auto"), getattr(args, "verbose", False))
     try:
         return _dispatch(args)
     except ConfigError as exc:
@@ -127,6 +120,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "notify-test":
         return asyncio.run(_notify_test(config, args.channel))
     options = Options(
+        config_path=args.config or default_config(),
         once=args.command == "wait" or args.once,
         summary_every_s=args.summary_every,
         settle_s=args.settle,

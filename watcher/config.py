@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from watcher import redact
 from watcher.errors import ConfigError
+from watcher.metrics import parse_address
 from watcher.models import DEFAULT_EVENTS, Event, Target
 from watcher.notify import check_template
 from watcher.providers import KINDS, ServerConfig
@@ -46,6 +47,15 @@ class Daemon(BaseSettings):
     state: str = Field(default_factory=default_state_path)
     notify_concurrency: int = Field(default=4, ge=1, le=64)
     delivery_timeout: Duration = 60.0
+    metrics: str | None = None
+
+    @field_validator("metrics")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, port = parse_address(value)
+            value = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from watcher.config import load
-from watcher.runner import Options, run
+from watcher.daemon import Options, run
 from watcher.simulators.arcgis import ArcGisSimulator
 from watcher.simulators.base import Fault, Simulator
 from watcher.simulators.brpm import BrpmSimulator

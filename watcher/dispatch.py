@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from watcher.backoff import DELIVERY, Policy, next_delay
+from watcher.metrics import Metrics
 from watcher.models import Note
 from watcher.notify import Channel
 from watcher.store import Store
@@ -41,6 +42,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
         retry: Policy = DELIVERY,
+        metrics: Metrics | None = None,
     ) -> None:
         self.channels = dict(channels)
         self._store = store
@@ -48,6 +50,7 @@ class Dispatcher:
         self._clock = clock
         self._rand = rand
         self._retry = retry
+        self._metrics = metrics or Metrics()
         self._wake = asyncio.Event()
         self._busy: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
@@ -104,10 +107,12 @@ class Dispatcher:
         if error is None:
             await self._store.delivered(note, self._clock())
             self.delivered += 1
+            self._metrics.delivered(note.channel)
             self.wake()  # the watch's next note for this channel may be waiting for this one
             log.info("delivered to %s: %s", note.channel, note.title)
             return
         self.failures += 1
+        self._metrics.delivery_failed(note.channel)
         delay = next_delay(note.attempts, self._retry, self._rand())
         if channel is None:
             delay = _MISSING_CHANNEL_RETRY_S

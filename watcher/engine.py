@@ -26,7 +26,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watcher import lifecycle
 from watcher.backoff import Policy
-from watcher.errors import BadReplyError, PollError
+from watcher.errors import BadReplyError, PermanentError, PollError
+from watcher.metrics import Metrics, PollResult
 from watcher.models import Event, Note, Observation, Outcome, Target, WatchRecord
 from watcher.notify import Channel, context_for, render
 from watcher.providers.base import Discoverer, Provider
@@ -81,6 +82,7 @@ class Engine:
         store: Store,
         *,
         on_notes: Callable[[], None] = lambda: None,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -90,6 +92,7 @@ class Engine:
         self.records: dict[str, WatchRecord] = {}
         self._store = store
         self._on_notes = on_notes
+        self._metrics = metrics or Metrics()
         self._clock = clock
         self._rand = rand
         self._scheduler = AsyncIOScheduler(
@@ -102,28 +105,74 @@ class Engine:
 
     async def start(self) -> None:
         """Load saved records, schedule every unfinished watch and start polling."""
-        saved = await self._store.load()
+        await self._admit(list(self.specs.values()), await self._store.load())
+        self._scheduler.start()
+        self._check_all_done()
+
+    async def _admit(self, specs: list[Spec], saved: Mapping[str, WatchRecord]) -> None:
+        """Take watches on: resume saved records, start new ones, schedule unfinished ones."""
         now = self._clock()
-        for record in saved.values():  # runs found by discovering watches before a restart
-            parent = self.specs.get(record.parent or "")
-            if parent is not None and record.key not in self.specs and record.id:
-                self.specs[record.key] = parent.child(record.id)
+        specs += self._found_before(specs, saved)
         fresh = []
-        for spec in self.specs.values():
+        for spec in specs:
+            self.specs[spec.key] = spec
             record = saved.get(spec.key) or self._new_record(spec, now)
             if spec.key not in saved:
                 fresh.append(self._store.save(record))
             self.records[spec.key] = record
         await asyncio.gather(*fresh)
-        spread = min(
-            _FIRST_POLL_SPREAD_S, min((s.policy.interval_s for s in self.specs.values()), default=0)
-        )
-        for key, record in self.records.items():
+        spread = min([_FIRST_POLL_SPREAD_S, *(spec.policy.interval_s for spec in specs)])
+        for spec in specs:
+            record = self.records[spec.key]
             if not record.done:
-                first = record.next_poll or now + spread * self._rand()
-                self._schedule(key, first)
-        self._scheduler.start()
-        self._check_all_done()
+                self._schedule(spec.key, record.next_poll or now + spread * self._rand())
+
+    @staticmethod
+    def _found_before(parents: list[Spec], saved: Mapping[str, WatchRecord]) -> list[Spec]:
+        """The runs discovering watches among ``parents`` found before a restart."""
+        by_key = {spec.key: spec for spec in parents}
+        return [
+            by_key[record.parent].child(record.id)
+            for record in saved.values()
+            if record.parent in by_key and record.id and record.key not in by_key
+        ]
+
+    async def reload(
+        self, specs: Iterable[Spec], servers: Mapping[str, Server], channels: Mapping[str, Channel]
+    ) -> str:
+        """Switch to a new configuration: new watches start, removed ones stop, changed ones
+        take their new settings, unchanged ones keep their state and schedule."""
+        wanted = {spec.key: spec for spec in specs}
+        self.servers, self.channels = dict(servers), dict(channels)
+        for key, spec in list(self.specs.items()):
+            parent = wanted.get(spec.parent or "")
+            if parent is not None and spec.target.id:
+                wanted[key] = parent.child(spec.target.id)
+        removed = [key for key in self.specs if key not in wanted]
+        for key in removed:
+            self._unschedule(key)
+            del self.specs[key], self.records[key]
+        changed = [
+            spec for key, spec in wanted.items() if key in self.specs and spec != self.specs[key]
+        ]
+        for spec in changed:
+            await self._change(spec)
+        added = [spec for key, spec in wanted.items() if key not in self.specs]
+        if added:
+            await self._admit(added, await self._store.load())
+        return f"{len(added)} added, {len(removed)} removed, {len(changed)} changed"
+
+    async def _change(self, spec: Spec) -> None:
+        now = self._clock()
+        self.specs[spec.key] = spec
+        record = self.records[spec.key]
+        record = replace(record, name=spec.name, deadline=record.started + spec.timeout_s)
+        if not record.done:
+            sooner = min(record.next_poll or now, now + spec.policy.interval_s)
+            record = replace(record, next_poll=sooner)
+            self._move(spec.key, sooner)
+        await self._store.save(record)
+        self.records[spec.key] = record
 
     def _new_record(self, spec: Spec, now: float) -> WatchRecord:
         return WatchRecord(
@@ -160,13 +209,17 @@ class Engine:
 
     async def _poll_once(self, key: str) -> None:
         spec, before = self.specs[key], self.records[key]
+        began = time.monotonic()
         result = await self._observe(spec, before)
+        self._metrics.polled(spec.target.server, time.monotonic() - began, _kind(result))
         step = lifecycle.advance(before, result, self._clock(), spec.policy, self._rand())
         if spec.discovers:
             step = self._discovery_step(spec, step)
         after = step.record
         notes = self._notes(spec, after, step.events)
         await self._store.save(after, notes)
+        if key not in self.specs:
+            return  # removed by a reload while this poll ran; its record stays in the file
         self.records[key] = after
         self._report(spec, before, step)
         if notes:
@@ -297,3 +350,12 @@ class Engine:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         await asyncio.sleep(0)
+
+
+def _kind(result: Observation | PollError) -> PollResult:
+    """How a poll went, for metrics: ok, transient, bad_reply or permanent."""
+    if isinstance(result, Observation):
+        return "ok"
+    if isinstance(result, BadReplyError):
+        return "bad_reply"
+    return "permanent" if isinstance(result, PermanentError) else "transient"

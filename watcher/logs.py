@@ -1,0 +1,72 @@
+"""Log output for a terminal, for journald, or as JSON lines for log shippers.
+
+Under systemd (``$JOURNAL_STREAM`` set) lines carry no timestamp (journald adds its own) and
+start with a syslog priority prefix (``<4>`` for warnings), so ``journalctl -p warning`` works.
+Every handler masks secrets (:class:`watcher.redact.ScrubFilter`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Literal
+
+from watcher.redact import ScrubFilter
+
+LogFormat = Literal["auto", "text", "journal", "json"]
+
+_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+
+
+class JournalFormatter(logging.Formatter):
+    """``<6>message``: syslog priority, no timestamp."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _PRIORITY.get(record.levelno, 6)
+        return f"<{priority}>{super().format(record)}"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``message``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def formatter(kind: LogFormat) -> logging.Formatter:
+    if kind == "auto":
+        kind = "journal" if os.environ.get("JOURNAL_STREAM") else "text"
+    if kind == "journal":
+        return JournalFormatter("%(message)s")
+    if kind == "json":
+        return JsonFormatter()
+    return logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
+
+
+def setup(kind: LogFormat = "auto", verbose: bool = False) -> None:
+    """Send every log record to stderr in ``kind`` format, secrets masked."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(kind))
+    handler.addFilter(ScrubFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("apscheduler", "apprise", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

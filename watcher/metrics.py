@@ -1,0 +1,186 @@
+"""Prometheus metrics: what the engine and the dispatcher count, and a ``/metrics`` endpoint.
+
+The daemon always keeps one :class:`Metrics` (its hooks are a few dictionary look-ups, cheap
+enough for every poll of 10,000 watches) and serves it over HTTP only when configured. Each
+instance owns its own ``CollectorRegistry``, never the global default one, so several instances
+(tests, say) do not collide. The metrics:
+
+* ``watcher_polls_total{server,result}`` (counter): polls done; ``result`` is ``ok``,
+  ``transient``, ``bad_reply`` or ``permanent``.
+* ``watcher_poll_seconds{server}`` (histogram, 0.01 s to 30 s): how long each poll took.
+* ``watcher_poll_errors_total{server,kind}`` (counter): failed polls; ``kind`` is the result.
+* ``watcher_last_successful_poll_timestamp_seconds{server}`` (gauge): Unix time of the last
+  ``ok`` poll; absent for a server never answered.
+* ``watcher_deliveries_total{channel}`` (counter): notifications delivered.
+* ``watcher_delivery_failures_total{channel}`` (counter): delivery attempts that failed.
+* ``watcher_outbox_pending`` (gauge): notifications waiting in the outbox.
+* ``watcher_watches{state}`` (gauge): watches by state: the outcome of a finished watch
+  (``succeeded``, ``failed``, ``cancelled``, ``timeout``, ``error``), else its phase
+  (``pending``, ``running``, ``unknown``), or ``waiting`` before its first answer. Every state
+  is set on each update, so one that empties reads 0.
+
+The endpoint answers ``GET /metrics`` and 404 elsewhere, without authentication or TLS: bind it
+to loopback (the default) unless the network in front of it is trusted.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+from typing import Final, Literal
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from watcher.models import Outcome, WatchRecord
+
+__all__ = ["DEFAULT_HOST", "Metrics", "PollResult", "parse_address"]
+
+PollResult = Literal["ok", "transient", "bad_reply", "permanent"]
+
+DEFAULT_HOST: Final = "127.0.0.1"
+_BUCKETS_S: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_PHASES: Final = ("pending", "running", "unknown")
+_STATES: Final = (*(str(outcome) for outcome in Outcome), *_PHASES, "waiting")
+_ADDRESS: Final = re.compile(
+    r"(?:(?:\[(?P<v6>[^\s\[\]/]+)\]|(?P<host>[^\s:\[\]/]+)):)?(?P<port>\d{1,5})", re.ASCII
+)
+
+
+class Metrics:
+    """The process's metrics and, once :meth:`serve` ran, the HTTP endpoint exposing them."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self.registry = CollectorRegistry()
+        self._clock = clock
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        reg = self.registry
+        self._polls = Counter("watcher_polls", "Polls done", ["server", "result"], registry=reg)
+        self._poll_s = Histogram(
+            "watcher_poll_seconds", "Poll duration", ["server"], buckets=_BUCKETS_S, registry=reg
+        )
+        self._errors = Counter(
+            "watcher_poll_errors", "Failed polls", ["server", "kind"], registry=reg
+        )
+        self._last_ok = Gauge(
+            "watcher_last_successful_poll_timestamp_seconds",
+            "Unix time of the last successful poll",
+            ["server"],
+            registry=reg,
+        )
+        self._sent = Counter(
+            "watcher_deliveries", "Notifications delivered", ["channel"], registry=reg
+        )
+        self._unsent = Counter(
+            "watcher_delivery_failures", "Failed delivery attempts", ["channel"], registry=reg
+        )
+        self._outbox = Gauge("watcher_outbox_pending", "Notifications waiting", registry=reg)
+        self._watches = Gauge("watcher_watches", "Watches by state", ["state"], registry=reg)
+
+    def polled(self, server: str, seconds: float, result: PollResult) -> None:
+        """Count one poll of ``server`` that took ``seconds`` and ended in ``result``."""
+        self._polls.labels(server, result).inc()
+        self._poll_s.labels(server).observe(seconds)
+        if result == "ok":
+            self._last_ok.labels(server).set(self._clock())
+        else:
+            self._errors.labels(server, result).inc()
+
+    def delivered(self, channel: str) -> None:
+        """Count one notification delivered to ``channel``."""
+        self._sent.labels(channel).inc()
+
+    def delivery_failed(self, channel: str) -> None:
+        """Count one failed attempt to deliver to ``channel``."""
+        self._unsent.labels(channel).inc()
+
+    def outbox(self, depth: int) -> None:
+        """Record how many notifications wait in the outbox."""
+        self._outbox.set(depth)
+
+    def watches(self, records: Iterable[WatchRecord]) -> None:
+        """Record how many watches are in each state (see the module docstring)."""
+        counts = Tally(_state(record) for record in records)
+        for state in _STATES:
+            self._watches.labels(state).set(counts[state])
+
+    def text(self) -> bytes:
+        """The metrics in the Prometheus text exposition format."""
+        return generate_latest(self.registry)
+
+    @property
+    def bound_port(self) -> int:
+        """The port :meth:`serve` listens on (the real one when asked for port 0)."""
+        if self._port is None:
+            msg = "the metrics endpoint is not serving"
+            raise RuntimeError(msg)
+        return self._port
+
+    async def serve(self, address: str) -> None:
+        """Answer ``GET /metrics`` on ``address`` (``host:port`` or ``port``) until :meth:`close`.
+
+        Raises:
+            ValueError: ``address`` is not an address (see :func:`parse_address`).
+            RuntimeError: already serving.
+            OSError: the address cannot be bound.
+        """
+        host, port = parse_address(address)
+        if self._runner is not None:
+            msg = "the metrics endpoint is already serving"
+            raise RuntimeError(msg)
+        app = web.Application()
+        app.router.add_get("/metrics", self._scrape)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner, self._port = runner, int(runner.addresses[0][1])
+
+    async def close(self) -> None:
+        """Stop serving; does nothing when not serving."""
+        runner, self._runner, self._port = self._runner, None, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _scrape(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _state(record: WatchRecord) -> str:
+    if record.outcome is not None:
+        return str(record.outcome)
+    if record.phase is None:
+        return "waiting"
+    return record.phase if record.phase in _PHASES else "unknown"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """Split ``"host:port"``, ``"[v6]:port"`` or ``"port"`` (host 127.0.0.1) into its parts.
+
+    Any host is accepted; whether a non-loopback one is wise is the caller's decision.
+
+    Raises:
+        ValueError: ``text`` is not one of those forms, or the port is not 0 to 65535.
+    """
+    found = _ADDRESS.fullmatch(text.strip())
+    if found is None:
+        msg = f"metrics address {text!r}: expected host:port, [IPv6]:port or a port alone"
+        raise ValueError(msg)
+    port = int(found["port"])
+    if port > 65535:
+        msg = f"metrics address {text!r}: the port must be from 0 to 65535"
+        raise ValueError(msg)
+    return found["v6"] or found["host"] or DEFAULT_HOST, port
