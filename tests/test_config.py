@@ -229,3 +229,30 @@ def test_validation_errors_never_echo_secret_values(tmp_path: Path) -> None:
         ),
     )
     assert "s3cret-value" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "hidden", "kept"),
+    [
+        ("mailtos://bot:Sup3rSecret@example.com?to=a@example.com", "Sup3rSecret", "example.com"),
+        (
+            "slack://T1234567890ABCDEFG/B1234567890ABCDEFG/xoxbverysecrettoken1234/#ops",
+            "xoxbverysecrettoken1234",
+            "#ops",
+        ),
+        (
+            "json://hooks.example.com/p?+X-Token=abcdefghijklmnopqrstu",
+            "abcdefghijklmnopqrstu",
+            "hooks.example.com",
+        ),
+    ],
+)
+def test_secret_parts_of_channel_urls_are_masked(url: str, hidden: str, kept: str) -> None:
+    redact.register_url(url)
+    said = redact.scrub(f"delivery to {hidden} failed near {kept}")
+    assert hidden not in said and kept in said
+
+
+def test_a_console_channel_is_not_treated_as_a_secret() -> None:
+    redact.register_url("console://")
+    assert redact.scrub("channel console: console://") == "channel console: console://"

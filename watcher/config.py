@@ -183,9 +183,8 @@ class Config(Model):
         return problems
 
     def secrets(self) -> list[str]:
-        """Every secret value in this configuration, for masking."""
-        found = [s for server in self.servers.values() for s in server.secrets()]
-        return found + [url for channel in self.channels.values() for url in channel.all_urls]
+        """Every secret value of the servers, for masking (channel URLs: redact.register_url)."""
+        return [s for server in self.servers.values() for s in server.secrets()]
 
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -210,6 +209,9 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"{path}: {_explain(exc)}") from None
     for secret in config.secrets():
         redact.register(secret)
+    for channel in config.channels.values():
+        for url in channel.all_urls:
+            redact.register_url(url)
     return config
 
 

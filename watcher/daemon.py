@@ -102,8 +102,8 @@ class Daemon:
         self._store = store
         self._on_signals()
         if self.config.daemon.metrics:
-            await self.metrics.serve(self.config.daemon.metrics)
-            log.info("metrics on http://%s/metrics", self.config.daemon.metrics)
+            await self.metrics.serve(self.config.daemon.metrics, refresh=self._status)
+            log.info("metrics on port %d, path /metrics", self.metrics.bound_port)
         self._spawn(self.dispatcher.run(), self._watchdog(), self._status_updates())
         try:
             await self.engine.start()

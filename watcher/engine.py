@@ -101,6 +101,7 @@ class Engine:
         )
         self._warned: set[tuple[str, str]] = set()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._polling: set[str] = set()
         self._all_done = asyncio.Event()
 
     async def start(self) -> None:
@@ -189,7 +190,7 @@ class Engine:
     def _schedule(self, key: str, when: float) -> None:
         spec = self.specs[key]
         self._scheduler.add_job(
-            self._poll,
+            self._fire,
             "interval",
             seconds=max(spec.policy.max_interval_s, 1.0),
             id=key,
@@ -198,14 +199,28 @@ class Engine:
             replace_existing=True,
         )
 
-    async def _poll(self, key: str) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    async def _fire(self, key: str) -> None:
+        """The scheduler's job: start the poll and return at once.
+
+        The poll runs as a task of the engine's own, so the job is never still "running" when
+        the poll schedules its successor (APScheduler would skip that run and fall back to the
+        interval). ``_polling`` keeps one poll per watch at a time.
+        """
+        if key in self._polling or key not in self.specs:
+            return
+        self._polling.add(key)
+        task = asyncio.create_task(self._poll(key))
         self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _poll(self, key: str) -> None:
         try:
             await self._poll_once(key)
+        except Exception:  # never let one watch's surprise end its polling silently
+            log.exception("%s: poll failed unexpectedly; retrying", self.specs[key].name)
+            self._move(key, self._clock() + self.specs[key].policy.interval_s)
         finally:
-            self._inflight.discard(task)
+            self._polling.discard(key)
 
     async def _poll_once(self, key: str) -> None:
         spec, before = self.specs[key], self.records[key]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, Literal
 
 from aiohttp import web
@@ -64,6 +64,7 @@ class Metrics:
         self._clock = clock
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._refresh: Callable[[], Awaitable[object]] | None = None
         reg = self.registry
         self._polls = Counter("watcher_polls", "Polls done", ["server", "result"], registry=reg)
         self._poll_s = Histogram(
@@ -126,8 +127,12 @@ class Metrics:
             raise RuntimeError(msg)
         return self._port
 
-    async def serve(self, address: str) -> None:
+    async def serve(
+        self, address: str, refresh: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
         """Answer ``GET /metrics`` on ``address`` (``host:port`` or ``port``) until :meth:`close`.
+
+        ``refresh`` runs before each scrape, so gauges such as watches by state are current.
 
         Raises:
             ValueError: ``address`` is not an address (see :func:`parse_address`).
@@ -148,6 +153,7 @@ class Metrics:
             await runner.cleanup()
             raise
         self._runner, self._port = runner, int(runner.addresses[0][1])
+        self._refresh = refresh
 
     async def close(self) -> None:
         """Stop serving; does nothing when not serving."""
@@ -156,6 +162,8 @@ class Metrics:
             await runner.cleanup()
 
     async def _scrape(self, request: web.Request) -> web.Response:
+        if self._refresh is not None:
+            await self._refresh()
         return web.Response(body=self.text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

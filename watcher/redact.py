@@ -9,10 +9,12 @@ message or a remote error text is still never printed.
 from __future__ import annotations
 
 import logging
-from urllib.parse import quote, quote_plus
+import re
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 MASK = "***"
 _MIN_SECRET_LEN = 4  # shorter values would mask ordinary words
+_MIN_TOKEN_LEN = 16  # a part of a URL this long is a token, not a host or a path name
 _secrets: set[str] = set()
 
 
@@ -21,6 +23,29 @@ def register(value: str) -> None:
     if len(value) < _MIN_SECRET_LEN:
         return
     _secrets.update({value, quote(value, safe=""), quote_plus(value)})
+
+
+def register_url(url: str) -> None:
+    """Remember the secret parts of an apprise URL: credentials and token-like parts.
+
+    Services put secrets in different places (Slack in the path, Telegram in the host, email
+    in the password), so every long enough part counts; the whole URL is registered as well.
+    """
+    parts = urlsplit(url)
+    if not parts.netloc and not parts.path:
+        return  # console:// and the like carry nothing
+    register(url)
+    if parts.password:
+        register(parts.password)
+    host = parts.hostname or ""
+    pieces = [
+        host if "." not in host else "",
+        *parts.path.split("/"),
+        *re.split("[&=]", parts.query),
+    ]
+    for piece in pieces:
+        if len(piece) >= _MIN_TOKEN_LEN:
+            register(unquote(piece))
 
 
 def registered() -> frozenset[str]:

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,6 +45,8 @@ CREATE INDEX IF NOT EXISTS outbox_order ON outbox (watch, channel, id) WHERE del
 """
 
 _RECORD_FIELDS = [f.name for f in fields(WatchRecord)]
+_MEMO, _OUTCOME = _RECORD_FIELDS.index("memo"), _RECORD_FIELDS.index("outcome")
+Work = Callable[[sqlite3.Connection], object]
 _UPSERT = (
     f"INSERT OR REPLACE INTO watches ({', '.join(_RECORD_FIELDS)}) "
     f"VALUES ({', '.join('?' for _ in _RECORD_FIELDS)})"
@@ -94,10 +96,10 @@ def _row_to_record(row: sqlite3.Row) -> WatchRecord:
 
 
 def _record_row(record: WatchRecord) -> tuple[Any, ...]:
-    values = asdict(record)
-    values["memo"] = json.dumps(dict(record.memo), sort_keys=True)
-    values["outcome"] = str(record.outcome) if record.outcome else None
-    return tuple(values[name] for name in _RECORD_FIELDS)
+    values = [getattr(record, name) for name in _RECORD_FIELDS]  # asdict() is 3x slower
+    values[_MEMO] = json.dumps(dict(record.memo), sort_keys=True) if record.memo else "{}"
+    values[_OUTCOME] = str(record.outcome) if record.outcome else None
+    return tuple(values)
 
 
 def _row_to_note(row: sqlite3.Row) -> Note:
@@ -129,8 +131,8 @@ class SqliteStore:
         self._conn = connect(path)
         self._lock = threading.Lock()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watcher-store")
-        self._batch: list[tuple[Callable[[sqlite3.Connection], object], asyncio.Future[None]]] = []
-        self._flush_scheduled = False
+        self._batch: list[tuple[Work, asyncio.Future[None]]] = []
+        self._flushing = False
 
     async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         def locked() -> Any:
@@ -140,18 +142,24 @@ class SqliteStore:
         return await asyncio.get_running_loop().run_in_executor(self._thread, locked)
 
     async def _write(self, work: Callable[[sqlite3.Connection], object]) -> None:
-        """Queue a write; it commits with every other write queued before the flush runs."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+        """Queue a write; it commits with every other write queued while the writer is busy."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._batch.append((work, done))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(lambda: loop.create_task(self._flush()))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
         await done
 
     async def _flush(self) -> None:
-        batch, self._batch, self._flush_scheduled = self._batch, [], False
+        """Commit batches until none is waiting: one transaction in flight at a time."""
+        try:
+            while self._batch:
+                batch, self._batch = self._batch, []
+                await self._commit(batch)
+        finally:
+            self._flushing = False
 
+    async def _commit(self, batch: list[tuple[Work, asyncio.Future[None]]]) -> None:
         def commit(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -219,8 +227,10 @@ class SqliteStore:
         return int(row[0])
 
     async def close(self) -> None:
-        if self._batch:
-            await self._flush()
+        while self._flushing or self._batch:
+            if not self._flushing:
+                await self._flush()
+            await asyncio.sleep(0.001)
         await self._run(lambda c: c.close())
         self._thread.shutdown(wait=True)
 
