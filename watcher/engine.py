@@ -97,7 +97,8 @@ class Engine:
         self._rand = rand
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,
-            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+            # a job only starts a poll (see _fire), so a late loop may overlap two harmlessly
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 4},
         )
         self._warned: set[tuple[str, str]] = set()
         self._inflight: set[asyncio.Task[None]] = set()
@@ -232,6 +233,8 @@ class Engine:
             step = self._discovery_step(spec, step)
         after = step.record
         notes = self._notes(spec, after, step.events)
+        if step.delay_s is not None:  # before the save: the writer keeps saves in order
+            self._move(key, after.next_poll or self._clock())
         await self._store.save(after, notes)
         if key not in self.specs:
             return  # removed by a reload while this poll ran; its record stays in the file
@@ -244,8 +247,6 @@ class Engine:
         if step.delay_s is None:
             self._unschedule(key)
             self._check_all_done()
-        else:
-            self._move(key, after.next_poll or self._clock())
 
     def _notes(self, spec: Spec, record: WatchRecord, events: Iterable[Event]) -> list[Note]:
         server = self.servers[spec.target.server]
