@@ -33,12 +33,13 @@ from typing import Any
 
 from watcher.backoff import Policy
 from watcher.client import Http
-from watcher.engine import Engine, Server, Spec
+from watcher.engine import Engine
 from watcher.models import Note, Observation, Target, WatchRecord
 from watcher.providers.base import Provider
 from watcher.providers.rsa_governance import STATES, Config, RsaGovernance
 from watcher.redact import ScrubFilter
 from watcher.simulators.rsa_governance import RsaSimulator
+from watcher.spec import Server, Spec
 from watcher.store import SqliteStore
 
 TOKEN = "bench-token"

@@ -46,7 +46,6 @@ class Daemon(BaseSettings):
 
     state: str = Field(default_factory=default_state_path)
     notify_concurrency: int = Field(default=4, ge=1, le=64)
-    delivery_timeout: Duration = 60.0
     metrics: str | None = None
 
     @field_validator("metrics")

@@ -23,12 +23,13 @@ from typing import Any
 from watcher.client import Http
 from watcher.config import Config, load
 from watcher.dispatch import Dispatcher
-from watcher.engine import Engine, Spec
+from watcher.engine import Engine
 from watcher.errors import ConfigError
 from watcher.metrics import Metrics
 from watcher.runner import EXIT_OK, build_channels, build_servers, build_specs, exit_code, summary
 from watcher.schema import format_duration
 from watcher.sdnotify import Notifier, watchdog_interval
+from watcher.spec import Spec
 from watcher.store import SqliteStore
 
 log = logging.getLogger(__name__)

@@ -18,57 +18,24 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watcher import lifecycle
-from watcher.backoff import Policy
 from watcher.errors import BadReplyError, PermanentError, PollError
 from watcher.metrics import Metrics, PollResult
-from watcher.models import Event, Note, Observation, Outcome, Target, WatchRecord
+from watcher.models import Event, Note, Observation, Outcome, WatchRecord
 from watcher.notify import Channel, context_for, render
-from watcher.providers.base import Discoverer, Provider
+from watcher.providers.base import Discoverer
+from watcher.spec import Server, Spec
 from watcher.store import Store
 
 log = logging.getLogger(__name__)
 
 _FIRST_POLL_SPREAD_S = 5.0  # first polls of many watches are spread over this, at most
-
-
-@dataclass(frozen=True, slots=True)
-class Spec:
-    """One watch as the engine runs it: identity, pacing, channels."""
-
-    key: str
-    name: str
-    target: Target
-    policy: Policy
-    timeout_s: float
-    notify: tuple[str, ...]
-    filters: Mapping[str, str | int] | None = None
-    parent: str | None = None
-    discovers: bool = False
-
-    def child(self, run_id: str) -> Spec:
-        """The watch of one run this (discovering) watch found."""
-        target = Target(self.target.server, run_id, self.target.task)
-        name = f"{self.name}: run {run_id}"
-        return Spec(
-            target.key, name, target, self.policy, self.timeout_s, self.notify, parent=self.key
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Server:
-    """A configured server as the engine uses it."""
-
-    name: str
-    system: str
-    url: str
-    provider: Provider
 
 
 class Engine:
@@ -299,32 +266,13 @@ class Engine:
             return BadReplyError(f"unexpected answer ({type(exc).__name__}: {exc})")
 
     def _report(self, spec: Spec, before: WatchRecord, step: lifecycle.Step) -> None:
-        after = step.record
-        if step.unknown and (spec.key, after.state or "") not in self._warned:
-            self._warned.add((spec.key, after.state or ""))
-            log.warning(
-                "%s: remote state %r is not documented for this system; still polling",
-                spec.name,
-                after.state,
-            )
-        if step.delay_s is not None and not after.failures:
-            log.debug("%s: %s; next poll in %.1fs", spec.name, after.state, step.delay_s)
-        if after.state != before.state:
-            log.info("%s: %s -> %s", spec.name, before.state or "(first poll)", after.state)
-        for event in step.events:
-            if event in ("unreachable", "recovered", "attention"):
-                log.warning("%s: %s (%s)", spec.name, event, after.detail or after.attention)
-        if after.done:
-            said = f" ({after.detail})" if after.detail else ""
-            log.info("%s: %s after %d polls%s", spec.name, after.outcome, after.polls, said)
-        elif after.failures:
-            log.info(
-                "%s: poll failed (%d in a row), next try in %.1fs: %s",
-                spec.name,
-                after.failures,
-                step.delay_s or 0.0,
-                after.detail,
-            )
+        if step.unknown:
+            seen = (spec.key, step.record.state or "")
+            if seen in self._warned:
+                step = replace(step, unknown=False)
+            self._warned.add(seen)
+        for level, line in lifecycle.log_lines(spec.name, before, step):
+            log.log(level, "%s", line)
 
     def _move(self, key: str, when: float) -> None:
         with contextlib.suppress(JobLookupError):  # removed while its poll ran

@@ -15,6 +15,7 @@ database of its own, so it is tested by tables:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 from watcher.backoff import Policy, next_delay
@@ -124,3 +125,37 @@ def _carry_on(
 def _end(record: WatchRecord, outcome: Outcome, now: float, events: list[Event]) -> Step:
     record = replace(record, outcome=outcome, finished=now, next_poll=None)
     return Step(record, (*events, Event(outcome.value)), None)
+
+
+def log_lines(name: str, before: WatchRecord, step: Step) -> list[tuple[int, str]]:
+    """What to log about one poll: a line per state change, event, outcome or failure."""
+    after = step.record
+    lines: list[tuple[int, str]] = []
+    if step.unknown:
+        lines.append(
+            (
+                logging.WARNING,
+                f"{name}: remote state {after.state!r} is not documented "
+                "for this system; still polling",
+            )
+        )
+    if step.delay_s is not None and not after.failures:
+        lines.append((logging.DEBUG, f"{name}: {after.state}; next poll in {step.delay_s:.1f}s"))
+    if after.state != before.state:
+        lines.append((logging.INFO, f"{name}: {before.state or '(first poll)'} -> {after.state}"))
+    for event in step.events:
+        if event in (Event.UNREACHABLE, Event.RECOVERED, Event.ATTENTION):
+            said = after.detail or after.attention
+            lines.append((logging.WARNING, f"{name}: {event} ({said})"))
+    if after.done:
+        said = f" ({after.detail})" if after.detail else ""
+        lines.append((logging.INFO, f"{name}: {after.outcome} after {after.polls} polls{said}"))
+    elif after.failures:
+        lines.append(
+            (
+                logging.INFO,
+                f"{name}: poll failed ({after.failures} in a row), next try "
+                f"in {step.delay_s or 0.0:.1f}s: {after.detail}",
+            )
+        )
+    return lines

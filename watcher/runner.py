@@ -9,11 +9,11 @@ from collections.abc import Iterable, Mapping
 from watcher.backoff import Policy
 from watcher.client import Http
 from watcher.config import Config, WatchConfig
-from watcher.engine import Server, Spec
 from watcher.models import Outcome, Target, WatchRecord
 from watcher.notify import Channel
 from watcher.providers import KINDS, ServerConfig
 from watcher.schema import format_duration
+from watcher.spec import Server, Spec
 
 log = logging.getLogger(__name__)
 

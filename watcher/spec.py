@@ -1,0 +1,43 @@
+"""A watch as the engine runs it, and a server as the engine uses it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from watcher.backoff import Policy
+from watcher.models import Target
+from watcher.providers.base import Provider
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One watch as the engine runs it: identity, pacing, channels."""
+
+    key: str
+    name: str
+    target: Target
+    policy: Policy
+    timeout_s: float
+    notify: tuple[str, ...]
+    filters: Mapping[str, str | int] | None = None
+    parent: str | None = None
+    discovers: bool = False
+
+    def child(self, run_id: str) -> Spec:
+        """The watch of one run this (discovering) watch found."""
+        target = Target(self.target.server, run_id, self.target.task)
+        name = f"{self.name}: run {run_id}"
+        return Spec(
+            target.key, name, target, self.policy, self.timeout_s, self.notify, parent=self.key
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A configured server as the engine uses it."""
+
+    name: str
+    system: str
+    url: str
+    provider: Provider
