@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from pydantic import SecretStr
+
 from watcher import redact
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,13 @@ class TokenCache:
         cache = cls(None)
         cache._keep(Token(value))
         return cache
+
+    @classmethod
+    def of(
+        cls, token: SecretStr | None, login: Login, *, clock: Callable[[], float] = time.time
+    ) -> TokenCache:
+        """The configured static ``token`` if there is one, else tokens from ``login``."""
+        return cls.static(token.get_secret_value()) if token else cls(login, clock=clock)
 
     @property
     def renewable(self) -> bool:

@@ -98,7 +98,7 @@ class Brpm:
         if reply.status == 304 and last is not None:
             return observation_of(last, memo)
         summary = summarize(check(reply, f"run {target.id}").json(), reply.where)
-        etag = header(reply, "ETag")
+        etag = reply.headers.get("ETag")  # case-insensitive headers
         return observation_of(summary, {"etag": etag, "last": summary} if etag else {})
 
     async def discover(
@@ -228,12 +228,6 @@ def run_ids(runs: Any, where: str) -> list[str]:
     if not isinstance(runs, list) or not all(isinstance(r, dict) and "id" in r for r in runs):
         raise BadReplyError(f"{where}: expected a JSON array of runs with ids")
     return [str(run["id"]) for run in runs]
-
-
-def header(reply: Reply, name: str) -> str | None:
-    """A response header, whatever case the server wrote its name in."""
-    wanted = name.casefold()
-    return next((v for k, v in reply.headers.items() if k.casefold() == wanted), None)
 
 
 KIND = Kind(

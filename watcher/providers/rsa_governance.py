@@ -109,11 +109,7 @@ class RsaGovernance:
         self._config = config
         self._http = http
         self._url = f"{config.url}/command.submit"
-        self._tokens = (
-            TokenCache.static(config.token.get_secret_value())
-            if config.token
-            else TokenCache(self._login, clock=clock)
-        )
+        self._tokens = TokenCache.of(config.token, self._login, clock=clock)
 
     async def observe(self, target: Target, memo: Mapping[str, Any]) -> Observation:
         try:
