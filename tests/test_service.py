@@ -182,6 +182,7 @@ async def test_reload_adds_removes_and_changes_watches_and_rejects_a_broken_conf
     await notify.wait_for("READY=1")
     await until(lambda: min(rsa.polls[r] for r in "123") >= 2)
     three = service.engine.records["gov//3"]
+    provider = service.engine.servers["gov"].provider
 
     write(
         path,
@@ -200,6 +201,7 @@ async def test_reload_adds_removes_and_changes_watches_and_rejects_a_broken_conf
     two = service.engine.records["gov//2"]
     assert two.name == "two renamed" and two.deadline == two.started + 60
     assert service.engine.records["gov//3"].started == three.started  # kept its state
+    assert service.engine.servers["gov"].provider is provider  # and its server kept its login
     assert "configuration reloaded: 1 added, 1 removed, 1 changed" in caplog.text
 
     path.write_text(path.read_text() + "\n[[watches]]\nserver = 'gov'\nid = '5'\nnotfy = []\n")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from watcher.models import Note, WatchRecord
 from watcher.notify import describe_target
+from watcher.redact import scrub
 from watcher.schema import format_duration
 from watcher.store import read_snapshot
 
@@ -81,5 +82,5 @@ def show(state: str) -> int:
     except sqlite3.Error as exc:
         print(f"cannot read state file {state}: {exc}")
         return 1
-    print(render(records, pending, time.time()))
+    print(scrub(render(records, pending, time.time())))
     return 0
