@@ -104,6 +104,8 @@ async def test_status_shows_every_watch_and_its_outcome(
     assert "run 1" in out and "Completed" in out and "succeeded after" in out
     assert "Aborted" in out and "failed after" in out
     assert "all notifications delivered" in out
+    assert await cli("status", "--state", tmp_path / "state.db") == 0
+    assert "Aborted" in capsys.readouterr().out
 
 
 def test_status_without_a_state_file_says_so(

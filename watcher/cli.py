@@ -21,6 +21,7 @@ from watcher.errors import ConfigError
 from watcher.notify import Channel
 from watcher.runner import EXIT_USAGE, build_channels, build_specs
 from watcher.schema import parse_duration
+from watcher.status import show as show_status
 
 DESCRIPTION = "Watch long-running remote runs until they finish, then notify."
 CONFIG_PLACES = ("watches.toml", "/etc/watcher/watches.toml")
@@ -68,7 +69,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--notify", nargs="*", default=None, metavar="CHANNEL", help="channels to tell")
     _once_options(p)
     sub.add_parser("check", parents=[common], help="validate the config and channel URLs")
-    sub.add_parser("status", parents=[common], help="show watches and their state")
+    p = sub.add_parser("status", parents=[common], help="show watches and their state")
+    p.add_argument("--state", help="read this state file (no config, no secrets needed)")
     p = sub.add_parser("notify-test", parents=[common], help="send a test notification")
     p.add_argument("channel")
     p = sub.add_parser("demo", help="watch simulated runs on four systems, no accounts needed")
@@ -110,13 +112,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from watcher.demo import demo
 
         return asyncio.run(demo(speed=args.speed))
+    if args.command == "status" and args.state:
+        return show_status(args.state)
     config = load(args.config or default_config())
     if args.command == "check":
         return _check(config, args.config or default_config())
     if args.command == "status":
-        from watcher.status import show
-
-        return show(config.daemon.state)
+        return show_status(config.daemon.state)
     if args.command == "notify-test":
         return asyncio.run(_notify_test(config, args.channel))
     options = Options(
