@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import re
 import ssl
 import time
 from collections.abc import Mapping
@@ -34,6 +35,7 @@ from watcher.redact import scrub
 
 USER_AGENT = f"watcher/{__version__}"
 _SNIPPET = 200
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +55,24 @@ class Reply:
     def json(self) -> Any:
         """The body as JSON, or :class:`BadReplyError` saying what came instead."""
         try:
-            return json.loads(self.text)
+            data = json.loads(self.text)
         except ValueError:
             msg = (
                 f"{self.where} answered {self.status} with a body that is not JSON: {snippet(self)}"
             )
             raise BadReplyError(msg) from None
+        # "\ud800" escapes decode to lone surrogates, which no UTF-8 file or socket accepts
+        return _without_surrogates(data) if _SURROGATE.search(self.text) else data
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_without_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def snippet(reply: Reply) -> str:

@@ -195,22 +195,26 @@ class Engine:
         began = time.monotonic()
         result = await self._observe(spec, before)
         self._metrics.polled(spec.target.server, time.monotonic() - began, _kind(result))
+        # a reload may have changed this watch while it was polled: build on the new settings
+        spec, before = self.specs.get(key, spec), self.records.get(key, before)
         step = lifecycle.advance(before, result, self._clock(), spec.policy, self._rand())
         if spec.discovers:
             step = self._discovery_step(spec, step)
         after = step.record
         notes = self._notes(spec, after, step.events)
+        found = self._found(spec, result) if key in self.specs else []
+        children = [self._new_record(child, self._clock()) for child in found]
         if step.delay_s is not None:  # before the save: the writer keeps saves in order
             self._move(key, after.next_poll or self._clock())
-        await self._store.save(after, notes)
+        await self._store.save(after, notes, children)  # found runs land with their parent
         if key not in self.specs:
             return  # removed by a reload while this poll ran; its record stays in the file
         self.records[key] = after
         self._report(spec, before, step)
         if notes:
             self._on_notes()
-        if isinstance(result, Observation) and result.discovered:
-            await self._adopt(spec, result.discovered)
+        for child, record in zip(found, children, strict=True):
+            self._adopt(spec, child, record)
         if step.delay_s is None:
             self._unschedule(key)
             self._check_all_done()
@@ -221,7 +225,7 @@ class Engine:
         for event in events:
             context = context_for(record, event, server.system, server.url, self._clock())
             # outcomes happen once per watch; other events once per poll that raised them
-            occurrence = 0 if event in Outcome else record.polls
+            occurrence = 0 if event.is_outcome else record.polls
             for name in spec.notify:
                 channel = self.channels[name]
                 if channel.wants(event):
@@ -240,18 +244,22 @@ class Engine:
         record = replace(step.record, outcome=Outcome.SUCCEEDED)
         return replace(step, record=record, events=())
 
-    async def _adopt(self, parent: Spec, run_ids: Iterable[str]) -> None:
-        now = self._clock()
-        for run_id in run_ids:
-            spec = parent.child(run_id)
-            if spec.key in self.specs:
-                continue  # already watched on its own
-            self.specs[spec.key] = spec
-            record = self._new_record(spec, now)
-            await self._store.save(record)
-            self.records[spec.key] = record
-            self._schedule(spec.key, now)
-            log.info("%s: found run %s", parent.name, run_id)
+    def _found(self, parent: Spec, result: Observation | PollError) -> list[Spec]:
+        """Watches for the runs this poll discovered that nobody watches yet."""
+        if not isinstance(result, Observation):
+            return []
+        found = {}
+        for run_id in result.discovered:
+            child = parent.child(run_id)
+            if child.key not in self.specs:  # else already watched on its own
+                found[child.key] = child
+        return list(found.values())
+
+    def _adopt(self, parent: Spec, child: Spec, record: WatchRecord) -> None:
+        self.specs[child.key] = child
+        self.records[child.key] = record
+        self._schedule(child.key, record.started)
+        log.info("%s: found run %s", parent.name, child.target.id)
 
     async def _observe(self, spec: Spec, record: WatchRecord) -> Observation | PollError:
         provider = self.servers[spec.target.server].provider

@@ -50,6 +50,11 @@ class Event(StrEnum):
     CHANGED = "changed"
     ATTENTION = "attention"
 
+    @property
+    def is_outcome(self) -> bool:
+        """Whether this event is how a watch ended (it happens once per watch)."""
+        return self.value in Outcome._value2member_map_
+
 
 #: Events a channel receives when its ``on`` is not set: everything but ``changed``.
 DEFAULT_EVENTS: frozenset[Event] = frozenset(Event) - {Event.CHANGED}

@@ -79,6 +79,10 @@ def check_template(template: str) -> None:
     if unknown:
         known = ", ".join(PLACEHOLDERS)
         raise ValueError(f"unknown placeholder {{{unknown[0]}}}; known: {known}")
+    try:
+        template.format_map(SAMPLE.fields())
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise ValueError(f"bad template: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +151,48 @@ def context_for(record: WatchRecord, event: Event, system: str, url: str, now: f
     )
 
 
+#: Typical values, to try templates on when the config loads.
+SAMPLE = Context(
+    name="nightly import",
+    event=Event.FAILED,
+    state="Aborted",
+    phase="failed",
+    detail="crashed",
+    server="gov",
+    system="RSA Governance & Lifecycle",
+    url="https://rsa.example.com/aveksa",
+    target="run 5733",
+    id="5733",
+    task="",
+    link="",
+    started="2026-01-01 00:00:00 UTC",
+    finished="2026-01-01 01:02:00 UTC",
+    duration="1h02m",
+    polls=12,
+    outcome="failed",
+)
+
+
 def render(context: Context, title: str | None = None, body: str | None = None) -> tuple[str, str]:
-    """Title and body for ``context``, from templates or the defaults; secrets masked."""
+    """Title and body for ``context``, from templates or the defaults; secrets masked.
+
+    Templates are checked when the config loads; should one still fail on real values, the
+    default text is used, because a message must never keep a watch from ending.
+    """
     fields = context.fields()
-    rendered_title = title.format_map(fields) if title else context.headline
-    rendered_body = body.format_map(fields) if body else default_body(context)
+    rendered_title = _fill(title, fields) or context.headline
+    rendered_body = _fill(body, fields) or default_body(context)
     return scrub(rendered_title), scrub(rendered_body)
+
+
+def _fill(template: str | None, fields: dict[str, Any]) -> str | None:
+    if not template:
+        return None
+    try:
+        return template.format_map(fields)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        log.warning("template %r failed (%s); using the default text", template, exc)
+        return None
 
 
 def default_body(c: Context) -> str:

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,7 +71,9 @@ class Store(Protocol):
 
     async def load(self) -> dict[str, WatchRecord]: ...
 
-    async def save(self, record: WatchRecord, notes: Sequence[Note] = ()) -> None: ...
+    async def save(
+        self, record: WatchRecord, notes: Sequence[Note] = (), also: Sequence[WatchRecord] = ()
+    ) -> None: ...
 
     async def due(self, now: float, limit: int) -> list[Note]: ...
 
@@ -160,37 +163,36 @@ class SqliteStore:
             self._flushing = False
 
     async def _commit(self, batch: list[tuple[Work, asyncio.Future[None]]]) -> None:
-        def commit(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for work, _ in batch:
-                    work(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
+        """Commit a batch in one transaction; if it fails, each item in its own, so one bad
+        write fails alone instead of rolling back everybody else's."""
         try:
-            await self._run(commit)
-        except Exception as exc:  # every waiter learns that its write did not land
-            for _, done in batch:
-                if not done.done():
+            await self._run(lambda conn: _transaction(conn, [work for work, _ in batch]))
+        except Exception:
+            for work, done in batch:
+                try:
+                    await self._run(partial(_transaction, writes=[work]))
+                except Exception as exc:  # this waiter learns that its write did not land
                     done.set_exception(exc)
+                else:
+                    done.set_result(None)
             return
         for _, done in batch:
-            if not done.done():
-                done.set_result(None)
+            done.set_result(None)
 
     async def load(self) -> dict[str, WatchRecord]:
         rows = await self._run(lambda c: c.execute("SELECT * FROM watches").fetchall())
         return {row["key"]: _row_to_record(row) for row in rows}
 
-    async def save(self, record: WatchRecord, notes: Sequence[Note] = ()) -> None:
-        row = _record_row(record)
+    async def save(
+        self, record: WatchRecord, notes: Sequence[Note] = (), also: Sequence[WatchRecord] = ()
+    ) -> None:
+        """Write a record, the notifications it raised and records it brought (found runs)
+        in one transaction."""
+        rows = [_record_row(r) for r in (record, *also)]
         created = record.last_poll or record.started
 
         def work(conn: sqlite3.Connection) -> None:
-            conn.execute(_UPSERT, row)
+            conn.executemany(_UPSERT, rows)
             conn.executemany(_ENQUEUE, _note_rows(notes, created))
 
         await self._write(work)
@@ -233,6 +235,17 @@ class SqliteStore:
             await asyncio.sleep(0.001)
         await self._run(lambda c: c.close())
         self._thread.shutdown(wait=True)
+
+
+def _transaction(conn: sqlite3.Connection, writes: list[Work]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for work in writes:
+            work(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _note_rows(notes: Iterable[Note], created: float) -> list[tuple[Any, ...]]:
