@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 import time
@@ -19,7 +20,7 @@ from watcher.config import Config, WatchConfig, load
 from watcher.daemon import Options, run
 from watcher.errors import ConfigError
 from watcher.notify import Channel
-from watcher.runner import EXIT_USAGE, build_channels, build_specs
+from watcher.runner import EXIT_INTERNAL, EXIT_USAGE, build_channels, build_specs
 from watcher.schema import parse_duration
 from watcher.status import show as show_status
 
@@ -105,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: say so plainly, and not with a code that means "failed"
+        logging.getLogger("watcher").exception("internal error")
+        print(f"watcher: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def _dispatch(args: argparse.Namespace) -> int:

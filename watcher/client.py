@@ -35,6 +35,7 @@ from watcher.redact import scrub
 
 USER_AGENT = f"watcher/{__version__}"
 _SNIPPET = 200
+MAX_BODY_BYTES = 16 * 2**20  # a status answer; anything this large is not one
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -164,6 +165,18 @@ def html_text(page: str) -> str:
     return text or " ".join(" ".join(parser.title).split())
 
 
+async def _read_text(resp: aiohttp.ClientResponse, where: str) -> str:
+    """The body as text, refusing answers larger than :data:`MAX_BODY_BYTES`."""
+    body = await resp.content.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        msg = f"{where}: the answer is larger than {MAX_BODY_BYTES // 2**20} MiB"
+        raise BadReplyError(msg)
+    try:
+        return body.decode(resp.charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return body.decode("utf-8", errors="replace")
+
+
 def _where(method: str, url: str) -> str:
     parts = urlsplit(url)
     return f"{method} {parts.scheme}://{parts.netloc}{parts.path}"
@@ -260,7 +273,7 @@ class ServerClient:
                     ssl=self._tls,
                     allow_redirects=True,
                 ) as resp:
-                    text = await resp.text(errors="replace")
+                    text = await _read_text(resp, where)
                     headers = CIMultiDict(resp.headers)
                     return Reply(resp.status, resp.reason or "", headers, text, where)
             except aiohttp.ClientConnectorCertificateError as exc:
@@ -274,6 +287,5 @@ class ServerClient:
             except aiohttp.ClientConnectorError as exc:
                 msg = f"{where}: cannot connect ({exc.os_error.strerror or exc.os_error})"
                 raise TransientError(scrub(msg)) from None
-            except (aiohttp.ClientError, UnicodeDecodeError) as exc:
-                msg = f"{where}: {type(exc).__name__}: {exc}"
-                raise TransientError(scrub(msg)) from None
+            except aiohttp.ClientError as exc:  # its text may quote the URL and its query
+                raise TransientError(f"{where}: {type(exc).__name__}") from None

@@ -198,6 +198,8 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         data = _walk(raw, "", lambda value, key: _expand(value, key, env))
         data = _read_secret_files(data, path.parent, env)
@@ -273,6 +275,8 @@ def _read_secret(name: str, key: str, base: Path, env: Mapping[str, str]) -> str
                 return candidate.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ValueError(f"{key}: cannot read {candidate}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"{key}: {candidate} is not UTF-8 text") from None
     raise ValueError(f"{key}: no such file {' or '.join(map(str, candidates))}")
 
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -76,7 +77,12 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until stopped (daemon) or until every watch has ended (once); the exit code."""
-        store = SqliteStore(self.config.daemon.state)
+        try:
+            store = SqliteStore(self.config.daemon.state)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"daemon.state: cannot open {self.config.daemon.state}: {exc}"
+            ) from None
         try:
             async with Http() as http:
                 return await self._run(http, store)
@@ -103,7 +109,11 @@ class Daemon:
         self._store = store
         self._on_signals()
         if self.config.daemon.metrics:
-            await self.metrics.serve(self.config.daemon.metrics, refresh=self._status)
+            try:
+                await self.metrics.serve(self.config.daemon.metrics, refresh=self._status)
+            except OSError as exc:
+                msg = f"daemon.metrics: cannot listen on {self.config.daemon.metrics}: {exc}"
+                raise ConfigError(msg) from None
             log.info("metrics on port %d, path /metrics", self.metrics.bound_port)
         self._spawn(self.dispatcher.run(), self._watchdog(), self._status_updates())
         try:
@@ -134,9 +144,11 @@ class Daemon:
             waiters.append(asyncio.create_task(self._summaries()))
         else:
             waiters.append(asyncio.create_task(self._reloads()))
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
+        for waiter in done:
+            waiter.result()  # a part that died is an error, not a quiet exit 0
 
     async def _shutdown(self) -> None:
         if self.stop.is_set():
@@ -174,6 +186,8 @@ class Daemon:
             log.info("configuration reloaded: %s", done)
         except ConfigError as exc:
             log.error("reload rejected, still running the previous configuration: %s", exc)
+        except Exception:  # whatever went wrong, the running configuration stays
+            log.exception("reload failed, still running the previous configuration")
         finally:
             self.notifier.ready(await self._status())
 

@@ -22,7 +22,8 @@ def register(value: str) -> None:
     """Remember a secret so that :func:`scrub` masks it from now on."""
     if len(value) < _MIN_SECRET_LEN:
         return
-    _secrets.update({value, quote(value, safe=""), quote_plus(value)})
+    encoded = {quote(value, safe=""), quote_plus(value), quote_plus(value, safe="/?:@!$'()*,;")}
+    _secrets.update({value, *encoded})
 
 
 def register_url(url: str) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import Iterable, Mapping
 
 from watcher.backoff import Policy
 from watcher.client import Http
 from watcher.config import Config, WatchConfig
+from watcher.errors import ConfigError
 from watcher.models import Outcome, Target, WatchRecord
 from watcher.notify import Channel
 from watcher.providers import KINDS, ServerConfig
@@ -17,7 +19,7 @@ from watcher.spec import Server, Spec
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 70
 
 
 def build_specs(config: Config) -> list[Spec]:
@@ -71,13 +73,18 @@ def build_servers(
             servers[name] = previous[name]
             continue
         kind = KINDS[server.kind]
-        client = http.server(
-            max_concurrency=server.max_concurrency,
-            timeout_s=server.request_timeout,
-            verify_tls=server.verify_tls,
-            ca_file=server.ca_file,
-            headers=server.headers,
-        )
+        try:
+            client = http.server(
+                max_concurrency=server.max_concurrency,
+                timeout_s=server.request_timeout,
+                verify_tls=server.verify_tls,
+                ca_file=server.ca_file,
+                headers=server.headers,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"servers.{name}.ca_file: cannot use {server.ca_file}: {exc}"
+            ) from None
         servers[name] = (server, Server(name, kind.title, server.url, kind.build(server, client)))
     return servers
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
@@ -59,13 +60,19 @@ def _http_url(value: str) -> str:
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
+def _existing_file(value: str) -> str:
+    if not Path(value).is_file():
+        raise ValueError(f"no such file: {value}")
+    return value
+
+
 class ServerBase(Model):
     """Keys every server has, whatever its kind."""
 
     kind: str
     url: HttpUrl
     verify_tls: bool = True
-    ca_file: str | None = None
+    ca_file: Annotated[str, AfterValidator(_existing_file)] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     max_concurrency: int = Field(default=4, ge=1, le=1000)
     request_timeout: Duration = 30.0
