@@ -8,45 +8,53 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from unittest import mock
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aioresponses import aioresponses
 from aiosmtpd.controller import Controller
 
 from watcher import redact
 from watcher.client import Http
 
 
-class _Everything(logging.Handler):
-    """Keeps every raw log record of the run, before any masking."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not record.name.startswith("watcher"):
-            return  # other libraries' records are masked on output by ScrubFilter
-        text = record.getMessage()
-        if record.exc_info:
-            text += logging.Formatter().formatException(record.exc_info)
-        self.lines.append(f"{record.name}: {text}")
-
-
 @pytest.fixture(scope="session", autouse=True)
 def no_secret_in_any_log() -> Iterator[None]:
-    """After the whole run: no secret watcher learned appears in any record watcher logged."""
-    handler = _Everything()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    level, root.level = root.level, logging.DEBUG
+    """After the whole run: no secret watcher learned appears in any record watcher logged.
+
+    Records are caught as they are made (a record factory), whatever handlers a test installs;
+    other libraries' records are left to the output filter (ScrubFilter), tested on its own.
+    """
+    lines: list[str] = []
+    make = logging.getLogRecordFactory()
+
+    def keep(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        if record.name.startswith("watcher"):
+            lines.append(record.getMessage())
+            if record.exc_info:
+                lines.append(logging.Formatter().formatException(record.exc_info))
+        return record
+
+    logging.setLogRecordFactory(keep)
     yield
-    root.removeHandler(handler)
-    root.setLevel(level)
-    logged = "\n".join(handler.lines)
+    logging.setLogRecordFactory(make)
+    logged = "\n".join(lines)
     leaked = sorted(secret for secret in redact.registered() if secret in logged)
     assert leaked == [], f"secrets found in log records: {leaked}"
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Commands under test install their own handlers; put the test run's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
@@ -116,3 +124,18 @@ def smtp() -> Iterator[tuple[Mailbox, str]]:
         yield box, url
     finally:
         controller.stop()
+
+
+class _CompatResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 predates aiohttp 3.14's ``stream_writer`` argument; supply it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", mock.Mock())
+        super().__init__(*args, **kwargs)
+
+
+@pytest.fixture
+def mocked_http() -> Iterator[aioresponses]:
+    """aioresponses, made to work with aiohttp 3.14 (for errors no real server can produce)."""
+    with mock.patch("aioresponses.core.ClientResponse", _CompatResponse), aioresponses() as mocked:
+        yield mocked

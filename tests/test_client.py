@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
+from unittest import mock
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -132,3 +135,34 @@ def test_error_messages_never_carry_the_query_string() -> None:
 def test_unused_port_fixture_is_really_free(unused_tcp_port: int) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", unused_tcp_port))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        aiohttp.ClientPayloadError("truncated body"),
+        aiohttp.ClientOSError(104, "Connection reset by peer"),
+        aiohttp.ServerTimeoutError("read timeout"),
+        aiohttp.ClientConnectionError("gone"),
+        aiohttp.InvalidURL("http://h/?token=abc"),
+        aiohttp.TooManyRedirects(mock.Mock(real_url="http://h/?token=abc"), ()),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+async def test_every_aiohttp_error_becomes_a_watcher_error_without_the_url(
+    http: Http, mocked_http: Any, error: Exception
+) -> None:
+    mocked_http.get("http://status.example/runs/1?token=abc", exception=error)
+    with pytest.raises(TransientError) as caught:
+        await http.server().get("http://status.example/runs/1", params={"token": "abc"})
+    assert "token" not in str(caught.value)
+
+
+async def test_the_aioresponses_shim_serves_answers_on_aiohttp_3_14(
+    http: Http, mocked_http: Any
+) -> None:
+    mocked_http.get("http://status.example/runs/1", status=503, headers={"Retry-After": "9"})
+    answer = await http.server().get("http://status.example/runs/1")
+    with pytest.raises(TransientError) as caught:
+        expect_ok(answer)
+    assert caught.value.retry_after_s == 9.0

@@ -134,8 +134,7 @@ class Engine:
     async def _change(self, spec: Spec) -> None:
         now = self._clock()
         self.specs[spec.key] = spec
-        record = self.records[spec.key]
-        record = replace(record, name=spec.name, deadline=record.started + spec.timeout_s)
+        record = _with_settings(spec, self.records[spec.key])
         if not record.done:
             sooner = min(record.next_poll or now, now + spec.policy.interval_s)
             record = replace(record, next_poll=sooner)
@@ -209,6 +208,9 @@ class Engine:
         await self._store.save(after, notes, children)  # found runs land with their parent
         if key not in self.specs:
             return  # removed by a reload while this poll ran; its record stays in the file
+        if self.specs[key] is not spec:  # a reload changed this watch while it was saved
+            after = _with_settings(self.specs[key], after)
+            await self._store.save(after)
         self.records[key] = after
         self._report(spec, before, step)
         if notes:
@@ -322,6 +324,11 @@ class Engine:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         await asyncio.sleep(0)
+
+
+def _with_settings(spec: Spec, record: WatchRecord) -> WatchRecord:
+    """The record with the name and deadline its (possibly reloaded) settings give it."""
+    return replace(record, name=spec.name, deadline=record.started + spec.timeout_s)
 
 
 def _kind(result: Observation | PollError) -> PollResult:
