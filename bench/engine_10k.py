@@ -136,9 +136,11 @@ class CountingStore(SqliteStore):
 
         return await super()._run(timed)
 
-    async def save(self, record: WatchRecord, notes: Sequence[Note] = ()) -> None:
+    async def save(
+        self, record: WatchRecord, notes: Sequence[Note] = (), also: Sequence[WatchRecord] = ()
+    ) -> None:
         began = time.perf_counter()
-        await super().save(record, notes)
+        await super().save(record, notes, also)
         self.save_s.append(time.perf_counter() - began)
 
 

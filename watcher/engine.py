@@ -70,6 +70,8 @@ class Engine:
         self._warned: set[tuple[str, str]] = set()
         self._inflight: set[asyncio.Task[None]] = set()
         self._polling: set[str] = set()
+        self._open: set[str] = set()  # watches without an outcome: "all done" is cheap to ask
+        self._kids: dict[str, set[str]] = {}  # discovering watch -> the runs it found
         self._all_done = asyncio.Event()
 
     async def start(self) -> None:
@@ -84,11 +86,10 @@ class Engine:
         specs += self._found_before(specs, saved)
         fresh = []
         for spec in specs:
-            self.specs[spec.key] = spec
             record = saved.get(spec.key) or self._new_record(spec, now)
             if spec.key not in saved:
                 fresh.append(self._store.save(record))
-            self.records[spec.key] = record
+            self._track(spec, record)
         await asyncio.gather(*fresh)
         spread = min([_FIRST_POLL_SPREAD_S, *(spec.policy.interval_s for spec in specs)])
         for spec in specs:
@@ -120,6 +121,8 @@ class Engine:
         removed = [key for key in self.specs if key not in wanted]
         for key in removed:
             self._unschedule(key)
+            self._open.discard(key)
+            self._kids.pop(key, None)
             del self.specs[key], self.records[key]
         changed = [
             spec for key, spec in wanted.items() if key in self.specs and spec != self.specs[key]
@@ -141,6 +144,14 @@ class Engine:
             self._move(spec.key, sooner)
         await self._store.save(record)
         self.records[spec.key] = record
+
+    def _track(self, spec: Spec, record: WatchRecord) -> None:
+        self.specs[spec.key] = spec
+        self.records[spec.key] = record
+        if not record.done:
+            self._open.add(spec.key)
+        if spec.parent is not None:
+            self._kids.setdefault(spec.parent, set()).add(spec.key)
 
     def _new_record(self, spec: Spec, now: float) -> WatchRecord:
         return WatchRecord(
@@ -219,6 +230,7 @@ class Engine:
             self._adopt(spec, child, record)
         if step.delay_s is None:
             self._unschedule(key)
+            self._open.discard(key)
             self._check_all_done()
 
     def _notes(self, spec: Spec, record: WatchRecord, events: Iterable[Event]) -> list[Note]:
@@ -237,7 +249,7 @@ class Engine:
         return notes
 
     def _children(self, key: str) -> list[WatchRecord]:
-        return [record for record in self.records.values() if record.parent == key]
+        return [self.records[kid] for kid in self._kids.get(key, ()) if kid in self.records]
 
     def _discovery_step(self, spec: Spec, step: lifecycle.Step) -> lifecycle.Step:
         """A discovering watch that found runs ends quietly; its runs carry the news."""
@@ -258,8 +270,7 @@ class Engine:
         return list(found.values())
 
     def _adopt(self, parent: Spec, child: Spec, record: WatchRecord) -> None:
-        self.specs[child.key] = child
-        self.records[child.key] = record
+        self._track(child, record)
         self._schedule(child.key, record.started)
         log.info("%s: found run %s", parent.name, child.target.id)
 
@@ -300,7 +311,7 @@ class Engine:
         return bool(children) and all(child.done for child in children)
 
     def _check_all_done(self) -> None:
-        if all(self._finished(key) for key in self.records):
+        if all(self._finished(key) for key in self._open):
             self._all_done.set()
 
     def results(self) -> list[WatchRecord]:
