@@ -75,6 +75,13 @@ def config_text(state: Path, hook: str, servers: str, watches: str, **defaults: 
     )
 
 
+def write_config(folder: Path, hook: str, servers: str, watches: str, **defaults: object) -> Path:
+    """``folder/w.toml`` for these servers and watches, its state in ``folder/s.db``."""
+    path = folder / "w.toml"
+    path.write_text(config_text(folder / "s.db", hook, servers, watches, **defaults), "utf-8")
+    return path
+
+
 @contextmanager
 def in_background(*sims: Simulator) -> Iterator[list[str]]:
     """Run simulators on a loop of their own thread (for synchronous CLI tests)."""

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from tests.conftest import Receiver
-from tests.systems import config_text, server_table
+from tests.systems import server_table, write_config
 from watcher.config import load
 from watcher.daemon import Options, run
 from watcher.simulators.arcgis import ArcGisSimulator
@@ -15,12 +15,6 @@ from watcher.simulators.rsa_governance import RsaSimulator
 from watcher.store import read_snapshot
 
 ONCE = Options(once=True, settle_s=5.0)
-
-
-def write(tmp_path: Path, hook: str, servers: str, watches: str, **defaults: object) -> Path:
-    path = tmp_path / "w.toml"
-    path.write_text(config_text(tmp_path / "s.db", hook, servers, watches, **defaults), "utf-8")
-    return path
 
 
 async def when(condition: object) -> None:
@@ -35,7 +29,7 @@ async def test_a_comma_separated_rsa_run_id_watches_each_run(
         {"5733": ["Running", "Completed"], "5734": ["Running", "Running", "Aborted"]}
     )
     url = await sim.start()
-    path = write(
+    path = write_config(
         tmp_path,
         receiver.url,
         server_table("rsa_governance", "gov", url),
@@ -55,7 +49,7 @@ async def test_a_task_watch_reports_the_first_run_after_it_started_not_history(
 ) -> None:
     sim = ArcGisSimulator({"Clean/old": ["failed"]})
     url = await sim.start()
-    path = write(
+    path = write_config(
         tmp_path,
         receiver.url,
         server_table("arcgis", "gis", url),
@@ -77,7 +71,7 @@ async def test_each_new_run_of_a_task_gets_its_own_watch_and_survives_a_restart(
     sim = ArcGisSimulator({"Clean/old": ["succeeded"]})
     url = await sim.start()
     servers = server_table("arcgis", "gis", url) + "each = true\n"
-    path = write(
+    path = write_config(
         tmp_path,
         receiver.url,
         servers,
@@ -108,7 +102,7 @@ async def test_brpm_filters_find_matching_runs_and_watch_each_to_its_end(
         '[[watches]]\nname = "plan 3"\nserver = "rpm"\n'
         'filters = { aasm_state = "started", plan_id = 3 }\n'
     )
-    path = write(tmp_path, receiver.url, server_table("brpm", "rpm", url), watch)
+    path = write_config(tmp_path, receiver.url, server_table("brpm", "rpm", url), watch)
     watching = asyncio.create_task(run(load(path), ONCE))
     await asyncio.wait_for(when(lambda: len(sim.filters_seen) >= 3), 10)  # 404s: none yet
     sim.add_run("7", ["started", "started", "completed"], RunInfo(plan_id=3))
@@ -127,7 +121,9 @@ async def test_a_discovering_watch_that_finds_nothing_times_out(
     sim = BrpmSimulator({})
     url = await sim.start()
     watch = '[[watches]]\nname = "plan 3"\nserver = "rpm"\nfilters = { plan_id = 3 }\n'
-    path = write(tmp_path, receiver.url, server_table("brpm", "rpm", url), watch, timeout=0.3)
+    path = write_config(
+        tmp_path, receiver.url, server_table("brpm", "rpm", url), watch, timeout=0.3
+    )
     assert await run(load(path), ONCE) == 3
     await sim.stop()
     assert receiver.titles == ["plan 3 timed out"]

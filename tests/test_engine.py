@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Receiver
-from tests.systems import SECRETS, SYSTEMS, config_text, server_table, simulator, watch_table
+from tests.systems import SECRETS, SYSTEMS, server_table, simulator, watch_table, write_config
 from watcher.config import load
 from watcher.daemon import Options, run
 from watcher.simulators.base import Fault, Step
@@ -30,18 +30,17 @@ async def watch_one(
     sim = simulator(kind, {run_id: steps})
     url = await sim.start()
     try:
-        text = config_text(
-            tmp_path / "state.db",
+        path = write_config(
+            tmp_path,
             hook.url,
             server_table(kind, "sys", url),
             watch_table(kind, "sys", run_id, name="job"),
             **keys,
         )
-        (tmp_path / "w.toml").write_text(text, encoding="utf-8")
-        code = await asyncio.wait_for(run(load(tmp_path / "w.toml"), ONCE), timeout=30)
+        code = await asyncio.wait_for(run(load(path), ONCE), timeout=30)
     finally:
         await sim.stop()
-    watches, _ = read_snapshot(tmp_path / "state.db")
+    watches, _ = read_snapshot(tmp_path / "s.db")
     return code, watches[0]
 
 
@@ -131,14 +130,13 @@ async def test_an_unknown_run_ends_in_error_with_the_servers_words(
     sim = simulator(kind, {})
     url = await sim.start()
     try:
-        text = config_text(
-            tmp_path / "s.db",
+        path = write_config(
+            tmp_path,
             receiver.url,
             server_table(kind, "sys", url),
             watch_table(kind, "sys", "999", name="job"),
         )
-        (tmp_path / "w.toml").write_text(text, encoding="utf-8")
-        code = await asyncio.wait_for(run(load(tmp_path / "w.toml"), ONCE), timeout=30)
+        code = await asyncio.wait_for(run(load(path), ONCE), timeout=30)
     finally:
         await sim.stop()
     assert code == 3
@@ -153,14 +151,13 @@ async def test_rsa_html_error_page_reaches_the_message_as_its_sentence(
     sim = simulator("rsa_governance", {})
     url = await sim.start()
     try:
-        text = config_text(
-            tmp_path / "s.db",
+        path = write_config(
+            tmp_path,
             receiver.url,
             server_table("rsa_governance", "g", url),
             watch_table("rsa_governance", "g", "144444", name="job"),
         )
-        (tmp_path / "w.toml").write_text(text, encoding="utf-8")
-        assert await run(load(tmp_path / "w.toml"), ONCE) == 3
+        assert await run(load(path), ONCE) == 3
     finally:
         await sim.stop()
     assert "HTTP 404: The run-id 144444 is invalid." in receiver.posts[0]["message"]

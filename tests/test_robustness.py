@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import Receiver
-from tests.systems import config_text, server_table, watch_table
+from tests.systems import config_text, server_table, watch_table, write_config
 from watcher import client, redact
 from watcher.client import Http, Reply
 from watcher.config import load
@@ -155,15 +155,11 @@ async def test_a_reload_that_fails_unexpectedly_keeps_the_old_configuration(
 ) -> None:
     sim = RsaSimulator({"1": ["Running"]})
     url = await sim.start()
-    path = tmp_path / "w.toml"
-    path.write_text(
-        config_text(
-            tmp_path / "s.db",
-            receiver.url,
-            server_table("rsa_governance", "gov", url),
-            watch_table("rsa_governance", "gov", "1"),
-        ),
-        encoding="utf-8",
+    path = write_config(
+        tmp_path,
+        receiver.url,
+        server_table("rsa_governance", "gov", url),
+        watch_table("rsa_governance", "gov", "1"),
     )
     stop = asyncio.Event()
     service = Daemon(load(path), Options(config_path=path), stop=stop)
@@ -233,15 +229,11 @@ async def test_an_outcome_is_queued_once_per_channel_whatever_poll_found_it(
 ) -> None:
     sim = RsaSimulator({"1": ["Running", "Running", "Completed"]})
     url = await sim.start()
-    path = tmp_path / "w.toml"
-    path.write_text(
-        config_text(
-            tmp_path / "s.db",
-            receiver.url,
-            server_table("rsa_governance", "gov", url),
-            watch_table("rsa_governance", "gov", "1"),
-        ),
-        encoding="utf-8",
+    path = write_config(
+        tmp_path,
+        receiver.url,
+        server_table("rsa_governance", "gov", url),
+        watch_table("rsa_governance", "gov", "1"),
     )
     assert await Daemon(load(path), Options(once=True, settle_s=5)).run() == 0
     await sim.stop()
