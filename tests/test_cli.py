@@ -199,3 +199,4 @@ async def test_demo_shows_outcomes_and_notifications_without_accounts() -> None:
     assert ">>> crop index query failed" in out
     assert ">>> nightly identity collection succeeded" in out
     assert "next poll in" in err and "answered HTTP 503" in err
+    assert "refused the token; logging in again" in err  # tokens expire mid-demo

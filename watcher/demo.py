@@ -89,7 +89,10 @@ id = "42"
 def simulators() -> dict[str, Simulator]:
     """The demo's four systems; the Gardin query fails, the BRPM server has a busy moment."""
     return {
-        "rsa": RsaSimulator({"5733": ["New", "New", "Running", "Running", "Running", "Completed"]}),
+        "rsa": RsaSimulator(
+            {"5733": ["New", "New", "Running", "Running", "Running", "Completed"]},
+            token_ttl_s=3.0,  # expires mid-demo: watcher logs in again
+        ),
         "arcgis": ArcGisSimulator(
             {
                 "CleanGPJobs/dae1bfa5d6ec44349790ebb3f27dd4e1": [
