@@ -86,12 +86,12 @@ id = "42"
 """
 
 
-def simulators() -> dict[str, Simulator]:
+def simulators(speed: float = 1.0) -> dict[str, Simulator]:
     """The demo's four systems; the Gardin query fails, the BRPM server has a busy moment."""
     return {
         "rsa": RsaSimulator(
             {"5733": ["New", "New", "Running", "Running", "Running", "Completed"]},
-            token_ttl_s=3.0,  # expires mid-demo: watcher logs in again
+            token_ttl_s=3.0 / speed,  # expires mid-demo: watcher logs in again
         ),
         "arcgis": ArcGisSimulator(
             {
@@ -101,11 +101,11 @@ def simulators() -> dict[str, Simulator]:
                     "succeeded",
                 ]
             },
-            token_ttl_s=8.0,
+            token_ttl_s=8.0 / speed,
         ),
         "gardin": GardinSimulator(
             {QUERY: ["SUBMITTED", "IN_PROGRESS", "RUNNING", "RUNNING", "FAILED"]},
-            token_ttl_s=8.0,
+            token_ttl_s=8.0 / speed,
         ),
         "brpm": BrpmSimulator(
             {"42": ["created", "planned", "started", Fault.http(503, "busy", "2"), "completed"]}
@@ -115,7 +115,7 @@ def simulators() -> dict[str, Simulator]:
 
 async def demo(speed: float = 1.0) -> int:
     """Run the demo; returns the exit code ``watcher run --once`` gives (1: one run failed)."""
-    sims = simulators()
+    sims = simulators(speed)
     urls = {name: await sim.start() for name, sim in sims.items()}
     try:
         with tempfile.TemporaryDirectory(prefix="watcher-demo-") as tmp:
