@@ -22,6 +22,7 @@ from watcher.simulators.rsa_governance import RsaSimulator
 from watcher.status import show
 
 QUERY = "4DDC21D9-E30C-458A-80E2-642CA3238541"
+EXPECTED_EXIT = 1  # what `run --once` gives for the demo: its Gardin query fails on purpose
 
 CONFIG = """\
 # The configuration watcher demo runs with: four simulated systems on loopback.
@@ -114,7 +115,7 @@ def simulators(speed: float = 1.0) -> dict[str, Simulator]:
 
 
 async def demo(speed: float = 1.0) -> int:
-    """Run the demo; returns the exit code ``watcher run --once`` gives (1: one run failed)."""
+    """Run the demo; 0 when everything happened as designed, else what ``run --once`` gave."""
     sims = simulators(speed)
     urls = {name: await sim.start() for name, sim in sims.items()}
     try:
@@ -126,9 +127,12 @@ async def demo(speed: float = 1.0) -> int:
             config = load(path)
             logging.getLogger("watcher.engine").setLevel(logging.DEBUG)
             code = await run(config, Options(once=True, summary_every_s=5.0 / speed))
-            print(f"\nwatcher run --once would exit with {code}. `watcher status` now shows:\n")
+            print(
+                f"\nwatcher run --once would exit with {code} (1: a run failed; the Gardin query "
+                "fails on purpose). `watcher status` now shows:\n"
+            )
             show(config.daemon.state)
-            return code
+            return 0 if code == EXPECTED_EXIT else code
     finally:
         for sim in sims.values():
             await sim.stop()
