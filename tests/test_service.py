@@ -23,6 +23,7 @@ from watcher.config import load
 from watcher.daemon import Daemon, Options
 from watcher.sdnotify import Notifier, watchdog_interval
 from watcher.simulators.rsa_governance import RsaSimulator
+from watcher.status import show as show_status
 
 
 class NotifySocket:
@@ -168,6 +169,7 @@ async def test_reload_adds_removes_and_changes_watches_and_rejects_a_broken_conf
     rsa: RsaSimulator,
     notify: NotifySocket,
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.INFO)
     path = write(
@@ -203,6 +205,9 @@ async def test_reload_adds_removes_and_changes_watches_and_rejects_a_broken_conf
     assert service.engine.records["gov//3"].started == three.started  # kept its state
     assert service.engine.servers["gov"].provider is provider  # and its server kept its login
     assert "configuration reloaded: 1 added, 1 removed, 1 changed" in caplog.text
+    capsys.readouterr()
+    assert show_status(str(tmp_path / "state.db")) == 0  # read-only, beside the running daemon
+    assert "two renamed" in capsys.readouterr().out
 
     path.write_text(path.read_text() + "\n[[watches]]\nserver = 'gov'\nid = '5'\nnotfy = []\n")
     mark = len(notify.drain())
