@@ -142,8 +142,8 @@ class Engine:
             sooner = min(record.next_poll or now, now + spec.policy.interval_s)
             record = replace(record, next_poll=sooner)
             self._move(spec.key, sooner)
+        self.records[spec.key] = record  # before the await: a poll ending meanwhile builds on it
         await self._store.save(record)
-        self.records[spec.key] = record
 
     def _track(self, spec: Spec, record: WatchRecord) -> None:
         self.specs[spec.key] = spec
