@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from watcher import redact
-from watcher.providers.auth import Token, TokenCache, hide, renew_time
+from watcher.providers.auth import Token, TokenCache, renew_time
 
 START = 1_700_000_000.0
 
@@ -142,6 +142,9 @@ async def test_every_token_obtained_is_masked_in_output(clock: Clock) -> None:
     )
 
 
-def test_hide_masks_unregistered_secrets_but_not_short_words() -> None:
-    text = "password hunter2-xyz rejected by abc"
-    assert hide(text, ["hunter2-xyz", "abc"]) == "password *** rejected by abc"
+def test_a_server_config_masks_its_secrets_as_soon_as_it_is_validated() -> None:
+    from watcher.providers.gardin import Config
+
+    Config(kind="gardin", client_id="c", client_secret="hunter2-xyz-secret")
+    text = "password hunter2-xyz-secret rejected by abc"
+    assert redact.scrub(text) == "password *** rejected by abc"

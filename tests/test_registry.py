@@ -33,4 +33,4 @@ def test_every_state_table_maps_to_phases_and_documents_the_endpoint(kind: str) 
     assert all(isinstance(phase, Phase) for phase in info.states.values())
     module = importlib.import_module(info.build.__module__)
     assert module.__doc__ and "GET" in module.__doc__
-    assert info.config.model_fields["kind"].annotation is not None
+    assert get_args(info.config.model_fields["kind"].annotation) == (kind,)

@@ -125,6 +125,8 @@ class ChannelConfig(Model):
     def _has_urls(self) -> ChannelConfig:
         if not self.all_urls:
             raise ValueError("needs 'url' or 'urls'")
+        for url in self.all_urls:  # masked in all output from the moment it is known
+            redact.register_url(url)
         return self
 
     @property
@@ -177,10 +179,6 @@ class Config(Model):
             seen[key] = index
         return problems
 
-    def secrets(self) -> list[str]:
-        """Every secret value of the servers, for masking (channel URLs: redact.register_url)."""
-        return [s for server in self.servers.values() for s in server.secrets()]
-
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     """Read, expand and validate a watches.toml; raise ConfigError saying what is wrong."""
@@ -203,11 +201,6 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
         config = Config.model_validate(_with_defaults(data))
     except ValueError as exc:
         raise ConfigError(f"{path}: {_explain(exc)}") from None
-    for secret in config.secrets():
-        redact.register(secret)
-    for channel in config.channels.values():
-        for url in channel.all_urls:
-            redact.register_url(url)
     return config
 
 

@@ -17,6 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 
 from watcher.backoff import DELIVERY, Policy, next_delay
 from watcher.metrics import Metrics
@@ -78,12 +79,10 @@ class Dispatcher:
             if note.id not in self._busy:
                 task = asyncio.create_task(self._deliver(note))
                 self._busy[note.id] = task
-                task.add_done_callback(self._forget)
+                task.add_done_callback(partial(self._forget, note.id))
 
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        for note_id, busy in list(self._busy.items()):
-            if busy is task:
-                del self._busy[note_id]
+    def _forget(self, note_id: int, _: asyncio.Task[None]) -> None:
+        self._busy.pop(note_id, None)
 
     async def _sleep_until_due(self) -> None:
         next_due = await self._store.next_due()
@@ -113,9 +112,10 @@ class Dispatcher:
             return
         self.failures += 1
         self._metrics.delivery_failed(note.channel)
-        delay = next_delay(note.attempts, self._retry, self._rand())
         if channel is None:
             delay = _MISSING_CHANNEL_RETRY_S
+        else:
+            delay = next_delay(note.attempts, self._retry, self._rand())
         await self._store.failed(note, error, self._clock() + delay)
         log.warning(
             "could not deliver to %s (try %d), retrying in %.0fs: %s: %s",

@@ -237,15 +237,16 @@ class Engine:
         server = self.servers[spec.target.server]
         notes = []
         for event in events:
+            wanting = [self.channels[n] for n in spec.notify if self.channels[n].wants(event)]
+            if not wanting:
+                continue
             context = context_for(record, event, server.system, server.url, self._clock())
             # outcomes happen once per watch; other events once per poll that raised them
             occurrence = 0 if event.is_outcome else record.polls
-            for name in spec.notify:
-                channel = self.channels[name]
-                if channel.wants(event):
-                    title, body = render(context, channel.title, channel.body)
-                    dedup = f"{spec.key}|{event}|{occurrence}|{name}"
-                    notes.append(Note(spec.key, event, name, title, body, dedup))
+            for channel in wanting:
+                title, body = render(context, channel.title, channel.body)
+                dedup = f"{spec.key}|{event}|{occurrence}|{channel.name}"
+                notes.append(Note(spec.key, event, channel.name, title, body, dedup))
         return notes
 
     def _children(self, key: str) -> list[WatchRecord]:

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
+
+from watcher import redact
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -93,6 +103,10 @@ class ServerBase(Model):
         """The runs one watch's ``id`` names (RSA start commands return several)."""
         return [id]
 
-    def secrets(self) -> list[str]:
-        """Secret values of this server, for masking in output."""
-        return [v.get_secret_value() for v in self.__dict__.values() if isinstance(v, SecretStr)]
+    @model_validator(mode="after")
+    def _register_secrets(self) -> Self:
+        """Every secret of a server is masked in all output from the moment it is known."""
+        for value in self.__dict__.values():
+            if isinstance(value, SecretStr):
+                redact.register(value.get_secret_value())
+        return self

@@ -29,10 +29,11 @@ from typing import Any, Literal, Self
 
 from pydantic import SecretStr, model_validator
 
+from watcher import redact
 from watcher.client import Reply, ServerClient, expect_ok, json_message, snippet
 from watcher.errors import BadReplyError, PermanentError, PollError, TransientError
 from watcher.models import Observation, Phase, Target
-from watcher.providers.auth import Token, TokenCache, hide
+from watcher.providers.auth import Token, TokenCache
 from watcher.providers.base import Kind, phase_of
 from watcher.schema import HttpUrl, ServerBase
 
@@ -225,7 +226,7 @@ class ArcGis:
         try:
             return await self._observe(target.task or "", target.id, memo)
         except PollError as exc:
-            exc.args = (hide(str(exc), self._config.secrets()),)
+            exc.args = (redact.scrub(str(exc)),)
             raise
 
     async def _observe(self, task: str, run_id: str | None, memo: Mapping[str, Any]) -> Observation:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 RENEW_MARGIN_S: Final = 60.0
 RENEW_FRACTION: Final = 0.1
 RENEW_CAP_FRACTION: Final = 0.5
-_MIN_SECRET_LEN = 4  # as in watcher.redact: shorter values would mask ordinary words
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +130,3 @@ class TokenCache:
         redact.register(token.value)
         self._token = token
         self._renew_at = renew_time(self._clock(), token.expires_at)
-
-
-def hide(text: str, secrets: Iterable[str]) -> str:
-    """``text`` scrubbed, and without ``secrets`` even if they were never registered."""
-    text = redact.scrub(text)
-    for secret in secrets:
-        if len(secret) >= _MIN_SECRET_LEN:
-            text = text.replace(secret, redact.MASK)
-    return text

@@ -18,7 +18,7 @@ it means "no records found" and is an empty list. 422 carries ``{"attr": ["messa
 body format of other errors is undocumented; whatever text they carry is quoted, secrets masked.
 
 The token travels in the query string, so messages name requests by ``Reply.where`` (no query)
-and the token is registered with :mod:`watcher.redact` when the provider is built.
+and the token is masked in all output (its config registers it with :mod:`watcher.redact`).
 """
 
 from __future__ import annotations
@@ -84,7 +84,6 @@ class Brpm:
     def __init__(self, config: Config, http: ServerClient) -> None:
         self._config = config
         self._http = http
-        redact.register(config.token.get_secret_value())
 
     async def observe(self, target: Target, memo: Mapping[str, Any]) -> Observation:
         """Read one run; a ``304`` answer to ``If-None-Match`` repeats the last observation."""

