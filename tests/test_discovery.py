@@ -12,7 +12,7 @@ from watcher.daemon import Options, run
 from watcher.simulators.arcgis import ArcGisSimulator
 from watcher.simulators.brpm import BrpmSimulator, RunInfo
 from watcher.simulators.rsa_governance import RsaSimulator
-from watcher.store import read_snapshot
+from watcher.stores.sqlite import read_snapshot
 
 ONCE = Options(once=True, settle_s=5.0)
 

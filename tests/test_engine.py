@@ -14,7 +14,7 @@ from tests.systems import SECRETS, SYSTEMS, server_table, simulator, watch_table
 from watcher.config import load
 from watcher.daemon import Options, run
 from watcher.simulators.base import Fault, Step
-from watcher.store import read_snapshot
+from watcher.stores.sqlite import read_snapshot
 
 ONCE = Options(once=True, summary_every_s=60.0, settle_s=10.0)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -9,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from watcher.metrics import Metrics, PollResult, parse_address
 from watcher.models import Outcome, WatchRecord
+from watcher.stores.sqlite import SqliteStore
 
 NOW = 1_700_000_000.0
 
@@ -96,18 +98,23 @@ def test_outbox_gauge_follows_the_latest_depth(metrics: Metrics) -> None:
     assert value(metrics, "watcher_outbox_pending") == 3
 
 
-def test_watches_are_counted_by_outcome_phase_or_waiting(metrics: Metrics) -> None:
-    metrics.watches(
-        [
-            record("1"),
-            record("2", "running"),
-            record("3", "running"),
-            record("4", "pending"),
-            record("5", "unknown"),
-            record("6", "succeeded", Outcome.SUCCEEDED),
-            record("7", "running", Outcome.TIMEOUT),
-        ]
-    )
+async def test_watches_are_counted_by_outcome_phase_or_waiting(
+    metrics: Metrics, tmp_path: Path
+) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    records = [
+        record("1"),
+        record("2", "running"),
+        record("3", "running"),
+        record("4", "pending"),
+        record("5", "unknown"),
+        record("6", "succeeded", Outcome.SUCCEEDED),
+        record("7", "running", Outcome.TIMEOUT),
+    ]
+    for one in records:
+        await store.save(one)
+    metrics.watches(await store.counts())
+    await store.close()
     expected = {"waiting": 1, "running": 2, "pending": 1, "unknown": 1, "succeeded": 1}
     expected |= {"timeout": 1, "failed": 0, "cancelled": 0, "error": 0}
     found = {state: value(metrics, "watcher_watches", state=state) for state in expected}
@@ -115,8 +122,8 @@ def test_watches_are_counted_by_outcome_phase_or_waiting(metrics: Metrics) -> No
 
 
 def test_a_state_that_empties_drops_to_zero(metrics: Metrics) -> None:
-    metrics.watches([record("1", "running")])
-    metrics.watches([record("1", "failed", Outcome.FAILED)])
+    metrics.watches({"running": 1})
+    metrics.watches({"failed": 1})
     assert value(metrics, "watcher_watches", state="running") == 0
     assert value(metrics, "watcher_watches", state="failed") == 1
 

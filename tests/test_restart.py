@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table, watch_table
@@ -14,7 +15,7 @@ from watcher.dispatch import Dispatcher
 from watcher.models import DEFAULT_EVENTS, Event, Note, WatchRecord
 from watcher.notify import Channel
 from watcher.simulators.rsa_governance import RsaSimulator
-from watcher.store import SqliteStore, read_snapshot
+from watcher.stores.sqlite import SqliteStore, read_snapshot
 
 DAEMON = Options(once=False)
 ONCE = Options(once=True, settle_s=5.0)
@@ -121,14 +122,14 @@ async def test_store_commits_a_record_and_its_notes_together(tmp_path: Path) -> 
 async def test_concurrent_saves_share_transactions(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
     flushes = 0
-    original = store._flush
+    original = store._transaction
 
-    async def counted() -> None:
+    async def counted(writes: Any) -> list[Any]:
         nonlocal flushes
         flushes += 1
-        await original()
+        return await original(writes)
 
-    store._flush = counted  # type: ignore[method-assign]
+    store._transaction = counted  # type: ignore[method-assign]
     records = [
         WatchRecord(key=f"k{i}", name="n", server="s", started=1.0, deadline=2.0)
         for i in range(500)

@@ -23,7 +23,7 @@ from watcher.models import Event, Outcome, WatchRecord
 from watcher.notify import SAMPLE, check_template, render
 from watcher.simulators.base import Fault
 from watcher.simulators.rsa_governance import RsaSimulator
-from watcher.store import SqliteStore, read_snapshot
+from watcher.stores.sqlite import SqliteStore, read_snapshot
 
 
 def test_a_template_that_cannot_render_is_rejected_when_the_config_loads() -> None:

@@ -21,9 +21,11 @@ from tests.systems import config_text, server_table, watch_table
 from watcher import logs
 from watcher.config import load
 from watcher.daemon import Daemon, Options
+from watcher.models import WatchRecord
 from watcher.sdnotify import Notifier, watchdog_interval
 from watcher.simulators.rsa_governance import RsaSimulator
 from watcher.status import show as show_status
+from watcher.stores.sqlite import read_snapshot
 
 
 class NotifySocket:
@@ -83,6 +85,11 @@ def write(path: Path, hook: str, url: str, watches: str, daemon: str = "") -> Pa
     )
     path.write_text(text.replace("[daemon]\n", f"[daemon]\n{daemon}"), encoding="utf-8")
     return path
+
+
+def saved(tmp_path: Path, key: str) -> WatchRecord:
+    """A watch's record as the state file has it (read-only, beside the daemon)."""
+    return next(r for r in read_snapshot(tmp_path / "state.db")[0] if r.key == key)
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -183,7 +190,7 @@ async def test_reload_adds_removes_and_changes_watches_and_rejects_a_broken_conf
     daemon = asyncio.create_task(service.run())
     await notify.wait_for("READY=1")
     await until(lambda: min(rsa.polls[r] for r in "123") >= 2)
-    three = service.engine.records["gov//3"]
+    three = saved(tmp_path, "gov//3")
     provider = service.engine.servers["gov"].provider
 
     write(
@@ -200,9 +207,9 @@ async def test_reload_adds_removes_and_changes_watches_and_rejects_a_broken_conf
     await until(lambda: rsa.polls["3"] >= three.polls + 5)
     assert rsa.polls["1"] == removed_polls
     assert set(service.engine.specs) == {"gov//2", "gov//3", "gov//4"}
-    two = service.engine.records["gov//2"]
+    two = saved(tmp_path, "gov//2")
     assert two.name == "two renamed" and two.deadline == two.started + 60
-    assert service.engine.records["gov//3"].started == three.started  # kept its state
+    assert saved(tmp_path, "gov//3").started == three.started  # kept its state
     assert service.engine.servers["gov"].provider is provider  # and its server kept its login
     assert "configuration reloaded: 1 added, 1 removed, 1 changed" in caplog.text
     capsys.readouterr()
@@ -235,7 +242,7 @@ async def test_metrics_endpoint_numbers_match_what_happened(
     service = Daemon(load(path), Options(config_path=path), stop=stop)
     daemon = asyncio.create_task(service.run())
     await notify.wait_for("READY=1")
-    await until(lambda: all(r.done for r in service.engine.records.values()))
+    await until(lambda: all(r.done for r in read_snapshot(tmp_path / "state.db")[0]))
     await until(lambda: service.dispatcher.delivered == 3)  # nine changed, succeeded; 404 error
     url = f"http://127.0.0.1:{service.metrics.bound_port}/metrics"
     async with aiohttp.ClientSession() as session, session.get(url) as resp:

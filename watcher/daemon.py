@@ -2,22 +2,26 @@
 
 :class:`Daemon` opens the state file and the one HTTP session, starts the dispatcher and the
 engine, tells systemd it is ready, and then waits: for SIGTERM/SIGINT (daemon), or for every watch
-to end (once). Meanwhile it pings the systemd watchdog from the event loop, keeps ``STATUS=``
-current, serves metrics when asked to, and re-reads the configuration on SIGHUP. It stops in
-order: ``STOPPING=1``, no new polls, polls in flight saved, deliveries in flight finished, state
-file closed.
+to end (once). Its few periodic jobs run on APScheduler: the engine's claim tick (every second),
+the systemd watchdog ping (from the event loop, so a stuck loop misses pings), ``STATUS=`` and the
+gauges, and the CI summary line. It serves metrics when asked to and re-reads the configuration on
+SIGHUP. It stops in order: ``STOPPING=1``, no new polls, polls in flight saved, deliveries in
+flight finished, state file closed; writes the state file could not take by then make the exit
+code 3.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sqlite3
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +31,28 @@ from watcher.dispatch import Dispatcher
 from watcher.engine import Engine
 from watcher.errors import ConfigError
 from watcher.metrics import Metrics
-from watcher.runner import EXIT_OK, build_channels, build_servers, build_specs, exit_code, summary
+from watcher.models import Outcome
+from watcher.runner import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    build_channels,
+    build_servers,
+    build_specs,
+    exit_code,
+    summary,
+)
 from watcher.schema import format_duration
 from watcher.sdnotify import Notifier, watchdog_interval
 from watcher.spec import Spec
-from watcher.store import SqliteStore
+from watcher.stores import Store
+from watcher.stores.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
+_OUTCOMES = frozenset(str(outcome) for outcome in Outcome)
 
-STOP_GRACE_S = 5.0
+STOP_GRACE_S = 3.0
 STATUS_EVERY_S = 10.0
+CLAIM_EVERY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,23 +90,26 @@ class Daemon:
         self.metrics = Metrics()
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._jobs: Any = None  # APScheduler, imported only when a daemon runs
 
     async def run(self) -> int:
         """Run until stopped (daemon) or until every watch has ended (once); the exit code."""
+        state = self.config.daemon.state
         try:
-            store = SqliteStore(self.config.daemon.state)
+            store = SqliteStore(state)
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(
-                f"daemon.state: cannot open {self.config.daemon.state}: {exc}"
-            ) from None
+            where = f"{self.options.config_path}: " if self.options.config_path else ""
+            raise ConfigError(f"{where}daemon.state: cannot open {state}: {exc}") from None
+        lost = 0
         try:
             async with Http() as http:
-                return await self._run(http, store)
+                code = await self._run(http, store)
         finally:
-            await store.close()
+            lost = await store.close(STOP_GRACE_S)
             self.notifier.close()
+        return EXIT_INCOMPLETE if lost and code == EXIT_OK else code
 
-    async def _run(self, http: Http, store: SqliteStore) -> int:
+    async def _run(self, http: Http, store: Store) -> int:
         self._http = http
         self._servers = build_servers(self.config, http)
         channels = build_channels(self.config)
@@ -115,15 +134,39 @@ class Daemon:
                 msg = f"daemon.metrics: cannot listen on {self.config.daemon.metrics}: {exc}"
                 raise ConfigError(msg) from None
             log.info("metrics on port %d, path /metrics", self.metrics.bound_port)
-        self._spawn(self.dispatcher.run(), self._watchdog(), self._status_updates())
+        self._spawn(self.dispatcher.run())
         try:
             await self.engine.start()
+            self._settle_memory()
+            self._start_jobs()
             self.notifier.ready(await self._status())
             log.info("watching %d runs, state in %s", len(self.specs), self.config.daemon.state)
             await self._wait()
         finally:
             await self._shutdown()
-        return exit_code(self.engine.results()) if self.options.once else EXIT_OK
+        return exit_code(await self.engine.results()) if self.options.once else EXIT_OK
+
+    def _start_jobs(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        self._jobs = AsyncIOScheduler(
+            timezone=UTC, job_defaults={"coalesce": True, "misfire_grace_time": None}
+        )
+        self._jobs.add_job(_on_loop(self.engine.tick), "interval", seconds=CLAIM_EVERY_S)
+        self._jobs.add_job(self._status_update, "interval", seconds=STATUS_EVERY_S)
+        if (every := watchdog_interval()) is not None:
+            self.notifier.watchdog()
+            self._jobs.add_job(_on_loop(self.notifier.watchdog), "interval", seconds=every)
+        if self.options.once:
+            self._jobs.add_job(self._summary, "interval", seconds=self.options.summary_every_s)
+        self._jobs.start()
+
+    @staticmethod
+    def _settle_memory() -> None:
+        """Move what start-up (or a reload) built out of the collector's way: thousands of
+        long-lived watch records need not be scanned again and again."""
+        gc.collect()
+        gc.freeze()
 
     def _spawn(self, *work: Coroutine[Any, Any, Any]) -> None:
         self._tasks += [asyncio.create_task(w) for w in work]
@@ -141,7 +184,6 @@ class Daemon:
         waiters: list[asyncio.Task[Any]] = [asyncio.create_task(self.stop.wait())]
         if self.options.once:
             waiters.append(asyncio.create_task(self.engine.wait_done()))
-            waiters.append(asyncio.create_task(self._summaries()))
         else:
             waiters.append(asyncio.create_task(self._reloads()))
         done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -154,6 +196,8 @@ class Daemon:
         if self.stop.is_set():
             log.info("stopping: saving state")
         self.notifier.stopping()
+        if self._jobs is not None and self._jobs.running:
+            self._jobs.shutdown(wait=False)
         await self.engine.stop(STOP_GRACE_S)
         if self.options.once and not self.stop.is_set():
             await self._settle()
@@ -183,6 +227,7 @@ class Daemon:
             done = await self.engine.reload(build_specs(config), servers, channels)
             self.dispatcher.channels = channels
             self.config = config
+            self._settle_memory()
             log.info("configuration reloaded: %s", done)
         except ConfigError as exc:
             log.error("reload rejected, still running the previous configuration: %s", exc)
@@ -192,31 +237,27 @@ class Daemon:
             self.notifier.ready(await self._status())
 
     async def _status(self) -> str:
-        records = list(self.engine.records.values())
+        counts = await self._store.counts()
         pending = await self._store.pending()
-        self.metrics.watches(records)
+        behind = self.engine.behind_s
+        self.metrics.watches(counts)
         self.metrics.outbox(pending)
-        active = sum(not record.done for record in records)
-        return f"watching {active} runs, {pending} notifications pending"
+        self.metrics.health(behind, self._store.health)
+        open_ = sum(n for state, n in counts.items() if state not in _OUTCOMES)
+        line = f"watching {open_} runs, {pending} notifications pending"
+        if behind >= 1.0:
+            line += f", behind by {format_duration(behind)}"
+        if trouble := self._store.health.describe("state file"):
+            line += f"; {trouble}"
+        return line
 
-    async def _status_updates(self) -> None:
-        while True:
-            await asyncio.sleep(STATUS_EVERY_S)
-            with contextlib.suppress(Exception):  # status is a courtesy; never stop for it
-                self.notifier.status(await self._status())
+    async def _status_update(self) -> None:
+        with contextlib.suppress(Exception):  # status is a courtesy; never stop for it
+            self.notifier.status(await self._status())
 
-    async def _watchdog(self) -> None:
-        interval = watchdog_interval()
-        if interval is None:
-            return
-        while True:  # pinged from the event loop: a stuck loop misses pings and is restarted
-            self.notifier.watchdog()
-            await asyncio.sleep(interval)
-
-    async def _summaries(self) -> None:
-        while True:
-            await asyncio.sleep(self.options.summary_every_s)
-            log.info("%s", summary(self.engine.records.values(), time.time()))
+    async def _summary(self) -> None:
+        records = await self._store.load(self.engine.specs)
+        log.info("%s", summary(records.values(), time.time()))
 
     async def _settle(self) -> None:
         left = await self.dispatcher.settle(self.options.settle_s)
@@ -227,6 +268,16 @@ class Daemon:
                 left,
                 format_duration(self.options.settle_s),
             )
+
+
+def _on_loop(job: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    """``job`` as a coroutine function: APScheduler runs those on the event loop (a plain
+    function would go to a thread)."""
+
+    async def run() -> None:
+        job()
+
+    return run
 
 
 def _channels(config: Config) -> Any:

@@ -23,7 +23,7 @@ from watcher.backoff import DELIVERY, Policy, next_delay
 from watcher.metrics import Metrics
 from watcher.models import Note
 from watcher.notify import Channel
-from watcher.store import Store
+from watcher.stores import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,16 @@
-"""The scheduler shell: one APScheduler job per watch, polling with backoff until terminal.
+"""The scheduler shell: claim what is due from the store, poll it at its time, save, repeat.
 
-Each watch is an interval job whose next run is moved with ``modify_job(next_run_time=...)``
-after every poll (the interval is only a fallback), so a watch is never lost from the scheduler
-while its poll runs. After each poll the engine applies :func:`watcher.lifecycle.advance`, writes
-the new record and its notifications in one transaction, wakes the dispatcher, and either
-schedules the next poll or removes the job.
+The store is the schedule (see :mod:`watcher.stores`). The engine claims the watches due within
+:data:`CLAIM_AHEAD_S` in batches, keeps them in a :class:`~watcher.schedule.Schedule`, and starts
+each poll at its due time, at most ``max_concurrency`` per server at once; a due watch whose
+server is busy waits in that server's queue (keys, not coroutines). After a poll (see
+:mod:`watcher.poll`) a watch due again within :data:`watcher.poll.HOLD_S` stays held; one due
+later is released to the store and claimed again in time.
+
+A watch is never polled twice at once and never dropped: one due while its previous poll is still
+saving polls right after. When polls cannot keep up they start late, in due order, and the
+engine says so at most once a minute (:attr:`Engine.behind_s`). :meth:`Engine.tick` is the
+periodic claim (the daemon runs it every second).
 
 The same engine serves the daemon (``watcher run``) and CI (``watcher run --once``,
 ``watcher wait``): :meth:`Engine.wait_done` returns once every watch has an outcome.
@@ -17,25 +23,29 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
 
-from apscheduler.jobstores.base import JobLookupError
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-from watcher import lifecycle
-from watcher.errors import BadReplyError, PermanentError, PollError
-from watcher.metrics import Metrics, PollResult
-from watcher.models import Event, Note, Observation, Outcome, WatchRecord
-from watcher.notify import Channel, context_for, render
-from watcher.providers.base import Discoverer
+from watcher.metrics import Metrics
+from watcher.models import WatchRecord
+from watcher.notify import Channel
+from watcher.poll import Poller, with_settings
+from watcher.schedule import Schedule
 from watcher.spec import Server, Spec
-from watcher.store import Store
+from watcher.stores import Active, Store
 
 log = logging.getLogger(__name__)
 
-_FIRST_POLL_SPREAD_S = 5.0  # first polls of many watches are spread over this, at most
+CLAIM_AHEAD_S = 2.0
+"""Watches due within this are claimed; the claim tick runs every second."""
+CLAIM_BATCH = 2000
+BEHIND_WARN_S = 5.0
+"""Polls starting this late are worth a warning (at most one a minute)."""
+WARN_EVERY_S = 60.0
+SPREAD_PER_WATCH_S = 0.001
+"""Watches starting together have their first polls spread over 1 s per thousand."""
+SPREAD_FROM = 100
 
 
 class Engine:
@@ -53,107 +63,67 @@ class Engine:
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self.specs = {spec.key: spec for spec in specs}
-        self.servers = dict(servers)
-        self.channels = dict(channels)
-        self.records: dict[str, WatchRecord] = {}
+        self.configured = {spec.key: spec for spec in specs}
+        self.specs: dict[str, Spec] = {}
+        self.held: dict[str, WatchRecord] = {}  # claimed watches, due again soon
         self._store = store
-        self._on_notes = on_notes
-        self._metrics = metrics or Metrics()
         self._clock = clock
         self._rand = rand
-        self._scheduler = AsyncIOScheduler(
-            timezone=UTC,
-            # a job only starts a poll (see _fire), so a late loop may overlap two harmlessly
-            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 4},
+        self._poller = Poller(
+            self, store, servers, channels, metrics or Metrics(), clock, rand, on_notes
         )
-        self._warned: set[tuple[str, str]] = set()
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._schedule = Schedule()
+        self._busy: dict[str, int] = {}
+        self._queued: dict[str, deque[tuple[float, str]]] = {}
         self._polling: set[str] = set()
+        self._inflight: set[asyncio.Task[None]] = set()
         self._open: set[str] = set()  # watches without an outcome: "all done" is cheap to ask
         self._kids: dict[str, set[str]] = {}  # discovering watch -> the runs it found
         self._all_done = asyncio.Event()
+        self._wake: asyncio.Future[None] | None = None
+        self._armed_at: float | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._claiming: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._warned_at: float | None = None
+
+    @property
+    def servers(self) -> dict[str, Server]:
+        return self._poller.servers
 
     async def start(self) -> None:
-        """Load saved records, schedule every unfinished watch and start polling."""
-        await self._admit(list(self.specs.values()), await self._store.load())
-        self._scheduler.start()
+        """Make the configured watches the active ones, claim what is due and start polling."""
+        await self._sync(self.configured)
+        await self._claim()
+        self._pump = asyncio.create_task(self._run())
         self._check_all_done()
 
-    async def _admit(self, specs: list[Spec], saved: Mapping[str, WatchRecord]) -> None:
-        """Take watches on: resume saved records, start new ones, schedule unfinished ones."""
+    async def _sync(
+        self, wanted: Mapping[str, Spec], sooner: Mapping[str, float] | None = None
+    ) -> None:
         now = self._clock()
-        specs += self._found_before(specs, saved)
-        fresh = []
-        for spec in specs:
-            record = saved.get(spec.key) or self._new_record(spec, now)
-            if spec.key not in saved:
-                fresh.append(self._store.save(record))
-            self._track(spec, record)
-        await asyncio.gather(*fresh)
-        spread = min([_FIRST_POLL_SPREAD_S, *(spec.policy.interval_s for spec in specs)])
-        for spec in specs:
-            record = self.records[spec.key]
-            if not record.done:
-                self._schedule(spec.key, record.next_poll or now + spread * self._rand())
+        spread = SPREAD_PER_WATCH_S * len(wanted) if len(wanted) > SPREAD_FROM else 0.0
+        fresh = [self.new_record(s, now, now + spread * self._rand()) for s in wanted.values()]
+        for active in await self._store.sync(fresh, sooner):
+            self._take(active, wanted)
 
-    @staticmethod
-    def _found_before(parents: list[Spec], saved: Mapping[str, WatchRecord]) -> list[Spec]:
-        """The runs discovering watches among ``parents`` found before a restart."""
-        by_key = {spec.key: spec for spec in parents}
-        return [
-            by_key[record.parent].child(record.id)
-            for record in saved.values()
-            if record.parent in by_key and record.id and record.key not in by_key
-        ]
-
-    async def reload(
-        self, specs: Iterable[Spec], servers: Mapping[str, Server], channels: Mapping[str, Channel]
-    ) -> str:
-        """Switch to a new configuration: new watches start, removed ones stop, changed ones
-        take their new settings, unchanged ones keep their state and schedule."""
-        wanted = {spec.key: spec for spec in specs}
-        self.servers, self.channels = dict(servers), dict(channels)
-        for key, spec in list(self.specs.items()):
-            parent = wanted.get(spec.parent or "")
-            if parent is not None and spec.target.id:
-                wanted[key] = parent.child(spec.target.id)
-        removed = [key for key in self.specs if key not in wanted]
-        for key in removed:
-            self._unschedule(key)
-            self._open.discard(key)
-            self._kids.pop(key, None)
-            del self.specs[key], self.records[key]
-        changed = [
-            spec for key, spec in wanted.items() if key in self.specs and spec != self.specs[key]
-        ]
-        for spec in changed:
-            await self._change(spec)
-        added = [spec for key, spec in wanted.items() if key not in self.specs]
-        if added:
-            await self._admit(added, await self._store.load())
-        return f"{len(added)} added, {len(removed)} removed, {len(changed)} changed"
-
-    async def _change(self, spec: Spec) -> None:
-        now = self._clock()
+    def _take(self, active: Active, wanted: Mapping[str, Spec]) -> None:
+        """Know an active watch: its spec (a found run's comes from its parent's) and whether
+        it is open."""
+        spec = wanted.get(active.key) or self.specs.get(active.key)
+        parent = self.specs.get(active.parent or "") or wanted.get(active.parent or "")
+        if spec is None and parent is not None and active.id:
+            spec = parent.child(active.id)
+        if spec is None:
+            return
         self.specs[spec.key] = spec
-        record = _with_settings(spec, self.records[spec.key])
-        if not record.done:
-            sooner = min(record.next_poll or now, now + spec.policy.interval_s)
-            record = replace(record, next_poll=sooner)
-            self._move(spec.key, sooner)
-        self.records[spec.key] = record  # before the await: a poll ending meanwhile builds on it
-        await self._store.save(record)
-
-    def _track(self, spec: Spec, record: WatchRecord) -> None:
-        self.specs[spec.key] = spec
-        self.records[spec.key] = record
-        if not record.done:
+        if not active.done:
             self._open.add(spec.key)
         if spec.parent is not None:
             self._kids.setdefault(spec.parent, set()).add(spec.key)
 
-    def _new_record(self, spec: Spec, now: float) -> WatchRecord:
+    def new_record(self, spec: Spec, now: float, first_poll_at: float) -> WatchRecord:
+        """The record of a watch that starts now."""
         return WatchRecord(
             key=spec.key,
             name=spec.name,
@@ -162,164 +132,203 @@ class Engine:
             task=spec.target.task,
             parent=spec.parent,
             started=now,
+            next_poll=first_poll_at,
             deadline=now + spec.timeout_s,
         )
 
-    def _schedule(self, key: str, when: float) -> None:
-        spec = self.specs[key]
-        self._scheduler.add_job(
-            self._fire,
-            "interval",
-            seconds=max(spec.policy.max_interval_s, 1.0),
-            id=key,
-            args=[key],
-            next_run_time=datetime.fromtimestamp(when, UTC),
-            replace_existing=True,
-        )
+    async def reload(
+        self, specs: Iterable[Spec], servers: Mapping[str, Server], channels: Mapping[str, Channel]
+    ) -> str:
+        """Switch to a new configuration: new watches start, removed ones stop, changed ones
+        take their new settings, unchanged ones keep their state and schedule."""
+        configured = {spec.key: spec for spec in specs}
+        wanted = dict(configured)
+        self._poller.servers, self._poller.channels = dict(servers), dict(channels)
+        for key, spec in list(self.specs.items()):
+            parent = configured.get(spec.parent or "")
+            if parent is not None and spec.target.id:
+                wanted[key] = parent.child(spec.target.id)
+        removed = [key for key in self.specs if key not in wanted]
+        changed = [s for k, s in wanted.items() if k in self.specs and s != self.specs[k]]
+        added = [s for k, s in wanted.items() if k not in self.specs]
+        for key in removed:
+            self._forget(key)
+        now = self._clock()
+        for spec in changed:
+            self._change(spec, now)
+        self.configured = configured
+        await self._sync(wanted, {spec.key: now + spec.policy.interval_s for spec in changed})
+        self.tick()
+        return f"{len(added)} added, {len(removed)} removed, {len(changed)} changed"
 
-    async def _fire(self, key: str) -> None:
-        """The scheduler's job: start the poll and return at once.
+    def _forget(self, key: str) -> None:
+        del self.specs[key]
+        self.held.pop(key, None)
+        self._schedule.drop(key)
+        self._open.discard(key)
+        self._kids.pop(key, None)
 
-        The poll runs as a task of the engine's own, so the job is never still "running" when
-        the poll schedules its successor (APScheduler would skip that run and fall back to the
-        interval). ``_polling`` keeps one poll per watch at a time.
-        """
-        if key in self._polling or key not in self.specs:
+    def _change(self, spec: Spec, now: float) -> None:
+        self.specs[spec.key] = spec
+        record = self.held.get(spec.key)
+        if record is None:
             return
+        record = with_settings(spec, record)
+        if not record.done:
+            sooner = min(record.next_poll or now, now + spec.policy.interval_s)
+            record = replace(record, next_poll=sooner)
+            if spec.key not in self._polling:
+                self.put(spec.key, sooner)
+        self.held[spec.key] = record  # a poll ending meanwhile builds on it
+
+    # --- claiming and starting polls ---------------------------------------------------------
+
+    def tick(self) -> None:
+        """The periodic claim: take what comes due soon (one claim at a time); warn if behind."""
+        self._say_if_behind()
+        if self._claiming is None and not self._stopping:
+            self._claiming = asyncio.create_task(self._claim())
+            self._claiming.add_done_callback(self._claimed)
+
+    def _claimed(self, task: asyncio.Task[None]) -> None:
+        self._claiming = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("claiming due watches failed: %s", task.exception())
+
+    async def _claim(self) -> None:
+        while not self._stopping:
+            batch = await self._store.claim(self._clock() + CLAIM_AHEAD_S, CLAIM_BATCH)
+            for record in batch:
+                if record.key in self.specs and record.key not in self.held:
+                    self.held[record.key] = record
+                    self.put(record.key, record.next_poll or record.started)
+            if len(batch) < CLAIM_BATCH:
+                return
+
+    def put(self, key: str, due: float) -> None:
+        """Poll ``key`` at ``due``; wake the loop if that is sooner than it planned."""
+        self._schedule.put(key, due)
+        if self._armed_at is None or due < self._armed_at:
+            self._kick()
+
+    def _kick(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            self._start_due()
+            self._armed_at = self._schedule.next_due()
+            self._wake = loop.create_future()
+            timer = None
+            if self._armed_at is not None:
+                timer = loop.call_later(max(0.0, self._armed_at - self._clock()), self._kick)
+            await self._wake
+            if timer is not None:
+                timer.cancel()
+
+    def _start_due(self) -> None:
+        for due, key in self._schedule.pop_due(self._clock()):
+            spec = self.specs.get(key)
+            if spec is None or key in self._polling:
+                continue
+            server = spec.target.server
+            if self._busy.get(server, 0) >= self._poller.limit(server):
+                self._queued.setdefault(server, deque()).append((due, key))
+            else:
+                self._start(key, server)
+
+    def _start(self, key: str, server: str) -> None:
         self._polling.add(key)
-        task = asyncio.create_task(self._poll(key))
+        self._busy[server] = self._busy.get(server, 0) + 1
+        task = asyncio.create_task(self._poller.poll(key))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    async def _poll(self, key: str) -> None:
-        try:
-            await self._poll_once(key)
-        except Exception:  # never let one watch's surprise end its polling silently
-            log.exception("%s: poll failed unexpectedly; retrying", self.specs[key].name)
-            self._move(key, self._clock() + self.specs[key].policy.interval_s)
-        finally:
-            self._polling.discard(key)
+    def answered(self, server: str) -> None:
+        """A poll of ``server`` has its answer: its slot goes to the next watch waiting."""
+        self._busy[server] -= 1
+        queue = self._queued.get(server)
+        while queue and not self._stopping:
+            _, key = queue.popleft()
+            if key in self.specs and key in self.held and key not in self._polling:
+                self._start(key, server)
+                return
 
-    async def _poll_once(self, key: str) -> None:
-        spec, before = self.specs[key], self.records[key]
-        began = time.monotonic()
-        result = await self._observe(spec, before)
-        self._metrics.polled(spec.target.server, time.monotonic() - began, _kind(result))
-        # a reload may have changed this watch while it was polled: build on the new settings
-        spec, before = self.specs.get(key, spec), self.records.get(key, before)
-        step = lifecycle.advance(before, result, self._clock(), spec.policy, self._rand())
-        if spec.discovers:
-            step = self._discovery_step(spec, step)
-        after = step.record
-        notes = self._notes(spec, after, step.events)
-        found = self._found(spec, result) if key in self.specs else []
-        children = [self._new_record(child, self._clock()) for child in found]
-        if step.delay_s is not None:  # before the save: the writer keeps saves in order
-            self._move(key, after.next_poll or self._clock())
-        await self._store.save(after, notes, children)  # found runs land with their parent
+    def polled(self, key: str, record: WatchRecord, hold: bool) -> None:
+        """A poll is saved: schedule the next one, or release the watch, or end it."""
+        self._polling.discard(key)
         if key not in self.specs:
-            return  # removed by a reload while this poll ran; its record stays in the file
-        if self.specs[key] is not spec:  # a reload changed this watch while it was saved
-            after = _with_settings(self.specs[key], after)
-            await self._store.save(after)
-        self.records[key] = after
-        self._report(spec, before, step)
-        if notes:
-            self._on_notes()
-        for child, record in zip(found, children, strict=True):
-            self._adopt(spec, child, record)
-        if step.delay_s is None:
-            self._unschedule(key)
+            self.held.pop(key, None)
+            return
+        if record.done:
+            self.held.pop(key, None)
             self._open.discard(key)
             self._check_all_done()
+        elif hold:
+            self.held[key] = record
+            self.put(key, record.next_poll or self._clock())
+        else:
+            self.held.pop(key, None)
 
-    def _notes(self, spec: Spec, record: WatchRecord, events: Iterable[Event]) -> list[Note]:
-        server = self.servers[spec.target.server]
-        notes = []
-        for event in events:
-            wanting = [self.channels[n] for n in spec.notify if self.channels[n].wants(event)]
-            if not wanting:
-                continue
-            context = context_for(record, event, server.system, server.url, self._clock())
-            # outcomes happen once per watch; other events once per poll that raised them
-            occurrence = 0 if event.is_outcome else record.polls
-            for channel in wanting:
-                title, body = render(context, channel.title, channel.body)
-                dedup = f"{spec.key}|{event}|{occurrence}|{channel.name}"
-                notes.append(Note(spec.key, event, channel.name, title, body, dedup))
-        return notes
-
-    def _children(self, key: str) -> list[WatchRecord]:
-        return [self.records[kid] for kid in self._kids.get(key, ()) if kid in self.records]
-
-    def _discovery_step(self, spec: Spec, step: lifecycle.Step) -> lifecycle.Step:
-        """A discovering watch that found runs ends quietly; its runs carry the news."""
-        if step.record.outcome != Outcome.TIMEOUT or not self._children(spec.key):
-            return step
-        record = replace(step.record, outcome=Outcome.SUCCEEDED)
-        return replace(step, record=record, events=())
-
-    def _found(self, parent: Spec, result: Observation | PollError) -> list[Spec]:
-        """Watches for the runs this poll discovered that nobody watches yet."""
-        if not isinstance(result, Observation):
-            return []
-        found = {}
-        for run_id in result.discovered:
-            child = parent.child(run_id)
-            if child.key not in self.specs:  # else already watched on its own
-                found[child.key] = child
-        return list(found.values())
-
-    def _adopt(self, parent: Spec, child: Spec, record: WatchRecord) -> None:
-        self._track(child, record)
-        self._schedule(child.key, record.started)
+    def adopt(self, parent: Spec, child: Spec, record: WatchRecord) -> None:
+        """Watch a run a discovering watch found (its record is saved and held)."""
+        self.specs[child.key] = child
+        self._open.add(child.key)
+        self._kids.setdefault(parent.key, set()).add(child.key)
+        self.held[child.key] = record
+        self.put(child.key, record.next_poll or record.started)
         log.info("%s: found run %s", parent.name, child.target.id)
 
-    async def _observe(self, spec: Spec, record: WatchRecord) -> Observation | PollError:
-        provider = self.servers[spec.target.server].provider
-        try:
-            if spec.filters is not None and isinstance(provider, Discoverer):
-                return await provider.discover(spec.filters, record.memo)
-            return await provider.observe(spec.target, record.memo)
-        except PollError as exc:
-            return exc
-        except Exception as exc:  # a provider surprised by an answer must not stop the daemon
-            log.warning("%s: unexpected answer", spec.name, exc_info=True)
-            return BadReplyError(f"unexpected answer ({type(exc).__name__}: {exc})")
+    @property
+    def behind_s(self) -> float:
+        """How late the most overdue poll that has not started yet is."""
+        now = self._clock()
+        oldest = [queue[0][0] for queue in self._queued.values() if queue]
+        if (due := self._schedule.next_due()) is not None:
+            oldest.append(due)
+        return max(0.0, now - min(oldest)) if oldest else 0.0
 
-    def _report(self, spec: Spec, before: WatchRecord, step: lifecycle.Step) -> None:
-        if step.unknown:
-            seen = (spec.key, step.record.state or "")
-            if seen in self._warned:
-                step = replace(step, unknown=False)
-            self._warned.add(seen)
-        for level, line in lifecycle.log_lines(spec.name, before, step):
-            log.log(level, "%s", line)
+    def _say_if_behind(self) -> None:
+        behind, now = self.behind_s, self._clock()
+        if behind >= BEHIND_WARN_S:
+            if self._warned_at is None or now - self._warned_at >= WARN_EVERY_S:
+                self._warned_at = now
+                waiting = len(self._schedule) + sum(len(q) for q in self._queued.values())
+                log.warning(
+                    "polls are %.0fs behind schedule (%d due, %d in flight); "
+                    "add servers' max_concurrency or lengthen intervals",
+                    behind,
+                    waiting,
+                    len(self._polling),
+                )
+        elif self._warned_at is not None and behind < 1.0:
+            self._warned_at = None
+            log.warning("polls are back on schedule")
 
-    def _move(self, key: str, when: float) -> None:
-        with contextlib.suppress(JobLookupError):  # removed while its poll ran
-            self._scheduler.modify_job(key, next_run_time=datetime.fromtimestamp(when, UTC))
+    # --- discovery and results -----------------------------------------------------------------
 
-    def _unschedule(self, key: str) -> None:
-        with contextlib.suppress(JobLookupError):
-            self._scheduler.remove_job(key)
+    def children(self, key: str) -> set[str]:
+        return self._kids.get(key, set())
 
     def _finished(self, key: str) -> bool:
         """Done, or (for a discovering watch) has found runs and all of them are done."""
-        if self.records[key].done:
+        if key not in self._open:
             return True
-        children = self._children(key) if self.specs[key].discovers else []
-        return bool(children) and all(child.done for child in children)
+        kids = self._kids.get(key) if self.specs[key].discovers else None
+        return bool(kids) and all(kid not in self._open for kid in kids or ())
 
     def _check_all_done(self) -> None:
         if all(self._finished(key) for key in self._open):
             self._all_done.set()
 
-    def results(self) -> list[WatchRecord]:
+    async def results(self) -> list[WatchRecord]:
         """What an exit code is made of: every watch except discovering ones still going."""
+        records = await self._store.load(self.specs)
         return [
             record
-            for key, record in self.records.items()
+            for key, record in records.items()
             if record.done or not self.specs[key].discovers
         ]
 
@@ -328,25 +337,15 @@ class Engine:
         await self._all_done.wait()
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop scheduling polls; let polls in flight finish (and save) for up to ``grace_s``."""
-        if self._scheduler.running:
-            self._scheduler.pause()
+        """Stop starting polls; let polls in flight finish (and save) for up to ``grace_s``."""
+        self._stopping = True
+        for task in (self._pump, self._claiming):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=grace_s)
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        for task in list(self._inflight):  # their saves still land if the store can take them
+            task.cancel()
         await asyncio.sleep(0)
-
-
-def _with_settings(spec: Spec, record: WatchRecord) -> WatchRecord:
-    """The record with the name and deadline its (possibly reloaded) settings give it."""
-    return replace(record, name=spec.name, deadline=record.started + spec.timeout_s)
-
-
-def _kind(result: Observation | PollError) -> PollResult:
-    """How a poll went, for metrics: ok, transient, bad_reply or permanent."""
-    if isinstance(result, Observation):
-        return "ok"
-    if isinstance(result, BadReplyError):
-        return "bad_reply"
-    return "permanent" if isinstance(result, PermanentError) else "transient"

@@ -18,6 +18,10 @@ instance owns its own ``CollectorRegistry``, never the global default one, so se
   (``succeeded``, ``failed``, ``cancelled``, ``timeout``, ``error``), else its phase
   (``pending``, ``running``, ``unknown``), or ``waiting`` before its first answer. Every state
   is set on each update, so one that empties reads 0.
+* ``watcher_behind_seconds`` (gauge): how late the most overdue poll that has not started is;
+  above 0 for long means polls cannot keep up.
+* ``watcher_store_unwritable`` (gauge): 1 while the state file takes no writes (a full disk);
+  ``watcher_store_unsaved_writes`` counts what is kept in memory meanwhile.
 
 The endpoint answers ``GET /metrics`` and 404 elsewhere, without authentication or TLS: bind it
 to loopback (the default) unless the network in front of it is trusted.
@@ -27,8 +31,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, Literal
 
 from aiohttp import web
@@ -41,7 +44,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from watcher.models import Outcome, WatchRecord
+from watcher.models import Outcome
+from watcher.stores.commit import Health
 
 __all__ = ["DEFAULT_HOST", "Metrics", "PollResult", "parse_address"]
 
@@ -87,6 +91,15 @@ class Metrics:
         )
         self._outbox = Gauge("watcher_outbox_pending", "Notifications waiting", registry=reg)
         self._watches = Gauge("watcher_watches", "Watches by state", ["state"], registry=reg)
+        self._behind = Gauge(
+            "watcher_behind_seconds", "How late the most overdue poll is", registry=reg
+        )
+        self._unwritable = Gauge(
+            "watcher_store_unwritable", "1 while the state file takes no writes", registry=reg
+        )
+        self._unsaved = Gauge(
+            "watcher_store_unsaved_writes", "Writes kept in memory for the state file", registry=reg
+        )
 
     def polled(self, server: str, seconds: float, result: PollResult) -> None:
         """Count one poll of ``server`` that took ``seconds`` and ended in ``result``."""
@@ -109,11 +122,16 @@ class Metrics:
         """Record how many notifications wait in the outbox."""
         self._outbox.set(depth)
 
-    def watches(self, records: Iterable[WatchRecord]) -> None:
+    def watches(self, counts: Mapping[str, int]) -> None:
         """Record how many watches are in each state (see the module docstring)."""
-        counts = Tally(_state(record) for record in records)
         for state in _STATES:
-            self._watches.labels(state).set(counts[state])
+            self._watches.labels(state).set(counts.get(state, 0))
+
+    def health(self, behind_s: float, store: Health) -> None:
+        """Record how far polls are behind schedule and whether the state file takes writes."""
+        self._behind.set(behind_s)
+        self._unwritable.set(0 if store.down_since is None else 1)
+        self._unsaved.set(store.waiting)
 
     def text(self) -> bytes:
         """The metrics in the Prometheus text exposition format."""
@@ -165,14 +183,6 @@ class Metrics:
         if self._refresh is not None:
             await self._refresh()
         return web.Response(body=self.text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-def _state(record: WatchRecord) -> str:
-    if record.outcome is not None:
-        return str(record.outcome)
-    if record.phase is None:
-        return "waiting"
-    return record.phase if record.phase in _PHASES else "unknown"
 
 
 def parse_address(text: str) -> tuple[str, int]:

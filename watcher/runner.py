@@ -85,7 +85,11 @@ def build_servers(
             raise ConfigError(
                 f"servers.{name}.ca_file: cannot use {server.ca_file}: {exc}"
             ) from None
-        servers[name] = (server, Server(name, kind.title, server.url, kind.build(server, client)))
+        provider = kind.build(server, client)
+        servers[name] = (
+            server,
+            Server(name, kind.title, server.url, provider, server.max_concurrency),
+        )
     return servers
 
 

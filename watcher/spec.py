@@ -41,3 +41,4 @@ class Server:
     system: str
     url: str
     provider: Provider
+    max_concurrency: int = 4

@@ -15,7 +15,7 @@ from watcher.models import Note, WatchRecord
 from watcher.notify import describe_target
 from watcher.redact import scrub
 from watcher.schema import format_duration
-from watcher.store import read_snapshot
+from watcher.stores.sqlite import read_snapshot
 
 HEADER = ("WATCH", "TARGET", "SERVER", "REMOTE STATE", "OUTCOME", "POLLS", "LAST POLL", "NEXT")
 

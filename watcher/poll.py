@@ -1,0 +1,176 @@
+"""One poll of one watch, top to bottom: ask the remote system, decide, save, report.
+
+:meth:`Poller.poll` asks the watch's provider, applies :func:`watcher.lifecycle.advance`, renders
+the notifications the step raised for each channel that wants them, and saves the new record
+with those notifications and any runs the poll found in one transaction. It hands the server's
+slot back as soon as the answer is in, and tells the engine when the save landed, so the next
+poll of the watch can never overtake it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from watcher import lifecycle
+from watcher.errors import BadReplyError, PermanentError, PollError
+from watcher.metrics import Metrics, PollResult
+from watcher.models import Event, Note, Observation, Outcome, WatchRecord
+from watcher.notify import Channel, context_for, render
+from watcher.providers.base import Discoverer
+from watcher.spec import Server, Spec
+from watcher.stores import Store
+
+if TYPE_CHECKING:
+    from watcher.engine import Engine
+
+log = logging.getLogger("watcher.engine")
+
+HOLD_S = 30.0
+"""A watch due again within this after a poll stays in memory; later ones are released."""
+
+
+class Poller:
+    """Polls watches the engine holds; see the module docstring."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        servers: Mapping[str, Server],
+        channels: Mapping[str, Channel],
+        metrics: Metrics,
+        clock: Callable[[], float],
+        rand: Callable[[], float],
+        on_notes: Callable[[], None],
+    ) -> None:
+        self.servers = dict(servers)
+        self.channels = dict(channels)
+        self._engine = engine
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self._rand = rand
+        self._on_notes = on_notes
+        self._warned: set[tuple[str, str]] = set()
+
+    def limit(self, server: str) -> int:
+        """How many polls of ``server`` may run at once."""
+        found = self.servers.get(server)
+        return found.max_concurrency if found is not None else 1
+
+    async def poll(self, key: str) -> None:
+        """Poll ``key`` once; a surprise is logged and the watch tried again later."""
+        engine = self._engine
+        spec, record = engine.specs[key], engine.held[key]
+        try:
+            record, hold = await self._poll(spec, record)
+        except Exception:  # never let one watch's surprise end its polling silently
+            log.exception("%s: poll failed unexpectedly; retrying", spec.name)
+            record = replace(record, next_poll=self._clock() + spec.policy.interval_s)
+            record, hold = engine.held.get(key, record), True
+        engine.polled(key, record, hold)
+
+    async def _poll(self, spec: Spec, before: WatchRecord) -> tuple[WatchRecord, bool]:
+        engine, key = self._engine, spec.key
+        began = time.monotonic()
+        try:
+            result = await self._observe(spec, before)
+        finally:
+            engine.answered(spec.target.server)
+        self._metrics.polled(spec.target.server, time.monotonic() - began, _kind(result))
+        # a reload may have changed this watch while it was polled: build on the new settings
+        spec, before = engine.specs.get(key, spec), engine.held.get(key, before)
+        now = self._clock()
+        step = lifecycle.advance(before, result, now, spec.policy, self._rand())
+        if spec.discovers:
+            step = self._discovery_step(spec, step)
+        after = step.record
+        notes = self._notes(spec, after, step.events, now)
+        found = self._found(spec, result) if key in engine.specs else []
+        children = [engine.new_record(child, now, now) for child in found]
+        hold = after.next_poll is not None and after.next_poll <= now + HOLD_S
+        await self._store.save(after, notes, children, before=before, hold=hold)
+        if key in engine.specs and engine.specs[key] is not spec:  # a reload changed it meanwhile
+            after = with_settings(engine.specs[key], after)
+            await self._store.save(after, hold=hold)
+        self._report(spec, before, step)
+        if notes:
+            self._on_notes()
+        for child, record in zip(found, children, strict=True):
+            engine.adopt(spec, child, record)
+        return after, hold
+
+    async def _observe(self, spec: Spec, record: WatchRecord) -> Observation | PollError:
+        provider = self.servers[spec.target.server].provider
+        try:
+            if spec.filters is not None and isinstance(provider, Discoverer):
+                return await provider.discover(spec.filters, record.memo)
+            return await provider.observe(spec.target, record.memo)
+        except PollError as exc:
+            return exc
+        except Exception as exc:  # a provider surprised by an answer must not stop the daemon
+            log.warning("%s: unexpected answer", spec.name, exc_info=True)
+            return BadReplyError(f"unexpected answer ({type(exc).__name__}: {exc})")
+
+    def _notes(
+        self, spec: Spec, record: WatchRecord, events: Iterable[Event], now: float
+    ) -> list[Note]:
+        server = self.servers[spec.target.server]
+        notes = []
+        for event in events:
+            wanting = [self.channels[n] for n in spec.notify if self.channels[n].wants(event)]
+            if not wanting:
+                continue
+            context = context_for(record, event, server.system, server.url, now)
+            # outcomes happen once per watch; other events once per poll that raised them
+            occurrence = 0 if event.is_outcome else record.polls
+            for channel in wanting:
+                title, body = render(context, channel.title, channel.body)
+                dedup = f"{spec.key}|{event}|{occurrence}|{channel.name}"
+                notes.append(Note(spec.key, event, channel.name, title, body, dedup))
+        return notes
+
+    def _discovery_step(self, spec: Spec, step: lifecycle.Step) -> lifecycle.Step:
+        """A discovering watch that found runs ends quietly; its runs carry the news."""
+        if step.record.outcome != Outcome.TIMEOUT or not self._engine.children(spec.key):
+            return step
+        record = replace(step.record, outcome=Outcome.SUCCEEDED)
+        return replace(step, record=record, events=())
+
+    def _found(self, parent: Spec, result: Observation | PollError) -> list[Spec]:
+        """Watches for the runs this poll discovered that nobody watches yet."""
+        if not isinstance(result, Observation):
+            return []
+        found = {}
+        for run_id in result.discovered:
+            child = parent.child(run_id)
+            if child.key not in self._engine.specs:  # else already watched on its own
+                found[child.key] = child
+        return list(found.values())
+
+    def _report(self, spec: Spec, before: WatchRecord, step: lifecycle.Step) -> None:
+        if step.unknown:
+            seen = (spec.key, step.record.state or "")
+            if seen in self._warned:
+                step = replace(step, unknown=False)
+            self._warned.add(seen)
+        for level, line in lifecycle.log_lines(spec.name, before, step):
+            log.log(level, "%s", line)
+
+
+def with_settings(spec: Spec, record: WatchRecord) -> WatchRecord:
+    """The record with the name and deadline its (possibly reloaded) settings give it."""
+    return replace(record, name=spec.name, deadline=record.started + spec.timeout_s)
+
+
+def _kind(result: Observation | PollError) -> PollResult:
+    """How a poll went, for metrics: ok, transient, bad_reply or permanent."""
+    if isinstance(result, Observation):
+        return "ok"
+    if isinstance(result, BadReplyError):
+        return "bad_reply"
+    return "permanent" if isinstance(result, PermanentError) else "transient"

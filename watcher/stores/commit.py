@@ -1,0 +1,183 @@
+"""Group commit that outlives a full disk: writes wait in memory until the database takes them.
+
+Every write queued while a transaction is in flight joins the next one, so 10,000 watches
+polling at once cost a few transactions, not 10,000 fsyncs. A write's awaiter resumes only once
+its transaction committed.
+
+When the database cannot take writes at all (disk full, I/O error, read-only, locked), the whole
+batch is kept, with everything queued behind it, and retried after 0.5 s, 1 s, 2 s ... up to
+30 s, in the same order. One warning says when that starts and one when it ends; :class:`Health`
+says so meanwhile. Nothing is dropped unless :meth:`GroupCommit.close` runs out of time. Any
+other error is a bad write: the batch is retried one write at a time, so a single bad write fails
+alone instead of rolling back everybody else's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C")
+Work = Callable[[C], Any]
+
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 30.0
+
+
+@dataclass(slots=True)
+class Health:
+    """Whether the database takes writes, for STATUS and metrics.
+
+    Attributes:
+        down_since: Unix time of the first failed write of the current outage, or ``None``.
+        reason: what the database said when the outage began.
+        waiting: writes kept in memory, waiting for the database.
+    """
+
+    down_since: float | None = None
+    reason: str = ""
+    waiting: int = 0
+
+    def describe(self, what: str) -> str:
+        """``""`` while writable, else one line saying since when and why."""
+        if self.down_since is None:
+            return ""
+        since = time.strftime("%H:%M:%S", time.localtime(self.down_since))
+        return f"{what} not writable since {since} ({self.reason}), {self.waiting} writes waiting"
+
+
+class GroupCommit(Generic[C]):
+    """Batches writes into transactions; see the module docstring.
+
+    Args:
+        commit: runs a list of writes in one transaction and returns each one's result.
+        is_outage: whether an error means "the database takes no writes now" (retry the batch)
+            rather than "this batch holds a bad write".
+        what: how log lines name the database (``state file /var/lib/watcher/watcher.db``).
+    """
+
+    def __init__(
+        self,
+        commit: Callable[[Sequence[Work[C]]], Awaitable[list[Any]]],
+        is_outage: Callable[[BaseException], bool],
+        what: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._commit = commit
+        self._is_outage = is_outage
+        self._what = what
+        self._clock = clock
+        self._queue: list[tuple[Work[C], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._give_up_at: float | None = None
+        self._closing = asyncio.Event()
+        self.health = Health()
+        self.lost = 0
+
+    async def write(self, work: Work[C]) -> Any:
+        """Queue ``work``; return its result once its transaction committed."""
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((work, done))
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        return await done
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._land(batch)
+        finally:
+            self._flusher = None
+
+    async def _land(self, batch: list[tuple[Work[C], asyncio.Future[Any]]]) -> None:
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                results = await self._commit([work for work, _ in batch])
+            except Exception as exc:
+                if not self._is_outage(exc):
+                    await self._one_by_one(batch)
+                    return
+                batch += self._queue  # what queued meanwhile lands after, in the same order
+                self._queue = []
+                self._down(exc, len(batch))
+                if self._give_up_at is not None and self._clock() >= self._give_up_at:
+                    self.lost += len(batch)
+                    _settle(batch, error=exc)
+                    return
+                await self._pause(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            self._up(len(batch))
+            _settle(batch, results)
+            return
+
+    async def _pause(self, delay_s: float) -> None:
+        if self._give_up_at is not None:  # stopping: retry until the grace period ends
+            await asyncio.sleep(min(delay_s, max(0.0, self._give_up_at - self._clock())))
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), timeout=delay_s)
+
+    async def _one_by_one(self, batch: list[tuple[Work[C], asyncio.Future[Any]]]) -> None:
+        for work, done in batch:
+            try:
+                [result] = await self._commit([work])
+            except Exception as exc:  # this waiter learns that its write did not land
+                _settle([(work, done)], error=exc)
+            else:
+                _settle([(work, done)], [result])
+
+    def _down(self, exc: BaseException, waiting: int) -> None:
+        self.health.waiting = waiting
+        if self.health.down_since is None:
+            self.health.down_since, self.health.reason = self._clock(), str(exc)
+            log.warning(
+                "%s not writable (%s); keeping %d writes in memory and retrying",
+                self._what,
+                exc,
+                waiting,
+            )
+
+    def _up(self, landed: int) -> None:
+        if self.health.down_since is not None:
+            log.warning(
+                "%s writable again after %.0fs; %d kept writes saved",
+                self._what,
+                self._clock() - self.health.down_since,
+                landed,
+            )
+        self.health = Health()
+
+    async def close(self, grace_s: float) -> int:
+        """Land what is queued, waiting at most ``grace_s`` while the database takes no writes;
+        return how many writes were lost (their awaiters get the database's error)."""
+        self._give_up_at = self._clock() + grace_s
+        self._closing.set()
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        if self.lost:
+            log.error("%s: %d writes could not be saved before stopping", self._what, self.lost)
+        return self.lost
+
+
+def _settle(
+    batch: Sequence[tuple[Work[Any], asyncio.Future[Any]]],
+    results: Sequence[Any] = (),
+    error: BaseException | None = None,
+) -> None:
+    for i, (_, done) in enumerate(batch):
+        if done.done():  # its awaiter was cancelled (a stop); the write landed all the same
+            continue
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(results[i])

@@ -1,0 +1,349 @@
+"""The embedded store: one SQLite file (WAL) for one daemon.
+
+A daemon holds an exclusive lock on ``<state>.lock`` (with its pid inside) for as long as it
+runs, so a second daemon on the same file refuses to start; ``watcher status`` only reads and
+needs no lock. Being the only writer, the daemon holds every claim itself: ``claimed`` is reset
+when the file is opened. Writes run in one thread through :class:`~watcher.stores.commit.
+GroupCommit`, never on the event loop; reads use the same thread and connection.
+
+The schema is versioned with ``PRAGMA user_version``; older files are migrated on open, and a file
+written by a newer watcher is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
+from operator import attrgetter
+from pathlib import Path
+from typing import IO, Any
+
+from watcher.errors import ConfigError
+from watcher.models import Event, Note, Outcome, WatchRecord
+from watcher.stores import Active
+from watcher.stores.commit import GroupCommit, Work
+
+SCHEMA_VERSION = 2
+_TABLES = """
+CREATE TABLE IF NOT EXISTS watches (
+    key TEXT PRIMARY KEY, name TEXT NOT NULL, server TEXT NOT NULL, id TEXT, task TEXT,
+    parent TEXT, state TEXT, phase TEXT, outcome TEXT, detail TEXT NOT NULL DEFAULT '',
+    link TEXT, run_id TEXT, attention TEXT NOT NULL DEFAULT '', started REAL NOT NULL,
+    first_poll REAL, last_poll REAL, next_poll REAL, finished REAL, deadline REAL NOT NULL,
+    polls INTEGER NOT NULL, attempt INTEGER NOT NULL, failures INTEGER NOT NULL,
+    unreachable INTEGER NOT NULL, bad_replies INTEGER NOT NULL, memo TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY, watch TEXT NOT NULL, event TEXT NOT NULL, channel TEXT NOT NULL,
+    title TEXT NOT NULL, body TEXT NOT NULL, dedup TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL,
+    delivered REAL, last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_try) WHERE delivered IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_order ON outbox (watch, channel, id) WHERE delivered IS NULL;
+"""
+_MIGRATE_TO_2 = """
+ALTER TABLE watches ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE watches ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0;
+UPDATE watches SET next_poll = started WHERE next_poll IS NULL AND outcome IS NULL;
+CREATE INDEX watches_due ON watches (next_poll) WHERE outcome IS NULL AND active AND NOT claimed;
+CREATE INDEX watches_parent ON watches (parent) WHERE parent IS NOT NULL;
+"""
+
+_RECORD_FIELDS = [f.name for f in fields(WatchRecord)]
+_COLS = ", ".join(_RECORD_FIELDS)
+_MEMO, _OUTCOME = _RECORD_FIELDS.index("memo"), _RECORD_FIELDS.index("outcome")
+#: what a poll that changed nothing else rewrites
+_TIMING = ("polls", "first_poll", "last_poll", "next_poll", "attempt")
+_stable = attrgetter(*(name for name in _RECORD_FIELDS if name not in _TIMING))
+_timing = attrgetter(*_TIMING)
+_UPSERT = (
+    f"INSERT INTO watches ({_COLS}, claimed) VALUES ({', '.join('?' for _ in _RECORD_FIELDS)}, ?)"
+    f" ON CONFLICT (key) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in [*_RECORD_FIELDS[1:], "claimed"])
+)
+_RETIME = f"UPDATE watches SET {', '.join(f'{n} = ?' for n in _TIMING)}, claimed = ? WHERE key = ?"
+_ADD = (
+    f"INSERT INTO watches ({_COLS}) VALUES ({', '.join('?' for _ in _RECORD_FIELDS)})"
+    " ON CONFLICT (key) DO UPDATE SET name = excluded.name, active = 1,"
+    " deadline = watches.started + (excluded.deadline - excluded.started)"
+    " WHERE watches.name IS NOT excluded.name OR NOT watches.active"
+    " OR watches.deadline IS NOT watches.started + (excluded.deadline - excluded.started)"
+)
+_WANTED = "SELECT key FROM temp.wanted"
+_DEACTIVATE = (
+    f"UPDATE watches SET active = 0 WHERE active AND key NOT IN ({_WANTED})"
+    f" AND (parent IS NULL OR parent NOT IN ({_WANTED}))"
+)
+_ACTIVATE_FOUND = f"UPDATE watches SET active = 1 WHERE NOT active AND parent IN ({_WANTED})"
+_SOONER = "UPDATE watches SET next_poll = MIN(next_poll, ?) WHERE key = ? AND outcome IS NULL"
+_CLAIM = (
+    f"UPDATE watches SET claimed = 1 WHERE key IN (SELECT key FROM watches"
+    f" WHERE outcome IS NULL AND active AND NOT claimed AND next_poll <= ?"
+    f" ORDER BY next_poll LIMIT ?) RETURNING {_COLS}"
+)
+_COUNTS = (
+    "SELECT CASE WHEN outcome IS NOT NULL THEN outcome WHEN phase IS NULL THEN 'waiting'"
+    " WHEN phase IN ('pending', 'running') THEN phase ELSE 'unknown' END, COUNT(*)"
+    " FROM watches WHERE active GROUP BY 1"
+)
+_ENQUEUE = (
+    "INSERT OR IGNORE INTO outbox (watch, event, channel, title, body, dedup, created, next_try)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_PENDING = "SELECT {cols} FROM outbox WHERE delivered IS NULL"
+# a watch's notes reach a channel in the order they happened: each waits for the one before
+_IN_ORDER = (
+    " AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.delivered IS NULL"
+    " AND earlier.watch = outbox.watch AND earlier.channel = outbox.channel"
+    " AND earlier.id < outbox.id)"
+)
+_NOTE_COLS = "watch, event, channel, title, body, dedup, id, attempts, next_try, last_error"
+#: SQLite result codes meaning "no writes possible now", not "this write is bad"
+_OUTAGE_CODES = frozenset({5, 6, 8, 10, 13, 14})  # BUSY LOCKED READONLY IOERR FULL CANTOPEN
+
+
+def _row_to_record(row: Sequence[Any]) -> WatchRecord:
+    values = dict(zip(_RECORD_FIELDS, row, strict=True))
+    values["memo"] = json.loads(values["memo"])
+    values["unreachable"] = bool(values["unreachable"])
+    values["outcome"] = Outcome(values["outcome"]) if values["outcome"] else None
+    return WatchRecord(**values)
+
+
+def _record_row(record: WatchRecord) -> list[Any]:
+    values = [getattr(record, name) for name in _RECORD_FIELDS]  # asdict() is 3x slower
+    values[_MEMO] = json.dumps(dict(record.memo), sort_keys=True) if record.memo else "{}"
+    values[_OUTCOME] = str(record.outcome) if record.outcome else None
+    return values
+
+
+def _row_to_note(row: sqlite3.Row) -> Note:
+    values = dict(row)
+    values["event"] = Event(values["event"])
+    return Note(**values)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _OUTAGE_CODES
+    return isinstance(exc, OSError)
+
+
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the state file (creating or migrating it unless ``readonly``)."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        conn.close()
+        msg = (
+            f"daemon.state: {path} was written by a newer watcher (schema {version}; this one "
+            f"knows up to {SCHEMA_VERSION})"
+        )
+        raise ConfigError(msg)
+    if not readonly and version < SCHEMA_VERSION:
+        conn.executescript(f"BEGIN; {_TABLES} {_MIGRATE_TO_2} PRAGMA user_version = 2; COMMIT;")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def lock(path: str | Path) -> IO[str]:
+    """Hold ``<path>.lock`` for as long as the returned file stays open; ConfigError naming the
+    pid that holds it when another daemon does."""
+    handle = Path(f"{path}.lock").open("a+", encoding="utf-8")  # noqa: SIM115 (held open)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip() or "unknown"
+        handle.close()
+        msg = (
+            f"daemon.state: {path} is in use by pid {pid} (another watcher daemon); each "
+            "daemon needs a state file of its own"
+        )
+        raise ConfigError(msg) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+class SqliteStore:
+    """The SQLite implementation of :class:`~watcher.stores.Store`; see the module docstring."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = lock(path)
+        try:
+            self._conn = connect(path)
+            self._conn.execute("UPDATE watches SET claimed = 0 WHERE claimed")
+        except BaseException:
+            self._lock.close()
+            raise
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watcher-store")
+        self._writer = GroupCommit[sqlite3.Connection](
+            self._transaction, _is_outage, f"state file {self.path}"
+        )
+        self.health = self._writer.health
+
+    async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work, self._conn)
+
+    async def _transaction(self, writes: Sequence[Work[sqlite3.Connection]]) -> list[Any]:
+        results: list[Any] = await self._run(lambda conn: _transaction(conn, writes))
+        return results
+
+    async def _write(self, work: Work[sqlite3.Connection]) -> Any:
+        result = await self._writer.write(work)
+        self.health = self._writer.health
+        return result
+
+    async def sync(
+        self, configured: Sequence[WatchRecord], sooner: Mapping[str, float] | None = None
+    ) -> list[Active]:
+        rows = [_record_row(record) for record in configured]
+        pulls = [(when, key) for key, when in (sooner or {}).items()]
+        keys = [(record.key,) for record in configured]
+
+        def work(conn: sqlite3.Connection) -> list[Active]:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (key TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM temp.wanted")
+            conn.executemany("INSERT OR IGNORE INTO temp.wanted VALUES (?)", keys)
+            conn.executemany(_ADD, rows)
+            conn.execute(_DEACTIVATE)
+            conn.execute(_ACTIVATE_FOUND)
+            conn.executemany(_SOONER, pulls)
+            found = conn.execute(
+                "SELECT key, parent, id, outcome IS NOT NULL FROM watches WHERE active"
+            )
+            return [Active(key, parent, id, bool(done)) for key, parent, id, done in found]
+
+        result: list[Active] = await self._write(work)
+        return result
+
+    async def claim(self, until: float, limit: int) -> list[WatchRecord]:
+        def work(conn: sqlite3.Connection) -> list[WatchRecord]:
+            return [_row_to_record(row) for row in conn.execute(_CLAIM, (until, limit))]
+
+        result: list[WatchRecord] = await self._write(work)
+        return result
+
+    async def save(
+        self,
+        record: WatchRecord,
+        notes: Sequence[Note] = (),
+        also: Sequence[WatchRecord] = (),
+        *,
+        before: WatchRecord | None = None,
+        hold: bool = False,
+    ) -> None:
+        if before is not None and not also and _stable(before) == _stable(record):
+            sql, row = _RETIME, [*_timing(record), hold, record.key]
+        else:
+            sql, row = _UPSERT, [*_record_row(record), hold]
+        found = [[*_record_row(r), True] for r in also]
+        created = record.last_poll or record.started
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, row)
+            if found:
+                conn.executemany(_UPSERT, found)
+            if notes:
+                conn.executemany(_ENQUEUE, _note_rows(notes, created))
+
+        await self._write(work)
+
+    async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]:
+        def work(conn: sqlite3.Connection) -> list[Any]:
+            rows = conn.execute(f"SELECT {_COLS} FROM watches").fetchall()
+            return rows if keys is None else [row for row in rows if row[0] in wanted]
+
+        wanted = set(keys or ())
+        return {row[0]: _row_to_record(row) for row in await self._run(work)}
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._run(lambda c: c.execute(_COUNTS).fetchall())
+        return {str(state): int(n) for state, n in rows}
+
+    async def due(self, now: float, limit: int) -> list[Note]:
+        query = (
+            _PENDING.format(cols=_NOTE_COLS) + _IN_ORDER + " AND next_try <= ? ORDER BY id LIMIT ?"
+        )
+        rows = await self._run(lambda c: c.execute(query, (now, limit)).fetchall())
+        return [_row_to_note(row) for row in rows]
+
+    async def next_due(self) -> float | None:
+        """When the earliest undelivered notification is due, if any."""
+        query = "SELECT MIN(next_try) FROM outbox WHERE delivered IS NULL" + _IN_ORDER
+        row = await self._run(lambda c: c.execute(query).fetchone())
+        return None if row[0] is None else float(row[0])
+
+    async def retry_now(self, now: float) -> None:
+        """Make every undelivered notification due at ``now`` (a restart retries at once)."""
+        sql = "UPDATE outbox SET next_try = ? WHERE delivered IS NULL AND next_try > ?"
+        await self._write(lambda c: c.execute(sql, (now, now)))
+
+    async def delivered(self, note: Note, at: float) -> None:
+        sql = "UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?"
+        await self._write(lambda c: c.execute(sql, (at, note.id)))
+
+    async def failed(self, note: Note, error: str, next_try: float) -> None:
+        sql = "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_try = ? WHERE id = ?"
+        await self._write(lambda c: c.execute(sql, (error, next_try, note.id)))
+
+    async def pending(self) -> int:
+        query = "SELECT COUNT(*) FROM outbox WHERE delivered IS NULL"
+        row = await self._run(lambda c: c.execute(query).fetchone())
+        return int(row[0])
+
+    async def close(self, grace_s: float = 5.0) -> int:
+        lost = await self._writer.close(grace_s)
+        await self._run(lambda c: c.close())
+        self._thread.shutdown(wait=True)
+        self._lock.close()
+        return lost
+
+
+def _transaction(conn: sqlite3.Connection, writes: Sequence[Work[sqlite3.Connection]]) -> list[Any]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        results = [work(conn) for work in writes]
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # SQLite may have rolled back itself (a full disk, say)
+            conn.execute("ROLLBACK")
+        raise
+    return results
+
+
+def _note_rows(notes: Iterable[Note], created: float) -> list[tuple[Any, ...]]:
+    return [
+        (n.watch, str(n.event), n.channel, n.title, n.body, n.dedup, created, created)
+        for n in notes
+    ]
+
+
+def read_snapshot(path: str | Path) -> tuple[list[WatchRecord], list[Note]]:
+    """Watches and undelivered notifications, read-only (safe while a daemon runs)."""
+    conn = connect(path, readonly=True)
+    try:
+        rows = conn.execute(f"SELECT {_COLS} FROM watches ORDER BY name")
+        watches = [_row_to_record(row) for row in rows]
+        pending = conn.execute(_PENDING.format(cols=_NOTE_COLS) + " ORDER BY id").fetchall()
+        return watches, [_row_to_note(r) for r in pending]
+    finally:
+        conn.close()
