@@ -46,6 +46,8 @@ WARN_EVERY_S = 60.0
 SPREAD_PER_WATCH_S = 0.001
 """Watches starting together have their first polls spread over 1 s per thousand."""
 SPREAD_FROM = 100
+TIMER_STEP_S = 0.005
+"""The loop's timer wakes at most this often; polls due meanwhile start together."""
 
 
 class Engine:
@@ -223,7 +225,8 @@ class Engine:
             self._wake = loop.create_future()
             timer = None
             if self._armed_at is not None:
-                timer = loop.call_later(max(0.0, self._armed_at - self._clock()), self._kick)
+                wait_s = max(TIMER_STEP_S, self._armed_at - self._clock())
+                timer = loop.call_later(wait_s, self._kick)
             await self._wake
             if timer is not None:
                 timer.cancel()

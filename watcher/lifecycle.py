@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import Any
 
 from watcher.backoff import Policy, next_delay
 from watcher.errors import BadReplyError, PermanentError, PollError, TransientError
@@ -47,16 +48,27 @@ def advance(
     record: WatchRecord, result: Observation | PollError, now: float, policy: Policy, rand: float
 ) -> Step:
     """Apply one poll result to a watch record."""
-    polled = replace(
-        record, polls=record.polls + 1, first_poll=record.first_poll or now, last_poll=now
-    )
+    changes: dict[str, Any] = {
+        "polls": record.polls + 1,
+        "first_poll": record.first_poll or now,
+        "last_poll": now,
+    }
     if isinstance(result, Observation):
-        return _observed(polled, result, now, policy, rand)
-    return _failed(polled, result, now, policy, rand)
+        return _observed(record, changes, result, now, policy, rand)
+    return _failed(record, changes, result, now, policy, rand)
+
+
+# Each path gathers its changes in one dict and copies the record once: a poll of 10,000
+# watches a second should not pay for three copies of a 25-field record.
 
 
 def _observed(
-    record: WatchRecord, seen: Observation, now: float, policy: Policy, rand: float
+    record: WatchRecord,
+    changes: dict[str, Any],
+    seen: Observation,
+    now: float,
+    policy: Policy,
+    rand: float,
 ) -> Step:
     events: list[Event] = []
     if record.unreachable:
@@ -66,47 +78,53 @@ def _observed(
         events.append(Event.CHANGED)
     if seen.attention and seen.attention != record.attention:
         events.append(Event.ATTENTION)
-    record = replace(
-        record,
+    changes.update(
         state=seen.state,
         phase=str(seen.phase) if seen.phase else "unknown",
         detail=seen.detail,
         link=seen.link or record.link,
         run_id=seen.run_id or record.run_id,
         attention=seen.attention,
-        memo=dict(seen.memo),
+        memo=dict(seen.memo) if seen.memo != record.memo else record.memo,
         attempt=0 if changed or record.state is None else record.attempt + 1,
         failures=0,
         unreachable=False,
         bad_replies=0,
     )
     if seen.phase is not None and seen.phase.terminal:
-        return _end(record, Outcome(seen.phase.value), now, events)
-    return _carry_on(record, events, now, policy, rand, unknown=seen.phase is None)
+        return _end(record, changes, Outcome(seen.phase.value), now, events)
+    return _carry_on(record, changes, events, now, policy, rand, unknown=seen.phase is None)
 
 
-def _failed(record: WatchRecord, error: PollError, now: float, policy: Policy, rand: float) -> Step:
+def _failed(
+    record: WatchRecord,
+    changes: dict[str, Any],
+    error: PollError,
+    now: float,
+    policy: Policy,
+    rand: float,
+) -> Step:
     message = str(error)
+    changes["detail"] = message
     if isinstance(error, PermanentError) or (
         isinstance(error, BadReplyError) and record.bad_replies >= 1
     ):
-        return _end(replace(record, detail=message), Outcome.ERROR, now, [])
+        return _end(record, changes, Outcome.ERROR, now, [])
     failures = record.failures + 1
     events = [Event.UNREACHABLE] if failures == UNREACHABLE_AFTER else []
-    record = replace(
-        record,
-        detail=message,
+    changes.update(
         attempt=record.attempt + 1,
         failures=failures,
         unreachable=record.unreachable or failures >= UNREACHABLE_AFTER,
         bad_replies=record.bad_replies + isinstance(error, BadReplyError),
     )
     retry_after = error.retry_after_s if isinstance(error, TransientError) else None
-    return _carry_on(record, events, now, policy, rand, retry_after_s=retry_after)
+    return _carry_on(record, changes, events, now, policy, rand, retry_after_s=retry_after)
 
 
 def _carry_on(
     record: WatchRecord,
+    changes: dict[str, Any],
     events: list[Event],
     now: float,
     policy: Policy,
@@ -116,19 +134,24 @@ def _carry_on(
     retry_after_s: float | None = None,
 ) -> Step:
     if now >= record.deadline:
-        return _end(record, Outcome.TIMEOUT, now, events)
-    delay = min(next_delay(record.attempt, policy, rand, retry_after_s), record.deadline - now)
-    record = replace(record, next_poll=now + delay)
-    return Step(record, tuple(events), delay, unknown)
+        return _end(record, changes, Outcome.TIMEOUT, now, events)
+    delay = next_delay(changes["attempt"], policy, rand, retry_after_s)
+    delay = min(delay, record.deadline - now)
+    return Step(replace(record, next_poll=now + delay, **changes), tuple(events), delay, unknown)
 
 
-def _end(record: WatchRecord, outcome: Outcome, now: float, events: list[Event]) -> Step:
-    record = replace(record, outcome=outcome, finished=now, next_poll=None)
+def _end(
+    record: WatchRecord, changes: dict[str, Any], outcome: Outcome, now: float, events: list[Event]
+) -> Step:
+    record = replace(record, outcome=outcome, finished=now, next_poll=None, **changes)
     return Step(record, (*events, Event(outcome.value)), None)
 
 
-def log_lines(name: str, before: WatchRecord, step: Step) -> list[tuple[int, str]]:
-    """What to log about one poll: a line per state change, event, outcome or failure."""
+def log_lines(
+    name: str, before: WatchRecord, step: Step, *, debug: bool = True
+) -> list[tuple[int, str]]:
+    """What to log about one poll: a line per state change, event, outcome or failure (and,
+    with ``debug``, one for every poll)."""
     after = step.record
     lines: list[tuple[int, str]] = []
     if step.unknown:
@@ -139,7 +162,7 @@ def log_lines(name: str, before: WatchRecord, step: Step) -> list[tuple[int, str
                 "for this system; still polling",
             )
         )
-    if step.delay_s is not None and not after.failures:
+    if debug and step.delay_s is not None and not after.failures:
         lines.append((logging.DEBUG, f"{name}: {after.state}; next poll in {step.delay_s:.1f}s"))
     if after.state != before.state:
         lines.append((logging.INFO, f"{name}: {before.state or '(first poll)'} -> {after.state}"))

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from aiohttp import web
 from prometheus_client import (
@@ -91,6 +91,7 @@ class Metrics:
         )
         self._outbox = Gauge("watcher_outbox_pending", "Notifications waiting", registry=reg)
         self._watches = Gauge("watcher_watches", "Watches by state", ["state"], registry=reg)
+        self._series: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._behind = Gauge(
             "watcher_behind_seconds", "How late the most overdue poll is", registry=reg
         )
@@ -103,12 +104,20 @@ class Metrics:
 
     def polled(self, server: str, seconds: float, result: PollResult) -> None:
         """Count one poll of ``server`` that took ``seconds`` and ended in ``result``."""
-        self._polls.labels(server, result).inc()
-        self._poll_s.labels(server).observe(seconds)
-        if result == "ok":
-            self._last_ok.labels(server).set(self._clock())
+        if (series := self._series.get((server, result))) is None:
+            series = self._series[server, result] = self._series_for(server, result)
+        count, took, last_ok = series
+        count.inc()
+        took.observe(seconds)
+        if last_ok is not None:
+            last_ok.set(self._clock())
         else:
             self._errors.labels(server, result).inc()
+
+    def _series_for(self, server: str, result: PollResult) -> tuple[Any, Any, Any]:
+        """The labelled series one kind of poll updates (looked up once, not per poll)."""
+        last_ok = self._last_ok.labels(server) if result == "ok" else None
+        return self._polls.labels(server, result), self._poll_s.labels(server), last_ok
 
     def delivered(self, channel: str) -> None:
         """Count one notification delivered to ``channel``."""

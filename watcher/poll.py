@@ -158,7 +158,8 @@ class Poller:
             if seen in self._warned:
                 step = replace(step, unknown=False)
             self._warned.add(seen)
-        for level, line in lifecycle.log_lines(spec.name, before, step):
+        debug = log.isEnabledFor(logging.DEBUG)
+        for level, line in lifecycle.log_lines(spec.name, before, step, debug=debug):
             log.log(level, "%s", line)
 
 

@@ -83,11 +83,15 @@ class GroupCommit(Generic[C]):
 
     async def write(self, work: Work[C]) -> Any:
         """Queue ``work``; return its result once its transaction committed."""
+        return await self.submit(work)
+
+    def submit(self, work: Work[C]) -> asyncio.Future[Any]:
+        """Queue ``work`` now; the future resolves once its transaction committed."""
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((work, done))
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
-        return await done
+        return done
 
     async def _flush(self) -> None:
         try:

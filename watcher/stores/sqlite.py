@@ -6,6 +6,11 @@ needs no lock. Being the only writer, the daemon holds every claim itself: ``cla
 when the file is opened. Writes run in one thread through :class:`~watcher.stores.commit.
 GroupCommit`, never on the event loop; reads use the same thread and connection.
 
+A poll that changed nothing but its timing (polls, last and next poll, backoff step) of a watch
+that stays held is not written at once: the latest such timing per watch is written every
+:data:`TIMING_EVERY_S` in one batch, and before any other write of that watch. A crash loses at
+most that much timing, which only makes the watch poll a little sooner after the restart.
+
 The schema is versioned with ``PRAGMA user_version``; older files are migrated on open, and a file
 written by a newer watcher is refused.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,7 +35,10 @@ from watcher.models import Event, Note, Outcome, WatchRecord
 from watcher.stores import Active
 from watcher.stores.commit import GroupCommit, Work
 
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 2
+TIMING_EVERY_S = 2.0
 _TABLES = """
 CREATE TABLE IF NOT EXISTS watches (
     key TEXT PRIMARY KEY, name TEXT NOT NULL, server TEXT NOT NULL, id TEXT, task TEXT,
@@ -199,6 +208,8 @@ class SqliteStore:
             self._transaction, _is_outage, f"state file {self.path}"
         )
         self.health = self._writer.health
+        self._timing: dict[str, WatchRecord] = {}
+        self._timing_flush: asyncio.TimerHandle | None = None
 
     async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work, self._conn)
@@ -251,10 +262,14 @@ class SqliteStore:
         before: WatchRecord | None = None,
         hold: bool = False,
     ) -> None:
-        if before is not None and not also and _stable(before) == _stable(record):
+        if before is not None and not also and not notes and _stable(before) == _stable(record):
+            if hold:
+                self._later(record)
+                return
             sql, row = _RETIME, [*_timing(record), hold, record.key]
         else:
             sql, row = _UPSERT, [*_record_row(record), hold]
+        self._timing.pop(record.key, None)  # this write carries newer timing
         found = [[*_record_row(r), True] for r in also]
         created = record.last_poll or record.started
 
@@ -267,13 +282,29 @@ class SqliteStore:
 
         await self._write(work)
 
+    def _later(self, record: WatchRecord) -> None:
+        self._timing[record.key] = record
+        if self._timing_flush is None:
+            loop = asyncio.get_running_loop()
+            self._timing_flush = loop.call_later(TIMING_EVERY_S, self._write_timing)
+
+    def _write_timing(self) -> None:
+        self._timing_flush = None
+        rows = [[*_timing(r), True, r.key] for r in self._timing.values()]
+        self._timing = {}
+        done = self._writer.submit(lambda conn: conn.executemany(_RETIME, rows))
+        done.add_done_callback(_log_failure)
+
     async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]:
         def work(conn: sqlite3.Connection) -> list[Any]:
             rows = conn.execute(f"SELECT {_COLS} FROM watches").fetchall()
             return rows if keys is None else [row for row in rows if row[0] in wanted]
 
         wanted = set(keys or ())
-        return {row[0]: _row_to_record(row) for row in await self._run(work)}
+        records = {row[0]: _row_to_record(row) for row in await self._run(work)}
+        later = self._timing.values()  # newer than what the file has yet
+        records.update((r.key, r) for r in later if keys is None or r.key in wanted)
+        return records
 
     async def counts(self) -> dict[str, int]:
         rows = await self._run(lambda c: c.execute(_COUNTS).fetchall())
@@ -311,11 +342,19 @@ class SqliteStore:
         return int(row[0])
 
     async def close(self, grace_s: float = 5.0) -> int:
+        if self._timing_flush is not None:
+            self._timing_flush.cancel()
+            self._write_timing()
         lost = await self._writer.close(grace_s)
         await self._run(lambda c: c.close())
         self._thread.shutdown(wait=True)
         self._lock.close()
         return lost
+
+
+def _log_failure(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled() and (exc := done.exception()) is not None:
+        log.error("could not save poll timings: %s", exc)
 
 
 def _transaction(conn: sqlite3.Connection, writes: Sequence[Work[sqlite3.Connection]]) -> list[Any]:
