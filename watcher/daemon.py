@@ -53,6 +53,8 @@ _OUTCOMES = frozenset(str(outcome) for outcome in Outcome)
 STOP_GRACE_S = 3.0
 STATUS_EVERY_S = 10.0
 CLAIM_EVERY_S = 1.0
+BEHIND_SAY_S = 1.0
+"""STATUS says how far behind polls are from this much."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +247,7 @@ class Daemon:
         self.metrics.health(behind, self._store.health)
         open_ = sum(n for state, n in counts.items() if state not in _OUTCOMES)
         line = f"watching {open_} runs, {pending} notifications pending"
-        if behind >= 1.0:
+        if behind >= BEHIND_SAY_S:
             line += f", behind by {format_duration(behind)}"
         if trouble := self._store.health.describe("state file"):
             line += f"; {trouble}"

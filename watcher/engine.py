@@ -50,6 +50,12 @@ TIMER_STEP_S = 0.005
 """The loop's timer wakes at most this often; polls due meanwhile start together."""
 
 
+def first_poll_at(count: int, now: float, rand: float) -> float:
+    """When a watch that starts with ``count - 1`` others polls first: at once, unless many
+    start together; then spread over :data:`SPREAD_PER_WATCH_S` each (1 s per thousand)."""
+    return now if count <= SPREAD_FROM else now + SPREAD_PER_WATCH_S * count * rand
+
+
 class Engine:
     """Polls every watch until it ends; see the module docstring."""
 
@@ -103,9 +109,11 @@ class Engine:
     async def _sync(
         self, wanted: Mapping[str, Spec], sooner: Mapping[str, float] | None = None
     ) -> None:
-        now = self._clock()
-        spread = SPREAD_PER_WATCH_S * len(wanted) if len(wanted) > SPREAD_FROM else 0.0
-        fresh = [self.new_record(s, now, now + spread * self._rand()) for s in wanted.values()]
+        now, count = self._clock(), len(wanted)
+        fresh = [
+            self.new_record(s, now, first_poll_at(count, now, self._rand()))
+            for s in wanted.values()
+        ]
         for active in await self._store.sync(fresh, sooner):
             self._take(active, wanted)
 
