@@ -218,6 +218,20 @@ async def test_task_watch_ignores_history_and_follows_the_oldest_new_run(
     assert states == [("new1", "scheduled"), ("new1", "executing"), ("new1", "succeeded")]
 
 
+async def test_task_watch_reads_a_list_of_3000_history_runs_in_one_page(
+    http: Http, start: Start
+) -> None:
+    history = {f"t/old{i}": ["succeeded"] for i in range(3000)}
+    sim = await start(history, page_size=5000)
+    arcgis, target = provider(http, sim), Target("s", task="t")
+    first = await poll(arcgis, target)
+    assert (first.state, first.phase) == ("waiting for a new run", Phase.PENDING)
+    assert len(first.memo["seen"]) == 3000
+    sim.add_run("t/new", ["executing"])
+    adopted = await poll(arcgis, target, first.memo)
+    assert (adopted.run_id, adopted.state, adopted.phase) == ("new", "executing", Phase.RUNNING)
+
+
 async def test_each_discovers_every_new_run_exactly_once(http: Http, start: Start) -> None:
     sim = await start({"t/old": ["succeeded"]}, page_size=2)
     arcgis, target = provider(http, sim, each=True), Target("s", task="t")

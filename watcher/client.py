@@ -7,6 +7,9 @@ status; only network trouble raises, and then always one of watcher's own errors
 
 * connection refused or reset, timeout, broken body -> :class:`~watcher.errors.TransientError`
 * an untrusted TLS certificate -> :class:`~watcher.errors.PermanentError`
+* a body over :data:`MAX_BODY_BYTES` -> :class:`~watcher.errors.BadReplyError`
+
+``request_timeout`` bounds the whole exchange, up to reading the last byte of the answer.
 
 :func:`expect_ok` maps an HTTP status onto the same tree (5xx and 429 are transient and carry
 ``Retry-After``; other 4xx are permanent and carry the server's own words).
@@ -36,6 +39,7 @@ from watcher.redact import scrub
 USER_AGENT = f"watcher/{__version__}"
 _SNIPPET = 200
 MAX_BODY_BYTES = 16 * 2**20  # a status answer; anything this large is not one
+_CHUNK_BYTES = 64 * 2**10
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -166,15 +170,33 @@ def html_text(page: str) -> str:
 
 
 async def _read_text(resp: aiohttp.ClientResponse, where: str) -> str:
-    """The body as text, refusing answers larger than :data:`MAX_BODY_BYTES`."""
-    body = await resp.content.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        msg = f"{where}: the answer is larger than {MAX_BODY_BYTES // 2**20} MiB"
-        raise BadReplyError(msg)
+    """The whole body as text; see :func:`_read_body`."""
+    body = await _read_body(resp, where)
     try:
         return body.decode(resp.charset or "utf-8", errors="replace")
     except LookupError:  # a charset Python does not know
         return body.decode("utf-8", errors="replace")
+
+
+async def _read_body(resp: aiohttp.ClientResponse, where: str) -> bytes:
+    """Every byte of the body, however many reads it takes, up to :data:`MAX_BODY_BYTES`.
+
+    A ``Content-Length`` over the limit is refused before anything is read; a body without one
+    is refused as soon as it grows past the limit (also when decompressing it would).
+
+    Raises:
+        BadReplyError: the answer is larger than the limit.
+    """
+    too_large = f"{where}: the answer is larger than {MAX_BODY_BYTES // 2**20} MiB"
+    declared = resp.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise BadReplyError(f"{too_large} (Content-Length: {declared})")
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(_CHUNK_BYTES):
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BadReplyError(too_large)
+    return bytes(body)
 
 
 def _where(method: str, url: str) -> str:
