@@ -18,7 +18,7 @@ from watcher import client, redact
 from watcher.client import Http, Reply
 from watcher.config import load
 from watcher.daemon import Daemon, Options
-from watcher.errors import BadReplyError, ConfigError, TransientError
+from watcher.errors import BadReplyError, ConfigError, PermanentError
 from watcher.models import Event, Outcome, WatchRecord
 from watcher.notify import SAMPLE, check_template, render
 from watcher.simulators.base import Fault
@@ -84,7 +84,7 @@ async def test_an_answer_too_large_is_a_bad_reply(
             await http.server().get(str(server.make_url("/")))
 
 
-async def test_library_errors_never_quote_the_url_and_its_token(http: Http) -> None:
+async def test_a_redirect_loop_is_permanent_and_never_quotes_the_token(http: Http) -> None:
     redact.register("tok/en+with=odd chars")
 
     async def loop(request: web.Request) -> web.Response:
@@ -94,10 +94,10 @@ async def test_library_errors_never_quote_the_url_and_its_token(http: Http) -> N
     app.router.add_get("/runs/1", loop)
     async with TestServer(app) as server:
         url = str(server.make_url("/runs/1"))
-        with pytest.raises(TransientError) as caught:
+        with pytest.raises(PermanentError) as caught:
             await http.server().get(url, params={"token": "tok/en+with=odd chars"})
     message = str(caught.value)
-    assert "TooManyRedirects" in message and "token" not in message and "odd" not in message
+    assert "redirect loop" in message and "token" not in message and "odd" not in message
 
 
 def test_a_missing_ca_file_is_a_config_error(tmp_path: Path) -> None:

@@ -6,10 +6,13 @@ applies its timeout, TLS settings and extra headers. Requests return a :class:`R
 status; only network trouble raises, and then always one of watcher's own errors:
 
 * connection refused or reset, timeout, broken body -> :class:`~watcher.errors.TransientError`
-* an untrusted TLS certificate -> :class:`~watcher.errors.PermanentError`
+* an untrusted TLS certificate, a redirect :mod:`watcher.redirects` does not follow ->
+  :class:`~watcher.errors.PermanentError`
 * a body over :data:`MAX_BODY_BYTES` -> :class:`~watcher.errors.BadReplyError`
 
-``request_timeout`` bounds the whole exchange, up to reading the last byte of the answer.
+``request_timeout`` bounds the whole exchange: connecting, every redirect followed and reading
+the last byte of the answer. Redirects are followed by watcher itself, within the server's
+origin only (see :mod:`watcher.redirects`).
 
 :func:`expect_ok` maps an HTTP status onto the same tree (5xx and 429 are transient and carry
 ``Retry-After``; other 4xx are permanent and carry the server's own words).
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import re
 import ssl
 import time
@@ -31,10 +35,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
-from watcher import __version__
+from watcher import __version__, redirects
 from watcher.errors import BadReplyError, PermanentError, TransientError
 from watcher.redact import scrub
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = f"watcher/{__version__}"
 _SNIPPET = 200
@@ -281,23 +288,18 @@ class ServerClient:
         headers: Mapping[str, str] | None = None,
         data: Any = None,
     ) -> Reply:
-        """Send one request and read the whole answer; network trouble raises watcher errors."""
+        """Send one request and read the whole answer; network trouble raises watcher errors.
+
+        Redirects within the server's origin are followed as :mod:`watcher.redirects` says
+        (``data`` is sent again, so it must be bytes, text or a form mapping); the answer is
+        the one at the end of them.
+        """
         where = _where(method, url)
+        sent = {**self._headers, **(headers or {})}
         async with self._gate:
             try:
-                async with self._http.session.request(
-                    method,
-                    url,
-                    params=params,
-                    headers={**self._headers, **(headers or {})},
-                    data=data,
-                    timeout=self._timeout,
-                    ssl=self._tls,
-                    allow_redirects=True,
-                ) as resp:
-                    text = await _read_text(resp, where)
-                    headers = CIMultiDict(resp.headers)
-                    return Reply(resp.status, resp.reason or "", headers, text, where)
+                async with asyncio.timeout(self._timeout_s):
+                    return await self._exchange(method, url, params, sent, data)
             except aiohttp.ClientConnectorCertificateError as exc:
                 msg = f"{where}: TLS certificate not trusted ({exc.certificate_error}); set ca_file"
                 raise PermanentError(scrub(msg)) from None
@@ -311,3 +313,41 @@ class ServerClient:
                 raise TransientError(scrub(msg)) from None
             except aiohttp.ClientError as exc:  # its text may quote the URL and its query
                 raise TransientError(f"{where}: {type(exc).__name__}") from None
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str | URL,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+        data: Any,
+    ) -> Reply:
+        """The request, then each redirect it is allowed to follow, until an answer."""
+        visited: list[URL] = []
+        while True:
+            async with self._http.session.request(
+                method,
+                url,
+                params=params,
+                headers=headers,
+                data=data,
+                timeout=self._timeout,
+                ssl=self._tls,
+                allow_redirects=False,
+            ) as resp:
+                visited.append(resp.url)
+                target = redirects.next_url(
+                    method, visited, resp.status, resp.headers.get("Location")
+                )
+                if target is None:
+                    where = _where(method, str(resp.url))
+                    text = await _read_text(resp, where)
+                    return Reply(
+                        resp.status, resp.reason or "", CIMultiDict(resp.headers), text, where
+                    )
+            log.debug(
+                "%s: following a redirect to %s",
+                _where(method, str(url)),
+                redirects.describe(target),
+            )
+            url, params = target, None
