@@ -327,11 +327,11 @@ async def test_499_with_a_login_is_retried_once(http: Http, start: Start) -> Non
     assert sim.logins == 2
 
 
-async def test_html_answer_is_permanent_and_points_at_the_admin_root(
+async def test_html_answer_is_transient_and_points_at_the_admin_root(
     http: Http, start: Start
 ) -> None:
     sim = await start({"t/r1": [Fault.garbage()]})
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(TransientError) as caught:
         await poll(provider(http, sim), Target("s", id="r1", task="t"))
     text = str(caught.value)
     assert "HTML page instead of JSON" in text and "admin API root" in text
