@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from watcher.client import Http, Reply, error_text, expect_ok, html_text, retry_after
+from watcher.client import Http, Reply, error_text, expect_ok, html_text, loads, retry_after
 from watcher.errors import BadReplyError, PermanentError, TransientError
 
 
@@ -279,3 +279,24 @@ async def test_a_server_trickling_its_answer_hits_the_request_timeout(http: Http
     finally:
         await server.close()
     assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 100_000, "[" * 101 + "]" * 101, '{"a": ' * 5000 + "1" + "}" * 5000],
+    ids=["unparseable", "just-too-deep", "deep-objects"],
+)
+def test_json_nested_too_deeply_is_a_bad_reply_not_a_recursion_error(body: str) -> None:
+    with pytest.raises(BadReplyError, match="nested too deeply"):
+        reply(200, body).json()
+
+
+def test_json_as_deep_as_the_limit_is_read() -> None:
+    assert reply(200, "[" * 100 + "]" * 100).json() == loads("[" * 100 + "]" * 100)
+
+
+def test_an_error_body_nested_too_deeply_is_quoted_not_parsed() -> None:
+    body = '{"error": ' * 3000 + '"x"' + "}" * 3000
+    assert error_text(reply(500, body)) == body
+    with pytest.raises(TransientError):
+        expect_ok(reply(500, "[" * 100_000))

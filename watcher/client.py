@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import logging
-import re
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,8 +35,23 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from watcher import __version__, redirects
+from watcher.bodies import TooDeepError, html_text, json_message, loads
 from watcher.errors import BadReplyError, PermanentError, TransientError
 from watcher.redact import scrub
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "Http",
+    "Reply",
+    "ServerClient",
+    "error_text",
+    "expect_ok",
+    "html_text",
+    "json_message",
+    "loads",
+    "retry_after",
+    "snippet",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +59,6 @@ USER_AGENT = f"watcher/{__version__}"
 _SNIPPET = 200
 MAX_BODY_BYTES = 16 * 2**20  # a status answer; anything this large is not one
 _CHUNK_BYTES = 64 * 2**10
-_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,24 +78,15 @@ class Reply:
     def json(self) -> Any:
         """The body as JSON, or :class:`BadReplyError` saying what came instead."""
         try:
-            data = json.loads(self.text)
+            return loads(self.text)
+        except TooDeepError as exc:
+            msg = f"{self.where} answered {self.status} with JSON {exc}"
+            raise BadReplyError(msg) from None
         except ValueError:
             msg = (
                 f"{self.where} answered {self.status} with a body that is not JSON: {snippet(self)}"
             )
             raise BadReplyError(msg) from None
-        # "\ud800" escapes decode to lone surrogates, which no UTF-8 file or socket accepts
-        return _without_surrogates(data) if _SURROGATE.search(self.text) else data
-
-
-def _without_surrogates(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, list):
-        return [_without_surrogates(item) for item in value]
-    if isinstance(value, dict):
-        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
-    return value
 
 
 def snippet(reply: Reply) -> str:
@@ -124,56 +126,10 @@ def error_text(reply: Reply) -> str:
     if body.startswith("<"):
         return html_text(body)
     try:
-        data = json.loads(body)
+        data = loads(body)
     except ValueError:
         return body
     return json_message(data) or body
-
-
-def json_message(data: Any) -> str:
-    """The message of the usual JSON error shapes, or ``""``."""
-    if not isinstance(data, dict):
-        return ""
-    for key in ("message", "error_description", "detail"):
-        if isinstance(data.get(key), str):
-            return str(data[key])
-    if isinstance(data.get("messages"), list):
-        return " ".join(str(m) for m in data["messages"])
-    if isinstance(data.get("error"), dict):
-        return json_message(data["error"])
-    if isinstance(data.get("error"), str):
-        return str(data["error"])
-    return ""
-
-
-class _BodyText(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self.title: list[str] = []
-        self._in: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("body", "title", "script", "style"):
-            self._in = tag
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == self._in:
-            self._in = "body" if tag in ("script", "style") else None
-
-    def handle_data(self, data: str) -> None:
-        if self._in == "body":
-            self.parts.append(data)
-        elif self._in == "title":
-            self.title.append(data)
-
-
-def html_text(page: str) -> str:
-    """The visible text of a page's ``<body>`` on one line (its title if the body is empty)."""
-    parser = _BodyText()
-    parser.feed(page)
-    text = " ".join(" ".join(parser.parts).split())
-    return text or " ".join(" ".join(parser.title).split())
 
 
 async def _read_text(resp: aiohttp.ClientResponse, where: str) -> str:

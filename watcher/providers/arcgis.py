@@ -180,7 +180,8 @@ def _error_code(data: dict[str, Any]) -> int | None:
         code = err.get("code")
     else:
         return None
-    return int(str(code)) if str(code).isdigit() else 0
+    text = str(code)
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else 0
 
 
 def _envelope_error(reply: Reply, data: dict[str, Any], code: int) -> PollError:
