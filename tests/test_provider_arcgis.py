@@ -399,3 +399,18 @@ def test_watches_need_a_task_and_may_name_a_run() -> None:
     assert config.target_error(id="r1", task=None) is not None
     assert config.target_error(id=None, task="t") is None
     assert config.target_error(id="r1", task="t") is None
+
+
+@pytest.mark.parametrize("code", ["²", "9" * 5000])
+async def test_an_error_code_that_is_no_number_is_permanent_not_a_crash(
+    http: Http, aiohttp_server: Any, code: str
+) -> None:
+    async def runs(request: web.Request) -> web.Response:
+        return web.json_response({"status": "error", "code": code, "messages": ["odd"]})
+
+    app = web.Application()
+    app.router.add_get("/arcgis/admin/system/tasks/{task}/runs/{run}", runs)
+    server = await aiohttp_server(app)
+    config = Config(kind="arcgis", url=str(server.make_url("/arcgis/admin")), token=STATIC)  # type: ignore[arg-type]
+    with pytest.raises(PermanentError, match="answered error 0: odd"):
+        await poll(ArcGis(config, http.server(timeout_s=2)), Target("s", id="r1", task="t"))
