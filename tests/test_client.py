@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import time
 from typing import Any
 from unittest import mock
 
@@ -11,8 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from watcher.client import Http, Reply, error_text, expect_ok, html_text, retry_after
-from watcher.errors import PermanentError, TransientError
+from watcher.client import Http, Reply, error_text, expect_ok, html_text, loads, retry_after
+from watcher.errors import BadReplyError, PermanentError, TransientError
 
 
 def reply(status: int, text: str, headers: dict[str, str] | None = None) -> Reply:
@@ -171,3 +174,129 @@ async def test_the_aioresponses_shim_serves_answers_on_aiohttp_3_14(
     with pytest.raises(TransientError) as caught:
         expect_ok(answer)
     assert caught.value.retry_after_s == 9.0
+
+
+async def serve(handler: Any) -> TestServer:
+    app = web.Application()
+    app.router.add_get("/", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+async def test_a_json_body_written_in_two_chunks_with_a_pause_is_read_whole(http: Http) -> None:
+    document = json.dumps({"job": {"status": "done", "log": "x" * 2000}}).encode()
+
+    async def two_writes(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(document[:1000])
+        await asyncio.sleep(0.3)
+        await response.write(document[1000:])
+        return response
+
+    server = await serve(two_writes)
+    try:
+        answer = await http.server(timeout_s=2).get(str(server.make_url("/")))
+    finally:
+        await server.close()
+    assert answer.json() == json.loads(document)
+
+
+async def test_a_3_mb_body_is_read_whole(http: Http) -> None:
+    document = json.dumps({"runs": ["r" * 100] * 30_000})
+
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(text=document, content_type="application/json")
+
+    server = await serve(big)
+    try:
+        answer = await http.server(timeout_s=5).get(str(server.make_url("/")))
+    finally:
+        await server.close()
+    assert len(answer.text) > 3_000_000 and answer.json() == json.loads(document)
+
+
+async def test_an_endless_body_without_content_length_is_cut_at_the_cap(http: Http) -> None:
+    sent = 0
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        nonlocal sent
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(1024):  # 1 GiB, if nobody stopped reading
+                await response.write(b" " * 2**20)
+                sent += 1
+        return response
+
+    server = await serve(endless)
+    try:
+        with pytest.raises(BadReplyError, match="larger than 16 MiB$"):
+            await http.server(timeout_s=10).get(str(server.make_url("/")))
+    finally:
+        await server.close()
+    assert sent < 64
+
+
+async def test_a_content_length_over_the_cap_is_refused_before_reading(http: Http) -> None:
+    async def announced(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(2**30)})
+        await response.prepare(request)
+        await response.write(b"[")
+        await asyncio.sleep(5)
+        return response
+
+    server = await serve(announced)
+    started = time.monotonic()
+    try:
+        with pytest.raises(
+            BadReplyError, match=r"larger than 16 MiB \(Content-Length: 1073741824\)"
+        ):
+            await http.server(timeout_s=3).get(str(server.make_url("/")))
+    finally:
+        await server.close()
+    assert time.monotonic() - started < 1
+
+
+async def test_a_server_trickling_its_answer_hits_the_request_timeout(http: Http) -> None:
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(100):
+                await response.write(b" ")
+                await asyncio.sleep(0.05)
+            await response.write(b"{}")
+        return response
+
+    server = await serve(trickle)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientError, match="no answer within 0.3s"):
+            await http.server(timeout_s=0.3).get(str(server.make_url("/")))
+    finally:
+        await server.close()
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 100_000, "[" * 101 + "]" * 101, '{"a": ' * 5000 + "1" + "}" * 5000],
+    ids=["unparseable", "just-too-deep", "deep-objects"],
+)
+def test_json_nested_too_deeply_is_a_bad_reply_not_a_recursion_error(body: str) -> None:
+    with pytest.raises(BadReplyError, match="nested too deeply"):
+        reply(200, body).json()
+
+
+def test_json_as_deep_as_the_limit_is_read() -> None:
+    assert reply(200, "[" * 100 + "]" * 100).json() == loads("[" * 100 + "]" * 100)
+
+
+def test_an_error_body_nested_too_deeply_is_quoted_not_parsed() -> None:
+    body = '{"error": ' * 3000 + '"x"' + "}" * 3000
+    assert error_text(reply(500, body)) == body
+    with pytest.raises(TransientError):
+        expect_ok(reply(500, "[" * 100_000))

@@ -112,7 +112,7 @@ async def test_five_failures_in_a_row_fire_unreachable_once_then_recovered(
     assert receiver.titles.count("job can be polled again") == 1
 
 
-@pytest.mark.parametrize("kind", sorted(SYSTEMS))
+@pytest.mark.parametrize("kind", sorted(set(SYSTEMS) - {"arcgis"}))
 async def test_a_body_that_is_not_json_twice_ends_in_error(
     tmp_path: Path, receiver: Receiver, kind: str
 ) -> None:
@@ -121,6 +121,21 @@ async def test_a_body_that_is_not_json_twice_ends_in_error(
     assert code == 3
     assert record.outcome == "error"  # type: ignore[attr-defined]
     assert "Sign in" in record.detail  # type: ignore[attr-defined]
+
+
+async def test_an_arcgis_html_page_keeps_the_watch_polling_through_unreachable(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    steps: list[Step] = ["scheduled", *[Fault.garbage()] * 6, "succeeded"]
+    code, record = await watch_one(tmp_path, receiver, "arcgis", steps)
+    assert code == 0 and record.outcome == "succeeded"  # type: ignore[attr-defined]
+    assert receiver.titles == [
+        "job cannot be polled: its server is unreachable",
+        "job can be polled again",
+        "job is now succeeded",
+        "job succeeded",
+    ]
+    assert "HTML page instead of JSON" in receiver.posts[0]["message"]
 
 
 @pytest.mark.parametrize("kind", sorted(SYSTEMS))

@@ -218,6 +218,20 @@ async def test_task_watch_ignores_history_and_follows_the_oldest_new_run(
     assert states == [("new1", "scheduled"), ("new1", "executing"), ("new1", "succeeded")]
 
 
+async def test_task_watch_reads_a_list_of_3000_history_runs_in_one_page(
+    http: Http, start: Start
+) -> None:
+    history = {f"t/old{i}": ["succeeded"] for i in range(3000)}
+    sim = await start(history, page_size=5000)
+    arcgis, target = provider(http, sim), Target("s", task="t")
+    first = await poll(arcgis, target)
+    assert (first.state, first.phase) == ("waiting for a new run", Phase.PENDING)
+    assert len(first.memo["seen"]) == 3000
+    sim.add_run("t/new", ["executing"])
+    adopted = await poll(arcgis, target, first.memo)
+    assert (adopted.run_id, adopted.state, adopted.phase) == ("new", "executing", Phase.RUNNING)
+
+
 async def test_each_discovers_every_new_run_exactly_once(http: Http, start: Start) -> None:
     sim = await start({"t/old": ["succeeded"]}, page_size=2)
     arcgis, target = provider(http, sim, each=True), Target("s", task="t")
@@ -313,11 +327,11 @@ async def test_499_with_a_login_is_retried_once(http: Http, start: Start) -> Non
     assert sim.logins == 2
 
 
-async def test_html_answer_is_permanent_and_points_at_the_admin_root(
+async def test_html_answer_is_transient_and_points_at_the_admin_root(
     http: Http, start: Start
 ) -> None:
     sim = await start({"t/r1": [Fault.garbage()]})
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(TransientError) as caught:
         await poll(provider(http, sim), Target("s", id="r1", task="t"))
     text = str(caught.value)
     assert "HTML page instead of JSON" in text and "admin API root" in text
@@ -385,3 +399,18 @@ def test_watches_need_a_task_and_may_name_a_run() -> None:
     assert config.target_error(id="r1", task=None) is not None
     assert config.target_error(id=None, task="t") is None
     assert config.target_error(id="r1", task="t") is None
+
+
+@pytest.mark.parametrize("code", ["²", "9" * 5000])
+async def test_an_error_code_that_is_no_number_is_permanent_not_a_crash(
+    http: Http, aiohttp_server: Any, code: str
+) -> None:
+    async def runs(request: web.Request) -> web.Response:
+        return web.json_response({"status": "error", "code": code, "messages": ["odd"]})
+
+    app = web.Application()
+    app.router.add_get("/arcgis/admin/system/tasks/{task}/runs/{run}", runs)
+    server = await aiohttp_server(app)
+    config = Config(kind="arcgis", url=str(server.make_url("/arcgis/admin")), token=STATIC)  # type: ignore[arg-type]
+    with pytest.raises(PermanentError, match="answered error 0: odd"):
+        await poll(ArcGis(config, http.server(timeout_s=2)), Target("s", id="r1", task="t"))

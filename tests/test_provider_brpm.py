@@ -305,3 +305,7 @@ async def test_run_that_leaves_and_rejoins_the_filter_is_not_discovered_again(
 async def test_discovery_with_an_invalid_token_is_permanent(http: Http, sim: BrpmSimulator) -> None:
     with fails(PermanentError):
         await provider(http, sim, WRONG_TOKEN).discover({"aasm_state": "started"}, {})
+
+
+def test_a_validation_body_nested_too_deeply_is_quoted_as_it_came() -> None:
+    assert validation_text(" " + "[" * 100_000) == "[" * 100_000

@@ -20,7 +20,7 @@ from watcher.client import Http
 from watcher.errors import PermanentError, PollError, TransientError
 from watcher.models import Phase, Target
 from watcher.providers.auth import renew_time
-from watcher.providers.gardin import KIND, STATES, Config, Gardin, expires_at
+from watcher.providers.gardin import KIND, STATES, Config, Gardin, expires_at, jwt_claims
 from watcher.simulators.base import Fault
 from watcher.simulators.gardin import NOT_SUBMITTER, GardinSimulator
 
@@ -322,3 +322,8 @@ def test_expiry_comes_from_expires_in_then_jwt_exp_then_nowhere() -> None:
     assert expires_at({"access_token": jwt}, 1000.0) == 5000.0
     assert expires_at({"access_token": "opaque"}, 1000.0) is None
     assert STATES["FINISHED"] is Phase.SUCCEEDED
+
+
+def test_a_jwt_whose_claims_nest_too_deeply_has_no_claims() -> None:
+    payload = base64.urlsafe_b64encode(b"[" * 100_000).decode().rstrip("=")
+    assert jwt_claims(f"e30.{payload}.sig") == {}

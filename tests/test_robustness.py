@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sqlite3
@@ -13,12 +14,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import Receiver
-from tests.systems import config_text, server_table, watch_table, write_config
+from tests.systems import SYSTEMS, config_text, server_table, watch_table, write_config
 from watcher import client, redact
 from watcher.client import Http, Reply
 from watcher.config import load
 from watcher.daemon import Daemon, Options
-from watcher.errors import BadReplyError, ConfigError, TransientError
+from watcher.errors import BadReplyError, ConfigError, PermanentError
 from watcher.models import Event, Outcome, WatchRecord
 from watcher.notify import SAMPLE, check_template, render
 from watcher.simulators.base import Fault
@@ -84,7 +85,7 @@ async def test_an_answer_too_large_is_a_bad_reply(
             await http.server().get(str(server.make_url("/")))
 
 
-async def test_library_errors_never_quote_the_url_and_its_token(http: Http) -> None:
+async def test_a_redirect_loop_is_permanent_and_never_quotes_the_token(http: Http) -> None:
     redact.register("tok/en+with=odd chars")
 
     async def loop(request: web.Request) -> web.Response:
@@ -94,10 +95,10 @@ async def test_library_errors_never_quote_the_url_and_its_token(http: Http) -> N
     app.router.add_get("/runs/1", loop)
     async with TestServer(app) as server:
         url = str(server.make_url("/runs/1"))
-        with pytest.raises(TransientError) as caught:
+        with pytest.raises(PermanentError) as caught:
             await http.server().get(url, params={"token": "tok/en+with=odd chars"})
     message = str(caught.value)
-    assert "TooManyRedirects" in message and "token" not in message and "odd" not in message
+    assert "redirect loop" in message and "token" not in message and "odd" not in message
 
 
 def test_a_missing_ca_file_is_a_config_error(tmp_path: Path) -> None:
@@ -240,3 +241,30 @@ async def test_an_outcome_is_queued_once_per_channel_whatever_poll_found_it(
     with sqlite3.connect(tmp_path / "s.db") as db:
         keys = [row[0] for row in db.execute("SELECT dedup FROM outbox WHERE event = 'succeeded'")]
     assert keys == ["gov//1|succeeded|0|hook"]
+
+
+def deep_server_table(kind: str, url: str) -> str:
+    if kind != "http":
+        return server_table(kind, "sys", url + ("/admin" if kind == "arcgis" else "/api"))
+    return f'[servers.sys]\nkind = "http"\nurl = "{url}"\npath = "/jobs/{{id}}"\nstate = "s"\n'
+
+
+@pytest.mark.parametrize("kind", [*sorted(SYSTEMS), "http"])
+async def test_json_nested_too_deeply_ends_the_watch_without_a_traceback(
+    tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    async def deep(request: web.Request) -> web.Response:
+        return web.Response(text="[" * 100_000, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", deep)
+    async with TestServer(app, host="127.0.0.1") as server:
+        url = str(server.make_url("")).rstrip("/")
+        watches = watch_table(kind, "sys", "7", name="job")
+        path = write_config(tmp_path, receiver.url, deep_server_table(kind, url), watches)
+        caplog.set_level(logging.DEBUG)
+        code = await asyncio.wait_for(Daemon(load(path), Options(once=True, settle_s=5)).run(), 20)
+    (record,), _ = read_snapshot(tmp_path / "s.db")
+    assert code == 3 and record.outcome == "error"
+    assert "nested too deeply" in record.detail
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []

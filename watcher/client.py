@@ -6,7 +6,13 @@ applies its timeout, TLS settings and extra headers. Requests return a :class:`R
 status; only network trouble raises, and then always one of watcher's own errors:
 
 * connection refused or reset, timeout, broken body -> :class:`~watcher.errors.TransientError`
-* an untrusted TLS certificate -> :class:`~watcher.errors.PermanentError`
+* an untrusted TLS certificate, a redirect :mod:`watcher.redirects` does not follow ->
+  :class:`~watcher.errors.PermanentError`
+* a body over :data:`MAX_BODY_BYTES` -> :class:`~watcher.errors.BadReplyError`
+
+``request_timeout`` bounds the whole exchange: connecting, every redirect followed and reading
+the last byte of the answer. Redirects are followed by watcher itself, within the server's
+origin only (see :mod:`watcher.redirects`).
 
 :func:`expect_ok` maps an HTTP status onto the same tree (5xx and 429 are transient and carry
 ``Retry-After``; other 4xx are permanent and carry the server's own words).
@@ -16,27 +22,43 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
-import re
+import logging
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
-from watcher import __version__
+from watcher import __version__, redirects
+from watcher.bodies import TooDeepError, html_text, json_message, loads
 from watcher.errors import BadReplyError, PermanentError, TransientError
 from watcher.redact import scrub
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "Http",
+    "Reply",
+    "ServerClient",
+    "error_text",
+    "expect_ok",
+    "html_text",
+    "json_message",
+    "loads",
+    "retry_after",
+    "snippet",
+]
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = f"watcher/{__version__}"
 _SNIPPET = 200
 MAX_BODY_BYTES = 16 * 2**20  # a status answer; anything this large is not one
-_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+_CHUNK_BYTES = 64 * 2**10
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,24 +78,15 @@ class Reply:
     def json(self) -> Any:
         """The body as JSON, or :class:`BadReplyError` saying what came instead."""
         try:
-            data = json.loads(self.text)
+            return loads(self.text)
+        except TooDeepError as exc:
+            msg = f"{self.where} answered {self.status} with JSON {exc}"
+            raise BadReplyError(msg) from None
         except ValueError:
             msg = (
                 f"{self.where} answered {self.status} with a body that is not JSON: {snippet(self)}"
             )
             raise BadReplyError(msg) from None
-        # "\ud800" escapes decode to lone surrogates, which no UTF-8 file or socket accepts
-        return _without_surrogates(data) if _SURROGATE.search(self.text) else data
-
-
-def _without_surrogates(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, list):
-        return [_without_surrogates(item) for item in value]
-    if isinstance(value, dict):
-        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
-    return value
 
 
 def snippet(reply: Reply) -> str:
@@ -113,68 +126,40 @@ def error_text(reply: Reply) -> str:
     if body.startswith("<"):
         return html_text(body)
     try:
-        data = json.loads(body)
+        data = loads(body)
     except ValueError:
         return body
     return json_message(data) or body
 
 
-def json_message(data: Any) -> str:
-    """The message of the usual JSON error shapes, or ``""``."""
-    if not isinstance(data, dict):
-        return ""
-    for key in ("message", "error_description", "detail"):
-        if isinstance(data.get(key), str):
-            return str(data[key])
-    if isinstance(data.get("messages"), list):
-        return " ".join(str(m) for m in data["messages"])
-    if isinstance(data.get("error"), dict):
-        return json_message(data["error"])
-    if isinstance(data.get("error"), str):
-        return str(data["error"])
-    return ""
-
-
-class _BodyText(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self.title: list[str] = []
-        self._in: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("body", "title", "script", "style"):
-            self._in = tag
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == self._in:
-            self._in = "body" if tag in ("script", "style") else None
-
-    def handle_data(self, data: str) -> None:
-        if self._in == "body":
-            self.parts.append(data)
-        elif self._in == "title":
-            self.title.append(data)
-
-
-def html_text(page: str) -> str:
-    """The visible text of a page's ``<body>`` on one line (its title if the body is empty)."""
-    parser = _BodyText()
-    parser.feed(page)
-    text = " ".join(" ".join(parser.parts).split())
-    return text or " ".join(" ".join(parser.title).split())
-
-
 async def _read_text(resp: aiohttp.ClientResponse, where: str) -> str:
-    """The body as text, refusing answers larger than :data:`MAX_BODY_BYTES`."""
-    body = await resp.content.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        msg = f"{where}: the answer is larger than {MAX_BODY_BYTES // 2**20} MiB"
-        raise BadReplyError(msg)
+    """The whole body as text; see :func:`_read_body`."""
+    body = await _read_body(resp, where)
     try:
         return body.decode(resp.charset or "utf-8", errors="replace")
     except LookupError:  # a charset Python does not know
         return body.decode("utf-8", errors="replace")
+
+
+async def _read_body(resp: aiohttp.ClientResponse, where: str) -> bytes:
+    """Every byte of the body, however many reads it takes, up to :data:`MAX_BODY_BYTES`.
+
+    A ``Content-Length`` over the limit is refused before anything is read; a body without one
+    is refused as soon as it grows past the limit (also when decompressing it would).
+
+    Raises:
+        BadReplyError: the answer is larger than the limit.
+    """
+    too_large = f"{where}: the answer is larger than {MAX_BODY_BYTES // 2**20} MiB"
+    declared = resp.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise BadReplyError(f"{too_large} (Content-Length: {declared})")
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(_CHUNK_BYTES):
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BadReplyError(too_large)
+    return bytes(body)
 
 
 def _where(method: str, url: str) -> str:
@@ -259,23 +244,18 @@ class ServerClient:
         headers: Mapping[str, str] | None = None,
         data: Any = None,
     ) -> Reply:
-        """Send one request and read the whole answer; network trouble raises watcher errors."""
+        """Send one request and read the whole answer; network trouble raises watcher errors.
+
+        Redirects within the server's origin are followed as :mod:`watcher.redirects` says
+        (``data`` is sent again, so it must be bytes, text or a form mapping); the answer is
+        the one at the end of them.
+        """
         where = _where(method, url)
+        sent = {**self._headers, **(headers or {})}
         async with self._gate:
             try:
-                async with self._http.session.request(
-                    method,
-                    url,
-                    params=params,
-                    headers={**self._headers, **(headers or {})},
-                    data=data,
-                    timeout=self._timeout,
-                    ssl=self._tls,
-                    allow_redirects=True,
-                ) as resp:
-                    text = await _read_text(resp, where)
-                    headers = CIMultiDict(resp.headers)
-                    return Reply(resp.status, resp.reason or "", headers, text, where)
+                async with asyncio.timeout(self._timeout_s):
+                    return await self._exchange(method, url, params, sent, data)
             except aiohttp.ClientConnectorCertificateError as exc:
                 msg = f"{where}: TLS certificate not trusted ({exc.certificate_error}); set ca_file"
                 raise PermanentError(scrub(msg)) from None
@@ -289,3 +269,41 @@ class ServerClient:
                 raise TransientError(scrub(msg)) from None
             except aiohttp.ClientError as exc:  # its text may quote the URL and its query
                 raise TransientError(f"{where}: {type(exc).__name__}") from None
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str | URL,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+        data: Any,
+    ) -> Reply:
+        """The request, then each redirect it is allowed to follow, until an answer."""
+        visited: list[URL] = []
+        while True:
+            async with self._http.session.request(
+                method,
+                url,
+                params=params,
+                headers=headers,
+                data=data,
+                timeout=self._timeout,
+                ssl=self._tls,
+                allow_redirects=False,
+            ) as resp:
+                visited.append(resp.url)
+                target = redirects.next_url(
+                    method, visited, resp.status, resp.headers.get("Location")
+                )
+                if target is None:
+                    where = _where(method, str(resp.url))
+                    text = await _read_text(resp, where)
+                    return Reply(
+                        resp.status, resp.reason or "", CIMultiDict(resp.headers), text, where
+                    )
+            log.debug(
+                "%s: following a redirect to %s",
+                _where(method, str(url)),
+                redirects.describe(target),
+            )
+            url, params = target, None

@@ -12,7 +12,8 @@ A run is ``{"runId", "status", "result", "created", "modified", "url"}``; a list
 ``nextStart > start``. Errors come as HTTP 200 with ``{"status": "error", "messages": [...],
 "code": 498}`` or ``{"error": {"code": 498, "message": "Invalid token.", "details": [...]}}``,
 sometimes as ``text/plain``. 498/499 mean token trouble: a provider that logs in logs in again
-once and repeats the call. Code 500 and above are transient; other codes are permanent. The login
+once and repeats the call. Code 500 and above are transient; other codes are permanent. An HTML
+page instead of JSON (a proxy's maintenance or sign-in page) is transient too. The login
 token is shared by every watch of a server and renewed before it expires (a
 :class:`~watcher.providers.auth.TokenCache`).
 """
@@ -179,7 +180,8 @@ def _error_code(data: dict[str, Any]) -> int | None:
         code = err.get("code")
     else:
         return None
-    return int(str(code)) if str(code).isdigit() else 0
+    text = str(code)
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else 0
 
 
 def _envelope_error(reply: Reply, data: dict[str, Any], code: int) -> PollError:
@@ -198,10 +200,11 @@ def _envelope_error(reply: Reply, data: dict[str, Any], code: int) -> PollError:
 def _decode(reply: Reply) -> dict[str, Any]:
     if reply.text.lstrip().startswith("<"):
         msg = (
-            f"{reply.where} answered an HTML page instead of JSON (check that url points at "
-            f"the admin API root, https://host/<context>/admin): {snippet(reply)}"
+            f"{reply.where} answered an HTML page instead of JSON (a proxy's maintenance or "
+            "sign-in page, or a url that is not the admin API root, "
+            f"https://host/<context>/admin): {snippet(reply)}"
         )
-        raise PermanentError(msg, reply.status)
+        raise TransientError(msg)
     data = reply.json()
     if not isinstance(data, dict):
         raise BadReplyError(f"{reply.where} answered JSON that is not an object")

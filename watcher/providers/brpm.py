@@ -23,7 +23,6 @@ and the token is masked in all output (its config registers it with :mod:`watche
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote
@@ -31,7 +30,7 @@ from urllib.parse import quote
 from pydantic import SecretStr
 
 from watcher import redact
-from watcher.client import Reply, ServerClient, error_text, expect_ok
+from watcher.client import Reply, ServerClient, error_text, expect_ok, loads
 from watcher.errors import BadReplyError, PermanentError
 from watcher.models import Observation, Phase, Target
 from watcher.providers.base import Kind, phase_of
@@ -168,7 +167,7 @@ def validation_text(body: str) -> str:
     body is returned as it came.
     """
     try:
-        data = json.loads(body)
+        data = loads(body)
     except ValueError:
         return body.strip()
     if isinstance(data, dict) and isinstance(data.get("errors"), dict | list):

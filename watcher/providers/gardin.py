@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -39,7 +38,7 @@ from urllib.parse import quote
 from pydantic import SecretStr, model_validator
 
 from watcher import redact
-from watcher.client import Reply, ServerClient, error_text, expect_ok, json_message
+from watcher.client import Reply, ServerClient, error_text, expect_ok, json_message, loads
 from watcher.errors import BadReplyError, PermanentError
 from watcher.models import Observation, Phase, Target
 from watcher.providers.auth import Token, TokenCache
@@ -94,7 +93,7 @@ def jwt_claims(token: str) -> dict[str, Any]:
         return {}
     try:
         payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-        claims = json.loads(payload)
+        claims = loads(payload.decode("utf-8"))
     except (binascii.Error, ValueError):
         return {}
     return claims if isinstance(claims, dict) else {}
