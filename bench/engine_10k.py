@@ -40,7 +40,7 @@ from watcher.providers.rsa_governance import STATES, Config, RsaGovernance
 from watcher.redact import ScrubFilter
 from watcher.simulators.rsa_governance import RsaSimulator
 from watcher.spec import Server, Spec
-from watcher.store import SqliteStore
+from watcher.stores.sqlite import SqliteStore
 
 TOKEN = "bench-token"
 LAG_PERIOD_S = 0.05

@@ -24,7 +24,7 @@ from watcher.providers import http as json_api
 from watcher.redirects import MAX_REDIRECTS, describe, next_url
 from watcher.simulators.arcgis import ArcGisSimulator
 from watcher.simulators.rsa_governance import RsaSimulator
-from watcher.store import read_snapshot
+from watcher.stores.sqlite import read_snapshot
 
 SECRET = "redirect-secret-7f3a9c"
 HERE = URL("http://api.example:8080/runs/1?token=abc")
