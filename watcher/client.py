@@ -31,12 +31,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from multidict import CIMultiDict
 from yarl import URL
 
 from watcher import __version__, redirects
 from watcher.bodies import TooDeepError, html_text, json_message, loads
-from watcher.errors import BadReplyError, PermanentError, TransientError
+from watcher.errors import BadReplyError, PermanentError, PollError, TransientError
 from watcher.redact import scrub
 
 __all__ = [
@@ -57,6 +56,8 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"watcher/{__version__}"
 _SNIPPET = 200
+#: the whole exchange, redirects included, is bounded by one asyncio.timeout of our own
+_BY_ASYNCIO = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
 MAX_BODY_BYTES = 16 * 2**20  # a status answer; anything this large is not one
 _CHUNK_BYTES = 64 * 2**10
 
@@ -162,6 +163,21 @@ async def _read_body(resp: aiohttp.ClientResponse, where: str) -> bytes:
     return bytes(body)
 
 
+def _mapped(exc: BaseException, where: str, timeout_s: float) -> PollError:
+    """watcher's own error for what aiohttp raised (whose text may quote the URL's query)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        msg = f"{where}: TLS certificate not trusted ({exc.certificate_error}); set ca_file"
+        return PermanentError(scrub(msg))
+    if isinstance(exc, TimeoutError):
+        return TransientError(f"{where}: no answer within {timeout_s:g}s")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return TransientError(f"{where}: connection reset by the server")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        msg = f"{where}: cannot connect ({exc.os_error.strerror or exc.os_error})"
+        return TransientError(scrub(msg))
+    return TransientError(f"{where}: {type(exc).__name__}")
+
+
 def _where(method: str, url: str) -> str:
     parts = urlsplit(url)
     return f"{method} {parts.scheme}://{parts.netloc}{parts.path}"
@@ -224,7 +240,6 @@ class ServerClient:
     ) -> None:
         self._http = http
         self._gate = asyncio.Semaphore(max_concurrency)
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._timeout_s = timeout_s
         self._tls = tls
         self._headers = headers
@@ -250,25 +265,13 @@ class ServerClient:
         (``data`` is sent again, so it must be bytes, text or a form mapping); the answer is
         the one at the end of them.
         """
-        where = _where(method, url)
-        sent = {**self._headers, **(headers or {})}
+        sent = {**self._headers, **headers} if headers else self._headers
         async with self._gate:
             try:
                 async with asyncio.timeout(self._timeout_s):
                     return await self._exchange(method, url, params, sent, data)
-            except aiohttp.ClientConnectorCertificateError as exc:
-                msg = f"{where}: TLS certificate not trusted ({exc.certificate_error}); set ca_file"
-                raise PermanentError(scrub(msg)) from None
-            except TimeoutError:
-                msg = f"{where}: no answer within {self._timeout_s:g}s"
-                raise TransientError(msg) from None
-            except aiohttp.ServerDisconnectedError:
-                raise TransientError(f"{where}: connection reset by the server") from None
-            except aiohttp.ClientConnectorError as exc:
-                msg = f"{where}: cannot connect ({exc.os_error.strerror or exc.os_error})"
-                raise TransientError(scrub(msg)) from None
-            except aiohttp.ClientError as exc:  # its text may quote the URL and its query
-                raise TransientError(f"{where}: {type(exc).__name__}") from None
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise _mapped(exc, _where(method, url), self._timeout_s) from None
 
     async def _exchange(
         self,
@@ -287,20 +290,20 @@ class ServerClient:
                 params=params,
                 headers=headers,
                 data=data,
-                timeout=self._timeout,
+                timeout=_BY_ASYNCIO,
                 ssl=self._tls,
                 allow_redirects=False,
             ) as resp:
-                visited.append(resp.url)
-                target = redirects.next_url(
-                    method, visited, resp.status, resp.headers.get("Location")
-                )
+                target = None
+                if resp.status in redirects.REDIRECTS:
+                    visited.append(resp.url)
+                    location = resp.headers.get("Location")
+                    target = redirects.next_url(method, visited, resp.status, location)
                 if target is None:
-                    where = _where(method, str(resp.url))
+                    u = resp.url
+                    where = f"{method} {u.scheme}://{u.raw_authority}{u.raw_path}"
                     text = await _read_text(resp, where)
-                    return Reply(
-                        resp.status, resp.reason or "", CIMultiDict(resp.headers), text, where
-                    )
+                    return Reply(resp.status, resp.reason or "", resp.headers, text, where)
             log.debug(
                 "%s: following a redirect to %s",
                 _where(method, str(url)),

@@ -142,6 +142,8 @@ class Gardin:
         return await self._http.get(url, headers=headers)
 
     def _checked(self, reply: Reply, renewed: bool) -> Reply:
+        if reply.ok:
+            return reply
         said = self._mask(error_text(reply) or reply.reason)
         if reply.status in _REFUSED:
             again = " again with a new token" if renewed else ""
