@@ -138,7 +138,7 @@ def test_check_rejects_a_channel_url_apprise_cannot_parse(
 ) -> None:
     path = write(tmp_path, "slack://not-valid", "http://127.0.0.1:9/aveksa", ["1"])
     assert main(["check", "-c", str(path)]) == 2
-    assert "channels.hook: url #1 is not a URL apprise understands" in capsys.readouterr().err
+    assert f"{path}: channels.hook.url: not a URL apprise understands" in capsys.readouterr().err
 
 
 async def run_process(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

@@ -125,9 +125,12 @@ async def test_an_unusable_state_file_or_metrics_port_is_a_config_error(
     text = config_text(tmp_path / "no" / "such" / "\0dir" / "s.db", receiver.url, "", "")
     path = tmp_path / "w.toml"
     path.write_text(text.replace("\0", ""), encoding="utf-8")
+    config = load(path)  # still usable here; spoilt before the daemon opens it
     (tmp_path / "no").write_text("a file where a directory should be")
+    with pytest.raises(ConfigError, match="daemon.state: .* is not a directory"):
+        load(path)
     with pytest.raises(ConfigError, match="daemon.state: cannot open"):
-        await Daemon(load(path), Options(once=True)).run()
+        await Daemon(config, Options(once=True)).run()
 
     with TestServerPort() as port:
         text = config_text(tmp_path / "s.db", receiver.url, "", "")

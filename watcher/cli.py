@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import sys
@@ -19,9 +20,10 @@ from watcher import __version__, logs
 from watcher.config import Config, WatchConfig, load
 from watcher.daemon import Options, run
 from watcher.errors import ConfigError
+from watcher.metrics import try_bind
 from watcher.notify import Channel
 from watcher.runner import EXIT_INTERNAL, EXIT_USAGE, build_channels, build_specs
-from watcher.schema import parse_duration
+from watcher.schema import check_duration, parse_duration
 from watcher.status import show as show_status
 
 DESCRIPTION = "Watch long-running remote runs until they finish, then notify."
@@ -40,7 +42,16 @@ def default_config() -> str:
 
 def _duration(text: str) -> float:
     try:
-        return float(parse_duration(text))
+        return check_duration(parse_duration(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _grace(text: str) -> float:
+    """A duration that may also be zero (``--settle 0``: do not wait)."""
+    try:
+        seconds = parse_duration(text)
+        return seconds if seconds == 0 else check_duration(seconds)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -89,7 +100,7 @@ def _once_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--settle",
-        type=_duration,
+        type=_grace,
         default=60.0,
         metavar="D",
         help="wait this long for notifications to be delivered (default 60s)",
@@ -119,26 +130,39 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(demo(speed=args.speed))
     if args.command == "status" and args.state:
         return show_status(args.state)
-    config = load(args.config or default_config())
+    path = args.config or default_config()
+    config = load(path, state_writable=args.command != "status")
     if args.command == "check":
-        return _check(config, args.config or default_config())
+        return _check(config, path)
     if args.command == "status":
         return show_status(config.daemon.state)
     if args.command == "notify-test":
         return asyncio.run(_notify_test(config, args.channel))
     options = Options(
-        config_path=args.config or default_config(),
+        config_path=path,
         once=args.command == "wait" or args.once,
         summary_every_s=args.summary_every,
         settle_s=args.settle,
     )
     if args.command == "wait":
         specs = build_specs(config.model_copy(update={"watches": [_adhoc(config, args)]}))
+        _metrics_note(config, path, in_use_ok=False)
         return asyncio.run(run(config, options, specs))
-    if options.once and not config.watches:
-        raise ConfigError("nothing to watch: the config has no [[watches]]")
+    _something_to_watch(config, path, options.once)
     _channels(config)
+    _metrics_note(config, path, in_use_ok=False)
     return asyncio.run(run(config, options))
+
+
+def _something_to_watch(config: Config, path: str, once: bool) -> None:
+    """``run --once`` needs watches; ``run`` and ``check`` need at least servers to watch on.
+
+    A daemon with servers but no watches yet is fine: watches are added by reloading.
+    """
+    if not config.watches and not config.servers:
+        raise ConfigError(f"nothing to watch: {path} has no [servers] and no [[watches]]")
+    if once and not config.watches:
+        raise ConfigError(f"nothing to watch: {path} has no [[watches]]")
 
 
 def _channels(config: Config) -> dict[str, Channel]:
@@ -167,9 +191,13 @@ def _adhoc(config: Config, args: argparse.Namespace) -> WatchConfig:
 
 
 def _check(config: Config, path: str) -> int:
+    _something_to_watch(config, path, once=False)
     channels = _channels(config)
+    metrics = _metrics_note(config, path)
     print(f"{path}: OK")
     print(f"  state file: {config.daemon.state}")
+    if metrics:
+        print(f"  metrics: {metrics}")
     for name, server in config.servers.items():
         print(f"  server {name}: {server.kind} at {server.url}")
     for name, channel in channels.items():
@@ -178,7 +206,30 @@ def _check(config: Config, path: str) -> int:
         print(
             f"  watch {spec.name!r}: {spec.target.key} -> {', '.join(spec.notify) or 'no channels'}"
         )
+    if not config.watches:
+        print(
+            "  no watches yet: 'run' waits for some (add them, then reload); 'run --once' exits 2"
+        )
     return 0
+
+
+def _metrics_note(config: Config, path: str, *, in_use_ok: bool = True) -> str | None:
+    """What to say of the metrics address, once it has been bound and let go.
+
+    ``check`` accepts an address in use (most likely by the daemon this config is for);
+    ``run`` and ``wait`` need it free.
+    """
+    address = config.daemon.metrics
+    if address is None:
+        return None
+    try:
+        try_bind(address)
+    except OSError as exc:
+        if in_use_ok and exc.errno == errno.EADDRINUSE:
+            return f"{address}, in use now (by a running watcher?); 'run' needs it free"
+        msg = f"{path}: daemon.metrics: cannot listen on {address}: {exc.strerror or exc}"
+        raise ConfigError(msg) from None
+    return address
 
 
 async def _notify_test(config: Config, name: str) -> int:

@@ -9,20 +9,29 @@ file, the key path (``watches[2].interval``) and what is wrong.
 from __future__ import annotations
 
 import os
+import stat
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from watcher import redact
+from watcher import redact, statefile
 from watcher.errors import ConfigError
 from watcher.expand import expand, read_secret_files
 from watcher.metrics import parse_address
 from watcher.models import DEFAULT_EVENTS, Event, Target
-from watcher.notify import check_template
+from watcher.notify import check_template, url_problem
 from watcher.providers import KINDS, ServerConfig
 from watcher.schema import Duration, Model
 
@@ -43,6 +52,13 @@ class Daemon(BaseSettings):
     state: str = Field(default_factory=default_state_path)
     notify_concurrency: int = Field(default=4, ge=1, le=64)
     metrics: str | None = None
+
+    @field_validator("state")
+    @classmethod
+    def _usable_state(cls, value: str) -> str:
+        if problem := statefile.problem(value):
+            raise ValueError(problem)
+        return value
 
     @field_validator("metrics")
     @classmethod
@@ -105,11 +121,21 @@ class WatchConfig(WatchSettings):
         return self.name or self.target.describe()
 
 
+def _channel_url(url: SecretStr) -> SecretStr:
+    redact.register_url(url.get_secret_value())  # masked in all output from the moment it is known
+    if problem := url_problem(url.get_secret_value()):
+        raise ValueError(problem)
+    return url
+
+
+ChannelUrl = Annotated[SecretStr, AfterValidator(_channel_url)]
+
+
 class ChannelConfig(Model):
     """``[channels.<name>]``: where notifications go and which events each one wants."""
 
-    url: SecretStr | None = None
-    urls: list[SecretStr] = Field(default_factory=list)
+    url: ChannelUrl | None = None
+    urls: list[ChannelUrl] = Field(default_factory=list)
     on: frozenset[Event] = DEFAULT_EVENTS
     title: str | None = None
     body: str | None = None
@@ -125,8 +151,6 @@ class ChannelConfig(Model):
     def _has_urls(self) -> ChannelConfig:
         if not self.all_urls:
             raise ValueError("needs 'url' or 'urls'")
-        for url in self.all_urls:  # masked in all output from the moment it is known
-            redact.register_url(url)
         return self
 
     @property
@@ -180,12 +204,38 @@ class Config(Model):
         return problems
 
 
-def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, expand and validate a watches.toml; raise ConfigError saying what is wrong."""
+def load(
+    path: str | Path, environ: Mapping[str, str] | None = None, *, state_writable: bool = True
+) -> Config:
+    """Read, expand and validate a watches.toml; raise ConfigError saying what is wrong.
+
+    With ``state_writable`` (for every command but ``status``), the state file must also be one
+    this process can create or write.
+    """
     path = Path(path)
     env = os.environ if environ is None else environ
+    raw = _read(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = read_secret_files(expand(raw, env), path.parent, env)
+        data["daemon"] = _section(Daemon, data.get("daemon", {}), "daemon")
+        data["defaults"] = _section(WatchSettings, data.get("defaults", {}), "defaults")
+        config = Config.model_validate(_with_defaults(data))
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {_explain(exc)}") from None
+    if state_writable and (problem := statefile.unwritable(config.daemon.state)):
+        raise ConfigError(f"{path}: daemon.state: {problem}")
+    return config
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The TOML of a regular file (a FIFO or a device would block or never end)."""
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{path}: is a directory, not a file")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{path}: not a regular file")
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except OSError as exc:
@@ -194,14 +244,13 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    try:
-        data = read_secret_files(expand(raw, env), path.parent, env)
-        data["daemon"] = _section(Daemon, data.get("daemon", {}), "daemon")
-        data["defaults"] = _section(WatchSettings, data.get("defaults", {}), "defaults")
-        config = Config.model_validate(_with_defaults(data))
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {_explain(exc)}") from None
-    return config
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+    except ValueError:  # the only other one tomllib raises: int() refusing a huge number
+        digits = sys.get_int_max_str_digits()
+        raise ConfigError(
+            f"{path}: not valid TOML: a number has more than {digits} digits"
+        ) from None
 
 
 def _section(model: Callable[..., Any], value: Any, name: str) -> Any:

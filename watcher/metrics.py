@@ -30,6 +30,7 @@ to loopback (the default) unless the network in front of it is trusted.
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Literal
@@ -47,7 +48,7 @@ from prometheus_client import (
 from watcher.models import Outcome
 from watcher.stores.commit import Health
 
-__all__ = ["DEFAULT_HOST", "Metrics", "PollResult", "parse_address"]
+__all__ = ["DEFAULT_HOST", "Metrics", "PollResult", "parse_address", "try_bind"]
 
 PollResult = Literal["ok", "transient", "bad_reply", "permanent"]
 
@@ -211,3 +212,21 @@ def parse_address(text: str) -> tuple[str, int]:
         msg = f"metrics address {text!r}: the port must be from 0 to 65535"
         raise ValueError(msg)
     return found["v6"] or found["host"] or DEFAULT_HOST, port
+
+
+def try_bind(address: str) -> None:
+    """Bind every socket :meth:`Metrics.serve` would bind for ``address``, and let go at once.
+
+    Raises:
+        ValueError: ``address`` is not an address (see :func:`parse_address`).
+        OSError: it cannot be bound: in use (``errno.EADDRINUSE``), not an address of this
+            host, a privileged port, a host name that does not resolve.
+    """
+    host, port = parse_address(address)
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    for family, kind, proto, _, sockaddr in dict.fromkeys(found):
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)

@@ -70,19 +70,41 @@ def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any)
 
 
 def check_template(template: str) -> None:
-    """Raise ``ValueError`` naming any placeholder not in :data:`PLACEHOLDERS`."""
+    """Raise ``ValueError`` for a placeholder not in :data:`PLACEHOLDERS` or one not plain.
+
+    Only plain ``{name}`` fields are allowed: a format spec (``{name:>99999999}`` builds a
+    100 MB title) or a conversion (``{name!r}``) is rejected.
+    """
     try:
-        fields = [f for _, f, spec, _ in string.Formatter().parse(template) if f is not None]
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
     except ValueError as exc:
         raise ValueError(f"bad template: {exc} (write {{{{ and }}}} for literal braces)") from None
-    unknown = sorted({f for f in fields if f not in PLACEHOLDERS})
+    unknown = sorted({name for name, _, _ in fields if name not in PLACEHOLDERS})
     if unknown:
         known = ", ".join(PLACEHOLDERS)
         raise ValueError(f"unknown placeholder {{{unknown[0]}}}; known: {known}")
-    try:
-        template.format_map(SAMPLE.fields())
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise ValueError(f"bad template: {exc}") from None
+    for name, spec, conversion in fields:
+        if spec or conversion:
+            written = (
+                f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+            )
+            msg = f"bad template: {written} is not a plain placeholder; write {{{name}}}"
+            raise ValueError(msg)
+
+
+def url_problem(url: str) -> str | None:
+    """Why apprise cannot use ``url``, or ``None``; the answer never quotes the URL."""
+    service = apprise.Apprise.instantiate(url)
+    if service is None:
+        return "not a URL apprise understands"
+    port = getattr(service, "port", None)
+    if isinstance(port, int) and not 1 <= port <= 65535:
+        return f"the port must be a number from 1 to 65535, not {port}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +173,7 @@ def context_for(record: WatchRecord, event: Event, system: str, url: str, now: f
     )
 
 
-#: Typical values, to try templates on when the config loads.
+#: Typical values of every field, for examples and tests.
 SAMPLE = Context(
     name="nightly import",
     event=Event.FAILED,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
+import ssl
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Final, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -21,26 +24,45 @@ from watcher import redact
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 
+#: The longest duration any key takes: a year is past every run watcher is meant for.
+MAX_DURATION_S: Final = 365 * 86400.0
 
-def parse_duration(value: Any) -> Any:
-    """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"``, ``"250ms"`` or a number of seconds -> seconds."""
+
+def parse_duration(value: Any) -> float:
+    """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"``, ``"250ms"`` or a number of seconds -> seconds.
+
+    Only the form is checked here; :func:`check_duration` checks the range.
+    """
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '90s', '15m', '2h', '1d' or seconds")
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer with hundreds of digits
+            return math.inf
     if isinstance(value, str) and (match := _DURATION.match(value)):
         return float(match[1]) * _UNITS[match[2] or "s"]
     raise ValueError(f"{value!r} is not a duration such as '90s', '15m', '2h', '1d' or seconds")
 
 
-def _positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError("must be greater than zero")
-    return value
+def check_duration(seconds: float) -> float:
+    """``seconds`` if it is more than zero and at most :data:`MAX_DURATION_S`, else ValueError."""
+    if math.isnan(seconds):
+        raise ValueError("must be a number of seconds or a duration such as '15m', not nan")
+    if seconds <= 0:
+        raise ValueError("must be a duration greater than zero")
+    if seconds > MAX_DURATION_S:
+        raise ValueError("must be at most 365 days")
+    return seconds
 
 
-#: A length of time in seconds, written as ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` or a number.
-Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+def _duration(value: Any) -> float:
+    return check_duration(parse_duration(value))
+
+
+#: A length of time in seconds, written as ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` or a number;
+#: more than zero and at most 365 days.
+Duration = Annotated[float, BeforeValidator(_duration)]
 
 
 def format_duration(seconds: float) -> str:
@@ -58,21 +80,60 @@ def format_duration(seconds: float) -> str:
 class Model(BaseModel):
     """Every configuration model: unknown keys are errors, values are frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, allow_inf_nan=False
+    )
 
 
 def _http_url(value: str) -> str:
+    """An http(s) URL a request can be sent to: a host, a valid port, nothing unprintable."""
     if not value.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
+    if any(char.isspace() or not char.isprintable() for char in value):
+        raise ValueError("must not contain spaces or control characters (write %20 for a space)")
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # an unclosed [ of an IPv6 address, say
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if problem := _host_problem(parts.netloc, parts.hostname):
+        raise ValueError(problem)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("the port must be a number from 1 to 65535")
     return value.rstrip("/")
+
+
+_HOST_NAME = re.compile(r"[\w-]+(?:\.[\w-]+)*\.?")
+
+
+def _host_problem(netloc: str, host: str | None) -> str | None:
+    if not host:
+        return "has no host, e.g. https://host.example.com/path"
+    if "[" in netloc:  # an IPv6 address, already checked by urlsplit
+        return None
+    if not _HOST_NAME.fullmatch(host):
+        return f"{host!r} is not a host name"
+    return None
 
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
-def _existing_file(value: str) -> str:
+def _ca_bundle(value: str) -> str:
+    """A file of PEM certificates that TLS can trust, tried as the client will use it."""
     if not Path(value).is_file():
         raise ValueError(f"no such file: {value}")
+    try:
+        ssl.create_default_context(cafile=value)
+    except ssl.SSLError as exc:
+        raise ValueError(
+            f"{value} holds no certificate TLS can use ({exc.reason or exc})"
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {value}: {exc.strerror}") from None
     return value
 
 
@@ -82,7 +143,7 @@ class ServerBase(Model):
     kind: str
     url: HttpUrl
     verify_tls: bool = True
-    ca_file: Annotated[str, AfterValidator(_existing_file)] | None = None
+    ca_file: Annotated[str, AfterValidator(_ca_bundle)] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     max_concurrency: int = Field(default=4, ge=1, le=1000)
     request_timeout: Duration = 30.0

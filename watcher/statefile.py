@@ -1,0 +1,62 @@
+"""Whether a ``daemon.state`` value can be the state file, checked when the config loads.
+
+:func:`problem` only looks (fit for every command, ``status`` included); :func:`unwritable`
+tries to write beside the file, for the commands that will. A database URL passes through both
+untouched, for a state kept in a database server.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Final
+
+#: A state kept in a database server rather than a file; passed through as it is.
+DATABASE_URL_PREFIXES: Final = ("postgresql://", "postgres://")
+
+
+def problem(state: str) -> str | None:
+    """Why ``state`` can never be a state file (looking, not touching), or ``None``.
+
+    A database URL (see :data:`DATABASE_URL_PREFIXES`) passes as it is.
+    """
+    if state.startswith(DATABASE_URL_PREFIXES):
+        return None
+    if not state.strip():
+        return "must name a file, e.g. 'watcher.db'"
+    path = Path(state)
+    if os.path.isdir(path):
+        return f"{state} is a directory; name a file in it, e.g. '{path / 'watcher.db'}'"
+    if os.path.lexists(path) and not os.path.isfile(path):
+        return f"{state} is not a regular file"
+    folder = _nearest_existing(path.absolute().parent)
+    if not os.path.isdir(folder):
+        return f"cannot create {state}: {folder} is not a directory"
+    return None
+
+
+def unwritable(state: str) -> str | None:
+    """Why this process cannot create or write the state file ``state``, or ``None``.
+
+    Tries it: a temporary file is made and removed in the nearest folder that exists.
+    """
+    if state.startswith(DATABASE_URL_PREFIXES):
+        return None
+    path = Path(state).absolute()
+    folder = _nearest_existing(path.parent)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return f"cannot create {state}: cannot write in {folder} ({exc.strerror})"
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        return f"cannot write {state}"
+    return None
+
+
+def _nearest_existing(folder: Path) -> Path:
+    """``folder`` or its closest ancestor that exists (the state file's folder is made)."""
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    return folder
