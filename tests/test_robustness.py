@@ -218,12 +218,12 @@ async def test_a_reload_while_a_poll_is_in_flight_keeps_the_new_settings(
 def test_an_internal_error_exits_70_not_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from watcher import cli
+    from watcher import cli, commands
 
     def boom(args: object) -> int:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(cli, "_dispatch", boom)
+    monkeypatch.setattr(commands, "dispatch", boom)
     assert cli.main(["check"]) == 70
     assert "internal error: RuntimeError: bug" in capsys.readouterr().err
 

@@ -27,9 +27,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from watcher import redact, statefile
+from watcher.address import parse_address
 from watcher.errors import ConfigError
 from watcher.expand import expand, read_secret_files
-from watcher.metrics import parse_address
 from watcher.models import DEFAULT_EVENTS, Event, Target
 from watcher.notify import check_template, url_problem
 from watcher.providers import KINDS, ServerConfig

@@ -29,12 +29,10 @@ from watcher.client import Http
 from watcher.config import Config, load
 from watcher.dispatch import Dispatcher
 from watcher.engine import Engine
-from watcher.errors import ConfigError
+from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from watcher.metrics import Metrics
 from watcher.models import Outcome
 from watcher.runner import (
-    EXIT_INCOMPLETE,
-    EXIT_OK,
     build_channels,
     build_servers,
     build_specs,
@@ -89,7 +87,7 @@ class Daemon:
         self.specs = build_specs(config) if specs is None else specs
         self.stop = stop or asyncio.Event()
         self.notifier = Notifier()
-        self.metrics = Metrics()
+        self.metrics = Metrics(on=bool(config.daemon.metrics))
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._jobs: Any = None  # APScheduler, imported only when a daemon runs

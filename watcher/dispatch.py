@@ -51,7 +51,7 @@ class Dispatcher:
         self._clock = clock
         self._rand = rand
         self._retry = retry
-        self._metrics = metrics or Metrics()
+        self._metrics = metrics or Metrics(on=False)
         self._wake = asyncio.Event()
         self._busy: dict[int, asyncio.Task[None]] = {}
         self._stopping = False

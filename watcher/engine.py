@@ -78,7 +78,7 @@ class Engine:
         self._clock = clock
         self._rand = rand
         self._poller = Poller(
-            self, store, servers, channels, metrics or Metrics(), clock, rand, on_notes
+            self, store, servers, channels, metrics or Metrics(on=False), clock, rand, on_notes
         )
         self._schedule = Schedule()
         self._busy: dict[str, int] = {}
@@ -314,9 +314,9 @@ class Engine:
                     waiting,
                     len(self._polling),
                 )
-        elif self._warned_at is not None and behind < 1.0:
+        elif self._warned_at is not None and behind < BEHIND_WARN_S / 5:
             self._warned_at = None
-            log.warning("polls are back on schedule")
+            log.info("polls are back on schedule")
 
     # --- discovery and results -----------------------------------------------------------------
 

@@ -13,6 +13,10 @@ secrets: URLs are logged without their query strings and known secret values are
 
 from __future__ import annotations
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 70
+"""Exit codes: all succeeded; any failed or cancelled; bad config or usage; any timeout, error,
+unfinished or unsaved; a bug."""
+
 
 class WatcherError(Exception):
     """Base of every error watcher raises on purpose."""

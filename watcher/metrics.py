@@ -23,28 +23,20 @@ instance owns its own ``CollectorRegistry``, never the global default one, so se
 * ``watcher_store_unwritable`` (gauge): 1 while the state file takes no writes (a full disk);
   ``watcher_store_unsaved_writes`` counts what is kept in memory meanwhile.
 
+A process that serves no metrics (``run --once``, ``wait``, a daemon without ``metrics``) keeps a
+``Metrics(on=False)``, whose hooks do nothing and which never imports prometheus-client.
+
 The endpoint answers ``GET /metrics`` and 404 elsewhere, without authentication or TLS: bind it
 to loopback (the default) unless the network in front of it is trusted.
 """
 
 from __future__ import annotations
 
-import re
-import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Literal
 
-from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-
+from watcher.address import DEFAULT_HOST, parse_address, try_bind
 from watcher.models import Outcome
 from watcher.stores.commit import Health
 
@@ -52,25 +44,27 @@ __all__ = ["DEFAULT_HOST", "Metrics", "PollResult", "parse_address", "try_bind"]
 
 PollResult = Literal["ok", "transient", "bad_reply", "permanent"]
 
-DEFAULT_HOST: Final = "127.0.0.1"
 _BUCKETS_S: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _PHASES: Final = ("pending", "running", "unknown")
 _STATES: Final = (*(str(outcome) for outcome in Outcome), *_PHASES, "waiting")
-_ADDRESS: Final = re.compile(
-    r"(?:(?:\[(?P<v6>[^\s\[\]/]+)\]|(?P<host>[^\s:\[\]/]+)):)?(?P<port>\d{1,5})", re.ASCII
-)
 
 
 class Metrics:
     """The process's metrics and, once :meth:`serve` ran, the HTTP endpoint exposing them."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, *, on: bool = True, clock: Callable[[], float] = time.time) -> None:
+        self._on = on
         self._clock = clock
-        self._runner: web.AppRunner | None = None
+        self._runner: Any = None
         self._port: int | None = None
         self._refresh: Callable[[], Awaitable[object]] | None = None
-        reg = self.registry
+        if on:
+            self._register()
+
+    def _register(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = reg = CollectorRegistry()
         self._polls = Counter("watcher_polls", "Polls done", ["server", "result"], registry=reg)
         self._poll_s = Histogram(
             "watcher_poll_seconds", "Poll duration", ["server"], buckets=_BUCKETS_S, registry=reg
@@ -105,6 +99,8 @@ class Metrics:
 
     def polled(self, server: str, seconds: float, result: PollResult) -> None:
         """Count one poll of ``server`` that took ``seconds`` and ended in ``result``."""
+        if not self._on:
+            return
         if (series := self._series.get((server, result))) is None:
             series = self._series[server, result] = self._series_for(server, result)
         count, took, last_ok = series
@@ -122,30 +118,42 @@ class Metrics:
 
     def delivered(self, channel: str) -> None:
         """Count one notification delivered to ``channel``."""
+        if not self._on:
+            return
         self._sent.labels(channel).inc()
 
     def delivery_failed(self, channel: str) -> None:
         """Count one failed attempt to deliver to ``channel``."""
+        if not self._on:
+            return
         self._unsent.labels(channel).inc()
 
     def outbox(self, depth: int) -> None:
         """Record how many notifications wait in the outbox."""
+        if not self._on:
+            return
         self._outbox.set(depth)
 
     def watches(self, counts: Mapping[str, int]) -> None:
         """Record how many watches are in each state (see the module docstring)."""
+        if not self._on:
+            return
         for state in _STATES:
             self._watches.labels(state).set(counts.get(state, 0))
 
     def health(self, behind_s: float, store: Health) -> None:
         """Record how far polls are behind schedule and whether the state file takes writes."""
+        if not self._on:
+            return
         self._behind.set(behind_s)
         self._unwritable.set(0 if store.down_since is None else 1)
         self._unsaved.set(store.waiting)
 
     def text(self) -> bytes:
         """The metrics in the Prometheus text exposition format."""
-        return generate_latest(self.registry)
+        from prometheus_client import generate_latest
+
+        return bytes(generate_latest(self.registry))
 
     @property
     def bound_port(self) -> int:
@@ -167,7 +175,12 @@ class Metrics:
             RuntimeError: already serving.
             OSError: the address cannot be bound.
         """
+        from aiohttp import web
+
         host, port = parse_address(address)
+        if not self._on:
+            msg = "these metrics were made off; nothing to serve"
+            raise RuntimeError(msg)
         if self._runner is not None:
             msg = "the metrics endpoint is already serving"
             raise RuntimeError(msg)
@@ -189,44 +202,10 @@ class Metrics:
         if runner is not None:
             await runner.cleanup()
 
-    async def _scrape(self, request: web.Request) -> web.Response:
+    async def _scrape(self, request: Any) -> Any:
+        from aiohttp import web
+        from prometheus_client import CONTENT_TYPE_LATEST
+
         if self._refresh is not None:
             await self._refresh()
         return web.Response(body=self.text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """Split ``"host:port"``, ``"[v6]:port"`` or ``"port"`` (host 127.0.0.1) into its parts.
-
-    Any host is accepted; whether a non-loopback one is wise is the caller's decision.
-
-    Raises:
-        ValueError: ``text`` is not one of those forms, or the port is not 0 to 65535.
-    """
-    found = _ADDRESS.fullmatch(text.strip())
-    if found is None:
-        msg = f"metrics address {text!r}: expected host:port, [IPv6]:port or a port alone"
-        raise ValueError(msg)
-    port = int(found["port"])
-    if port > 65535:
-        msg = f"metrics address {text!r}: the port must be from 0 to 65535"
-        raise ValueError(msg)
-    return found["v6"] or found["host"] or DEFAULT_HOST, port
-
-
-def try_bind(address: str) -> None:
-    """Bind every socket :meth:`Metrics.serve` would bind for ``address``, and let go at once.
-
-    Raises:
-        ValueError: ``address`` is not an address (see :func:`parse_address`).
-        OSError: it cannot be bound: in use (``errno.EADDRINUSE``), not an address of this
-            host, a privileged port, a host name that does not resolve.
-    """
-    host, port = parse_address(address)
-    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    for family, kind, proto, _, sockaddr in dict.fromkeys(found):
-        with socket.socket(family, kind, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(sockaddr)

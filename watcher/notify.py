@@ -17,10 +17,8 @@ import string
 import sys
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
-
-import apprise
-from apprise.decorators import notify as apprise_scheme
 
 from watcher.models import Event, WatchRecord
 from watcher.redact import scrub
@@ -62,7 +60,17 @@ _HEADLINES = {
 }
 
 
-@apprise_scheme(on="console", name="watcher console")
+@cache
+def _apprise() -> Any:
+    """apprise, imported only by the commands that deliver or check channel URLs, with
+    watcher's ``console://`` scheme registered."""
+    import apprise
+    from apprise.decorators import notify as apprise_scheme
+
+    apprise_scheme(on="console", name="watcher console")(_console)
+    return apprise
+
+
 def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
     """``console://``: print the notification to standard output (demo, CI logs)."""
     print(f"\n>>> {title}\n{body}\n", file=sys.stdout, flush=True)
@@ -98,7 +106,7 @@ def check_template(template: str) -> None:
 
 def url_problem(url: str) -> str | None:
     """Why apprise cannot use ``url``, or ``None``; the answer never quotes the URL."""
-    service = apprise.Apprise.instantiate(url)
+    service = _apprise().Apprise.instantiate(url)
     if service is None:
         return "not a URL apprise understands"
     port = getattr(service, "port", None)
@@ -245,6 +253,7 @@ class Channel:
         self.events = events
         self.title = title
         self.body = body
+        apprise = _apprise()
         self._apprise = apprise.Apprise(asset=apprise.AppriseAsset(app_id="watcher"))
         for index, url in enumerate(urls):
             if not self._apprise.add(url):

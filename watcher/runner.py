@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from watcher.backoff import Policy
 from watcher.client import Http
 from watcher.config import Config, WatchConfig
-from watcher.errors import ConfigError
+from watcher.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from watcher.models import Outcome, Target, WatchRecord
 from watcher.notify import Channel
 from watcher.providers import KINDS, ServerConfig
@@ -18,8 +18,6 @@ from watcher.schema import format_duration
 from watcher.spec import Server, Spec
 
 log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 70
 
 
 def build_specs(config: Config) -> list[Spec]:

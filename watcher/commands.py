@@ -1,0 +1,151 @@
+"""What each command does, once the command line is parsed (see :mod:`watcher.cli`).
+
+Imported only when a command runs, so ``watcher --version`` and ``--help`` load none of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import sys
+import time
+
+from watcher.address import try_bind
+from watcher.config import Config, WatchConfig, load
+from watcher.daemon import Options, run
+from watcher.errors import ConfigError
+from watcher.notify import Channel
+from watcher.runner import build_channels, build_specs
+from watcher.status import show as show_status
+
+
+def default_config() -> str:
+    from watcher.cli import default_config as chosen
+
+    return chosen()
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the parsed command; ConfigError for anything the user can fix."""
+    if args.command == "demo":
+        from watcher.demo import demo
+
+        return asyncio.run(demo(speed=args.speed))
+    if args.command == "status" and args.state:
+        return show_status(args.state)
+    path = args.config or default_config()
+    config = load(path, state_writable=args.command != "status")
+    if args.command == "check":
+        return _check(config, path)
+    if args.command == "status":
+        return show_status(config.daemon.state)
+    if args.command == "notify-test":
+        return asyncio.run(_notify_test(config, args.channel))
+    options = Options(
+        config_path=path,
+        once=args.command == "wait" or args.once,
+        summary_every_s=args.summary_every,
+        settle_s=args.settle,
+    )
+    if args.command == "wait":
+        specs = build_specs(config.model_copy(update={"watches": [_adhoc(config, args)]}))
+        _metrics_note(config, path, in_use_ok=False)
+        return asyncio.run(run(config, options, specs))
+    _something_to_watch(config, path, options.once)
+    _channels(config)
+    _metrics_note(config, path, in_use_ok=False)
+    return asyncio.run(run(config, options))
+
+
+def _something_to_watch(config: Config, path: str, once: bool) -> None:
+    """``run --once`` needs watches; ``run`` and ``check`` need at least servers to watch on.
+
+    A daemon with servers but no watches yet is fine: watches are added by reloading.
+    """
+    if not config.watches and not config.servers:
+        raise ConfigError(f"nothing to watch: {path} has no [servers] and no [[watches]]")
+    if once and not config.watches:
+        raise ConfigError(f"nothing to watch: {path} has no [[watches]]")
+
+
+def _channels(config: Config) -> dict[str, Channel]:
+    try:
+        return build_channels(config)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _adhoc(config: Config, args: argparse.Namespace) -> WatchConfig:
+    given = config.defaults.model_dump(exclude_unset=True)
+    given.update(server=args.server, id=args.id, task=args.task)
+    for key in ("timeout", "interval", "notify"):
+        if getattr(args, key) is not None:
+            given[key] = getattr(args, key)
+    given.setdefault("max_interval", max(given.get("interval", 15.0), 300.0))
+    try:
+        watch = WatchConfig.model_validate(given)
+    except ValueError as exc:
+        raise ConfigError(f"wait: {exc}") from None
+    if problems := config.watch_problems(0, watch):
+        raise ConfigError(
+            "wait: " + "; ".join(p.removeprefix("watches[0]").lstrip(".:") for p in problems)
+        )
+    return watch
+
+
+def _check(config: Config, path: str) -> int:
+    _something_to_watch(config, path, once=False)
+    channels = _channels(config)
+    metrics = _metrics_note(config, path)
+    print(f"{path}: OK")
+    print(f"  state file: {config.daemon.state}")
+    if metrics:
+        print(f"  metrics: {metrics}")
+    for name, server in config.servers.items():
+        print(f"  server {name}: {server.kind} at {server.url}")
+    for name, channel in channels.items():
+        print(f"  channel {name}: {channel.describe()} on {', '.join(sorted(channel.events))}")
+    for spec in build_specs(config):
+        print(
+            f"  watch {spec.name!r}: {spec.target.key} -> {', '.join(spec.notify) or 'no channels'}"
+        )
+    if not config.watches:
+        print(
+            "  no watches yet: 'run' waits for some (add them, then reload); 'run --once' exits 2"
+        )
+    return 0
+
+
+def _metrics_note(config: Config, path: str, *, in_use_ok: bool = True) -> str | None:
+    """What to say of the metrics address, once it has been bound and let go.
+
+    ``check`` accepts an address in use (most likely by the daemon this config is for);
+    ``run`` and ``wait`` need it free.
+    """
+    address = config.daemon.metrics
+    if address is None:
+        return None
+    try:
+        try_bind(address)
+    except OSError as exc:
+        if in_use_ok and exc.errno == errno.EADDRINUSE:
+            return f"{address}, in use now (by a running watcher?); 'run' needs it free"
+        msg = f"{path}: daemon.metrics: cannot listen on {address}: {exc.strerror or exc}"
+        raise ConfigError(msg) from None
+    return address
+
+
+async def _notify_test(config: Config, name: str) -> int:
+    channel = _channels(config).get(name)
+    if channel is None:
+        raise ConfigError(f"no channel named {name!r} (known: {', '.join(config.channels)})")
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    error = await channel.send(
+        "watcher test notification", f"Sent by 'watcher notify-test' at {stamp}."
+    )
+    if error:
+        print(f"channel {name}: delivery failed: {error}", file=sys.stderr)
+        return 1
+    print(f"channel {name}: delivered to {channel.describe()}")
+    return 0
