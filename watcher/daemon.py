@@ -252,7 +252,8 @@ class Daemon:
         return line
 
     async def _status_update(self) -> None:
-        with contextlib.suppress(Exception):  # status is a courtesy; never stop for it
+        # status is a courtesy: never stop for it, nor complain when a stop cuts it short
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             self.notifier.status(await self._status())
 
     async def _summary(self) -> None:

@@ -3,8 +3,13 @@
 A daemon holds an exclusive lock on ``<state>.lock`` (with its pid inside) for as long as it
 runs, so a second daemon on the same file refuses to start; ``watcher status`` only reads and
 needs no lock. Being the only writer, the daemon holds every claim itself: ``claimed`` is reset
-when the file is opened. Writes run in one thread through :class:`~watcher.stores.commit.
-GroupCommit`, never on the event loop; reads use the same thread and connection.
+when the file is opened.
+
+Statements run on the event loop's thread, batched by :class:`~watcher.stores.commit.GroupCommit`
+into few short transactions. A writer thread would spend its time waiting for the interpreter
+lock, which a busy loop hands back only every few milliseconds, once per row; in WAL mode a
+commit does not wait for the disk. What does wait for the disk, copying the log back into the
+file (a checkpoint), runs in a thread of its own every :data:`CHECKPOINT_EVERY_S`, as one call.
 
 A poll that changed nothing but its timing (polls, last and next poll, backoff step) of a watch
 that stays held is not written at once: the latest such timing per watch is written every
@@ -18,13 +23,13 @@ written by a newer watcher is refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from operator import attrgetter
 from pathlib import Path
@@ -39,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 TIMING_EVERY_S = 2.0
+CHECKPOINT_EVERY_S = 5.0
 _TABLES = """
 CREATE TABLE IF NOT EXISTS watches (
     key TEXT PRIMARY KEY, name TEXT NOT NULL, server TEXT NOT NULL, id TEXT, task TEXT,
@@ -153,7 +159,8 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # see the module docstring
+    conn.execute("PRAGMA busy_timeout=100")  # never hold the loop long; a busy file is retried
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         conn.close()
@@ -203,7 +210,7 @@ class SqliteStore:
         except BaseException:
             self._lock.close()
             raise
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watcher-store")
+        self._checkpoints: asyncio.Task[None] | None = None
         self._writer = GroupCommit[sqlite3.Connection](
             self._transaction, _is_outage, f"state file {self.path}"
         )
@@ -212,7 +219,15 @@ class SqliteStore:
         self._timing_flush: asyncio.TimerHandle | None = None
 
     async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, work, self._conn)
+        if self._checkpoints is None:
+            self._checkpoints = asyncio.get_running_loop().create_task(self._checkpoint_often())
+        return work(self._conn)
+
+    async def _checkpoint_often(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            with contextlib.suppress(sqlite3.Error):  # a full disk: the next one tries again
+                await asyncio.to_thread(_checkpoint, self.path, "PASSIVE")
 
     async def _transaction(self, writes: Sequence[Work[sqlite3.Connection]]) -> list[Any]:
         results: list[Any] = await self._run(lambda conn: _transaction(conn, writes))
@@ -346,10 +361,24 @@ class SqliteStore:
             self._timing_flush.cancel()
             self._write_timing()
         lost = await self._writer.close(grace_s)
-        await self._run(lambda c: c.close())
-        self._thread.shutdown(wait=True)
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
+        with contextlib.suppress(sqlite3.Error):
+            await asyncio.to_thread(_checkpoint, self.path, "TRUNCATE")
+        self._conn.close()
         self._lock.close()
         return lost
+
+
+def _checkpoint(path: str, mode: str) -> None:
+    """Copy the write-ahead log back into the file, on a connection of this thread's own."""
+    conn = sqlite3.connect(path, timeout=1.0)
+    try:
+        conn.execute(f"PRAGMA wal_checkpoint({mode})")
+    finally:
+        conn.close()
 
 
 def _log_failure(done: asyncio.Future[Any]) -> None:
