@@ -75,9 +75,11 @@ class Target:
 
     def describe(self) -> str:
         """A readable default name: ``run 5733 on governance``, ``task T1 on gis``."""
-        run = f"run {self.id}" if self.id else ""
-        task = f"task {self.task}" if self.task else ""
-        return f"{' of '.join(p for p in (run, task) if p) or 'runs'} on {self.server}"
+        if self.id and self.task:
+            return f"run {self.id} of task {self.task} on {self.server}"
+        if self.id:
+            return f"run {self.id} on {self.server}"
+        return f"task {self.task} on {self.server}" if self.task else f"runs on {self.server}"
 
 
 @dataclass(frozen=True, slots=True)

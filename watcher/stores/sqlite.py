@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -62,6 +63,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_try) WHERE delivered IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (watch, channel, id) WHERE delivered IS NULL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _MIGRATE_TO_2 = """
 ALTER TABLE watches ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
@@ -120,6 +122,7 @@ _IN_ORDER = (
     " AND earlier.id < outbox.id)"
 )
 _NOTE_COLS = "watch, event, channel, title, body, dedup, id, attempts, next_try, last_error"
+_NOTE_FIELDS = _NOTE_COLS.split(", ")
 #: SQLite result codes meaning "no writes possible now", not "this write is bad"
 _OUTAGE_CODES = frozenset({5, 6, 8, 10, 13, 14})  # BUSY LOCKED READONLY IOERR FULL CANTOPEN
 
@@ -139,8 +142,8 @@ def _record_row(record: WatchRecord) -> list[Any]:
     return values
 
 
-def _row_to_note(row: sqlite3.Row) -> Note:
-    values = dict(row)
+def _row_to_note(row: Sequence[Any]) -> Note:
+    values = dict(zip(_NOTE_FIELDS, row, strict=True))
     values["event"] = Event(values["event"])
     return Note(**values)
 
@@ -171,7 +174,6 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
         raise ConfigError(msg)
     if not readonly and version < SCHEMA_VERSION:
         conn.executescript(f"BEGIN; {_TABLES} {_MIGRATE_TO_2} PRAGMA user_version = 2; COMMIT;")
-    conn.row_factory = sqlite3.Row
     return conn
 
 
@@ -241,18 +243,13 @@ class SqliteStore:
     async def sync(
         self, configured: Sequence[WatchRecord], sooner: Mapping[str, float] | None = None
     ) -> list[Active]:
-        rows = [_record_row(record) for record in configured]
         pulls = [(when, key) for key, when in (sooner or {}).items()]
-        keys = [(record.key,) for record in configured]
+        digest = _digest(configured)
 
         def work(conn: sqlite3.Connection) -> list[Active]:
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (key TEXT PRIMARY KEY)")
-            conn.execute("DELETE FROM temp.wanted")
-            conn.executemany("INSERT OR IGNORE INTO temp.wanted VALUES (?)", keys)
-            conn.executemany(_ADD, rows)
-            conn.execute(_DEACTIVATE)
-            conn.execute(_ACTIVATE_FOUND)
-            conn.executemany(_SOONER, pulls)
+            said = conn.execute("SELECT value FROM meta WHERE key = 'configured'").fetchone()
+            if pulls or said is None or said[0] != digest:  # else a restart of the same config
+                _configure(conn, configured, pulls, digest)
             found = conn.execute(
                 "SELECT key, parent, id, outcome IS NOT NULL FROM watches WHERE active"
             )
@@ -370,6 +367,30 @@ class SqliteStore:
         self._conn.close()
         self._lock.close()
         return lost
+
+
+def _digest(configured: Sequence[WatchRecord]) -> str:
+    """What :meth:`SqliteStore.sync` writes depends on: each watch's key, name and timeout."""
+    text = "\n".join(f"{r.key}\t{r.name}\t{r.deadline - r.started!r}" for r in configured)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _configure(
+    conn: sqlite3.Connection,
+    configured: Sequence[WatchRecord],
+    pulls: Sequence[tuple[float, str]],
+    digest: str,
+) -> None:
+    """Add the configured watches not stored yet, rename and retime the others, and make
+    exactly them (and the runs they found) the active ones."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (key TEXT PRIMARY KEY)")
+    conn.execute("DELETE FROM temp.wanted")
+    conn.executemany("INSERT OR IGNORE INTO temp.wanted VALUES (?)", [(r.key,) for r in configured])
+    conn.executemany(_ADD, [_record_row(record) for record in configured])
+    conn.execute(_DEACTIVATE)
+    conn.execute(_ACTIVATE_FOUND)
+    conn.executemany(_SOONER, pulls)
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('configured', ?)", (digest,))
 
 
 def _checkpoint(path: str, mode: str) -> None:
