@@ -61,7 +61,7 @@ def test_first_polls_are_immediate_unless_many_start_together(
     assert first_poll_at(count, 100.0, rand) == pytest.approx(expected)
 
 
-def record(key: str, due: float, **values: object) -> WatchRecord:
+def record(key: str, due: float) -> WatchRecord:
     return WatchRecord(key=key, name=key, server="s", started=0.0, next_poll=due, deadline=1e9)
 
 
@@ -164,3 +164,12 @@ def test_a_state_file_from_a_newer_watcher_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(ConfigError, match="newer watcher"):
         SqliteStore(tmp_path / "s.db")
+
+
+async def test_a_restart_with_a_renamed_watch_renames_it(tmp_path: Path) -> None:
+    for name in ("first", "second"):
+        store = SqliteStore(tmp_path / "s.db")
+        await store.sync([replace(record("w", 0.0), name=name)])
+        await store.close()
+    [saved], _ = read_snapshot(tmp_path / "s.db")
+    assert saved.name == "second"
