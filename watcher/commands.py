@@ -55,7 +55,9 @@ def dispatch(args: argparse.Namespace) -> int:
     _something_to_watch(config, path, options.once)
     _channels(config)
     _metrics_note(config, path, in_use_ok=False)
-    return asyncio.run(run(config, options))
+    specs = build_specs(config)
+    config = config.model_copy(update={"watches": []})  # the specs say it all, in less memory
+    return asyncio.run(run(config, options, specs))
 
 
 def _something_to_watch(config: Config, path: str, once: bool) -> None:

@@ -226,7 +226,8 @@ class Daemon:
             servers = {name: server for name, (_, server) in self._servers.items()}
             done = await self.engine.reload(build_specs(config), servers, channels)
             self.dispatcher.channels = channels
-            self.config = config
+            self.config = config.model_copy(update={"watches": []})  # the engine has the specs
+            del config
             self._settle_memory()
             log.info("configuration reloaded: %s", done)
         except ConfigError as exc:

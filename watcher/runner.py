@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import ssl
@@ -27,7 +28,7 @@ def build_specs(config: Config) -> list[Spec]:
 
 def _specs(watch: WatchConfig, config: Config) -> list[Spec]:
     server = config.servers[watch.server]
-    policy = Policy(watch.interval, watch.backoff, watch.max_interval)
+    policy = _policy(watch.interval, watch.backoff, watch.max_interval)
     ids = server.split_ids(watch.id)
     specs = []
     for run_id in ids:
@@ -44,13 +45,24 @@ def _specs(watch: WatchConfig, config: Config) -> list[Spec]:
                 target,
                 policy,
                 watch.timeout,
-                tuple(watch.notify),
+                _channel_names(tuple(watch.notify)),
                 watch.filters,
                 None,
                 discovers,
             )
         )
     return specs
+
+
+@functools.cache
+def _policy(interval_s: float, backoff: float, max_interval_s: float) -> Policy:
+    """One value per distinct pacing: thousands of watches with the same settings share it."""
+    return Policy(interval_s, backoff, max_interval_s)
+
+
+@functools.cache
+def _channel_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    return names
 
 
 def build_channels(config: Config) -> dict[str, Channel]:
