@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from watcher.metrics import Metrics, PollResult, parse_address
 from watcher.models import Outcome, WatchRecord
+from watcher.stores.commit import Health
 from watcher.stores.sqlite import SqliteStore
 
 NOW = 1_700_000_000.0
@@ -200,3 +201,21 @@ def test_junk_addresses_are_refused_with_the_expected_forms(text: str) -> None:
 def test_ports_beyond_65535_are_refused() -> None:
     with pytest.raises(ValueError, match="from 0 to 65535"):
         parse_address("localhost:65536")
+
+
+def test_health_gauges_say_how_far_behind_and_whether_the_state_file_takes_writes(
+    metrics: Metrics,
+) -> None:
+    metrics.health(42.0, Health(down_since=1.0, reason="database or disk is full", waiting=7))
+    assert value(metrics, "watcher_behind_seconds") == 42.0
+    assert value(metrics, "watcher_store_unwritable") == 1
+    assert value(metrics, "watcher_store_unsaved_writes") == 7
+    metrics.health(0.0, Health())
+    assert value(metrics, "watcher_store_unwritable") == 0
+
+
+def test_metrics_made_off_record_nothing_and_serve_nothing() -> None:
+    quiet = Metrics(on=False)
+    quiet.polled("s", 0.1, "ok")
+    quiet.health(1.0, Health())
+    assert not hasattr(quiet, "registry")

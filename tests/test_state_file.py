@@ -94,6 +94,7 @@ async def test_a_full_disk_keeps_outcomes_in_memory_and_saves_them_once_space_re
     records, pending = read_snapshot(tmp_path / "s.db")
     assert [r.outcome for r in records] == ["succeeded"] * 5 and pending == []
     succeeded_once(receiver)
+    assert not [r for r in caplog.records if r.exc_info], "no traceback for a full disk"
     said = [r.getMessage() for r in caplog.records if "writable" in r.getMessage()]
     assert len(said) == 2, said
     assert "not writable (database or disk is full)" in said[0] and "writable again" in said[1]

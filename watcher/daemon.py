@@ -92,14 +92,18 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self._jobs: Any = None  # APScheduler, imported only when a daemon runs
 
+    @property
+    def _where(self) -> str:
+        """How errors name the configuration file, when there is one."""
+        return f"{self.options.config_path}: " if self.options.config_path else ""
+
     async def run(self) -> int:
         """Run until stopped (daemon) or until every watch has ended (once); the exit code."""
         state = self.config.daemon.state
         try:
             store = SqliteStore(state)
         except (OSError, sqlite3.Error) as exc:
-            where = f"{self.options.config_path}: " if self.options.config_path else ""
-            raise ConfigError(f"{where}daemon.state: cannot open {state}: {exc}") from None
+            raise ConfigError(f"{self._where}daemon.state: cannot open {state}: {exc}") from None
         lost = 0
         try:
             async with Http() as http:
@@ -131,7 +135,8 @@ class Daemon:
             try:
                 await self.metrics.serve(self.config.daemon.metrics, refresh=self._status)
             except OSError as exc:
-                msg = f"daemon.metrics: cannot listen on {self.config.daemon.metrics}: {exc}"
+                address = self.config.daemon.metrics
+                msg = f"{self._where}daemon.metrics: cannot listen on {address}: {exc}"
                 raise ConfigError(msg) from None
             log.info("metrics on port %d, path /metrics", self.metrics.bound_port)
         self._spawn(self.dispatcher.run())
