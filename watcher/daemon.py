@@ -51,6 +51,7 @@ _OUTCOMES = frozenset(str(outcome) for outcome in Outcome)
 STOP_GRACE_S = 3.0
 STATUS_EVERY_S = 10.0
 CLAIM_EVERY_S = 1.0
+FREEZE_FROM = 1000
 BEHIND_SAY_S = 1.0
 """STATUS says how far behind polls are from this much."""
 
@@ -166,12 +167,13 @@ class Daemon:
             self._jobs.add_job(self._summary, "interval", seconds=self.options.summary_every_s)
         self._jobs.start()
 
-    @staticmethod
-    def _settle_memory() -> None:
+    def _settle_memory(self) -> None:
         """Move what start-up (or a reload) built out of the collector's way: thousands of
-        long-lived watch records need not be scanned again and again."""
-        gc.collect()
-        gc.freeze()
+        long-lived watch records need not be scanned again and again (a few are not worth the
+        20 ms it takes)."""
+        if len(self.engine.specs) >= FREEZE_FROM:
+            gc.collect()
+            gc.freeze()
 
     def _spawn(self, *work: Coroutine[Any, Any, Any]) -> None:
         self._tasks += [asyncio.create_task(w) for w in work]

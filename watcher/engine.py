@@ -126,7 +126,8 @@ class Engine:
             spec = parent.child(active.id)
         if spec is None:
             return
-        self.specs[spec.key] = spec
+        if self.specs.get(spec.key) != spec:  # an equal one stays: polls in flight compare by id
+            self.specs[spec.key] = spec
         if not active.done:
             self._open.add(spec.key)
         if spec.parent is not None:
