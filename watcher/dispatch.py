@@ -81,8 +81,12 @@ class Dispatcher:
                 self._busy[note.id] = task
                 task.add_done_callback(partial(self._forget, note.id))
 
-    def _forget(self, note_id: int, _: asyncio.Task[None]) -> None:
+    def _forget(self, note_id: int, task: asyncio.Task[None]) -> None:
         self._busy.pop(note_id, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # the state file refused the mark until the end (a full disk): the note stays
+            # undelivered in the file and is tried again by the next run
+            log.error("notification %d: could not record its delivery: %s", note_id, exc)
 
     async def _sleep_until_due(self) -> None:
         next_due = await self._store.next_due()
