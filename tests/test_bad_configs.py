@@ -16,6 +16,7 @@ import pytest
 
 from watcher.cli import main, parser
 from watcher.config import load
+from watcher.errors import ConfigError
 
 STATE = "@STATE@"
 
@@ -279,11 +280,12 @@ def test_check_accepts_a_metrics_port_in_use_but_run_does_not(
     assert f"metrics: 127.0.0.1:{unused_tcp_port}\n" in capsys.readouterr().out
 
 
-def test_a_database_url_as_state_is_left_for_the_store_to_open(tmp_path: Path) -> None:
+def test_a_database_url_as_state_is_refused_rather_than_made_a_local_file(tmp_path: Path) -> None:
     text = GOOD.replace(STATE, "postgresql://watcher@db.example.com/watcher")
     (tmp_path / "watches.toml").write_text(text, "utf-8")
-    config = load(tmp_path / "watches.toml", environ={})
-    assert config.daemon.state == "postgresql://watcher@db.example.com/watcher"
+    with pytest.raises(ConfigError, match="daemon.state: a database server is not supported"):
+        load(tmp_path / "watches.toml", environ={})
+    assert list(tmp_path.iterdir()) == [tmp_path / "watches.toml"]
 
 
 def test_the_longest_durations_are_accepted(tmp_path: Path) -> None:

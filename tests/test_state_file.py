@@ -207,3 +207,38 @@ def test_a_second_daemon_on_one_state_file_refuses_to_start(tmp_path: Path) -> N
             first.send_signal(signal.SIGTERM)
             first.communicate(timeout=20)
         assert first.returncode == 0
+
+
+async def test_while_the_disk_is_full_even_an_unchanged_poll_waits_for_its_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from watcher.models import WatchRecord
+
+    monkeypatch.setattr("watcher.stores.commit.RETRY_FIRST_S", 0.01)
+    full = False
+    original = SqliteStore._transaction
+
+    async def commit(self: SqliteStore, writes: Any) -> list[Any]:
+        if full:
+            raise disk_full()
+        return await original(self, writes)
+
+    monkeypatch.setattr(SqliteStore, "_transaction", commit)
+    store = SqliteStore(tmp_path / "s.db")
+    fresh = WatchRecord(key="w", name="w", server="s", next_poll=0.0, deadline=1e9)
+    await store.sync([fresh])
+    [before] = await store.claim(1.0, 10)
+    full = True
+    same = replace(before, state="Running")
+    first = asyncio.ensure_future(store.save(same, hold=True))
+    await until(lambda: store.health.down_since is not None)
+    again = asyncio.ensure_future(store.save(replace(same, polls=1), before=same, hold=True))
+    await asyncio.sleep(0.1)
+    assert not again.done()  # so the watch does not poll again meanwhile
+    full = False
+    await asyncio.wait_for(asyncio.gather(first, again), 5)
+    await store.close()
+    [saved], _ = read_snapshot(tmp_path / "s.db")
+    assert (saved.state, saved.polls) == ("Running", 1)

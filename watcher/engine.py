@@ -101,21 +101,21 @@ class Engine:
 
     async def start(self) -> None:
         """Make the configured watches the active ones, claim what is due and start polling."""
-        await self._sync(self.configured)
+        for active in await self._sync(self.configured):
+            self._take(active, self.configured)
         await self._claim()
         self._pump = asyncio.create_task(self._run())
         self._check_all_done()
 
     async def _sync(
         self, wanted: Mapping[str, Spec], sooner: Mapping[str, float] | None = None
-    ) -> None:
+    ) -> list[Active]:
         now, count = self._clock(), len(wanted)
         fresh = [
             self.new_record(s, now, first_poll_at(count, now, self._rand()))
             for s in wanted.values()
         ]
-        for active in await self._store.sync(fresh, sooner):
-            self._take(active, wanted)
+        return await self._store.sync(fresh, sooner)
 
     def _take(self, active: Active, wanted: Mapping[str, Spec]) -> None:
         """Know an active watch: its spec (a found run's comes from its parent's) and whether
@@ -154,7 +154,6 @@ class Engine:
         take their new settings, unchanged ones keep their state and schedule."""
         configured = {spec.key: spec for spec in specs}
         wanted = dict(configured)
-        self._poller.servers, self._poller.channels = dict(servers), dict(channels)
         for key, spec in list(self.specs.items()):
             parent = configured.get(spec.parent or "")
             if parent is not None and spec.target.id:
@@ -162,13 +161,18 @@ class Engine:
         removed = [key for key in self.specs if key not in wanted]
         changed = [s for k, s in wanted.items() if k in self.specs and s != self.specs[k]]
         added = [s for k, s in wanted.items() if k not in self.specs]
+        now = self._clock()
+        # the store first: if it fails, nothing here has changed and the old config runs on
+        actives = await self._sync(wanted, {s.key: now + s.policy.interval_s for s in changed})
+        self._poller.servers, self._poller.channels = dict(servers), dict(channels)
         for key in removed:
             self._forget(key)
-        now = self._clock()
         for spec in changed:
             self._change(spec, now)
         self.configured = configured
-        await self._sync(wanted, {spec.key: now + spec.policy.interval_s for spec in changed})
+        for active in actives:
+            self._take(active, wanted)
+        await self._store.release(removed)
         self.tick()
         return f"{len(added)} added, {len(removed)} removed, {len(changed)} changed"
 
@@ -209,10 +213,15 @@ class Engine:
     async def _claim(self) -> None:
         while not self._stopping:
             batch = await self._store.claim(self._clock() + CLAIM_AHEAD_S, CLAIM_BATCH)
+            refused = []
             for record in batch:
-                if record.key in self.specs and record.key not in self.held:
+                if record.key not in self.specs:  # removed by a reload since the claim began
+                    refused.append(record.key)
+                elif record.key not in self.held:
                     self.held[record.key] = record
                     self.put(record.key, record.next_poll or record.started)
+            if refused:
+                await self._store.release(refused)
             if len(batch) < CLAIM_BATCH:
                 return
 
@@ -243,7 +252,7 @@ class Engine:
     def _start_due(self) -> None:
         for due, key in self._schedule.pop_due(self._clock()):
             spec = self.specs.get(key)
-            if spec is None or key in self._polling:
+            if spec is None or key in self._polling or key not in self.held:
                 continue
             server = spec.target.server
             if self._busy.get(server, 0) >= self._poller.limit(server):
@@ -254,7 +263,7 @@ class Engine:
     def _start(self, key: str, server: str) -> None:
         self._polling.add(key)
         self._busy[server] = self._busy.get(server, 0) + 1
-        task = asyncio.create_task(self._poller.poll(key))
+        task = asyncio.create_task(self._poller.poll(self.specs[key], self.held[key]))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 

@@ -62,17 +62,26 @@ class Poller:
         found = self.servers.get(server)
         return found.max_concurrency if found is not None else 1
 
-    async def poll(self, key: str) -> None:
-        """Poll ``key`` once; a surprise is logged and the watch tried again later."""
-        engine = self._engine
-        spec, record = engine.specs[key], engine.held[key]
+    async def poll(self, spec: Spec, record: WatchRecord) -> None:
+        """Poll a watch once; a surprise is logged and the watch tried again later."""
+        engine, key = self._engine, spec.key
         try:
             record, hold = await self._poll(spec, record)
         except Exception:  # never let one watch's surprise end its polling silently
-            log.exception("%s: poll failed unexpectedly; retrying", spec.name)
-            record = replace(record, next_poll=self._clock() + spec.policy.interval_s)
-            record, hold = engine.held.get(key, record), True
+            record, hold = self._after_surprise(spec, engine.held.get(key, record)), True
         engine.polled(key, record, hold)
+        if key not in engine.specs:  # removed by a reload meanwhile: nobody holds it now
+            await self._store.release([key])
+
+    def _after_surprise(self, spec: Spec, record: WatchRecord) -> WatchRecord:
+        """Try a watch whose poll failed in watcher itself again after ``max_interval``; past
+        its deadline, give it up (the state file keeps its last saved state)."""
+        now = self._clock()
+        if now >= record.deadline:
+            log.exception("%s: poll failed unexpectedly; giving up at its deadline", spec.name)
+            return replace(record, outcome=Outcome.ERROR, next_poll=None, finished=now)
+        log.exception("%s: poll failed unexpectedly; retrying later", spec.name)
+        return replace(record, next_poll=now + spec.policy.max_interval_s)
 
     async def _poll(self, spec: Spec, before: WatchRecord) -> tuple[WatchRecord, bool]:
         engine, key = self._engine, spec.key
@@ -100,8 +109,11 @@ class Poller:
         self._report(spec, before, step)
         if notes:
             self._on_notes()
-        for child, record in zip(found, children, strict=True):
-            engine.adopt(spec, child, record)
+        if key in engine.specs:
+            for child, record in zip(found, children, strict=True):
+                engine.adopt(spec, child, record)
+        elif children:  # its watch was removed meanwhile: nobody wants the runs it found
+            await self._store.release([c.key for c in children], retire=True)
         return after, hold
 
     async def _observe(self, spec: Spec, record: WatchRecord) -> Observation | PollError:

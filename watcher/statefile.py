@@ -22,7 +22,7 @@ def problem(state: str) -> str | None:
     A database URL (see :data:`DATABASE_URL_PREFIXES`) passes as it is.
     """
     if state.startswith(DATABASE_URL_PREFIXES):
-        return None
+        return "a database server is not supported yet; name a file, e.g. 'watcher.db'"
     if not state.strip():
         return "must name a file, e.g. 'watcher.db'"
     path = Path(state)

@@ -34,7 +34,10 @@ class Active:
 class Store(Protocol):
     """What the engine and the dispatcher need from durable state."""
 
-    health: Health
+    @property
+    def health(self) -> Health:
+        """Whether the store takes writes now."""
+        ...
 
     async def sync(
         self, configured: Sequence[WatchRecord], sooner: Mapping[str, float] | None = None
@@ -65,6 +68,11 @@ class Store(Protocol):
         """Write a poll's result, the notifications it raised and runs it found (held by the
         caller) in one transaction. ``hold`` keeps the watch claimed; ``before`` lets a poll
         that changed nothing but its timing write only that."""
+        ...
+
+    async def release(self, keys: Sequence[str], *, retire: bool = False) -> None:
+        """Stop holding these watches (a reload removed them, a claim came too late);
+        ``retire`` also makes them inactive (runs found by a watch that was removed)."""
         ...
 
     async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]: ...

@@ -29,6 +29,8 @@ Work = Callable[[C], Any]
 
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
+CHUNK = 2000
+"""Writes per transaction at most: what waited out an outage lands in steps, not in one stall."""
 
 
 @dataclass(slots=True)
@@ -96,8 +98,10 @@ class GroupCommit(Generic[C]):
     async def _flush(self) -> None:
         try:
             while self._queue:
-                batch, self._queue = self._queue, []
+                batch, self._queue = self._queue[:CHUNK], self._queue[CHUNK:]
                 await self._land(batch)
+                if self._queue:
+                    await asyncio.sleep(0)  # let the loop breathe between chunks
         finally:
             self._flusher = None
 
@@ -110,9 +114,10 @@ class GroupCommit(Generic[C]):
                 if not self._is_outage(exc):
                     await self._one_by_one(batch)
                     return
-                batch += self._queue  # what queued meanwhile lands after, in the same order
-                self._queue = []
-                self._down(exc, len(batch))
+                room = max(0, CHUNK - len(batch))  # what queued meanwhile joins, in order
+                batch += self._queue[:room]
+                self._queue = self._queue[room:]
+                self._down(exc, len(batch) + len(self._queue))
                 if self._give_up_at is not None and self._clock() >= self._give_up_at:
                     self.lost += len(batch)
                     _settle(batch, error=exc)
@@ -132,11 +137,16 @@ class GroupCommit(Generic[C]):
             await asyncio.wait_for(self._closing.wait(), timeout=delay_s)
 
     async def _one_by_one(self, batch: list[tuple[Work[C], asyncio.Future[Any]]]) -> None:
-        for work, done in batch:
+        for index, (work, done) in enumerate(batch):
             try:
                 [result] = await self._commit([work])
-            except Exception as exc:  # this waiter learns that its write did not land
-                _settle([(work, done)], error=exc)
+            except Exception as exc:
+                if self._is_outage(exc):  # not this write's fault: it and the rest wait
+                    self._queue[:0] = batch[index:]
+                    self._down(exc, len(self._queue))
+                    await self._pause(RETRY_FIRST_S)
+                    return
+                _settle([(work, done)], error=exc)  # this waiter learns its write did not land
             else:
                 _settle([(work, done)], [result])
 

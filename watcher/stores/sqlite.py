@@ -39,7 +39,7 @@ from typing import IO, Any
 from watcher.errors import ConfigError
 from watcher.models import Event, Note, Outcome, WatchRecord
 from watcher.stores import Active
-from watcher.stores.commit import GroupCommit, Work
+from watcher.stores.commit import GroupCommit, Health, Work
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ _RETIME = f"UPDATE watches SET {', '.join(f'{n} = ?' for n in _TIMING)}, claimed
 _ADD = (
     f"INSERT INTO watches ({_COLS}) VALUES ({', '.join('?' for _ in _RECORD_FIELDS)})"
     " ON CONFLICT (key) DO UPDATE SET name = excluded.name, active = 1,"
+    " claimed = CASE WHEN watches.active THEN watches.claimed ELSE 0 END,"
     " deadline = watches.started + (excluded.deadline - excluded.started)"
     " WHERE watches.name IS NOT excluded.name OR NOT watches.active"
     " OR watches.deadline IS NOT watches.started + (excluded.deadline - excluded.started)"
@@ -216,9 +217,9 @@ class SqliteStore:
         self._writer = GroupCommit[sqlite3.Connection](
             self._transaction, _is_outage, f"state file {self.path}"
         )
-        self.health = self._writer.health
         self._timing: dict[str, WatchRecord] = {}
         self._timing_flush: asyncio.TimerHandle | None = None
+        self._timing_landing: asyncio.Future[Any] | None = None
 
     async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         if self._checkpoints is None:
@@ -235,10 +236,12 @@ class SqliteStore:
         results: list[Any] = await self._run(lambda conn: _transaction(conn, writes))
         return results
 
+    @property
+    def health(self) -> Health:
+        return self._writer.health
+
     async def _write(self, work: Work[sqlite3.Connection]) -> Any:
-        result = await self._writer.write(work)
-        self.health = self._writer.health
-        return result
+        return await self._writer.write(work)
 
     async def sync(
         self, configured: Sequence[WatchRecord], sooner: Mapping[str, float] | None = None
@@ -275,7 +278,7 @@ class SqliteStore:
         hold: bool = False,
     ) -> None:
         if before is not None and not also and not notes and _stable(before) == _stable(record):
-            if hold:
+            if hold and self._writer.health.down_since is None:
                 self._later(record)
                 return
             sql, row = _RETIME, [*_timing(record), hold, record.key]
@@ -297,15 +300,31 @@ class SqliteStore:
     def _later(self, record: WatchRecord) -> None:
         self._timing[record.key] = record
         if self._timing_flush is None:
-            loop = asyncio.get_running_loop()
-            self._timing_flush = loop.call_later(TIMING_EVERY_S, self._write_timing)
+            self._later_again()
 
     def _write_timing(self) -> None:
         self._timing_flush = None
+        if self._timing_landing is not None and not self._timing_landing.done():
+            # the last batch is still waiting (a full disk): keep merging, newest per watch
+            self._later_again()
+            return
         rows = [[*_timing(r), True, r.key] for r in self._timing.values()]
         self._timing = {}
-        done = self._writer.submit(lambda conn: conn.executemany(_RETIME, rows))
-        done.add_done_callback(_log_failure)
+        self._timing_landing = self._writer.submit(lambda conn: conn.executemany(_RETIME, rows))
+        self._timing_landing.add_done_callback(_log_failure)
+
+    def _later_again(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timing_flush = loop.call_later(TIMING_EVERY_S, self._write_timing)
+
+    async def release(self, keys: Sequence[str], *, retire: bool = False) -> None:
+        for key in keys:
+            self._timing.pop(key, None)
+        if not keys:
+            return
+        sql = "UPDATE watches SET claimed = 0" + (", active = 0" if retire else "")
+        rows = [(key,) for key in keys]
+        await self._write(lambda conn: conn.executemany(sql + " WHERE key = ?", rows))
 
     async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]:
         def work(conn: sqlite3.Connection) -> list[Any]:

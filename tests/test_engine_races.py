@@ -1,0 +1,94 @@
+"""Reloads and surprises at awkward moments, against a real simulated server: a watch that
+comes back is polled again, a failing poll never spins, and no server slot is lost."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Receiver
+from tests.systems import config_text, server_table, watch_table
+from watcher import lifecycle
+from watcher.config import load
+from watcher.daemon import Daemon, Options
+from watcher.simulators.rsa_governance import RsaSimulator
+
+
+async def until(condition: Any, timeout_s: float = 10.0) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout_s)
+
+
+def write(path: Path, hook: str, url: str, runs: str, **pacing: object) -> Path:
+    watches = "".join(watch_table("rsa_governance", "gov", run) for run in runs)
+    servers = server_table("rsa_governance", "gov", url) + "max_concurrency = 1\n"
+    pacing = {"interval": 0.02, "max_interval": 0.05, **pacing}
+    path.write_text(config_text(path.parent / "s.db", hook, servers, watches, **pacing), "utf-8")
+    return path
+
+
+async def test_a_watch_removed_and_added_back_by_reloads_is_polled_again(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    sim = RsaSimulator({"1": ["Running"], "2": ["Running"]})
+    url = await sim.start()
+    path = write(tmp_path / "w.toml", receiver.url, url, "12")
+    stop = asyncio.Event()
+    service = Daemon(load(path), Options(config_path=path), stop=stop)
+    running = asyncio.create_task(service.run())
+    await until(lambda: sim.polls["2"] >= 3)
+    write(path, receiver.url, url, "1")
+    await service.reload()
+    gone = sim.polls["2"]
+    await until(lambda: sim.polls["1"] > gone + 5)
+    assert sim.polls["2"] <= gone + 1  # at most the poll that was in flight
+    write(path, receiver.url, url, "12")
+    await service.reload()
+    back = sim.polls["2"]
+    await until(lambda: sim.polls["2"] >= back + 3)
+    stop.set()
+    assert await running == 0
+    await sim.stop()
+
+
+async def test_a_poll_that_fails_inside_watcher_waits_and_ends_at_its_deadline(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> lifecycle.Step:
+        raise RuntimeError("a bug in watcher")
+
+    monkeypatch.setattr(lifecycle, "advance", broken)
+    sim = RsaSimulator({"1": ["Running"]})
+    path = write(tmp_path / "w.toml", receiver.url, await sim.start(), "1", timeout=1.0)
+    code = await asyncio.wait_for(Daemon(load(path), Options(once=True, settle_s=1)).run(), 10)
+    assert code == 3  # never recorded as finished: incomplete, not a success
+    assert sim.polls["1"] <= 1.0 / 0.05 + 2  # retried after max_interval, not at once
+    await sim.stop()
+
+
+async def test_a_watch_removed_as_its_poll_starts_gives_its_server_slot_back(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    sim = RsaSimulator({"1": ["Running"], "2": ["Running"]})
+    url = await sim.start()
+    path = write(tmp_path / "w.toml", receiver.url, url, "12")
+    stop = asyncio.Event()
+    service = Daemon(load(path), Options(config_path=path), stop=stop)
+    running = asyncio.create_task(service.run())
+    await until(lambda: sim.polls["1"] >= 2)
+    engine = service.engine
+    await until(lambda: "gov//1" in engine.held and "gov//1" not in engine._polling)
+    engine._start("gov//1", "gov")  # the poll is started ...
+    engine._forget("gov//1")  # ... and its watch removed before the poll's first step runs
+    polls = sim.polls["2"]
+    await until(lambda: sim.polls["2"] >= polls + 5)  # the one slot of the server came back
+    assert "gov//1" not in engine._polling
+    stop.set()
+    assert await running == 0
+    await sim.stop()
