@@ -39,18 +39,22 @@ def watcher_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "watcher"]
 
 
-def write_config(tmp: Path, url: str, ids: list[str], interval: str, concurrency: int) -> Path:
-    """A watches.toml with one Gardin watch per id, all on the loopback server."""
+def write_config(
+    tmp: Path, url: str, ids: list[str], interval: str | None, concurrency: int
+) -> Path:
+    """A watches.toml with one Gardin watch per id, all on the loopback server.
+
+    ``interval`` is also the ``max_interval`` (``backoff = 1``); ``None`` keeps watcher's
+    defaults for all three.
+    """
+    pacing = f'interval = "{interval}"\nbackoff = 1\nmax_interval = "{interval}"\n'
     head = f"""[daemon]
 state = "{tmp / "state.db"}"
 
 [defaults]
 server = "bench"
-interval = "{interval}"
-backoff = 1
-max_interval = "{interval}"
 timeout = "30d"
-
+{pacing if interval else ""}
 [servers.bench]
 kind = "gardin"
 url = "{url}/v2"
