@@ -1,0 +1,316 @@
+"""Benchmark: what one poll costs ``watcher run``, side by side with a bare aiohttp loop.
+
+One loopback Gardin status server (nginx when installed, else aiohttp in its own process) serves
+every phase; each client runs as its own process and is measured from outside:
+
+1. **bare**: one ``ClientSession``, 64 tasks doing GET + ``json.loads``, for ``--seconds``.
+2. **load**: ``watcher run -c FILE`` with N watches at ``interval = "1s"`` for each N of
+   ``--watches``: polls/s (requests the server served), CPU ms per poll (``/proc/<pid>/stat``),
+   RSS, and SIGTERM -> exit.
+3. **idle**: the largest N (and 1) at ``interval = "1h"``: RSS per waiting watch.
+4. **overload**: 50,000 watches at ``interval = "100ms"`` for 20 s: WARNING lines, SIGTERM -> exit.
+5. **once**: ``watcher run --once`` on one finished run, and ``watcher --version``: median wall.
+
+Prints numbers and ratios against the targets; it asserts nothing and is not a test::
+
+    python bench/side_by_side.py --quick
+    python bench/side_by_side.py --watches 1000,10000,50000 --seconds 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from importlib.metadata import version
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import tables
+from loopback import DONE_PREFIX, Loopback
+from watcher_proc import (
+    CHILDREN,
+    STOP_TIMEOUT_S,
+    WatcherRun,
+    kill_all,
+    watcher_command,
+    write_config,
+)
+
+HERE = Path(__file__).resolve().parent
+T = TypeVar("T")
+
+
+class PhaseError(Exception):
+    """A phase could not measure what it came for (its process stalled, died or timed out)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """How long and how big every phase is."""
+
+    watches: list[int]
+    seconds: float = 15.0
+    warmup_s: float = 5.0
+    startup_s: float = 180.0
+    stop_s: float = STOP_TIMEOUT_S
+    concurrency: int = 64
+    overload_watches: int = 50_000
+    overload_s: float = 20.0
+    once_runs: int = 7
+    skip_overload: bool = False
+    skip_once: bool = False
+
+
+class Bench:
+    """The phases, run one after the other against one loopback server."""
+
+    def __init__(self, tmp: Path, server: Loopback, settings: Settings) -> None:
+        self.tmp = tmp
+        self.server = server
+        self.s = settings
+
+    def bare(self) -> tables.Bare:
+        command = [sys.executable, str(HERE / "loopback.py"), "baseline", self.server.url]
+        command += ["--seconds", str(self.s.seconds), "--concurrency", str(self.s.concurrency)]
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=self.s.seconds + 30, check=True
+            )
+        except (subprocess.TimeoutExpired, subprocess.CalledProcessError) as exc:
+            raise PhaseError(f"the bare loop failed: {exc}") from None
+        got = json.loads(done.stdout)
+        requests = max(got["requests"], 1.0)
+        return tables.Bare(got["requests"] / got["wall_s"], 1000 * got["cpu_s"] / requests)
+
+    @contextlib.contextmanager
+    def watcher(self, name: str, ids: list[str], interval: str) -> Iterator[WatcherRun]:
+        """``watcher run`` on a fresh config and state file, ended whatever happens."""
+        tmp = self.tmp / name
+        tmp.mkdir()
+        config = write_config(tmp, self.server.url, ids, interval, self.s.concurrency)
+        run = WatcherRun(tmp, config)
+        try:
+            yield run
+        finally:
+            run.close()
+
+    def ready(self, run: WatcherRun) -> float:
+        ready_s = run.wait_ready(self.s.startup_s)
+        if ready_s is None:
+            state = "exited" if run.process.poll() is not None else "still starting"
+            raise PhaseError(f"not ready after {self.s.startup_s:.0f} s ({state})")
+        return ready_s
+
+    def window(self, run: WatcherRun, seconds: float) -> tuple[float, float]:
+        """Polls/s and CPU ms per poll of ``run`` over ``seconds``."""
+        served, cpu, began = self.server.requests(), run.cpu_s(), time.monotonic()
+        deadline = began + seconds
+        while time.monotonic() < deadline:
+            if run.process.poll() is not None:
+                raise PhaseError(f"watcher exited with {run.process.returncode}")
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        polls, cpu_s = self.server.requests() - served, run.cpu_s() - cpu
+        wall_s = time.monotonic() - began
+        return polls / wall_s, 1000 * cpu_s / max(polls, 1)
+
+    def load(self, n: int) -> tables.Load:
+        with self.watcher(f"load-{n}", ids(n), "1s") as run:
+            ready_s = self.ready(run)
+            time.sleep(self.s.warmup_s)
+            polls_s, cpu_ms = self.window(run, self.s.seconds)
+            rss = run.rss_bytes()
+            return tables.Load(n, ready_s, polls_s, cpu_ms, rss, run.stop(self.s.stop_s))
+
+    def idle_rss(self, n: int) -> tuple[int, int]:
+        """RSS of ``n`` watches at a 1 h interval, and how many had made their first poll.
+
+        Measured once all ``n`` first polls are in and the server has gone quiet, or after
+        ``startup_s`` if that never happens.
+        """
+        began, last = self.server.requests(), -1
+        with self.watcher(f"idle-{n}", ids(n), "1h") as run:
+            self.ready(run)
+            deadline = time.monotonic() + self.s.startup_s
+            while (seen := self.server.requests()) != last or seen - began < n:
+                if time.monotonic() > deadline:
+                    break
+                last = seen
+                time.sleep(1.0)
+            rss = run.rss_bytes()
+            run.stop(self.s.stop_s)
+            return rss, seen - began
+
+    def idle(self, n: int) -> tables.Idle:
+        one, _ = self.idle_rss(1)
+        many, polled = self.idle_rss(n)
+        return tables.Idle(n, one, many, polled)
+
+    def overload(self) -> tables.Overload:
+        n = self.s.overload_watches
+        with self.watcher("overload", ids(n), "100ms") as run:
+            try:
+                ready_s: float | None = self.ready(run)
+                polls_s, _ = self.window(run, self.s.overload_s)
+            except PhaseError:
+                ready_s, polls_s = None, 0.0
+            stop_s = run.stop(self.s.stop_s)
+            return tables.Overload(n, self.s.overload_s, ready_s, polls_s, run.log_levels(), stop_s)
+
+    def once(self) -> tables.Once:
+        """``run --once`` on a finished run, with watcher's default interval and with 100 ms."""
+        codes: list[int] = []
+        walls = [self.once_walls(interval, codes) for interval in (None, "100ms")]
+        versions = [self.timed([*watcher_command(), "--version"], codes) for _ in range(7)]
+        medians = [statistics.median(w) for w in walls]
+        return tables.Once(medians[0], medians[1], statistics.median(versions), codes)
+
+    def once_walls(self, interval: str | None, codes: list[int]) -> list[float]:
+        tmp = self.tmp / f"once-{interval or 'default'}"
+        tmp.mkdir()
+        config = write_config(tmp, self.server.url, [f"{DONE_PREFIX}1"], interval, 4)
+        command = [*watcher_command(), "run", "--once", "-c", str(config), "--log-format", "text"]
+
+        def fresh() -> None:
+            for path in tmp.glob("state.db*"):
+                path.unlink()
+
+        return [self.timed(command, codes, before=fresh) for _ in range(self.s.once_runs)]
+
+    @staticmethod
+    def timed(
+        command: list[str], codes: list[int], before: Callable[[], None] | None = None
+    ) -> float:
+        if before is not None:
+            before()
+        began = time.perf_counter()
+        try:
+            done = subprocess.run(command, capture_output=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            codes.append(-1)
+            return float("inf")
+        codes.append(done.returncode)
+        return time.perf_counter() - began
+
+
+def ids(n: int) -> list[str]:
+    return [f"q{i:05d}" for i in range(n)]
+
+
+def attempt(results: tables.Results, name: str, phase: Callable[[], T]) -> T | None:
+    """Run one phase; a :class:`PhaseError` becomes a note and the other phases go on."""
+    print(f"... {name}", file=sys.stderr, flush=True)
+    try:
+        return phase()
+    except PhaseError as exc:
+        results.notes.append(f"{name}: {exc}")
+        return None
+
+
+def run_all(bench: Bench, s: Settings) -> tables.Results:
+    r = tables.Results()
+    r.bare = attempt(r, "bare aiohttp loop", bench.bare)
+    for n in s.watches:
+        if load := attempt(r, f"watcher run, {n:,} watches at 1s", partial(bench.load, n)):
+            r.loads.append(load)
+    top = max(s.watches)
+    r.idle = attempt(r, f"idle, 1 and {top:,} watches at 1h", partial(bench.idle, top))
+    if not s.skip_overload:
+        r.overload = attempt(r, f"overload, {s.overload_watches:,} at 100ms", bench.overload)
+    if not s.skip_once:
+        r.once = attempt(r, "run --once", bench.once)
+    return r
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def machine(server: Loopback) -> list[str]:
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    return [
+        f"machine   nproc {len(os.sched_getaffinity(0))}, {cpu_model()}, "
+        f"load average {' '.join(load)} at start",
+        f"software  Python {platform.python_version()}, aiohttp {version('aiohttp')}, "
+        f"watcher {version('watcher')}; server: {server.name}",
+    ]
+
+
+def counts(text: str) -> list[int]:
+    try:
+        watches = sorted({int(n) for n in text.replace("_", "").split(",") if n.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not watches or watches[0] < 1:
+        raise argparse.ArgumentTypeError("give at least one number of watches, each >= 1")
+    return watches
+
+
+def parse(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--watches", type=counts, default=[1000, 10_000, 50_000], metavar="N,N")
+    parser.add_argument("--seconds", type=float, default=15.0, help="measuring window D")
+    parser.add_argument("--skip-overload", action="store_true")
+    parser.add_argument("--skip-once", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="small N, short D: does it work?")
+    parser.add_argument("--server", choices=("auto", "aiohttp"), default="auto")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
+    args = parser.parse_args(argv)
+    full = Settings(
+        args.watches, args.seconds, skip_overload=args.skip_overload, skip_once=args.skip_once
+    )
+    if not args.quick:
+        return full, args
+    quick = dataclasses.replace(full, watches=[100, 500], seconds=3.0, warmup_s=2.0)
+    quick = dataclasses.replace(quick, startup_s=60.0, stop_s=30.0, once_runs=3)
+    return dataclasses.replace(quick, overload_watches=1000, overload_s=5.0), args
+
+
+def _terminated(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings, args = parse(argv)
+    signal.signal(signal.SIGTERM, _terminated)
+    tmp = Path(tempfile.mkdtemp(prefix="watcher-sbs-"))
+    server = None
+    try:
+        server = Loopback(tmp, prefer_nginx=args.server == "auto")
+        CHILDREN.append(server.process)
+        print("\n".join(machine(server)), flush=True)
+        results = run_all(Bench(tmp, server, settings), settings)
+    except KeyboardInterrupt:
+        print("interrupted; every process stopped", file=sys.stderr)
+        raise SystemExit(130) from None
+    except RuntimeError as exc:  # the loopback server did not come up
+        print(f"side_by_side: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        kill_all()
+        if server is not None:
+            server.stop()
+        if args.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(tables.render(results))
+
+
+if __name__ == "__main__":
+    main()
