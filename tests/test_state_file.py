@@ -119,7 +119,7 @@ async def test_writes_the_disk_never_takes_make_the_exit_code_say_so(
     path = config(tmp_path, receiver.url, await sim.start())
     stop = asyncio.Event()
     running = asyncio.create_task(Daemon(load(path), Options(), stop=stop).run())
-    await until(lambda: all(sim.polls[i] >= 1 for i in sim.polls))
+    await until(lambda: all(sim.polls[str(i)] >= 1 for i in range(5)))
     stop.set()
     assert await asyncio.wait_for(running, 10) == 3
     await sim.stop()

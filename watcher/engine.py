@@ -103,8 +103,8 @@ class Engine:
         """Make the configured watches the active ones, claim what is due and start polling."""
         for active in await self._sync(self.configured):
             self._take(active, self.configured)
-        await self._claim()
         self._pump = asyncio.create_task(self._run())
+        self.tick()  # polls start with the first batch claimed, while the next are claimed
         self._check_all_done()
 
     async def _sync(
