@@ -1,0 +1,151 @@
+"""The state file's schema, its statements, and rows to values and back (SQLite dialect).
+
+Version 2 of the schema: ``watches`` (one row per watch, with ``active`` for "the configuration
+asks for it" and ``claimed`` for "a daemon holds it"), ``outbox`` (one row per notification) and
+``meta`` (the digest of the configuration last synced).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from operator import attrgetter
+from typing import Any
+
+from watcher.models import Event, Note, Outcome, WatchRecord
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS watches (
+    key TEXT PRIMARY KEY, name TEXT NOT NULL, server TEXT NOT NULL, id TEXT, task TEXT,
+    parent TEXT, state TEXT, phase TEXT, outcome TEXT, detail TEXT NOT NULL DEFAULT '',
+    link TEXT, run_id TEXT, attention TEXT NOT NULL DEFAULT '', started REAL NOT NULL,
+    first_poll REAL, last_poll REAL, next_poll REAL, finished REAL, deadline REAL NOT NULL,
+    polls INTEGER NOT NULL, attempt INTEGER NOT NULL, failures INTEGER NOT NULL,
+    unreachable INTEGER NOT NULL, bad_replies INTEGER NOT NULL, memo TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY, watch TEXT NOT NULL, event TEXT NOT NULL, channel TEXT NOT NULL,
+    title TEXT NOT NULL, body TEXT NOT NULL, dedup TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL,
+    delivered REAL, last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_try) WHERE delivered IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_order ON outbox (watch, channel, id) WHERE delivered IS NULL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+MIGRATE_TO_2 = """
+ALTER TABLE watches ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE watches ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0;
+UPDATE watches SET next_poll = started WHERE next_poll IS NULL AND outcome IS NULL;
+CREATE INDEX watches_due ON watches (next_poll) WHERE outcome IS NULL AND active AND NOT claimed;
+CREATE INDEX watches_parent ON watches (parent) WHERE parent IS NOT NULL;
+"""
+
+RECORD_FIELDS = [f.name for f in fields(WatchRecord)]
+COLS = ", ".join(RECORD_FIELDS)
+MEMO, _OUTCOME = RECORD_FIELDS.index("memo"), RECORD_FIELDS.index("outcome")
+#: what a poll that changed nothing else rewrites
+TIMING = ("polls", "first_poll", "last_poll", "next_poll", "attempt")
+stable = attrgetter(*(name for name in RECORD_FIELDS if name not in TIMING))
+timing = attrgetter(*TIMING)
+UPSERT = (
+    f"INSERT INTO watches ({COLS}, claimed) VALUES ({', '.join('?' for _ in RECORD_FIELDS)}, ?)"
+    f" ON CONFLICT (key) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in [*RECORD_FIELDS[1:], "claimed"])
+)
+RETIME = f"UPDATE watches SET {', '.join(f'{n} = ?' for n in TIMING)}, claimed = ? WHERE key = ?"
+ADD = (
+    f"INSERT INTO watches ({COLS}) VALUES ({', '.join('?' for _ in RECORD_FIELDS)})"
+    " ON CONFLICT (key) DO UPDATE SET name = excluded.name, active = 1,"
+    " claimed = CASE WHEN watches.active THEN watches.claimed ELSE 0 END,"
+    " deadline = watches.started + (excluded.deadline - excluded.started)"
+    " WHERE watches.name IS NOT excluded.name OR NOT watches.active"
+    " OR watches.deadline IS NOT watches.started + (excluded.deadline - excluded.started)"
+)
+WANTED = "SELECT key FROM temp.wanted"
+DEACTIVATE = (
+    f"UPDATE watches SET active = 0 WHERE active AND key NOT IN ({WANTED})"
+    f" AND (parent IS NULL OR parent NOT IN ({WANTED}))"
+)
+ACTIVATE_FOUND = f"UPDATE watches SET active = 1 WHERE NOT active AND parent IN ({WANTED})"
+SOONER = "UPDATE watches SET next_poll = MIN(next_poll, ?) WHERE key = ? AND outcome IS NULL"
+CLAIM = (
+    f"UPDATE watches SET claimed = 1 WHERE key IN (SELECT key FROM watches"
+    f" WHERE outcome IS NULL AND active AND NOT claimed AND next_poll <= ?"
+    f" ORDER BY next_poll LIMIT ?) RETURNING {COLS}"
+)
+COUNTS = (
+    "SELECT CASE WHEN outcome IS NOT NULL THEN outcome WHEN phase IS NULL THEN 'waiting'"
+    " WHEN phase IN ('pending', 'running') THEN phase ELSE 'unknown' END, COUNT(*)"
+    " FROM watches WHERE active GROUP BY 1"
+)
+ENQUEUE = (
+    "INSERT OR IGNORE INTO outbox (watch, event, channel, title, body, dedup, created, next_try)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+PENDING = "SELECT {cols} FROM outbox WHERE delivered IS NULL"
+# a watch's notes reach a channel in the order they happened: each waits for the one before
+IN_ORDER = (
+    " AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.delivered IS NULL"
+    " AND earlier.watch = outbox.watch AND earlier.channel = outbox.channel"
+    " AND earlier.id < outbox.id)"
+)
+NOTE_COLS = "watch, event, channel, title, body, dedup, id, attempts, next_try, last_error"
+NOTE_FIELDS = NOTE_COLS.split(", ")
+#: SQLite result codes meaning "no writes possible now", not "this write is bad"
+OUTAGE_CODES = frozenset({5, 6, 8, 10, 13, 14})  # BUSY LOCKED READONLY IOERR FULL CANTOPEN
+
+
+def row_to_record(row: Sequence[Any]) -> WatchRecord:
+    values = dict(zip(RECORD_FIELDS, row, strict=True))
+    values["memo"] = json.loads(values["memo"])
+    values["unreachable"] = bool(values["unreachable"])
+    values["outcome"] = Outcome(values["outcome"]) if values["outcome"] else None
+    return WatchRecord(**values)
+
+
+def record_row(record: WatchRecord) -> list[Any]:
+    values = [getattr(record, name) for name in RECORD_FIELDS]  # asdict() is 3x slower
+    values[MEMO] = json.dumps(dict(record.memo), sort_keys=True) if record.memo else "{}"
+    values[_OUTCOME] = str(record.outcome) if record.outcome else None
+    return values
+
+
+def row_to_note(row: Sequence[Any]) -> Note:
+    values = dict(zip(NOTE_FIELDS, row, strict=True))
+    values["event"] = Event(values["event"])
+    return Note(**values)
+
+
+def digest(configured: Sequence[WatchRecord]) -> str:
+    """What :meth:`SqliteStore.sync` writes depends on: each watch's key, name and timeout."""
+    text = "\n".join(f"{r.key}\t{r.name}\t{r.deadline - r.started!r}" for r in configured)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def configure(
+    conn: sqlite3.Connection,
+    configured: Sequence[WatchRecord],
+    pulls: Sequence[tuple[float, str]],
+    digest: str,
+) -> None:
+    """Add the configured watches not stored yet, rename and retime the others, and make
+    exactly them (and the runs they found) the active ones."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (key TEXT PRIMARY KEY)")
+    conn.execute("DELETE FROM temp.wanted")
+    conn.executemany("INSERT OR IGNORE INTO temp.wanted VALUES (?)", [(r.key,) for r in configured])
+    conn.executemany(ADD, [record_row(record) for record in configured])
+    conn.execute(DEACTIVATE)
+    conn.execute(ACTIVATE_FOUND)
+    conn.executemany(SOONER, pulls)
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('configured', ?)", (digest,))
+
+
+def note_rows(notes: Iterable[Note], created: float) -> list[tuple[Any, ...]]:
+    return [
+        (n.watch, str(n.event), n.channel, n.title, n.body, n.dedup, created, created)
+        for n in notes
+    ]
