@@ -139,6 +139,11 @@ CASES: list[tuple[str, Callable[[Path], str], str]] = [
         "servers.gov.url: not a valid URL",
     ),
     (
+        "url with a password in it",
+        swap("http://127.0.0.1:9", "http://svc:hunter2@127.0.0.1:9"),
+        "servers.gov.url: must not hold a user name or password",
+    ),
+    (
         "url with a bad host",
         swap("127.0.0.1:9/aveksa", "a<b/aveksa"),
         "servers.gov.url: 'a<b' is not a host",

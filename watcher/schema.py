@@ -95,6 +95,8 @@ def _http_url(value: str) -> str:
         parts = urlsplit(value)
     except ValueError as exc:  # an unclosed [ of an IPv6 address, say
         raise ValueError(f"not a valid URL: {exc}") from None
+    if parts.username is not None or parts.password is not None:  # it would show in messages
+        raise ValueError("must not hold a user name or password; use the server's auth keys")
     if problem := _host_problem(parts.netloc, parts.hostname):
         raise ValueError(problem)
     try:
