@@ -4,6 +4,8 @@ comes back is polled again, a failing poll never spins, and no server slot is lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,28 +35,44 @@ def write(path: Path, hook: str, url: str, runs: str, **pacing: object) -> Path:
     return path
 
 
-async def test_a_watch_removed_and_added_back_by_reloads_is_polled_again(
-    tmp_path: Path, receiver: Receiver
-) -> None:
-    sim = RsaSimulator({"1": ["Running"], "2": ["Running"]})
-    url = await sim.start()
-    path = write(tmp_path / "w.toml", receiver.url, url, "12")
+@contextlib.asynccontextmanager
+async def daemon_on(
+    tmp_path: Path, hook: str, runs: str
+) -> AsyncIterator[tuple[RsaSimulator, Daemon, Path]]:
+    """A daemon watching these runs (all ``Running``) of a real simulator; stopped after."""
+    sim = RsaSimulator({run: ["Running"] for run in runs})
+    path = write(tmp_path / "w.toml", hook, await sim.start(), runs)
     stop = asyncio.Event()
     service = Daemon(load(path), Options(config_path=path), stop=stop)
     running = asyncio.create_task(service.run())
+    try:
+        yield sim, service, path
+        stop.set()
+        assert await running == 0
+    finally:
+        stop.set()
+        await sim.stop()
+
+
+async def test_a_watch_removed_and_added_back_by_reloads_is_polled_again(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    async with daemon_on(tmp_path, receiver.url, "12") as (sim, service, path):
+        await _remove_and_add_back(sim, service, path, receiver.url)
+
+
+async def _remove_and_add_back(sim: RsaSimulator, service: Daemon, path: Path, hook: str) -> None:
+    url = sim.url
     await until(lambda: sim.polls["2"] >= 3)
-    write(path, receiver.url, url, "1")
+    write(path, hook, url, "1")
     await service.reload()
     gone = sim.polls["2"]
     await until(lambda: sim.polls["1"] > gone + 5)
     assert sim.polls["2"] <= gone + 1  # at most the poll that was in flight
-    write(path, receiver.url, url, "12")
+    write(path, hook, url, "12")
     await service.reload()
     back = sim.polls["2"]
     await until(lambda: sim.polls["2"] >= back + 3)
-    stop.set()
-    assert await running == 0
-    await sim.stop()
 
 
 async def test_a_poll_that_fails_inside_watcher_waits_and_ends_at_its_deadline(
@@ -75,12 +93,11 @@ async def test_a_poll_that_fails_inside_watcher_waits_and_ends_at_its_deadline(
 async def test_a_watch_removed_as_its_poll_starts_gives_its_server_slot_back(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    sim = RsaSimulator({"1": ["Running"], "2": ["Running"]})
-    url = await sim.start()
-    path = write(tmp_path / "w.toml", receiver.url, url, "12")
-    stop = asyncio.Event()
-    service = Daemon(load(path), Options(config_path=path), stop=stop)
-    running = asyncio.create_task(service.run())
+    async with daemon_on(tmp_path, receiver.url, "12") as (sim, service, _):
+        await _start_then_remove(sim, service)
+
+
+async def _start_then_remove(sim: RsaSimulator, service: Daemon) -> None:
     await until(lambda: sim.polls["1"] >= 2)
     engine = service.engine
     await until(lambda: "gov//1" in engine.held and "gov//1" not in engine._polling)
@@ -89,6 +106,3 @@ async def test_a_watch_removed_as_its_poll_starts_gives_its_server_slot_back(
     polls = sim.polls["2"]
     await until(lambda: sim.polls["2"] >= polls + 5)  # the one slot of the server came back
     assert "gov//1" not in engine._polling
-    stop.set()
-    assert await running == 0
-    await sim.stop()

@@ -54,32 +54,40 @@ def disk_full() -> sqlite3.OperationalError:
     return error
 
 
+class Disk:
+    """Makes the state file refuse every write (SQLITE_FULL) while ``full`` is set."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.full = False
+        original = SqliteStore._transaction
+
+        async def commit(store: SqliteStore, writes: Any) -> list[Any]:
+            if self.full:
+                raise disk_full()
+            return await original(store, writes)
+
+        monkeypatch.setattr(SqliteStore, "_transaction", commit)
+
+
+@pytest.fixture
+def disk(monkeypatch: pytest.MonkeyPatch) -> Disk:
+    return Disk(monkeypatch)
+
+
 def succeeded_once(receiver: Receiver) -> None:
     finished = sorted(t for t in receiver.titles if t.endswith("succeeded"))
     assert finished == sorted(f"run {i} on gov succeeded" for i in range(5))
 
 
 async def test_a_full_disk_keeps_outcomes_in_memory_and_saves_them_once_space_returns(
-    tmp_path: Path,
-    receiver: Receiver,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture, disk: Disk
 ) -> None:
-    full = False
-    original = SqliteStore._transaction
-
-    async def commit(self: SqliteStore, writes: Any) -> list[Any]:
-        if full:
-            raise disk_full()
-        return await original(self, writes)
-
-    monkeypatch.setattr(SqliteStore, "_transaction", commit)
     sim = RsaSimulator(RUNS)
     path = config(tmp_path, receiver.url, await sim.start(), interval=0.05, max_interval=0.05)
     service = Daemon(load(path), Options(once=True, settle_s=10.0))
     running = asyncio.create_task(service.run())
     await until(lambda: all(sim.polls[i] >= 1 for i in RUNS))
-    full = True
+    disk.full = True
     await until(lambda: all(sim.polls[i] >= 3 for i in RUNS))  # every run ended meanwhile
     await asyncio.sleep(0.5)
     status = await service._status()
@@ -88,7 +96,7 @@ async def test_a_full_disk_keeps_outcomes_in_memory_and_saves_them_once_space_re
     await asyncio.sleep(0.5)
     assert sum(sim.polls.values()) <= polls + 5  # each watch waits for its save: no spinning
     assert not any(t.endswith("succeeded") for t in receiver.titles)
-    full = False
+    disk.full = False
     assert await asyncio.wait_for(running, 20) == 0
     await sim.stop()
     records, pending = read_snapshot(tmp_path / "s.db")
@@ -210,34 +218,25 @@ def test_a_second_daemon_on_one_state_file_refuses_to_start(tmp_path: Path) -> N
 
 
 async def test_while_the_disk_is_full_even_an_unchanged_poll_waits_for_its_save(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disk: Disk
 ) -> None:
     from dataclasses import replace
 
     from watcher.models import WatchRecord
 
     monkeypatch.setattr("watcher.stores.commit.RETRY_FIRST_S", 0.01)
-    full = False
-    original = SqliteStore._transaction
-
-    async def commit(self: SqliteStore, writes: Any) -> list[Any]:
-        if full:
-            raise disk_full()
-        return await original(self, writes)
-
-    monkeypatch.setattr(SqliteStore, "_transaction", commit)
     store = SqliteStore(tmp_path / "s.db")
     fresh = WatchRecord(key="w", name="w", server="s", next_poll=0.0, deadline=1e9)
     await store.sync([fresh])
     [before] = await store.claim(1.0, 10)
-    full = True
+    disk.full = True
     same = replace(before, state="Running")
     first = asyncio.ensure_future(store.save(same, hold=True))
     await until(lambda: store.health.down_since is not None)
     again = asyncio.ensure_future(store.save(replace(same, polls=1), before=same, hold=True))
     await asyncio.sleep(0.1)
     assert not again.done()  # so the watch does not poll again meanwhile
-    full = False
+    disk.full = False
     await asyncio.wait_for(asyncio.gather(first, again), 5)
     await store.close()
     [saved], _ = read_snapshot(tmp_path / "s.db")

@@ -280,18 +280,14 @@ class Engine:
     def polled(self, key: str, record: WatchRecord, hold: bool) -> None:
         """A poll is saved: schedule the next one, or release the watch, or end it."""
         self._polling.discard(key)
-        if key not in self.specs:
-            self.held.pop(key, None)
-            return
-        if record.done:
-            self.held.pop(key, None)
-            self._open.discard(key)
-            self._check_all_done()
-        elif hold:
+        if key in self.specs and hold and not record.done:
             self.held[key] = record
             self.put(key, record.next_poll or self._clock())
-        else:
-            self.held.pop(key, None)
+            return
+        self.held.pop(key, None)
+        if key in self.specs and record.done:
+            self._open.discard(key)
+            self._check_all_done()
 
     def adopt(self, parent: Spec, child: Spec, record: WatchRecord) -> None:
         """Watch a run a discovering watch found (its record is saved and held)."""

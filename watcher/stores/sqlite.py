@@ -69,9 +69,8 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
         )
         raise ConfigError(msg)
     if not readonly and version < SCHEMA_VERSION:
-        conn.executescript(
-            f"BEGIN; {sql.TABLES} {sql.MIGRATE_TO_2} PRAGMA user_version = 2; COMMIT;"
-        )
+        script = f"{sql.TABLES} {sql.MIGRATE_TO_2} PRAGMA user_version = {SCHEMA_VERSION};"
+        conn.executescript(f"BEGIN; {script} COMMIT;")
     return conn
 
 
@@ -202,20 +201,20 @@ class SqliteStore:
     def _later(self, record: WatchRecord) -> None:
         self._timing[record.key] = record
         if self._timing_flush is None:
-            self._later_again()
+            self._arm_timing()
 
     def _write_timing(self) -> None:
         self._timing_flush = None
         if self._timing_landing is not None and not self._timing_landing.done():
             # the last batch is still waiting (a full disk): keep merging, newest per watch
-            self._later_again()
+            self._arm_timing()
             return
         rows = [[*sql.timing(r), True, r.key] for r in self._timing.values()]
         self._timing = {}
         self._timing_landing = self._writer.submit(lambda conn: conn.executemany(sql.RETIME, rows))
         self._timing_landing.add_done_callback(_log_failure)
 
-    def _later_again(self) -> None:
+    def _arm_timing(self) -> None:
         loop = asyncio.get_running_loop()
         self._timing_flush = loop.call_later(TIMING_EVERY_S, self._write_timing)
 
