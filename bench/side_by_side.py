@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
@@ -170,7 +171,16 @@ class Bench:
             return tables.Overload(n, self.s.overload_s, ready_s, polls_s, run.log_levels(), stop_s)
 
     def once(self) -> tables.Once:
-        """``run --once`` on a finished run, with watcher's default interval and with 100 ms."""
+        """``run --once`` on a finished run, with watcher's default interval and with 100 ms.
+
+        Timed with watcher's bytecode compiled first, as an installed package has it (an
+        editable install under ``PYTHONDONTWRITEBYTECODE`` would compile every module on
+        every start).
+        """
+        package = importlib.util.find_spec("watcher")
+        if package is not None and package.origin is not None:
+            folder = str(Path(package.origin).parent)
+            subprocess.run([sys.executable, "-m", "compileall", "-q", folder], check=False)
         codes: list[int] = []
         walls = [self.once_walls(interval, codes) for interval in (None, "100ms")]
         versions = [self.timed([*watcher_command(), "--version"], codes) for _ in range(7)]

@@ -12,6 +12,7 @@ from watcher.engine import SPREAD_FROM, first_poll_at
 from watcher.errors import ConfigError
 from watcher.models import Outcome, WatchRecord
 from watcher.schedule import Schedule
+from watcher.stores import Configured
 from watcher.stores.sqlite import SqliteStore, read_snapshot
 
 
@@ -67,7 +68,7 @@ def record(key: str, due: float) -> WatchRecord:
 
 async def test_claims_take_due_watches_earliest_first_and_never_twice(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
-    await store.sync([record(f"w{i}", float(i)) for i in range(10)])
+    await store.sync(Configured.of([record(f"w{i}", float(i)) for i in range(10)]))
     first = await store.claim(until=5.0, limit=3)
     assert sorted(r.key for r in first) == ["w0", "w1", "w2"]
     rest = await store.claim(until=5.0, limit=100)
@@ -83,13 +84,13 @@ async def test_claims_take_due_watches_earliest_first_and_never_twice(tmp_path: 
 
 async def test_finished_and_unconfigured_watches_are_not_claimed(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
-    await store.sync([record("keep", 0.0), record("gone", 0.0), record("done", 0.0)])
+    await store.sync(Configured.of([record("keep", 0.0), record("gone", 0.0), record("done", 0.0)]))
     [done] = [r for r in await store.claim(1.0, 10) if r.key == "done"]
     await store.save(replace(done, outcome=Outcome.SUCCEEDED, next_poll=None), hold=False)
     await store.close()
 
     store = SqliteStore(tmp_path / "s.db")  # a restart with "gone" removed from the config
-    active = await store.sync([record("keep", 0.0), record("done", 0.0)])
+    active = await store.sync(Configured.of([record("keep", 0.0), record("done", 0.0)]))
     assert {(a.key, a.done) for a in active} == {("keep", False), ("done", True)}
     assert [r.key for r in await store.claim(1.0, 10)] == ["keep"]
     await store.close()
@@ -98,11 +99,11 @@ async def test_finished_and_unconfigured_watches_are_not_claimed(tmp_path: Path)
 
 async def test_a_configured_watch_keeps_its_state_and_takes_its_new_name(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
-    await store.sync([record("w", 5.0)])
+    await store.sync(Configured.of([record("w", 5.0)]))
     [claimed] = await store.claim(10.0, 10)
     await store.save(replace(claimed, state="Running", polls=3, next_poll=20.0))
     renamed = replace(record("w", 0.0), name="nightly", started=99.0, deadline=99.0 + 60)
-    await store.sync([renamed], sooner={"w": 12.0})
+    await store.sync(Configured.of([renamed]), sooner={"w": 12.0})
     saved = (await store.load())["w"]
     assert (saved.name, saved.state, saved.polls, saved.started) == ("nightly", "Running", 3, 0.0)
     assert saved.deadline == 60.0 and saved.next_poll == 12.0
@@ -113,17 +114,17 @@ async def test_runs_found_by_a_configured_watch_stay_active_with_it(tmp_path: Pa
     store = SqliteStore(tmp_path / "s.db")
     parent = record("p", 0.0)
     child = replace(record("p/1", 0.0), parent="p", id="1")
-    await store.sync([parent])
+    await store.sync(Configured.of([parent]))
     await store.save(parent, also=[child])
-    active = await store.sync([parent])
+    active = await store.sync(Configured.of([parent]))
     assert {(a.key, a.parent, a.id) for a in active} == {("p", None, None), ("p/1", "p", "1")}
-    assert await store.sync([]) == []
+    assert await store.sync(Configured.of([])) == []
     await store.close()
 
 
 async def test_a_poll_that_changed_only_its_timing_lands_by_close(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
-    await store.sync([record("w", 0.0)])
+    await store.sync(Configured.of([record("w", 0.0)]))
     [before] = await store.claim(1.0, 10)
     after = replace(before, polls=1, last_poll=1.0, first_poll=1.0, next_poll=2.0, attempt=1)
     await store.save(after, before=before, hold=True)
@@ -152,7 +153,7 @@ async def test_a_state_file_from_before_claims_is_migrated(tmp_path: Path) -> No
     conn.executescript(OLD_SCHEMA)
     conn.close()
     store = SqliteStore(tmp_path / "s.db")
-    await store.sync([record("w", 50.0)])
+    await store.sync(Configured.of([record("w", 50.0)]))
     [claimed] = await store.claim(10.0, 10)
     assert (claimed.state, claimed.polls, claimed.next_poll) == ("Running", 4, 1.0)
     await store.close()
@@ -169,7 +170,7 @@ def test_a_state_file_from_a_newer_watcher_is_refused(tmp_path: Path) -> None:
 async def test_a_restart_with_a_renamed_watch_renames_it(tmp_path: Path) -> None:
     for name in ("first", "second"):
         store = SqliteStore(tmp_path / "s.db")
-        await store.sync([replace(record("w", 0.0), name=name)])
+        await store.sync(Configured.of([replace(record("w", 0.0), name=name)]))
         await store.close()
     [saved], _ = read_snapshot(tmp_path / "s.db")
     assert saved.name == "second"

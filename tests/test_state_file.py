@@ -22,6 +22,7 @@ from tests.systems import config_text, in_background, server_table
 from watcher.config import load
 from watcher.daemon import Daemon, Options
 from watcher.simulators.rsa_governance import RsaSimulator
+from watcher.stores import Configured
 from watcher.stores.sqlite import SqliteStore, read_snapshot
 
 RUNS = {str(i): ["Running", "Running", "Completed"] for i in range(5)}
@@ -227,7 +228,7 @@ async def test_while_the_disk_is_full_even_an_unchanged_poll_waits_for_its_save(
     monkeypatch.setattr("watcher.stores.commit.RETRY_FIRST_S", 0.01)
     store = SqliteStore(tmp_path / "s.db")
     fresh = WatchRecord(key="w", name="w", server="s", next_poll=0.0, deadline=1e9)
-    await store.sync([fresh])
+    await store.sync(Configured.of([fresh]))
     [before] = await store.claim(1.0, 10)
     disk.full = True
     same = replace(before, state="Running")

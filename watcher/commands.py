@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import gc
 import sys
 import time
 
@@ -34,6 +35,17 @@ def dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(demo(speed=args.speed))
     if args.command == "status" and args.state:
         return show_status(args.state)
+    # Start-up builds what lives on (thousands of watch models, specs, records): collecting
+    # while they are built only scans them again and again. The daemon collects once, then
+    # turns the collector back on (Daemon._settle_memory).
+    gc.disable()
+    try:
+        return _configured(args)
+    finally:
+        gc.enable()
+
+
+def _configured(args: argparse.Namespace) -> int:
     path = args.config or default_config()
     config = load(path, state_writable=args.command != "status")
     if args.command == "check":

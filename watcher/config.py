@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
+import tomli
 from pydantic import (
     AfterValidator,
     Field,
@@ -239,18 +239,18 @@ def _read(path: Path) -> tuple[str, dict[str, Any]]:
         if not stat.S_ISREG(mode):
             raise ConfigError(f"{path}: not a regular file")
         text = path.read_text(encoding="utf-8")
-        return text, tomllib.loads(text)
+        return text, tomli.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except tomli.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except RecursionError:
         raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
-    except ValueError:  # the only other one tomllib raises: int() refusing a huge number
+    except ValueError:  # the only other one tomli raises: int() refusing a huge number
         digits = sys.get_int_max_str_digits()
         raise ConfigError(
             f"{path}: not valid TOML: a number has more than {digits} digits"

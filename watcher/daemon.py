@@ -170,10 +170,12 @@ class Daemon:
     def _settle_memory(self) -> None:
         """Move what start-up (or a reload) built out of the collector's way: thousands of
         long-lived watch records need not be scanned again and again (a few are not worth the
-        20 ms it takes)."""
+        20 ms it takes). Start-up runs with the collector off (see ``commands.dispatch``); it
+        is on from here."""
         if len(self.engine.specs) >= FREEZE_FROM:
             gc.collect()
             gc.freeze()
+        gc.enable()
 
     def _spawn(self, *work: Coroutine[Any, Any, Any]) -> None:
         self._tasks += [asyncio.create_task(w) for w in work]

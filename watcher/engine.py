@@ -33,7 +33,7 @@ from watcher.notify import Channel
 from watcher.poll import Poller, with_settings
 from watcher.schedule import Schedule
 from watcher.spec import Server, Spec
-from watcher.stores import Active, Store
+from watcher.stores import Active, Configured, Store, digest
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +110,15 @@ class Engine:
     async def _sync(
         self, wanted: Mapping[str, Spec], sooner: Mapping[str, float] | None = None
     ) -> list[Active]:
-        now, count = self._clock(), len(wanted)
-        fresh = [
-            self.new_record(s, now, first_poll_at(count, now, self._rand()))
-            for s in wanted.values()
-        ]
-        return await self._store.sync(fresh, sooner)
+        def records() -> list[WatchRecord]:
+            now, count = self._clock(), len(wanted)
+            return [
+                self.new_record(s, now, first_poll_at(count, now, self._rand()))
+                for s in wanted.values()
+            ]
+
+        said = digest((s.key, s.name, s.timeout_s) for s in wanted.values())
+        return await self._store.sync(Configured(said, records), sooner)
 
     def _take(self, active: Active, wanted: Mapping[str, Spec]) -> None:
         """Know an active watch: its spec (a found run's comes from its parent's) and whether

@@ -29,23 +29,25 @@ def build_specs(config: Config) -> list[Spec]:
 def _specs(watch: WatchConfig, config: Config) -> list[Spec]:
     server = config.servers[watch.server]
     policy = _policy(watch.interval, watch.backoff, watch.max_interval)
+    notify = _channel_names(tuple(watch.notify))
+    filters = json.dumps(watch.filters, sort_keys=True) if watch.filters else ""
     ids = server.split_ids(watch.id)
     specs = []
     for run_id in ids:
         target = Target(watch.server, run_id, watch.task)
-        name = watch.title
-        if len(ids) > 1:
+        if len(ids) == 1:
+            name = watch.name or target.describe()
+        else:
             name = f"{watch.name} (run {run_id})" if watch.name else target.describe()
-        key = target.key + (json.dumps(watch.filters, sort_keys=True) if watch.filters else "")
         discovers = watch.filters is not None or server.discovers(run_id, watch.task)
         specs.append(
             Spec(
-                key,
+                target.key + filters,
                 name,
                 target,
                 policy,
                 watch.timeout,
-                _channel_names(tuple(watch.notify)),
+                notify,
                 watch.filters,
                 None,
                 discovers,

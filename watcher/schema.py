@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import ssl
@@ -57,6 +58,14 @@ def check_duration(seconds: float) -> float:
 
 
 def _duration(value: Any) -> float:
+    try:  # the same few values, set in [defaults], for 100,000 watches
+        return _checked_duration(value)
+    except TypeError:  # unhashable: a list, say
+        return check_duration(parse_duration(value))
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def _checked_duration(value: Any) -> float:
     return check_duration(parse_duration(value))
 
 

@@ -11,14 +11,15 @@ instances implements the same methods with leases.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from watcher.models import Note, WatchRecord
 from watcher.stores.commit import Health
 
-__all__ = ["Active", "Health", "Store"]
+__all__ = ["Active", "Configured", "Health", "Store", "digest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,30 @@ class Active:
     done: bool
 
 
+def digest(watches: Iterable[tuple[str, str, float]]) -> str:
+    """What :meth:`Store.sync` writes depends on: each watch's key, name and timeout."""
+    text = "\n".join(f"{key}\t{name}\t{timeout_s!r}" for key, name, timeout_s in watches)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Configured:
+    """The watches a configuration asks for, as :meth:`Store.sync` takes them.
+
+    ``records`` is called only when ``digest`` differs from the one last synced: a restart of
+    the same configuration builds no record at all (100,000 of them take a third of a second).
+    """
+
+    digest: str
+    records: Callable[[], Sequence[WatchRecord]]
+
+    @classmethod
+    def of(cls, records: Sequence[WatchRecord]) -> Configured:
+        return cls(
+            digest((r.key, r.name, r.deadline - r.started) for r in records), lambda: records
+        )
+
+
 class Store(Protocol):
     """What the engine and the dispatcher need from durable state."""
 
@@ -40,7 +65,7 @@ class Store(Protocol):
         ...
 
     async def sync(
-        self, configured: Sequence[WatchRecord], sooner: Mapping[str, float] | None = None
+        self, configured: Configured, sooner: Mapping[str, float] | None = None
     ) -> list[Active]:
         """Make the configured watches (and the runs they found) the active ones.
 

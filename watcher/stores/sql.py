@@ -7,7 +7,6 @@ asks for it" and ``claimed`` for "a daemon holds it"), ``outbox`` (one row per n
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -118,12 +117,6 @@ def row_to_note(row: Sequence[Any]) -> Note:
     values = dict(zip(NOTE_FIELDS, row, strict=True))
     values["event"] = Event(values["event"])
     return Note(**values)
-
-
-def digest(configured: Sequence[WatchRecord]) -> str:
-    """What :meth:`SqliteStore.sync` writes depends on: each watch's key, name and timeout."""
-    text = "\n".join(f"{r.key}\t{r.name}\t{r.deadline - r.started!r}" for r in configured)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def configure(

@@ -34,7 +34,7 @@ from typing import IO, Any
 
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
-from watcher.stores import Active, sql
+from watcher.stores import Active, Configured, sql
 from watcher.stores.commit import GroupCommit, Health, Work
 
 log = logging.getLogger(__name__)
@@ -140,15 +140,14 @@ class SqliteStore:
         return await self._writer.write(work)
 
     async def sync(
-        self, configured: Sequence[WatchRecord], sooner: Mapping[str, float] | None = None
+        self, configured: Configured, sooner: Mapping[str, float] | None = None
     ) -> list[Active]:
         pulls = [(when, key) for key, when in (sooner or {}).items()]
-        digest = sql.digest(configured)
 
         def work(conn: sqlite3.Connection) -> list[Active]:
             said = conn.execute("SELECT value FROM meta WHERE key = 'configured'").fetchone()
-            if pulls or said is None or said[0] != digest:  # else a restart of the same config
-                sql.configure(conn, configured, pulls, digest)
+            if pulls or said is None or said[0] != configured.digest:  # else the same config
+                sql.configure(conn, configured.records(), pulls, configured.digest)
             found = conn.execute(
                 "SELECT key, parent, id, outcome IS NOT NULL FROM watches WHERE active"
             )
