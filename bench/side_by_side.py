@@ -9,7 +9,9 @@ every phase; each client runs as its own process and is measured from outside:
    RSS, and SIGTERM -> exit.
 3. **idle**: the largest N (and 1) at ``interval = "1h"``: RSS per waiting watch.
 4. **overload**: 50,000 watches at ``interval = "100ms"`` for 20 s: WARNING lines, SIGTERM -> exit.
-5. **once**: ``watcher run --once`` on one finished run, and ``watcher --version``: median wall.
+5. **restart**: 100,000 watches at 1 h, stopped once their state file is filled, then started
+   again on it: seconds to the first poll.
+6. **once**: ``watcher run --once`` on one finished run, and ``watcher --version``: median wall.
 
 Prints numbers and ratios against the targets; it asserts nothing and is not a test::
 
@@ -71,6 +73,7 @@ class Settings:
     overload_watches: int = 50_000
     overload_s: float = 20.0
     once_runs: int = 7
+    restart_watches: int = 100_000
     skip_overload: bool = False
     skip_once: bool = False
 
@@ -170,6 +173,34 @@ class Bench:
             stop_s = run.stop(self.s.stop_s)
             return tables.Overload(n, self.s.overload_s, ready_s, polls_s, run.log_levels(), stop_s)
 
+    def restart(self) -> tables.Restart:
+        """``restart_watches`` watches at 1 h, started once to fill the state file and stopped
+        at ``READY=1``, then started again on that file: seconds to the first poll."""
+        n = self.s.restart_watches
+        tmp = self.tmp / "restart"
+        tmp.mkdir()
+        config = write_config(tmp, self.server.url, ids(n), "1h", self.s.concurrency)
+        fill = WatcherRun(tmp, config)
+        try:
+            self.ready(fill)
+            fill.stop(self.s.stop_s)
+        finally:
+            fill.close()
+        (tmp / "again").mkdir()
+        served = self.server.requests()
+        again = WatcherRun(tmp / "again", config)
+        try:
+            deadline = again.started + self.s.startup_s
+            while self.server.requests() == served:
+                if time.monotonic() > deadline or again.process.poll() is not None:
+                    raise PhaseError(f"no poll within {self.s.startup_s:.0f} s of the restart")
+                time.sleep(0.01)
+            first_poll_s = time.monotonic() - again.started
+            ready_s = self.ready(again)
+            return tables.Restart(n, first_poll_s, ready_s, again.stop(self.s.stop_s))
+        finally:
+            again.close()
+
     def once(self) -> tables.Once:
         """``run --once`` on a finished run, with watcher's default interval and with 100 ms.
 
@@ -239,6 +270,8 @@ def run_all(bench: Bench, s: Settings) -> tables.Results:
     r.idle = attempt(r, f"idle, 1 and {top:,} watches at 1h", partial(bench.idle, top))
     if not s.skip_overload:
         r.overload = attempt(r, f"overload, {s.overload_watches:,} at 100ms", bench.overload)
+    restart = f"restart, {s.restart_watches:,} watches in the state file"
+    r.restart = attempt(r, restart, bench.restart)
     if not s.skip_once:
         r.once = attempt(r, "run --once", bench.once)
     return r
@@ -288,6 +321,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Namespa
         return full, args
     quick = dataclasses.replace(full, watches=[100, 500], seconds=3.0, warmup_s=2.0)
     quick = dataclasses.replace(quick, startup_s=60.0, stop_s=30.0, once_runs=3)
+    quick = dataclasses.replace(quick, restart_watches=2000)
     return dataclasses.replace(quick, overload_watches=1000, overload_s=5.0), args
 
 

@@ -60,6 +60,16 @@ class Overload:
 
 
 @dataclass(frozen=True, slots=True)
+class Restart:
+    """``watcher run`` started again on a state file holding ``n`` watches."""
+
+    n: int
+    first_poll_s: float
+    ready_s: float
+    stop_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Once:
     """Median walls of ``watcher run --once`` on one finished run and of ``watcher --version``.
 
@@ -81,6 +91,7 @@ class Results:
     loads: list[Load] = field(default_factory=list)
     idle: Idle | None = None
     overload: Overload | None = None
+    restart: Restart | None = None
     once: Once | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -175,6 +186,9 @@ def other_targets(r: Results) -> list[Target]:
         at, warnings = f"{over.n:,} @100ms", float(over.levels["WARNING"])
         out.append(Target(f"WARNING lines in {over.seconds:g} s", at, warnings, "", "<=", 20, 0))
         out.append(Target("SIGTERM -> exit", at, over.stop_s, " s", "<", 5))
+    if (restart := r.restart) is not None:
+        at = f"{restart.n:,} watches"
+        out.append(Target("restart -> first poll", at, restart.first_poll_s, " s", "<", 3))
     if once is not None:
         out.append(
             Target("run --once, one finished run (median)", "defaults", once.run_s, " s", "<", 0.5)
@@ -196,6 +210,11 @@ def details(r: Results) -> list[str]:
             f"overload: {o.n:,} watches, {ready}, {o.polls_s:,.0f} polls/s; log lines: "
             + ", ".join(f"{level} {count}" for level, count in o.levels.items())
         )
+    if (s := r.restart) is not None:
+        lines.append(
+            f"restart: {s.n:,} watches in the state file, first poll after {s.first_poll_s:.2f} s,"
+            f" READY=1 after {s.ready_s:.2f} s, SIGTERM -> exit {seconds(s.stop_s)} s"
+        )
     if (once := r.once) is not None:
         bad = [c for c in once.codes if c != 0]
         lines.append(
@@ -204,6 +223,7 @@ def details(r: Results) -> list[str]:
             + (f"not all 0: {sorted(set(bad))}" if bad else "all 0")
         )
     stops = [x.stop_s for x in r.loads] + ([r.overload.stop_s] if r.overload else [])
+    stops += [r.restart.stop_s] if r.restart else []
     if any(map(math.isinf, stops)):
         lines.append(f"killed: still running {STOP_TIMEOUT_S:g} s after SIGTERM, so SIGKILLed")
     return lines + [f"no number: {note}" for note in r.notes]
