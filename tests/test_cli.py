@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sqlite3
@@ -65,6 +66,18 @@ async def test_run_once_exit_code_tells_the_pipeline_what_happened(
 ) -> None:
     path = write(tmp_path, receiver.url, rsa.url, runs, timeout=0.5)
     assert await cli("run", "--once", "-c", path) == code
+
+
+async def test_the_collector_is_on_again_after_a_run_and_after_a_refused_config(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    # start-up runs with the garbage collector off; the running daemon and a test process
+    # after it must have it back
+    assert await cli("run", "--once", "-c", write(tmp_path, receiver.url, rsa.url, ["1"])) == 0
+    assert gc.isenabled()
+    (tmp_path / "bad.toml").write_text("[daemon]\nnotify_concurrency = 0\n", encoding="utf-8")
+    assert await cli("run", "--once", "-c", str(tmp_path / "bad.toml")) == 2
+    assert gc.isenabled()
 
 
 async def test_an_unknown_run_exits_3(

@@ -122,6 +122,21 @@ async def test_runs_found_by_a_configured_watch_stay_active_with_it(tmp_path: Pa
     await store.close()
 
 
+async def test_a_restart_of_the_same_configuration_builds_no_records(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    first = Configured.of([record("a", 0.0), record("b", 0.0)])
+    await store.sync(first)
+
+    def never() -> list[WatchRecord]:
+        raise AssertionError("records were built although the configuration did not change")
+
+    active = await store.sync(Configured(first.digest, never))
+    assert {a.key for a in active} == {"a", "b"}
+    changed = Configured.of([record("a", 0.0)])  # one watch removed: a new digest
+    assert {a.key for a in await store.sync(changed)} == {"a"}
+    await store.close()
+
+
 async def test_a_poll_that_changed_only_its_timing_lands_by_close(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
     await store.sync(Configured.of([record("w", 0.0)]))
