@@ -49,7 +49,8 @@ def _free_port() -> int:
 
 
 def _required() -> bool:
-    return bool(os.environ.get("CI")) or os.environ.get("WATCHER_REQUIRE_POSTGRES") == "1"
+    ci = os.environ.get("CI", "").lower() not in ("", "0", "false")
+    return ci or os.environ.get("WATCHER_REQUIRE_POSTGRES") == "1"
 
 
 @dataclass

@@ -365,8 +365,8 @@ class PostgresStore:
         if not self._renewals_failing:
             self._renewals_failing = True
             log.warning(
-                "database %s: cannot renew this instance's leases (%s); it stops claiming and "
-                "delivering if that lasts %.0fs",
+                "database %s: cannot renew this instance's leases (%s); claims and deliveries "
+                "stop once its lease of %gs has run out",
                 self.where,
                 exc,
                 self.lease_s,
