@@ -1,4 +1,5 @@
-"""Shared fixtures: one real HTTP session, a json:// receiver and an SMTP server on loopback."""
+"""Shared fixtures: one real HTTP session, a json:// receiver and an SMTP server on loopback;
+PostgreSQL comes from :mod:`tests.postgres`."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from aiosmtpd.controller import Controller
 
 from watcher import redact
 from watcher.client import Http
+
+pytest_plugins = ["tests.postgres"]  # a real PostgreSQL server: `postgres`, `pg_url`
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -51,7 +51,7 @@ async def test_one_write_that_fails_does_not_roll_back_the_others(tmp_path: Path
     results = await asyncio.gather(store.save(good), store.save(bad), return_exceptions=True)
     loaded = await store.load()
     await store.close()
-    assert results[0] is None and isinstance(results[1], UnicodeEncodeError)
+    assert results[0] is True and isinstance(results[1], UnicodeEncodeError)
     assert set(loaded) == {"good"}
 
 

@@ -5,21 +5,43 @@ watches due soon in batches, polls them from a small in-memory heap, and saves e
 result together with the notifications it raised in one transaction. A saved watch whose next
 poll is far off is released and claimed again when it comes due. :class:`Store` is what the
 engine and the dispatcher need; :class:`~watcher.stores.sqlite.SqliteStore` implements it for
-one process (one daemon per state file, enforced by a lock), and a store shared by several
-instances implements the same methods with leases.
+one process (one daemon per state file, enforced by a lock), and
+:class:`~watcher.stores.postgres.PostgresStore` for several instances sharing one database.
+
+Sharing works by leases. Each store has an ``instance`` name; what it claims (watches, and
+notifications to deliver) it holds until its lease runs out, unless :meth:`Store.renew` extends
+it. An instance that stops renewing (it died, or lost the database) loses what it held to the
+others once the lease has run out; its late writes are refused (``save`` returns ``False``), since
+each claim carries a fencing token the write must still match. With one instance (SQLite) every
+lease holds for ever and these methods answer accordingly.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Final, Protocol
 
 from watcher.models import Note, WatchRecord
+from watcher.statefile import DATABASE_URL_PREFIXES
 from watcher.stores.commit import Health
 
-__all__ = ["Active", "Configured", "Health", "Store", "digest"]
+__all__ = [
+    "DEFAULT_LEASE_S",
+    "Active",
+    "Configured",
+    "Health",
+    "Store",
+    "default_instance",
+    "digest",
+    "open_store",
+]
+
+DEFAULT_LEASE_S: Final = 15.0
+"""How long a claim holds without renewal; renew every third of it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +82,20 @@ class Store(Protocol):
     """What the engine and the dispatcher need from durable state."""
 
     @property
+    def instance(self) -> str:
+        """This store's name among the instances sharing the state."""
+        ...
+
+    @property
     def health(self) -> Health:
         """Whether the store takes writes now."""
+        ...
+
+    @property
+    def lease_ok(self) -> bool:
+        """Whether the last renewal (or claim) is younger than the lease. While it is not,
+        :meth:`claim` and :meth:`due` return nothing: what this instance held may be someone
+        else's by now."""
         ...
 
     async def sync(
@@ -71,14 +105,15 @@ class Store(Protocol):
 
         Watches not yet stored are added as given; stored ones keep their state and take the
         given name and timeout (``deadline - started``); ``sooner`` pulls a watch's next poll
-        forward. Everything else stops being polled (it stays in the store). Returns the active
-        watches.
+        forward. Everything else the configuration gave stops being polled (it stays in the
+        store); submitted watches stay. Returns the active watches. Safe to run by several
+        instances at once: each watch is created once.
         """
         ...
 
     async def claim(self, until: float, limit: int) -> list[WatchRecord]:
         """Up to ``limit`` active open watches due by ``until`` that nobody holds, earliest
-        first; they are held by the caller until a save releases them."""
+        first; they are held by the caller until a save releases them or the lease runs out."""
         ...
 
     async def save(
@@ -89,15 +124,25 @@ class Store(Protocol):
         *,
         before: WatchRecord | None = None,
         hold: bool = False,
-    ) -> None:
+    ) -> bool:
         """Write a poll's result, the notifications it raised and runs it found (held by the
         caller) in one transaction. ``hold`` keeps the watch claimed; ``before`` lets a poll
-        that changed nothing but its timing write only that."""
+        that changed nothing but its timing write only that.
+
+        Returns ``False``, having written nothing, if the caller no longer holds the watch
+        (another instance took it over and will poll it, raising the same notifications).
+        A watch not stored yet is stored as given.
+        """
         ...
 
     async def release(self, keys: Sequence[str], *, retire: bool = False) -> None:
         """Stop holding these watches (a reload removed them, a claim came too late);
         ``retire`` also makes them inactive (runs found by a watch that was removed)."""
+        ...
+
+    async def renew(self) -> set[str]:
+        """Extend the lease of everything this instance holds and write its heartbeat; return
+        the watches it held that are someone else's now (and forget them)."""
         ...
 
     async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]: ...
@@ -106,19 +151,84 @@ class Store(Protocol):
         """Active watches by state: outcome, else phase, else ``waiting``."""
         ...
 
-    async def due(self, now: float, limit: int) -> list[Note]: ...
+    async def submit(self, record: WatchRecord, settings: Mapping[str, Any]) -> bool:
+        """Add a watch the configuration does not name (``settings`` say how to run it: server,
+        id, task, name, notify, timeout ...); ``False`` if an active watch has its key. One
+        submitted before and stopped since is resumed with its state."""
+        ...
+
+    async def cancel(self, key: str) -> bool:
+        """Stop a submitted watch and the runs it found; ``False`` if ``key`` is no active
+        submitted watch (the configuration's own watches stop by leaving it)."""
+        ...
+
+    async def submitted(self) -> dict[str, dict[str, Any]]:
+        """The active submitted watches and their settings (the runs they found come with
+        :meth:`sync`'s answer, as those of configured watches do)."""
+        ...
+
+    async def holders(self) -> dict[str, str]:
+        """The watches held now, and which instance holds each."""
+        ...
+
+    async def instances(self) -> list[tuple[str, float, float]]:
+        """Each running instance: name, when it started and its last heartbeat (Unix times)."""
+        ...
+
+    async def snapshot(self) -> tuple[list[WatchRecord], list[Note]]:
+        """Every watch by name, and the undelivered notifications in order."""
+        ...
+
+    async def due(self, now: float, limit: int) -> list[Note]:
+        """Notifications due by ``now`` that nobody holds, in order (each waits for the earlier
+        ones of its watch and channel); held by the caller until marked or its lease runs out."""
+        ...
+
+    async def confirm(self, note: Note) -> bool:
+        """Right before sending: whether the caller still holds ``note`` (its lease extended)."""
+        ...
 
     async def next_due(self) -> float | None: ...
 
-    async def retry_now(self, now: float) -> None: ...
+    async def retry_now(self, now: float) -> None:
+        """Make every undelivered notification nobody holds due at ``now``."""
+        ...
 
-    async def delivered(self, note: Note, at: float) -> None: ...
+    async def delivered(self, note: Note, at: float) -> None:
+        """Mark ``note`` delivered, unless another instance holds it now."""
+        ...
 
-    async def failed(self, note: Note, error: str, next_try: float) -> None: ...
+    async def failed(self, note: Note, error: str, next_try: float) -> None:
+        """Record a failed delivery, unless another instance holds ``note`` now."""
+        ...
 
-    async def pending(self) -> int: ...
+    async def pending(self) -> int:
+        """Undelivered notifications, whoever holds them."""
+        ...
 
     async def close(self, grace_s: float = 5.0) -> int:
-        """Land queued writes (waiting at most ``grace_s`` for an unwritable database) and
-        close; return how many writes were lost."""
+        """Land queued writes (waiting at most ``grace_s`` for an unwritable database), let go
+        of everything held and close; return how many writes were lost."""
         ...
+
+
+def default_instance() -> str:
+    """This process's name among instances: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def open_store(state: str, *, instance: str, lease_s: float = DEFAULT_LEASE_S) -> Store:
+    """The store ``daemon.state`` names: a database URL (``postgresql://``, ``postgres://``)
+    opens :class:`~watcher.stores.postgres.PostgresStore`, anything else is a SQLite file.
+
+    Raises:
+        ConfigError: the database refused the URL, its credentials or its schema.
+        OSError, sqlite3.Error: the SQLite file cannot be opened.
+    """
+    if state.startswith(DATABASE_URL_PREFIXES):
+        from watcher.stores.postgres import PostgresStore
+
+        return await PostgresStore.open(state, instance=instance, lease_s=lease_s)
+    from watcher.stores.sqlite import SqliteStore
+
+    return SqliteStore(state, instance=instance, lease_s=lease_s)

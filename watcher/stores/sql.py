@@ -1,8 +1,10 @@
 """The state file's schema, its statements, and rows to values and back (SQLite dialect).
 
-Version 2 of the schema: ``watches`` (one row per watch, with ``active`` for "the configuration
-asks for it" and ``claimed`` for "a daemon holds it"), ``outbox`` (one row per notification) and
-``meta`` (the digest of the configuration last synced).
+Version 3 of the schema: ``watches`` (one row per watch, with ``active`` for "the configuration
+asks for it" and ``claimed`` for "a daemon holds it"; ``origin`` says whether the configuration
+gave it or it was submitted at run time, with its ``settings`` as JSON), ``outbox`` (one row per
+notification), ``meta`` (the digest of the configuration last synced) and ``instances`` (the
+daemon's heartbeat).
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ UPDATE watches SET next_poll = started WHERE next_poll IS NULL AND outcome IS NU
 CREATE INDEX watches_due ON watches (next_poll) WHERE outcome IS NULL AND active AND NOT claimed;
 CREATE INDEX watches_parent ON watches (parent) WHERE parent IS NOT NULL;
 """
+MIGRATE_TO_3 = """
+ALTER TABLE watches ADD COLUMN origin TEXT NOT NULL DEFAULT 'config';
+ALTER TABLE watches ADD COLUMN settings TEXT;
+CREATE TABLE instances (
+    name TEXT PRIMARY KEY, started REAL NOT NULL, heartbeat REAL NOT NULL, version TEXT NOT NULL
+);
+"""
 
 RECORD_FIELDS = [f.name for f in fields(WatchRecord)]
 COLS = ", ".join(RECORD_FIELDS)
@@ -60,14 +69,19 @@ ADD = (
     f"INSERT INTO watches ({COLS}) VALUES ({', '.join('?' for _ in RECORD_FIELDS)})"
     " ON CONFLICT (key) DO UPDATE SET name = excluded.name, active = 1,"
     " claimed = CASE WHEN watches.active THEN watches.claimed ELSE 0 END,"
+    " origin = 'config', settings = NULL,"
     " deadline = watches.started + (excluded.deadline - excluded.started)"
     " WHERE watches.name IS NOT excluded.name OR NOT watches.active"
+    " OR watches.origin != 'config'"
     " OR watches.deadline IS NOT watches.started + (excluded.deadline - excluded.started)"
 )
 WANTED = "SELECT key FROM temp.wanted"
+SUBMITTED = "SELECT key FROM watches WHERE active AND origin = 'submitted'"
+# what the configuration gave and no longer names stops; runs found by a kept watch stay
 DEACTIVATE = (
-    f"UPDATE watches SET active = 0 WHERE active AND key NOT IN ({WANTED})"
-    f" AND (parent IS NULL OR parent NOT IN ({WANTED}))"
+    f"UPDATE watches SET active = 0 WHERE active AND origin = 'config'"
+    f" AND key NOT IN ({WANTED}) AND (parent IS NULL OR parent NOT IN ({WANTED})"
+    f" AND parent NOT IN ({SUBMITTED}))"
 )
 ACTIVATE_FOUND = f"UPDATE watches SET active = 1 WHERE NOT active AND parent IN ({WANTED})"
 SOONER = "UPDATE watches SET next_poll = MIN(next_poll, ?) WHERE key = ? AND outcome IS NULL"
@@ -75,6 +89,19 @@ CLAIM = (
     f"UPDATE watches SET claimed = 1 WHERE key IN (SELECT key FROM watches"
     f" WHERE outcome IS NULL AND active AND NOT claimed AND next_poll <= ?"
     f" ORDER BY next_poll LIMIT ?) RETURNING {COLS}"
+)
+SUBMIT = (
+    f"INSERT INTO watches ({COLS}, origin, settings)"
+    f" VALUES ({', '.join('?' for _ in RECORD_FIELDS)}, 'submitted', ?)"
+    " ON CONFLICT (key) DO UPDATE SET name = excluded.name, active = 1, claimed = 0,"
+    " origin = 'submitted', settings = excluded.settings,"
+    " deadline = watches.started + (excluded.deadline - excluded.started)"
+    " WHERE NOT watches.active RETURNING key"
+)
+CANCEL = "UPDATE watches SET active = 0, claimed = 0 WHERE active AND (key = ? OR parent = ?)"
+HEARTBEAT = (
+    "INSERT INTO instances VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET heartbeat = excluded.heartbeat, version = excluded.version"
 )
 COUNTS = (
     "SELECT CASE WHEN outcome IS NOT NULL THEN outcome WHEN phase IS NULL THEN 'waiting'"
@@ -98,7 +125,7 @@ NOTE_FIELDS = NOTE_COLS.split(", ")
 OUTAGE_CODES = frozenset({5, 6, 8, 10, 13, 14})  # BUSY LOCKED READONLY IOERR FULL CANTOPEN
 
 
-def row_to_record(row: Sequence[Any]) -> WatchRecord:
+def row_to_record(row: Iterable[Any]) -> WatchRecord:
     values = dict(zip(RECORD_FIELDS, row, strict=True))
     values["memo"] = json.loads(values["memo"])
     values["unreachable"] = bool(values["unreachable"])
@@ -113,7 +140,7 @@ def record_row(record: WatchRecord) -> list[Any]:
     return values
 
 
-def row_to_note(row: Sequence[Any]) -> Note:
+def row_to_note(row: Iterable[Any]) -> Note:
     values = dict(zip(NOTE_FIELDS, row, strict=True))
     values["event"] = Event(values["event"])
     return Note(**values)

@@ -3,7 +3,7 @@
 A daemon holds an exclusive lock on ``<state>.lock`` (with its pid inside) for as long as it
 runs, so a second daemon on the same file refuses to start; ``watcher status`` only reads and
 needs no lock. Being the only writer, the daemon holds every claim itself: ``claimed`` is reset
-when the file is opened.
+when the file is opened, no lease ever runs out, and no save is ever refused.
 
 Statements run on the event loop's thread, batched by :class:`~watcher.stores.commit.GroupCommit`
 into few short transactions. A writer thread would spend its time waiting for the interpreter
@@ -11,10 +11,8 @@ lock, which a busy loop hands back only every few milliseconds, once per row; in
 commit does not wait for the disk. What does wait for the disk, copying the log back into the
 file (a checkpoint), runs in a thread of its own every :data:`CHECKPOINT_EVERY_S`, as one call.
 
-A poll that changed nothing but its timing (polls, last and next poll, backoff step) of a watch
-that stays held is not written at once: the latest such timing per watch is written every
-:data:`TIMING_EVERY_S` in one batch, and before any other write of that watch. A crash loses at
-most that much timing, which only makes the watch poll a little sooner after the restart.
+A poll that changed nothing but its timing is written with the next batch of such
+(:mod:`watcher.stores.timing`).
 
 The schema is versioned with ``PRAGMA user_version``; older files are migrated on open, and a file
 written by a newer watcher is refused.
@@ -25,22 +23,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import logging
+import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import watcher
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
-from watcher.stores import Active, Configured, sql
+from watcher.stores import DEFAULT_LEASE_S, Active, Configured, default_instance, sql
 from watcher.stores.commit import GroupCommit, Health, Work
+from watcher.stores.timing import Timings
 
-log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 2
-TIMING_EVERY_S = 2.0
+SCHEMA_VERSION = 3
 CHECKPOINT_EVERY_S = 5.0
 
 
@@ -69,7 +67,8 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
         )
         raise ConfigError(msg)
     if not readonly and version < SCHEMA_VERSION:
-        script = f"{sql.TABLES} {sql.MIGRATE_TO_2} PRAGMA user_version = {SCHEMA_VERSION};"
+        steps = [sql.TABLES, sql.MIGRATE_TO_2] if version < 2 else []
+        script = " ".join([*steps, sql.MIGRATE_TO_3, f"PRAGMA user_version = {SCHEMA_VERSION};"])
         conn.executescript(f"BEGIN; {script} COMMIT;")
     return conn
 
@@ -99,13 +98,22 @@ def lock(path: str | Path) -> IO[str]:
 class SqliteStore:
     """The SQLite implementation of :class:`~watcher.stores.Store`; see the module docstring."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        instance: str | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+    ) -> None:
         self.path = str(path)
+        self.instance = instance or default_instance()
+        self.lease_s = lease_s
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = lock(path)
         try:
             self._conn = connect(path)
             self._conn.execute("UPDATE watches SET claimed = 0 WHERE claimed")
+            self._conn.execute(sql.HEARTBEAT, self._heartbeat(started=time.time()))
         except BaseException:
             self._lock.close()
             raise
@@ -113,9 +121,11 @@ class SqliteStore:
         self._writer = GroupCommit[sqlite3.Connection](
             self._transaction, _is_outage, f"state file {self.path}"
         )
-        self._timing: dict[str, WatchRecord] = {}
-        self._timing_flush: asyncio.TimerHandle | None = None
-        self._timing_landing: asyncio.Future[Any] | None = None
+        self._timings = Timings(self._writer, _retime)
+        self._beat: asyncio.Future[Any] | None = None
+
+    def _heartbeat(self, started: float) -> tuple[str, float, float, str]:
+        return (self.instance, started, time.time(), str(watcher.__version__))
 
     async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         if self._checkpoints is None:
@@ -135,6 +145,10 @@ class SqliteStore:
     @property
     def health(self) -> Health:
         return self._writer.health
+
+    @property
+    def lease_ok(self) -> bool:
+        return True
 
     async def _write(self, work: Work[sqlite3.Connection]) -> Any:
         return await self._writer.write(work)
@@ -158,7 +172,8 @@ class SqliteStore:
 
     async def claim(self, until: float, limit: int) -> list[WatchRecord]:
         def work(conn: sqlite3.Connection) -> list[WatchRecord]:
-            return [sql.row_to_record(row) for row in conn.execute(sql.CLAIM, (until, limit))]
+            records = [sql.row_to_record(row) for row in conn.execute(sql.CLAIM, (until, limit))]
+            return sorted(records, key=_due)  # RETURNING keeps no order
 
         result: list[WatchRecord] = await self._write(work)
         return result
@@ -171,7 +186,7 @@ class SqliteStore:
         *,
         before: WatchRecord | None = None,
         hold: bool = False,
-    ) -> None:
+    ) -> bool:
         if (
             before is not None
             and not also
@@ -179,12 +194,12 @@ class SqliteStore:
             and sql.stable(before) == sql.stable(record)
         ):
             if hold and self._writer.health.down_since is None:
-                self._later(record)
-                return
+                self._timings.put(record)
+                return True
             statement, row = sql.RETIME, [*sql.timing(record), hold, record.key]
         else:
             statement, row = sql.UPSERT, [*sql.record_row(record), hold]
-        self._timing.pop(record.key, None)  # this write carries newer timing
+        self._timings.drop(record.key)  # this write carries newer timing
         found = [[*sql.record_row(r), True] for r in also]
         created = record.last_poll or record.started
 
@@ -196,30 +211,11 @@ class SqliteStore:
                 conn.executemany(sql.ENQUEUE, sql.note_rows(notes, created))
 
         await self._write(work)
-
-    def _later(self, record: WatchRecord) -> None:
-        self._timing[record.key] = record
-        if self._timing_flush is None:
-            self._arm_timing()
-
-    def _write_timing(self) -> None:
-        self._timing_flush = None
-        if self._timing_landing is not None and not self._timing_landing.done():
-            # the last batch is still waiting (a full disk): keep merging, newest per watch
-            self._arm_timing()
-            return
-        rows = [[*sql.timing(r), True, r.key] for r in self._timing.values()]
-        self._timing = {}
-        self._timing_landing = self._writer.submit(lambda conn: conn.executemany(sql.RETIME, rows))
-        self._timing_landing.add_done_callback(_log_failure)
-
-    def _arm_timing(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._timing_flush = loop.call_later(TIMING_EVERY_S, self._write_timing)
+        return True
 
     async def release(self, keys: Sequence[str], *, retire: bool = False) -> None:
         for key in keys:
-            self._timing.pop(key, None)
+            self._timings.drop(key)
         if not keys:
             return
         update = "UPDATE watches SET claimed = 0" + (", active = 0" if retire else "")
@@ -233,13 +229,59 @@ class SqliteStore:
 
         wanted = set(keys or ())
         records = {row[0]: sql.row_to_record(row) for row in await self._run(work)}
-        later = self._timing.values()  # newer than what the file has yet
+        later = self._timings.waiting.values()  # newer than what the file has yet
         records.update((r.key, r) for r in later if keys is None or r.key in wanted)
         return records
+
+    async def renew(self) -> set[str]:
+        """Write the heartbeat (the only holder's lease never runs out)."""
+        if self._beat is None or self._beat.done():
+            row = self._heartbeat(started=time.time())
+            self._beat = self._writer.submit(lambda conn: conn.execute(sql.HEARTBEAT, row))
+        return set()
+
+    async def submit(self, record: WatchRecord, settings: Mapping[str, Any]) -> bool:
+        row = [*sql.record_row(record), json.dumps(dict(settings), sort_keys=True)]
+        taken = await self._write(lambda conn: conn.execute(sql.SUBMIT, row).fetchall())
+        return bool(taken)
+
+    async def cancel(self, key: str) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            query = "SELECT 1 FROM watches WHERE key = ? AND active AND origin = 'submitted'"
+            if conn.execute(query, (key,)).fetchone() is None:
+                return False
+            conn.execute(sql.CANCEL, (key, key))
+            return True
+
+        self._timings.drop(key)
+        done: bool = await self._write(work)
+        return done
+
+    async def submitted(self) -> dict[str, dict[str, Any]]:
+        query = "SELECT key, settings FROM watches WHERE active AND origin = 'submitted'"
+        rows = await self._run(lambda c: c.execute(query).fetchall())
+        return {key: json.loads(settings or "{}") for key, settings in rows}
+
+    async def holders(self) -> dict[str, str]:
+        rows = await self._run(lambda c: c.execute("SELECT key FROM watches WHERE claimed"))
+        return {key: self.instance for (key,) in rows}
+
+    async def instances(self) -> list[tuple[str, float, float]]:
+        query = "SELECT name, started, heartbeat FROM instances ORDER BY name"
+        rows = await self._run(lambda c: c.execute(query).fetchall())
+        return [(str(name), float(started), float(beat)) for name, started, beat in rows]
+
+    async def snapshot(self) -> tuple[list[WatchRecord], list[Note]]:
+        watches, notes = await self._run(_snapshot)
+        later = self._timings.waiting
+        return [later.get(r.key, r) for r in watches], notes
 
     async def counts(self) -> dict[str, int]:
         rows = await self._run(lambda c: c.execute(sql.COUNTS).fetchall())
         return {str(state): int(n) for state, n in rows}
+
+    async def confirm(self, note: Note) -> bool:
+        return True
 
     async def due(self, now: float, limit: int) -> list[Note]:
         query = (
@@ -277,10 +319,11 @@ class SqliteStore:
         return int(row[0])
 
     async def close(self, grace_s: float = 5.0) -> int:
-        if self._timing_flush is not None:
-            self._timing_flush.cancel()
-            self._write_timing()
+        self._timings.close()
         lost = await self._writer.close(grace_s)
+        with contextlib.suppress(sqlite3.Error):  # else the next open resets the claims
+            self._conn.execute("UPDATE watches SET claimed = 0 WHERE claimed")
+            self._conn.execute("DELETE FROM instances WHERE name = ?", (self.instance,))
         if self._checkpoints is not None:
             self._checkpoints.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -301,9 +344,13 @@ def _checkpoint(path: str, mode: str) -> None:
         conn.close()
 
 
-def _log_failure(done: asyncio.Future[Any]) -> None:
-    if not done.cancelled() and (exc := done.exception()) is not None:
-        log.error("could not save poll timings: %s", exc)
+def _due(record: WatchRecord) -> float:
+    return record.next_poll or 0.0
+
+
+def _retime(records: Sequence[WatchRecord]) -> Work[sqlite3.Connection]:
+    rows = [[*sql.timing(r), True, r.key] for r in records]
+    return lambda conn: conn.executemany(sql.RETIME, rows)
 
 
 def _transaction(conn: sqlite3.Connection, writes: Sequence[Work[sqlite3.Connection]]) -> list[Any]:
@@ -322,9 +369,13 @@ def read_snapshot(path: str | Path) -> tuple[list[WatchRecord], list[Note]]:
     """Watches and undelivered notifications, read-only (safe while a daemon runs)."""
     conn = connect(path, readonly=True)
     try:
-        rows = conn.execute(f"SELECT {sql.COLS} FROM watches ORDER BY name")
-        watches = [sql.row_to_record(row) for row in rows]
-        pending = conn.execute(sql.PENDING.format(cols=sql.NOTE_COLS) + " ORDER BY id").fetchall()
-        return watches, [sql.row_to_note(r) for r in pending]
+        return _snapshot(conn)
     finally:
         conn.close()
+
+
+def _snapshot(conn: sqlite3.Connection) -> tuple[list[WatchRecord], list[Note]]:
+    rows = conn.execute(f"SELECT {sql.COLS} FROM watches ORDER BY name")
+    watches = [sql.row_to_record(row) for row in rows]
+    pending = conn.execute(sql.PENDING.format(cols=sql.NOTE_COLS) + " ORDER BY id").fetchall()
+    return watches, [sql.row_to_note(r) for r in pending]

@@ -1,0 +1,342 @@
+"""The store contract, run against both stores: a SQLite file and a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from watcher.models import Event, Note, Outcome, WatchRecord
+from watcher.stores import Configured, Store, open_store
+from watcher.stores.sqlite import SqliteStore
+
+NOW = 1000.0
+
+
+def record(key: str, due: float = 0.0, **values: object) -> WatchRecord:
+    fields: dict[str, object] = {"name": key, "server": "s", "started": 0.0, "deadline": 1e9}
+    return WatchRecord(key=key, next_poll=due, **(fields | values))  # type: ignore[arg-type]
+
+
+def note(watch: str, event: Event = Event.FAILED, channel: str = "team", n: int = 0) -> Note:
+    return Note(watch, event, channel, f"{watch} {event}", "body", f"{watch}|{event}|{n}|{channel}")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store keeps its state: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "s.db")
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@contextlib.asynccontextmanager
+async def opened(state: str, instance: str = "one") -> AsyncIterator[Store]:
+    store = await open_store(state, instance=instance, lease_s=15.0)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def store(state: str) -> AsyncIterator[Store]:
+    async with opened(state) as opened_store:
+        yield opened_store
+
+
+async def claim_all(store: Store, until: float = NOW) -> dict[str, WatchRecord]:
+    return {r.key: r for r in await store.claim(until, 100)}
+
+
+# --- sync --------------------------------------------------------------------------------------
+
+
+async def test_sync_adds_new_watches_and_keeps_the_state_of_stored_ones(store: Store) -> None:
+    active = await store.sync(Configured.of([record("a"), record("b")]))
+    assert {(a.key, a.parent, a.id, a.done) for a in active} == {
+        ("a", None, None, False),
+        ("b", None, None, False),
+    }
+    polled = replace((await claim_all(store))["a"], state="Running", polls=3, next_poll=50.0)
+    assert await store.save(polled) is True
+    await store.sync(
+        Configured.of([record("a", started=99.0, deadline=1e9 + 99), record("b")])
+    )  # a restart
+    assert (await store.load(["a"]))["a"] == polled
+
+
+async def test_sync_renames_retimes_and_pulls_forward(store: Store) -> None:
+    await store.sync(Configured.of([record("w", 5.0)]))
+    [claimed] = await store.claim(10.0, 10)
+    await store.save(replace(claimed, state="Running", polls=3, next_poll=20.0))
+    renamed = record("w", name="nightly", started=99.0, deadline=99.0 + 60)
+    await store.sync(Configured.of([renamed]), sooner={"w": 12.0})
+    saved = (await store.load())["w"]
+    assert (saved.name, saved.state, saved.polls, saved.started) == ("nightly", "Running", 3, 0.0)
+    assert saved.deadline == 60.0 and saved.next_poll == 12.0
+
+
+async def test_a_watch_removed_from_the_config_stops_and_resumes_when_it_comes_back(
+    store: Store,
+) -> None:
+    await store.sync(Configured.of([record("keep"), record("gone")]))
+    assert {a.key for a in await store.sync(Configured.of([record("keep")]))} == {"keep"}
+    assert set(await claim_all(store)) == {"keep"}
+    assert {r.key for r in (await store.snapshot())[0]} == {"keep", "gone"}  # its row stays
+    await store.sync(Configured.of([record("keep"), record("gone")]))
+    assert set(await claim_all(store)) == {"gone"}
+
+
+async def test_runs_found_by_a_watch_stay_active_with_it(store: Store) -> None:
+    await store.sync(Configured.of([record("p")]))
+    [parent] = await store.claim(NOW, 10)
+    child = record("p/1", parent="p", id="1")
+    assert await store.save(parent, also=[child], hold=True)
+    active = await store.sync(Configured.of([record("p")]))
+    assert {(a.key, a.parent, a.id) for a in active} == {("p", None, None), ("p/1", "p", "1")}
+    assert await store.sync(Configured.of([])) == []
+    assert {a.key for a in await store.sync(Configured.of([record("p")]))} == {"p", "p/1"}
+
+
+# --- claims and saves ----------------------------------------------------------------------------
+
+
+async def test_claims_take_due_watches_earliest_first_and_never_twice(store: Store) -> None:
+    await store.sync(Configured.of([record(f"w{i}", float(i)) for i in range(10)]))
+    first = await store.claim(until=5.0, limit=3)
+    assert [r.key for r in first] == ["w0", "w1", "w2"]
+    rest = await store.claim(until=5.0, limit=100)
+    assert [r.key for r in rest] == ["w3", "w4", "w5"]
+    assert await store.claim(until=5.0, limit=100) == []
+    assert await store.save(replace(first[0], polls=1, next_poll=7.0), before=first[0])
+    again = await store.claim(until=7.0, limit=100)
+    assert again[0].key == "w6" and {r.key for r in again[1:]} == {"w0", "w7"}
+    assert next(r for r in again if r.key == "w0").polls == 1
+
+
+async def test_finished_watches_are_not_claimed(store: Store) -> None:
+    await store.sync(Configured.of([record("open"), record("done")]))
+    done = (await claim_all(store))["done"]
+    await store.save(replace(done, outcome=Outcome.SUCCEEDED, next_poll=None))
+    await store.release(["open"])
+    assert set(await claim_all(store)) == {"open"}
+    assert {
+        (a.key, a.done) for a in await store.sync(Configured.of([record("open"), record("done")]))
+    } == {
+        ("open", False),
+        ("done", True),
+    }
+
+
+async def test_a_held_save_keeps_the_watch_and_release_lets_it_go(store: Store) -> None:
+    await store.sync(Configured.of([record("w")]))
+    [claimed] = await store.claim(NOW, 10)
+    assert await store.save(replace(claimed, state="Running"), hold=True)
+    assert await store.claim(NOW, 10) == []
+    assert await store.holders() == {"w": store.instance}
+    await store.release(["w"])
+    assert await store.holders() == {}
+    [again] = await store.claim(NOW, 10)
+    assert again.state == "Running"
+
+
+async def test_a_retired_watch_is_not_claimed_again(store: Store) -> None:
+    await store.sync(Configured.of([record("p")]))
+    [parent] = await store.claim(NOW, 10)
+    await store.save(parent, also=[record("p/1", parent="p", id="1")], hold=True)
+    await store.release(["p/1"], retire=True)
+    await store.release(["p"])
+    assert set(await claim_all(store)) == {"p"}
+
+
+async def test_a_poll_that_changed_only_its_timing_is_read_at_once_and_lands_by_close(
+    state: str,
+) -> None:
+    async with opened(state) as store:
+        await store.sync(Configured.of([record("w")]))
+        [before] = await store.claim(NOW, 10)
+        after = replace(before, polls=1, last_poll=1.0, first_poll=1.0, next_poll=2.0, attempt=1)
+        assert await store.save(after, before=before, hold=True)
+        assert (await store.load())["w"] == after
+        assert (await store.snapshot())[0] == [after]
+    async with opened(state, "two") as again:
+        assert (await again.load())["w"] == after
+
+
+async def test_close_lets_go_of_everything_held(state: str) -> None:
+    async with opened(state) as store:
+        await store.sync(Configured.of([record("a"), record("b")]))
+        assert len(await store.claim(NOW, 10)) == 2
+        await store.save(record("x"), [note("x")])
+        assert len(await store.due(NOW, 10)) == 1
+    async with opened(state, "two") as other:
+        assert await other.holders() == {}
+        assert {r.key for r in await other.claim(NOW, 10)} == {"a", "b", "x"}
+        assert [n.watch for n in await other.due(NOW, 10)] == ["x"]
+
+
+# --- the outbox ----------------------------------------------------------------------------------
+
+
+async def test_a_notification_saved_twice_is_queued_once(store: Store) -> None:
+    await store.sync(Configured.of([record("k")]))
+    [claimed] = await store.claim(NOW, 10)
+    saved = [await store.save(claimed, [note("k")], hold=True) for _ in range(3)]
+    assert saved == [True, True, True]
+    assert await store.pending() == 1
+
+
+async def test_a_watchs_notes_reach_a_channel_in_order(store: Store) -> None:
+    notes = [note("w", Event.CHANGED, n=1), note("w", Event.FAILED), note("w", channel="other")]
+    await store.save(record("w"), notes)
+    due = await store.due(NOW, 10)
+    assert [(n.event, n.channel) for n in due] == [(Event.CHANGED, "team"), (Event.FAILED, "other")]
+    first = next(n for n in due if n.channel == "team")
+    assert await store.confirm(first)
+    await store.delivered(first, NOW)
+    after = await store.due(NOW, 10)
+    assert (Event.FAILED, "team") in [(n.event, n.channel) for n in after]
+    assert await store.pending() == 2
+
+
+async def test_a_failed_delivery_waits_for_its_next_try_and_retry_now_brings_it_back(
+    store: Store,
+) -> None:
+    await store.save(record("w", started=10.0), [note("w")])
+    assert await store.next_due() == 10.0
+    [due] = await store.due(NOW, 10)
+    await store.failed(due, "receiver down", NOW + 600)
+    assert await store.due(NOW, 10) == []
+    assert await store.next_due() == NOW + 600
+    await store.retry_now(NOW)
+    [again] = await store.due(NOW, 10)
+    assert (again.id, again.attempts, again.last_error) == (due.id, 1, "receiver down")
+    await store.delivered(again, NOW)
+    assert (await store.pending(), await store.next_due()) == (0, None)
+    assert (await store.snapshot())[1] == []
+
+
+async def test_counts_are_by_outcome_else_phase(store: Store) -> None:
+    await store.sync(Configured.of([record("a"), record("b"), record("c"), record("d")]))
+    claimed = await claim_all(store)
+    await store.save(replace(claimed["a"], outcome=Outcome.FAILED, next_poll=None))
+    await store.save(replace(claimed["b"], phase="running"))
+    await store.save(replace(claimed["c"], phase="weird"))
+    assert await store.counts() == {"failed": 1, "running": 1, "unknown": 1, "waiting": 1}
+
+
+# --- submitted watches -------------------------------------------------------------------------
+
+
+async def test_a_submitted_watch_runs_beside_the_configured_ones_and_sync_keeps_it(
+    store: Store,
+) -> None:
+    settings = {"server": "s", "id": "9", "notify": ["team"], "timeout": 60.0}
+    await store.sync(Configured.of([record("conf")]))
+    assert await store.submit(record("sub"), settings) is True
+    assert await store.submit(record("sub"), settings) is False  # active already
+    assert await store.submit(record("conf"), settings) is False
+    assert await store.submitted() == {"sub": settings}
+    assert {
+        a.key for a in await store.sync(Configured.of([record("conf")]), sooner={"conf": 0.0})
+    } == {
+        "conf",
+        "sub",
+    }
+    assert {a.key for a in await store.sync(Configured.of([]))} == {"sub"}
+    assert set(await claim_all(store)) == {"sub"}
+
+
+async def test_cancelling_a_submitted_watch_stops_it_and_the_runs_it_found(store: Store) -> None:
+    await store.sync(Configured.of([record("conf")]))
+    await store.submit(record("sub"), {"server": "s"})
+    claimed = await claim_all(store)
+    await store.save(claimed["sub"], also=[record("sub/1", parent="sub", id="1")], hold=True)
+    assert {
+        a.key for a in await store.sync(Configured.of([record("conf")]), sooner={"conf": 0.0})
+    } == {
+        "conf",
+        "sub",
+        "sub/1",
+    }
+    assert await store.cancel("conf") is False  # the configuration's to stop
+    assert await store.cancel("sub") is True
+    assert await store.cancel("sub") is False
+    assert await store.submitted() == {}
+    assert await store.holders() == {"conf": store.instance}
+    assert {
+        a.key for a in await store.sync(Configured.of([record("conf")]), sooner={"conf": 0.0})
+    } == {"conf"}
+    assert await store.submit(record("sub", started=50.0), {"server": "s", "id": "2"})
+    assert (await store.load(["sub"]))["sub"].started == 0.0  # resumed with its state
+
+
+# --- instances -------------------------------------------------------------------------------
+
+
+async def test_an_instance_is_listed_with_its_heartbeat_while_open(state: str) -> None:
+    async with opened(state, "host:1") as store:
+        assert store.instance == "host:1" and store.lease_ok
+        assert await store.renew() == set()
+        [(name, started, beat)] = await store.instances()
+        assert name == "host:1" and 0 < started <= beat
+    async with opened(state, "host:2") as store:
+        assert [name for name, _, _ in await store.instances()] == ["host:2"]
+
+
+# --- SQLite only -------------------------------------------------------------------------------
+
+V2_SCHEMA = """
+CREATE TABLE watches (
+    key TEXT PRIMARY KEY, name TEXT NOT NULL, server TEXT NOT NULL, id TEXT, task TEXT,
+    parent TEXT, state TEXT, phase TEXT, outcome TEXT, detail TEXT NOT NULL DEFAULT '',
+    link TEXT, run_id TEXT, attention TEXT NOT NULL DEFAULT '', started REAL NOT NULL,
+    first_poll REAL, last_poll REAL, next_poll REAL, finished REAL, deadline REAL NOT NULL,
+    polls INTEGER NOT NULL, attempt INTEGER NOT NULL, failures INTEGER NOT NULL,
+    unreachable INTEGER NOT NULL, bad_replies INTEGER NOT NULL, memo TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1, claimed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY, watch TEXT NOT NULL, event TEXT NOT NULL, channel TEXT NOT NULL,
+    title TEXT NOT NULL, body TEXT NOT NULL, dedup TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL,
+    delivered REAL, last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO watches VALUES ('w', 'w', 's', NULL, NULL, NULL, 'Running', 'running', NULL, '',
+    NULL, NULL, '', 1.0, 2.0, 3.0, 5.0, NULL, 1e9, 4, 2, 0, 0, 0, '{}', 1, 1);
+PRAGMA user_version = 2;
+"""
+
+
+async def test_a_version_2_state_file_is_migrated_and_keeps_its_watches(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "s.db")
+    conn.executescript(V2_SCHEMA)
+    conn.close()
+    store = SqliteStore(tmp_path / "s.db", instance="one")
+    [claimed] = await store.claim(10.0, 10)
+    assert (claimed.state, claimed.polls, claimed.next_poll) == ("Running", 4, 5.0)
+    assert {
+        a.key for a in await store.sync(Configured.of([]))
+    } == set()  # a configured watch, now removed
+    assert await store.submit(record("sub"), {"id": "1"})
+    assert await store.submitted() == {"sub": {"id": "1"}}
+    await store.close()
+    version = sqlite3.connect(tmp_path / "s.db").execute("PRAGMA user_version").fetchone()[0]
+    assert version == 3
+
+
+def test_commands_that_use_sqlite_never_import_the_database_driver() -> None:
+    code = (
+        "import sys, watcher.daemon, watcher.status, watcher.commands, watcher.stores.sqlite;"
+        "sys.exit('asyncpg' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -1,0 +1,232 @@
+"""The PostgreSQL schema, its statements, and rows to values and back.
+
+Version 1 of the schema: ``watches`` as in SQLite plus who holds each one (``owner``, until
+``lease_until``, with the ``fence`` its claim was given), ``outbox`` likewise, ``meta`` (the
+schema version and the digest of the configuration last synced) and ``instances`` (each
+instance's heartbeat). Due times are epoch seconds from the instances' clocks, as in SQLite;
+lease times are the database's own (``now()``), so instances whose clocks differ still agree on
+whose lease has run out. Values of many rows travel as arrays (``unnest``): one statement, one
+round trip, whatever the count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from watcher.models import Note, WatchRecord
+from watcher.stores import sql
+
+SCHEMA_VERSION = 1
+SCHEMA_LOCK = 0x77617463_68657231  # pg_advisory_xact_lock key for creating the schema
+SYNC_LOCK = 0x77617463_68657232  # ... and for syncing the configured watches
+
+META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+SCHEMA = (
+    "INSERT INTO meta VALUES ('schema', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+TABLES = """
+CREATE SEQUENCE IF NOT EXISTS fence;
+CREATE TABLE IF NOT EXISTS watches (
+    key TEXT PRIMARY KEY, name TEXT NOT NULL, server TEXT NOT NULL, id TEXT, task TEXT,
+    parent TEXT, state TEXT, phase TEXT, outcome TEXT, detail TEXT NOT NULL DEFAULT '',
+    link TEXT, run_id TEXT, attention TEXT NOT NULL DEFAULT '',
+    started DOUBLE PRECISION NOT NULL, first_poll DOUBLE PRECISION, last_poll DOUBLE PRECISION,
+    next_poll DOUBLE PRECISION, finished DOUBLE PRECISION, deadline DOUBLE PRECISION NOT NULL,
+    polls INTEGER NOT NULL, attempt INTEGER NOT NULL, failures INTEGER NOT NULL,
+    unreachable BOOLEAN NOT NULL, bad_replies INTEGER NOT NULL, memo TEXT NOT NULL,
+    active BOOLEAN NOT NULL DEFAULT TRUE, origin TEXT NOT NULL DEFAULT 'config', settings TEXT,
+    owner TEXT, lease_until TIMESTAMPTZ, fence BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS watches_due ON watches (next_poll) WHERE outcome IS NULL AND active;
+CREATE INDEX IF NOT EXISTS watches_parent ON watches (parent) WHERE parent IS NOT NULL;
+CREATE INDEX IF NOT EXISTS watches_owner ON watches (owner) WHERE owner IS NOT NULL;
+CREATE TABLE IF NOT EXISTS outbox (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, watch TEXT NOT NULL,
+    event TEXT NOT NULL, channel TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,
+    dedup TEXT NOT NULL UNIQUE, created DOUBLE PRECISION NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, next_try DOUBLE PRECISION NOT NULL,
+    delivered DOUBLE PRECISION, last_error TEXT NOT NULL DEFAULT '',
+    owner TEXT, lease_until TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_try) WHERE delivered IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_order ON outbox (watch, channel, id) WHERE delivered IS NULL;
+CREATE TABLE IF NOT EXISTS instances (
+    name TEXT PRIMARY KEY, started TIMESTAMPTZ NOT NULL, heartbeat TIMESTAMPTZ NOT NULL,
+    version TEXT NOT NULL
+);
+"""
+
+FIELDS = sql.RECORD_FIELDS
+COLS = sql.COLS
+TYPES = dict.fromkeys(FIELDS, "text") | dict.fromkeys(
+    ("started", "first_poll", "last_poll", "next_poll", "finished", "deadline"), "float8"
+)
+TYPES |= dict.fromkeys(("polls", "attempt", "failures", "bad_replies"), "int4")
+TYPES["unreachable"] = "bool"
+_TEXT = [i for i, name in enumerate(FIELDS) if TYPES[name] == "text"]
+_ARRAYS = ", ".join(f"${i}::{TYPES[name]}[]" for i, name in enumerate(FIELDS, 1))
+
+# $1 is always the instance, then the lease as an interval
+HELD = "owner = $1 AND lease_until > now()"
+FREE = "(owner IS NULL OR lease_until < now())"
+
+# --- syncing the configured watches (under SYNC_LOCK); $1 = the configured keys -----------
+ADD = (
+    f"INSERT INTO watches ({COLS}) SELECT * FROM unnest({_ARRAYS})"
+    " ON CONFLICT (key) DO UPDATE SET name = excluded.name, active = TRUE,"
+    " origin = 'config', settings = NULL,"
+    " owner = CASE WHEN watches.active THEN watches.owner END,"
+    " lease_until = CASE WHEN watches.active THEN watches.lease_until END,"
+    " deadline = watches.started + (excluded.deadline - excluded.started)"
+    " WHERE watches.name IS DISTINCT FROM excluded.name OR NOT watches.active"
+    " OR watches.origin <> 'config'"
+    " OR watches.deadline IS DISTINCT FROM watches.started + (excluded.deadline - excluded.started)"
+)
+DEACTIVATE = (
+    "UPDATE watches AS w SET active = FALSE WHERE w.active AND w.origin = 'config'"
+    " AND NOT EXISTS (SELECT FROM unnest($1::text[]) AS k(key) WHERE k.key = w.key)"
+    " AND NOT EXISTS (SELECT FROM unnest($1::text[]) AS k(key) WHERE k.key = w.parent)"
+    " AND NOT EXISTS (SELECT FROM watches AS p WHERE p.key = w.parent AND p.active"
+    " AND p.origin = 'submitted')"
+)
+ACTIVATE_FOUND = (
+    "UPDATE watches SET active = TRUE WHERE NOT active AND parent IN (SELECT unnest($1::text[]))"
+)
+SOONER = (
+    "UPDATE watches AS w SET next_poll = LEAST(w.next_poll, s.at)"
+    " FROM unnest($1::text[], $2::float8[]) AS s(key, at)"
+    " WHERE w.key = s.key AND w.outcome IS NULL"
+)
+SAID = "SELECT value FROM meta WHERE key = 'configured'"
+SAY = (
+    "INSERT INTO meta VALUES ('configured', $1)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+ACTIVE = "SELECT key, parent, id, outcome IS NOT NULL FROM watches WHERE active"
+
+# --- claims and saves: $1 = instance, $2 = lease ---------------------------------------------
+CLAIM = (
+    "WITH due AS (SELECT key FROM watches"
+    f" WHERE outcome IS NULL AND active AND next_poll <= $3 AND {FREE}"
+    " ORDER BY next_poll LIMIT $4 FOR UPDATE SKIP LOCKED)"
+    " UPDATE watches AS w SET owner = $1, lease_until = now() + $2, fence = nextval('fence')"
+    f" FROM due WHERE w.key = due.key RETURNING {', '.join(f'w.{n}' for n in FIELDS)}, w.fence"
+)
+_SET = ", ".join(f"{name} = ${i}" for i, name in enumerate(FIELDS[1:], 5))
+SAVE = (
+    f"UPDATE watches SET {_SET}, owner = CASE WHEN $3 THEN owner END,"
+    " lease_until = CASE WHEN $3 THEN now() + $2 END"
+    " WHERE key = $4 AND owner = $1 AND fence = $29 RETURNING key"
+)
+"""A held watch's new record, written only while this instance still holds it (the fence)."""
+INSERT = (
+    f"INSERT INTO watches ({COLS}, owner, lease_until, fence)"
+    f" VALUES ({', '.join(f'${i}' for i in range(4, 29))},"
+    " CASE WHEN $3 THEN $1 END, CASE WHEN $3 THEN now() + $2 END, nextval('fence'))"
+    " ON CONFLICT (key) DO NOTHING RETURNING key, fence"
+)
+"""A watch nobody stored yet (a run just found), held by this instance if ``hold``."""
+RETIME = (
+    "UPDATE watches SET polls = $3, first_poll = $4, last_poll = $5, next_poll = $6,"
+    " attempt = $7, lease_until = now() + $2"
+    " WHERE key = $8 AND owner = $1 AND fence = $9 RETURNING key"
+)
+RELEASE = "UPDATE watches SET owner = NULL, lease_until = NULL WHERE key = ANY($2) AND owner = $1"
+RETIRE = (
+    "UPDATE watches SET owner = NULL, lease_until = NULL, active = FALSE"
+    " WHERE key = ANY($2) AND owner = $1"
+)
+RENEW = (
+    "WITH held AS (SELECT * FROM unnest($3::text[], $4::int8[]) AS h(key, fence)),"
+    " renewed AS (UPDATE watches AS w SET lease_until = now() + $2 FROM held"
+    " WHERE w.key = held.key AND w.owner = $1 AND w.fence = held.fence RETURNING w.key)"
+    " SELECT held.key FROM held LEFT JOIN renewed USING (key) WHERE renewed.key IS NULL"
+)
+RENEW_NOTES = "UPDATE outbox SET lease_until = now() + $2 WHERE owner = $1 AND id = ANY($3)"
+START = (
+    "INSERT INTO instances VALUES ($1, now(), now(), $2) ON CONFLICT (name) DO UPDATE"
+    " SET started = now(), heartbeat = now(), version = excluded.version"
+)
+HEARTBEAT = (
+    "INSERT INTO instances VALUES ($1, now(), now(), $2)"
+    " ON CONFLICT (name) DO UPDATE SET heartbeat = now(), version = excluded.version"
+)
+LET_GO = (
+    "WITH w AS (UPDATE watches SET owner = NULL, lease_until = NULL WHERE owner = $1),"
+    " o AS (UPDATE outbox SET owner = NULL, lease_until = NULL WHERE owner = $1)"
+    " DELETE FROM instances WHERE name = $1"
+)
+SUBMIT = (
+    f"INSERT INTO watches ({COLS}, origin, settings)"
+    f" VALUES ({', '.join(f'${i}' for i in range(1, 26))}, 'submitted', $26)"
+    " ON CONFLICT (key) DO UPDATE SET name = excluded.name, active = TRUE,"
+    " origin = 'submitted', settings = excluded.settings, owner = NULL, lease_until = NULL,"
+    " deadline = watches.started + (excluded.deadline - excluded.started)"
+    " WHERE NOT watches.active RETURNING key"
+)
+CANCEL = (
+    "UPDATE watches SET active = FALSE, owner = NULL, lease_until = NULL"
+    " WHERE active AND (key = $1 OR parent = $1) AND"
+    " (SELECT origin = 'submitted' AND active FROM watches WHERE key = $1) RETURNING key"
+)
+SUBMITTED = "SELECT key, settings FROM watches WHERE active AND origin = 'submitted'"
+HOLDERS = "SELECT key, owner FROM watches WHERE owner IS NOT NULL AND lease_until > now()"
+INSTANCES = (
+    "SELECT name, extract(epoch FROM started)::float8, extract(epoch FROM heartbeat)::float8"
+    " FROM instances ORDER BY name"
+)
+
+# --- the outbox ------------------------------------------------------------------------------
+ENQUEUE = (
+    "INSERT INTO outbox (watch, event, channel, title, body, dedup, created, next_try)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dedup) DO NOTHING"
+)
+DUE = (
+    f"WITH next AS (SELECT id FROM outbox WHERE delivered IS NULL AND next_try <= $3 AND {FREE}"
+    f"{sql.IN_ORDER} ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)"
+    " UPDATE outbox AS o SET owner = $1, lease_until = now() + $2 FROM next"
+    f" WHERE o.id = next.id RETURNING {', '.join(f'o.{c}' for c in sql.NOTE_FIELDS)}"
+)
+CONFIRM = f"UPDATE outbox SET lease_until = now() + $2 WHERE id = $3 AND {HELD} RETURNING id"
+DELIVERED = (
+    "UPDATE outbox SET delivered = $2, attempts = attempts + 1, owner = NULL, lease_until = NULL"
+    " WHERE id = $3 AND owner = $1"
+)
+FAILED = (
+    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_try = $3, owner = NULL,"
+    " lease_until = NULL WHERE id = $4 AND owner = $1"
+)
+RETRY_NOW = f"UPDATE outbox SET next_try = $1 WHERE delivered IS NULL AND next_try > $1 AND {FREE}"
+NEXT_DUE = (
+    "SELECT MIN(next_try) FROM outbox WHERE delivered IS NULL"
+    f" AND (owner IS NULL OR owner = $1 OR lease_until < now()){sql.IN_ORDER}"
+)
+
+
+def clean(value: Any) -> Any:
+    """A text value PostgreSQL can store: it takes no NUL character (SQLite does)."""
+    return value.replace("\x00", "\ufffd") if type(value) is str and "\x00" in value else value
+
+
+def record_row(record: WatchRecord) -> list[Any]:
+    """A record's column values, in :data:`FIELDS` order."""
+    row = sql.record_row(record)
+    for i in _TEXT:
+        row[i] = clean(row[i])
+    return row
+
+
+def columns(records: Iterable[WatchRecord]) -> list[list[Any]]:
+    """Records as one list per column, for ``unnest``."""
+    rows = [record_row(r) for r in records]
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in FIELDS]
+
+
+def note_rows(notes: Iterable[Note], created: float) -> list[tuple[Any, ...]]:
+    return [tuple(clean(v) for v in row) for row in sql.note_rows(notes, created)]
+
+
+def unique_keys(records: Sequence[WatchRecord]) -> list[WatchRecord]:
+    """The last record of each key, by key (locks taken in one order never deadlock)."""
+    return sorted({r.key: r for r in records}.values(), key=lambda r: r.key)

@@ -1,0 +1,592 @@
+"""The shared store: one PostgreSQL database for several watcher instances.
+
+Instances share the work by leases (see :mod:`watcher.stores`). A claim takes due watches
+nobody holds (``FOR UPDATE SKIP LOCKED``: instances claiming at once never take the same one),
+stamps each with this instance's name, a lease on the database's clock and a fresh fencing
+token, and this store remembers the tokens. A save writes only while the row still carries this
+instance and that token, so a watch another instance took over is left alone and the save
+returns ``False``. The outbox works alike: a notification is claimed by :meth:`due`, and only its
+holder marks it delivered or failed. While renewals fail for longer than the lease,
+:attr:`PostgresStore.lease_ok` turns false and this instance claims and delivers nothing.
+
+Writes go through :class:`~watcher.stores.commit.GroupCommit`: writes queued meanwhile share one
+transaction, consecutive saves one statement for their records and one for their notes. What
+each transaction changes in the store's memory (tokens, notifications held) applies once it
+committed. A database that cannot be reached (down, restarting, a dropped connection) is an
+outage: writes wait in memory and are retried in order, as for a full disk; a read meets a dead
+connection once at most, and raises while the database is down.
+
+The schema is created or migrated when the store opens, under an advisory lock; a schema newer
+than this watcher knows is refused. Only this module imports asyncpg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from urllib.parse import unquote, urlsplit
+
+import asyncpg
+
+import watcher
+from watcher import redact
+from watcher.errors import ConfigError
+from watcher.models import Note, WatchRecord
+from watcher.stores import DEFAULT_LEASE_S, Active, Configured, pgsql, sql
+from watcher.stores.commit import GroupCommit, Health, Work
+from watcher.stores.timing import Timings
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+
+log = logging.getLogger(__name__)
+
+POOL_SIZE: Final = 4
+CONNECT_TIMEOUT_S: Final = 10.0
+COMMAND_TIMEOUT_S: Final = 60.0
+WAIT_FIRST_S: Final = 0.5
+WAIT_MAX_S: Final = 10.0
+CLOSE_S: Final = 2.0
+
+_OUTAGES = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # class 08: the connection is gone
+    asyncpg.exceptions.OperatorInterventionError,  # 57: shutting down, starting up, cancelled
+    asyncpg.exceptions.InsufficientResourcesError,  # 53: disk full, too many connections
+    asyncpg.exceptions.TransactionRollbackError,  # 40: serialization failure, deadlock
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby, during a failover
+)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the database cannot be reached now" rather than a bad write."""
+    if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):
+        return False
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "closed" in str(exc)  # a pooled connection the server dropped
+    return isinstance(exc, _OUTAGES)
+
+
+@dataclass(slots=True, eq=False)
+class _Save:
+    record: WatchRecord
+    notes: Sequence[Note]
+    also: Sequence[WatchRecord]
+    hold: bool
+    value: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _Step:
+    run: Callable[[Conn, _Batch], Awaitable[Any]]
+    value: Any = None
+
+
+class _Batch:
+    """One transaction's writes, in order (a run of saves of distinct watches is one step), and
+    what it changes in the store's memory once it committed: ``fences`` (a watch's new fencing
+    token, or ``None`` once let go) and ``notes`` (notification id -> held)."""
+
+    def __init__(self, held: Mapping[str, int]) -> None:
+        self.steps: list[list[_Save] | _Step] = []
+        self.began = time.monotonic()
+        self.claimed = False
+        self.fences: dict[str, int | None] = {}
+        self.notes: dict[int, bool] = {}
+        self.lost: set[str] = set()
+        self._held = held
+        self._keys: set[str] = set()
+
+    def save(self, save: _Save) -> _Save:
+        last = self.steps[-1] if self.steps else None
+        if not isinstance(last, list) or save.record.key in self._keys:
+            last, self._keys = [], set()
+            self.steps.append(last)
+        last.append(save)
+        self._keys.add(save.record.key)
+        return save
+
+    def then(self, run: Callable[[Conn, _Batch], Awaitable[Any]]) -> _Step:
+        step = _Step(run)
+        self.steps.append(step)
+        return step
+
+    def fence(self, key: str) -> int | None:
+        return self.fences[key] if key in self.fences else self._held.get(key)
+
+
+class PostgresStore:
+    """The PostgreSQL implementation of :class:`~watcher.stores.Store`; see the module
+    docstring. Made by :meth:`open`."""
+
+    def __init__(self, pool: asyncpg.Pool, where: str, instance: str, lease_s: float) -> None:
+        self._pool = pool
+        self.where = where
+        self.instance = instance
+        self.lease_s = lease_s
+        self._lease = timedelta(seconds=lease_s)
+        self._fences: dict[str, int] = {}
+        self._notes: set[int] = set()
+        self._lost: set[str] = set()
+        self._renewed_at = time.monotonic()
+        self._renewals_failing = False
+        self._writer = GroupCommit[_Batch](self._transaction, _is_outage, f"database {where}")
+        self._timings = Timings(self._writer, self._retime)
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        instance: str,
+        lease_s: float = DEFAULT_LEASE_S,
+        wait_s: float | None = None,
+    ) -> PostgresStore:
+        """Connect to ``url`` and make its schema current; wait for a database that is down
+        (``wait_s`` at most, if given).
+
+        Raises:
+            ConfigError: the URL, the credentials, the database or its schema cannot be used
+                (the message never holds the password), or ``wait_s`` ran out.
+        """
+        where = _where(url)
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=0,
+            max_size=POOL_SIZE,
+            timeout=CONNECT_TIMEOUT_S,
+            command_timeout=COMMAND_TIMEOUT_S,
+            server_settings={"application_name": f"watcher {instance}"[:63]},
+        )
+        try:
+            await _wait_for(pool, where, url, wait_s)
+            store = cls(pool, where, instance, lease_s)
+            await pool.execute(pgsql.START, instance, str(watcher.__version__))
+        except BaseException:
+            pool.terminate()
+            raise
+        return store
+
+    @property
+    def health(self) -> Health:
+        return self._writer.health
+
+    @property
+    def lease_ok(self) -> bool:
+        return time.monotonic() - self._renewed_at < self.lease_s
+
+    # --- transactions --------------------------------------------------------------------
+
+    async def _transaction(self, works: Sequence[Work[_Batch]]) -> list[Any]:
+        batch = _Batch(self._fences)
+        handles = [work(batch) for work in works]
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for step in batch.steps:
+                    if isinstance(step, list):
+                        await self._save_all(conn, batch, step)
+                    else:
+                        step.value = await step.run(conn, batch)
+        except Exception as exc:
+            if _is_outage(exc):  # the next try should not meet another dead connection
+                await self._pool.expire_connections()
+            raise
+        self._committed(batch)
+        return [handle.value for handle in handles]
+
+    def _committed(self, batch: _Batch) -> None:
+        for key, fence in batch.fences.items():
+            if fence is None:
+                self._fences.pop(key, None)
+            else:
+                self._fences[key] = fence
+        for note, held in batch.notes.items():
+            (self._notes.add if held else self._notes.discard)(note)
+        self._lost |= batch.lost
+        if batch.claimed:
+            self._renewed_at = max(self._renewed_at, batch.began)
+
+    async def _write(self, run: Callable[[Conn, _Batch], Awaitable[Any]]) -> Any:
+        return await self._writer.write(lambda batch: batch.then(run))
+
+    async def _save_all(self, conn: Conn, batch: _Batch, saves: Sequence[_Save]) -> None:
+        me, lease = self.instance, self._lease
+        held = [(s, batch.fence(s.record.key)) for s in saves]
+        rows = [[me, lease, s.hold, *pgsql.record_row(s.record), f] for s, f in held if f]
+        rows.sort(key=itemgetter(3))  # by key: instances lock rows in one order
+        kept = {r[0] for r in await conn.fetchmany(pgsql.SAVE, rows)} if rows else set()
+        new = [[me, lease, s.hold, *pgsql.record_row(s.record)] for s, f in held if not f]
+        taken = {r[0]: r[1] for r in await conn.fetchmany(pgsql.INSERT, new)} if new else {}
+        for save in saves:
+            key = save.record.key
+            save.value = key in kept or key in taken
+            batch.fences[key] = (
+                taken.get(key, batch.fence(key)) if save.value and save.hold else None
+            )
+        landed = [s for s in saves if s.value]
+        found = pgsql.unique_keys([r for s in landed for r in s.also])
+        if found:
+            rows = [[me, lease, True, *pgsql.record_row(r)] for r in found]
+            batch.fences.update((r[0], r[1]) for r in await conn.fetchmany(pgsql.INSERT, rows))
+        notes = [row for s in landed for row in _note_rows(s)]
+        if notes:
+            await conn.executemany(pgsql.ENQUEUE, notes)
+
+    def _retime(self, records: Sequence[WatchRecord]) -> Work[_Batch]:
+        async def run(conn: Conn, batch: _Batch) -> None:
+            me, lease = self.instance, self._lease
+            held = [(r, batch.fence(r.key)) for r in records]
+            rows = [[me, lease, *sql.timing(r), r.key, f] for r, f in held if f is not None]
+            rows.sort(key=itemgetter(7))
+            kept = {r[0] for r in await conn.fetchmany(pgsql.RETIME, rows)} if rows else set()
+            for key in {row[7] for row in rows} - kept:  # taken over meanwhile
+                batch.fences[key] = None
+                batch.lost.add(key)
+
+        return lambda batch: batch.then(run)
+
+    # --- watches -------------------------------------------------------------------------
+
+    async def sync(
+        self, configured: Configured, sooner: Mapping[str, float] | None = None
+    ) -> list[Active]:
+        pulls, digest = dict(sooner or {}), configured.digest
+
+        async def run(conn: Conn, batch: _Batch) -> list[Active]:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", pgsql.SYNC_LOCK)
+            if pulls or await conn.fetchval(pgsql.SAID) != digest:
+                wanted = pgsql.unique_keys(configured.records())
+                keys = [r.key for r in wanted]
+                await conn.execute(pgsql.ADD, *pgsql.columns(wanted))
+                await conn.execute(pgsql.DEACTIVATE, keys)
+                await conn.execute(pgsql.ACTIVATE_FOUND, keys)
+                await conn.execute(pgsql.SOONER, list(pulls), list(pulls.values()))
+                await conn.execute(pgsql.SAY, digest)
+            return [Active(*row) for row in await conn.fetch(pgsql.ACTIVE)]
+
+        result: list[Active] = await self._write(run)
+        return result
+
+    async def claim(self, until: float, limit: int) -> list[WatchRecord]:
+        async def run(conn: Conn, batch: _Batch) -> list[WatchRecord]:
+            if not self.lease_ok:  # fencing first: what this instance held may be taken
+                return []
+            rows = await conn.fetch(pgsql.CLAIM, self.instance, self._lease, until, limit)
+            batch.claimed = True
+            records = []
+            for row in rows:
+                *values, fence = row
+                records.append(sql.row_to_record(values))
+                batch.fences[records[-1].key] = fence
+            return sorted(records, key=lambda r: r.next_poll or 0.0)
+
+        if not self.lease_ok:
+            return []
+        result: list[WatchRecord] = await self._write(run)
+        return result
+
+    async def save(
+        self,
+        record: WatchRecord,
+        notes: Sequence[Note] = (),
+        also: Sequence[WatchRecord] = (),
+        *,
+        before: WatchRecord | None = None,
+        hold: bool = False,
+    ) -> bool:
+        if (
+            hold
+            and before is not None
+            and not also
+            and not notes
+            and record.key in self._fences
+            and self._writer.health.down_since is None
+            and sql.stable(before) == sql.stable(record)
+        ):
+            self._timings.put(record)
+            return True
+        self._timings.drop(record.key)  # this write carries newer timing
+        save = _Save(record, notes, also, hold)
+        landed: bool = await self._writer.write(lambda batch: batch.save(save))
+        return landed
+
+    async def release(self, keys: Sequence[str], *, retire: bool = False) -> None:
+        for key in keys:
+            self._timings.drop(key)
+        if not keys:
+            return
+
+        async def run(conn: Conn, batch: _Batch) -> None:
+            await conn.execute(pgsql.RETIRE if retire else pgsql.RELEASE, self.instance, keys)
+            batch.fences.update(dict.fromkeys(keys))
+
+        keys = list(keys)
+        await self._write(run)
+
+    async def renew(self) -> set[str]:
+        began, fences, notes = time.monotonic(), dict(self._fences), list(self._notes)
+        me, lease = self.instance, self._lease
+        try:
+            async with (
+                asyncio.timeout(self.lease_s / 2),
+                self._pool.acquire() as conn,
+                conn.transaction(),
+            ):
+                gone = await conn.fetch(pgsql.RENEW, me, lease, list(fences), [*fences.values()])
+                await conn.execute(pgsql.RENEW_NOTES, me, lease, notes)
+                await conn.execute(pgsql.HEARTBEAT, me, str(watcher.__version__))
+        except Exception as exc:
+            if not _is_outage(exc):
+                raise
+            self._renewal_failed(exc)
+            return set()
+        self._renewal_worked(began)
+        lost = {key for (key,) in gone if self._fences.get(key) == fences[key]} | self._lost
+        self._lost = set()
+        for key in lost:
+            self._fences.pop(key, None)
+            self._timings.drop(key)
+        return lost
+
+    def _renewal_failed(self, exc: BaseException) -> None:
+        if not self._renewals_failing:
+            self._renewals_failing = True
+            log.warning(
+                "database %s: cannot renew this instance's leases (%s); claims and deliveries "
+                "stop once its lease of %gs has run out",
+                self.where,
+                exc,
+                self.lease_s,
+            )
+
+    def _renewal_worked(self, began: float) -> None:
+        self._renewed_at = max(self._renewed_at, began)
+        if self._renewals_failing:
+            self._renewals_failing = False
+            log.info("database %s: leases renewed again", self.where)
+
+    async def submit(self, record: WatchRecord, settings: Mapping[str, Any]) -> bool:
+        row = [*pgsql.record_row(record), json.dumps(dict(settings), sort_keys=True)]
+
+        async def run(conn: Conn, batch: _Batch) -> bool:
+            return await conn.fetchval(pgsql.SUBMIT, *row) is not None
+
+        taken: bool = await self._write(run)
+        return taken
+
+    async def cancel(self, key: str) -> bool:
+        async def run(conn: Conn, batch: _Batch) -> bool:
+            stopped = [row[0] for row in await conn.fetch(pgsql.CANCEL, key)]
+            batch.fences.update(dict.fromkeys(stopped))
+            return key in stopped
+
+        self._timings.drop(key)
+        done: bool = await self._write(run)
+        return done
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        try:
+            return await self._pool.fetch(query, *args)
+        except Exception as exc:
+            if not _is_outage(exc):
+                raise
+            await self._pool.expire_connections()  # a restarted server: once on a fresh one
+            return await self._pool.fetch(query, *args)
+
+    async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]:
+        if keys is None:
+            rows = await self._fetch(f"SELECT {sql.COLS} FROM watches")
+        else:
+            keys = list(keys)
+            rows = await self._fetch(f"SELECT {sql.COLS} FROM watches WHERE key = ANY($1)", keys)
+        records = {row[0]: sql.row_to_record(row) for row in rows}
+        wanted = None if keys is None else set(keys)
+        later = self._timings.waiting.values()  # newer than what the database has yet
+        records.update((r.key, r) for r in later if wanted is None or r.key in wanted)
+        return records
+
+    async def counts(self) -> dict[str, int]:
+        return {str(state): int(n) for state, n in await self._fetch(sql.COUNTS)}
+
+    async def submitted(self) -> dict[str, dict[str, Any]]:
+        rows = await self._fetch(pgsql.SUBMITTED)
+        return {key: json.loads(settings or "{}") for key, settings in rows}
+
+    async def holders(self) -> dict[str, str]:
+        return {key: owner for key, owner in await self._fetch(pgsql.HOLDERS)}
+
+    async def instances(self) -> list[tuple[str, float, float]]:
+        return [(name, started, beat) for name, started, beat in await self._fetch(pgsql.INSTANCES)]
+
+    async def snapshot(self) -> tuple[list[WatchRecord], list[Note]]:
+        rows = await self._fetch(f"SELECT {sql.COLS} FROM watches ORDER BY name")
+        later = self._timings.waiting
+        watches = [later.get(row[0]) or sql.row_to_record(row) for row in rows]
+        pending = await self._fetch(sql.PENDING.format(cols=sql.NOTE_COLS) + " ORDER BY id")
+        return watches, [sql.row_to_note(row) for row in pending]
+
+    # --- the outbox ----------------------------------------------------------------------
+
+    async def due(self, now: float, limit: int) -> list[Note]:
+        async def run(conn: Conn, batch: _Batch) -> list[Note]:
+            if not self.lease_ok:
+                return []
+            rows = await conn.fetch(pgsql.DUE, self.instance, self._lease, now, limit)
+            notes = sorted((sql.row_to_note(row) for row in rows), key=lambda n: n.id)
+            batch.notes.update(dict.fromkeys((n.id for n in notes), True))
+            return notes
+
+        if not self.lease_ok:
+            return []
+        result: list[Note] = await self._write(run)
+        return result
+
+    async def confirm(self, note: Note) -> bool:
+        if not self.lease_ok:
+            return False
+        try:
+            async with asyncio.timeout(self.lease_s / 2):
+                found = await self._pool.fetchval(
+                    pgsql.CONFIRM, self.instance, self._lease, note.id
+                )
+        except Exception as exc:
+            if not _is_outage(exc):
+                raise
+            return False
+        return found is not None
+
+    async def next_due(self) -> float | None:
+        """When the earliest undelivered notification nobody else holds is due, if any."""
+        rows = await self._fetch(pgsql.NEXT_DUE, self.instance)
+        return None if rows[0][0] is None else float(rows[0][0])
+
+    async def retry_now(self, now: float) -> None:
+        await self._write(lambda conn, batch: conn.execute(pgsql.RETRY_NOW, now))
+
+    async def delivered(self, note: Note, at: float) -> None:
+        await self._mark(note, pgsql.DELIVERED, at)
+
+    async def failed(self, note: Note, error: str, next_try: float) -> None:
+        await self._mark(note, pgsql.FAILED, pgsql.clean(error), next_try)
+
+    async def _mark(self, note: Note, statement: str, *values: Any) -> None:
+        async def run(conn: Conn, batch: _Batch) -> None:
+            await conn.execute(statement, self.instance, *values, note.id)
+
+        self._notes.discard(note.id)  # renewed no more: a mark that never lands frees it in time
+        await self._write(run)
+
+    async def pending(self) -> int:
+        rows = await self._fetch("SELECT COUNT(*) FROM outbox WHERE delivered IS NULL")
+        return int(rows[0][0])
+
+    async def close(self, grace_s: float = 5.0) -> int:
+        self._timings.close()
+        lost = await self._writer.close(grace_s)
+        try:
+            async with asyncio.timeout(CLOSE_S):
+                await self._pool.execute(pgsql.LET_GO, self.instance)
+        except Exception as exc:
+            if not _is_outage(exc):
+                raise
+            log.warning(
+                "database %s: could not let go of what this instance holds (%s); others take "
+                "it over once its leases run out",
+                self.where,
+                exc,
+            )
+        finally:
+            self._fences.clear()
+            self._notes.clear()
+            try:
+                async with asyncio.timeout(CLOSE_S):
+                    await self._pool.close()
+            except TimeoutError:
+                self._pool.terminate()
+        return lost
+
+
+def _note_rows(save: _Save) -> list[tuple[Any, ...]]:
+    return pgsql.note_rows(save.notes, save.record.last_poll or save.record.started)
+
+
+def _where(url: str) -> str:
+    """``host:port/database`` of a URL, for messages (never its credentials); registers the
+    password as a secret. ConfigError if it is no URL."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "localhost", parts.port or 5432
+    except ValueError:
+        raise ConfigError("daemon.state: not a usable database URL") from None
+    if parts.password:
+        redact.register(unquote(parts.password))
+        redact.register(parts.password)
+    return f"{host}:{port}{parts.path}"
+
+
+def _say(exc: BaseException, url: str) -> str:
+    """What went wrong, without the password (even a short one ``redact`` would not mask)."""
+    text = redact.scrub(str(exc) or type(exc).__name__)
+    password = urlsplit(url).password
+    for secret in {password, unquote(password)} if password else ():
+        text = text.replace(secret, redact.MASK)
+    return text
+
+
+async def _wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | None) -> None:
+    """Connect and make the schema current; while the database cannot be reached, retry after
+    0.5 s, 1 s, 2 s ... up to 10 s (one warning, then one line once connected)."""
+    began, delay, waiting = time.monotonic(), WAIT_FIRST_S, False
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                await _prepare(conn, where)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            reason = _say(exc, url)
+            if not _is_outage(exc):
+                msg = f"daemon.state: cannot use the database at {where}: {reason}"
+                raise ConfigError(msg) from None
+            if wait_s is not None and time.monotonic() - began + delay > wait_s:
+                msg = f"daemon.state: cannot reach the database at {where}: {reason}"
+                raise ConfigError(msg) from None
+            if not waiting:
+                log.warning("waiting for the database at %s (%s); retrying", where, reason)
+                waiting = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, WAIT_MAX_S)
+            continue
+        if waiting:
+            log.info("connected to the database at %s", where)
+        return
+
+
+async def _prepare(conn: Conn, where: str) -> None:
+    """Create or migrate the schema, one instance at a time; refuse a newer one."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", pgsql.SCHEMA_LOCK)
+        await conn.execute(pgsql.META)
+        found = await conn.fetchval("SELECT value FROM meta WHERE key = 'schema'")
+        version = int(found or 0)
+        if version > pgsql.SCHEMA_VERSION:
+            msg = (
+                f"daemon.state: the database at {where} was written by a newer watcher (schema "
+                f"{version}; this one knows up to {pgsql.SCHEMA_VERSION})"
+            )
+            raise ConfigError(msg)
+        if version < pgsql.SCHEMA_VERSION:
+            await conn.execute(pgsql.TABLES)
+            await conn.execute(pgsql.SCHEMA, str(pgsql.SCHEMA_VERSION))
