@@ -2,7 +2,8 @@
 
 :func:`problem` only looks (fit for every command, ``status`` included); :func:`unwritable`
 tries to write beside the file, for the commands that will. A database URL passes through both
-untouched, for a state kept in a database server.
+untouched, for a state kept in a database server; :func:`database_where` and
+:func:`without_password` name one in messages without its credentials.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Final
+from urllib.parse import unquote, urlsplit
+
+from watcher import redact
+from watcher.errors import ConfigError
 
 #: A state kept in a database server rather than a file; passed through as it is.
 DATABASE_URL_PREFIXES: Final = ("postgresql://", "postgres://")
@@ -53,6 +58,28 @@ def unwritable(state: str) -> str | None:
     if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
         return f"cannot write {state}"
     return None
+
+
+def database_where(url: str) -> str:
+    """``host:port/database`` of a database URL, for messages (never its credentials); its
+    password becomes a secret :mod:`watcher.redact` masks. ConfigError if it is no URL."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "localhost", parts.port or 5432
+    except ValueError:
+        raise ConfigError("daemon.state: not a usable database URL") from None
+    if parts.password:
+        redact.register(unquote(parts.password))
+    return f"{host}:{port}{parts.path}"
+
+
+def without_password(text: str, url: str) -> str:
+    """``text`` with the password of ``url`` masked, however short (``redact`` skips those)."""
+    text = redact.scrub(text)
+    password = urlsplit(url).password
+    for secret in {password, unquote(password)} if password else ():
+        text = text.replace(secret, redact.MASK)
+    return text
 
 
 def _nearest_existing(folder: Path) -> Path:

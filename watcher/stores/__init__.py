@@ -106,8 +106,9 @@ class Store(Protocol):
         Watches not yet stored are added as given; stored ones keep their state and take the
         given name and timeout (``deadline - started``); ``sooner`` pulls a watch's next poll
         forward. Everything else the configuration gave stops being polled (it stays in the
-        store); submitted watches stay. Returns the active watches. Safe to run by several
-        instances at once: each watch is created once.
+        store); submitted watches and their runs stay (one named in ``configured`` becomes the
+        configuration's). Returns the active watches. Safe to run by several instances at once:
+        each watch is created once. All instances sharing a store share one configuration.
         """
         ...
 

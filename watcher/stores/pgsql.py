@@ -11,11 +11,21 @@ round trip, whatever the count.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
 from watcher.stores import sql
+from watcher.stores.batch import Batch, Save
+
+if TYPE_CHECKING:  # for annotations only: asyncpg is imported by watcher.stores.postgres alone
+    import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
+
+    Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
 SCHEMA_VERSION = 1
 SCHEMA_LOCK = 0x77617463_68657231  # pg_advisory_xact_lock key for creating the schema
@@ -230,3 +240,71 @@ def note_rows(notes: Iterable[Note], created: float) -> list[tuple[Any, ...]]:
 def unique_keys(records: Sequence[WatchRecord]) -> list[WatchRecord]:
     """The last record of each key, by key (locks taken in one order never deadlock)."""
     return sorted({r.key: r for r in records}.values(), key=lambda r: r.key)
+
+
+async def prepare(conn: Conn, where: str) -> None:
+    """Create or migrate the schema, one instance at a time; refuse a newer one."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+        await conn.execute(META)
+        found = await conn.fetchval("SELECT value FROM meta WHERE key = 'schema'")
+        version = int(found or 0)
+        if version > SCHEMA_VERSION:
+            msg = (
+                f"daemon.state: the database at {where} was written by a newer watcher (schema "
+                f"{version}; this one knows up to {SCHEMA_VERSION})"
+            )
+            raise ConfigError(msg)
+        if version < SCHEMA_VERSION:
+            await conn.execute(TABLES)
+            await conn.execute(SCHEMA, str(SCHEMA_VERSION))
+
+
+async def configure(
+    conn: Conn, wanted: Sequence[WatchRecord], pulls: Mapping[str, float], digest: str
+) -> None:
+    """Add the configured watches not stored yet, rename and retime the others, and make
+    exactly them (with the runs they found, and the submitted watches) the active ones."""
+    keys = [r.key for r in wanted]
+    await conn.execute(ADD, *columns(wanted))
+    await conn.execute(DEACTIVATE, keys)
+    await conn.execute(ACTIVATE_FOUND, keys)
+    await conn.execute(SOONER, list(pulls), list(pulls.values()))
+    await conn.execute(SAY, digest)
+
+
+async def save_all(
+    conn: Conn, batch: Batch[Conn], me: str, lease: timedelta, saves: Sequence[Save]
+) -> None:
+    """Write a run of saves: the records this instance still holds (their fence matches) or
+    that nobody stored yet, then the runs found and the notes of those that landed."""
+    held = [(s, batch.fence(s.record.key)) for s in saves]
+    rows = [[me, lease, s.hold, *record_row(s.record), f] for s, f in held if f is not None]
+    rows.sort(key=itemgetter(3))  # by key: instances lock rows in one order
+    kept = {r[0] for r in await conn.fetchmany(SAVE, rows)} if rows else set()
+    new = [[me, lease, s.hold, *record_row(s.record)] for s, f in held if f is None]
+    taken = {r[0]: r[1] for r in await conn.fetchmany(INSERT, new)} if new else {}
+    for save in saves:
+        key = save.record.key
+        save.value = key in kept or key in taken
+        batch.fences[key] = taken.get(key, batch.fence(key)) if save.value and save.hold else None
+    landed = [s for s in saves if s.value]
+    if found := unique_keys([r for s in landed for r in s.also]):
+        rows = [[me, lease, True, *record_row(r)] for r in found]
+        batch.fences.update((r[0], r[1]) for r in await conn.fetchmany(INSERT, rows))
+    created = [(s.notes, s.record.last_poll or s.record.started) for s in landed]
+    if notes := [row for pair in created for row in note_rows(*pair)]:
+        await conn.executemany(ENQUEUE, notes)
+
+
+async def retime(
+    conn: Conn, batch: Batch[Conn], me: str, lease: timedelta, records: Sequence[WatchRecord]
+) -> None:
+    """Write the timing of held watches; those taken over meanwhile are noted as lost."""
+    held = [(r, batch.fence(r.key)) for r in records]
+    rows = [[me, lease, *sql.timing(r), r.key, f] for r, f in held if f is not None]
+    rows.sort(key=itemgetter(7))
+    kept = {r[0] for r in await conn.fetchmany(RETIME, rows)} if rows else set()
+    for key in {row[7] for row in rows} - kept:
+        batch.fences[key] = None
+        batch.lost.add(key)

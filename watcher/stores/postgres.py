@@ -27,19 +27,17 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import asyncpg
 
 import watcher
-from watcher import redact
+from watcher import statefile
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
 from watcher.stores import DEFAULT_LEASE_S, Active, Configured, pgsql, sql
+from watcher.stores.batch import Batch, Save
 from watcher.stores.commit import GroupCommit, Health, Work
 from watcher.stores.timing import Timings
 
@@ -47,8 +45,10 @@ if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
     Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+    Plan: TypeAlias = Batch[Conn]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 POOL_SIZE: Final = 4
 CONNECT_TIMEOUT_S: Final = 10.0
@@ -77,54 +77,6 @@ def _is_outage(exc: BaseException) -> bool:
     return isinstance(exc, _OUTAGES)
 
 
-@dataclass(slots=True, eq=False)
-class _Save:
-    record: WatchRecord
-    notes: Sequence[Note]
-    also: Sequence[WatchRecord]
-    hold: bool
-    value: bool = False
-
-
-@dataclass(slots=True, eq=False)
-class _Step:
-    run: Callable[[Conn, _Batch], Awaitable[Any]]
-    value: Any = None
-
-
-class _Batch:
-    """One transaction's writes, in order (a run of saves of distinct watches is one step), and
-    what it changes in the store's memory once it committed: ``fences`` (a watch's new fencing
-    token, or ``None`` once let go) and ``notes`` (notification id -> held)."""
-
-    def __init__(self, held: Mapping[str, int]) -> None:
-        self.steps: list[list[_Save] | _Step] = []
-        self.began = time.monotonic()
-        self.claimed = False
-        self.fences: dict[str, int | None] = {}
-        self.notes: dict[int, bool] = {}
-        self.lost: set[str] = set()
-        self._held = held
-        self._keys: set[str] = set()
-
-    def save(self, save: _Save) -> _Save:
-        last = self.steps[-1] if self.steps else None
-        if not isinstance(last, list) or save.record.key in self._keys:
-            last, self._keys = [], set()
-            self.steps.append(last)
-        last.append(save)
-        self._keys.add(save.record.key)
-        return save
-
-    def then(self, run: Callable[[Conn, _Batch], Awaitable[Any]]) -> _Step:
-        step = _Step(run)
-        self.steps.append(step)
-        return step
-
-    def fence(self, key: str) -> int | None:
-        return self.fences[key] if key in self.fences else self._held.get(key)
-
-
 class PostgresStore:
     """The PostgreSQL implementation of :class:`~watcher.stores.Store`; see the module
     docstring. Made by :meth:`open`."""
@@ -140,7 +92,9 @@ class PostgresStore:
         self._lost: set[str] = set()
         self._renewed_at = time.monotonic()
         self._renewals_failing = False
-        self._writer = GroupCommit[_Batch](self._transaction, _is_outage, f"database {where}")
+        self._writer: GroupCommit[Plan] = GroupCommit(
+            self._transaction, _is_outage, f"database {where}"
+        )
         self._timings = Timings(self._writer, self._retime)
 
     @classmethod
@@ -159,7 +113,7 @@ class PostgresStore:
             ConfigError: the URL, the credentials, the database or its schema cannot be used
                 (the message never holds the password), or ``wait_s`` ran out.
         """
-        where = _where(url)
+        where = statefile.database_where(url)
         pool = await asyncpg.create_pool(
             url,
             min_size=0,
@@ -187,14 +141,14 @@ class PostgresStore:
 
     # --- transactions --------------------------------------------------------------------
 
-    async def _transaction(self, works: Sequence[Work[_Batch]]) -> list[Any]:
-        batch = _Batch(self._fences)
+    async def _transaction(self, works: Sequence[Work[Plan]]) -> list[Any]:
+        batch: Plan = Batch(self._fences)
         handles = [work(batch) for work in works]
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 for step in batch.steps:
                     if isinstance(step, list):
-                        await self._save_all(conn, batch, step)
+                        await pgsql.save_all(conn, batch, self.instance, self._lease, step)
                     else:
                         step.value = await step.run(conn, batch)
         except Exception as exc:
@@ -204,7 +158,7 @@ class PostgresStore:
         self._committed(batch)
         return [handle.value for handle in handles]
 
-    def _committed(self, batch: _Batch) -> None:
+    def _committed(self, batch: Plan) -> None:
         for key, fence in batch.fences.items():
             if fence is None:
                 self._fences.pop(key, None)
@@ -216,42 +170,13 @@ class PostgresStore:
         if batch.claimed:
             self._renewed_at = max(self._renewed_at, batch.began)
 
-    async def _write(self, run: Callable[[Conn, _Batch], Awaitable[Any]]) -> Any:
-        return await self._writer.write(lambda batch: batch.then(run))
+    async def _write(self, run: Callable[[Conn, Plan], Awaitable[T]]) -> T:
+        result: T = await self._writer.write(lambda batch: batch.then(run))
+        return result
 
-    async def _save_all(self, conn: Conn, batch: _Batch, saves: Sequence[_Save]) -> None:
-        me, lease = self.instance, self._lease
-        held = [(s, batch.fence(s.record.key)) for s in saves]
-        rows = [[me, lease, s.hold, *pgsql.record_row(s.record), f] for s, f in held if f]
-        rows.sort(key=itemgetter(3))  # by key: instances lock rows in one order
-        kept = {r[0] for r in await conn.fetchmany(pgsql.SAVE, rows)} if rows else set()
-        new = [[me, lease, s.hold, *pgsql.record_row(s.record)] for s, f in held if not f]
-        taken = {r[0]: r[1] for r in await conn.fetchmany(pgsql.INSERT, new)} if new else {}
-        for save in saves:
-            key = save.record.key
-            save.value = key in kept or key in taken
-            batch.fences[key] = (
-                taken.get(key, batch.fence(key)) if save.value and save.hold else None
-            )
-        landed = [s for s in saves if s.value]
-        found = pgsql.unique_keys([r for s in landed for r in s.also])
-        if found:
-            rows = [[me, lease, True, *pgsql.record_row(r)] for r in found]
-            batch.fences.update((r[0], r[1]) for r in await conn.fetchmany(pgsql.INSERT, rows))
-        notes = [row for s in landed for row in _note_rows(s)]
-        if notes:
-            await conn.executemany(pgsql.ENQUEUE, notes)
-
-    def _retime(self, records: Sequence[WatchRecord]) -> Work[_Batch]:
-        async def run(conn: Conn, batch: _Batch) -> None:
-            me, lease = self.instance, self._lease
-            held = [(r, batch.fence(r.key)) for r in records]
-            rows = [[me, lease, *sql.timing(r), r.key, f] for r, f in held if f is not None]
-            rows.sort(key=itemgetter(7))
-            kept = {r[0] for r in await conn.fetchmany(pgsql.RETIME, rows)} if rows else set()
-            for key in {row[7] for row in rows} - kept:  # taken over meanwhile
-                batch.fences[key] = None
-                batch.lost.add(key)
+    def _retime(self, records: Sequence[WatchRecord]) -> Work[Plan]:
+        async def run(conn: Conn, batch: Plan) -> None:
+            await pgsql.retime(conn, batch, self.instance, self._lease, records)
 
         return lambda batch: batch.then(run)
 
@@ -260,25 +185,18 @@ class PostgresStore:
     async def sync(
         self, configured: Configured, sooner: Mapping[str, float] | None = None
     ) -> list[Active]:
-        pulls, digest = dict(sooner or {}), configured.digest
+        pulls, digest = sooner or {}, configured.digest
 
-        async def run(conn: Conn, batch: _Batch) -> list[Active]:
+        async def run(conn: Conn, batch: Plan) -> list[Active]:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", pgsql.SYNC_LOCK)
-            if pulls or await conn.fetchval(pgsql.SAID) != digest:
-                wanted = pgsql.unique_keys(configured.records())
-                keys = [r.key for r in wanted]
-                await conn.execute(pgsql.ADD, *pgsql.columns(wanted))
-                await conn.execute(pgsql.DEACTIVATE, keys)
-                await conn.execute(pgsql.ACTIVATE_FOUND, keys)
-                await conn.execute(pgsql.SOONER, list(pulls), list(pulls.values()))
-                await conn.execute(pgsql.SAY, digest)
+            if pulls or await conn.fetchval(pgsql.SAID) != digest:  # else a restart, same config
+                await pgsql.configure(conn, pgsql.unique_keys(configured.records()), pulls, digest)
             return [Active(*row) for row in await conn.fetch(pgsql.ACTIVE)]
 
-        result: list[Active] = await self._write(run)
-        return result
+        return await self._write(run)
 
     async def claim(self, until: float, limit: int) -> list[WatchRecord]:
-        async def run(conn: Conn, batch: _Batch) -> list[WatchRecord]:
+        async def run(conn: Conn, batch: Plan) -> list[WatchRecord]:
             if not self.lease_ok:  # fencing first: what this instance held may be taken
                 return []
             rows = await conn.fetch(pgsql.CLAIM, self.instance, self._lease, until, limit)
@@ -292,8 +210,7 @@ class PostgresStore:
 
         if not self.lease_ok:
             return []
-        result: list[WatchRecord] = await self._write(run)
-        return result
+        return await self._write(run)
 
     async def save(
         self,
@@ -316,22 +233,21 @@ class PostgresStore:
             self._timings.put(record)
             return True
         self._timings.drop(record.key)  # this write carries newer timing
-        save = _Save(record, notes, also, hold)
+        save = Save(record, notes, also, hold)
         landed: bool = await self._writer.write(lambda batch: batch.save(save))
         return landed
 
     async def release(self, keys: Sequence[str], *, retire: bool = False) -> None:
+        keys = list(keys)
         for key in keys:
             self._timings.drop(key)
-        if not keys:
-            return
 
-        async def run(conn: Conn, batch: _Batch) -> None:
+        async def run(conn: Conn, batch: Plan) -> None:
             await conn.execute(pgsql.RETIRE if retire else pgsql.RELEASE, self.instance, keys)
             batch.fences.update(dict.fromkeys(keys))
 
-        keys = list(keys)
-        await self._write(run)
+        if keys:
+            await self._write(run)
 
     async def renew(self) -> set[str]:
         began, fences, notes = time.monotonic(), dict(self._fences), list(self._notes)
@@ -378,21 +294,19 @@ class PostgresStore:
     async def submit(self, record: WatchRecord, settings: Mapping[str, Any]) -> bool:
         row = [*pgsql.record_row(record), json.dumps(dict(settings), sort_keys=True)]
 
-        async def run(conn: Conn, batch: _Batch) -> bool:
+        async def run(conn: Conn, batch: Plan) -> bool:
             return await conn.fetchval(pgsql.SUBMIT, *row) is not None
 
-        taken: bool = await self._write(run)
-        return taken
+        return await self._write(run)
 
     async def cancel(self, key: str) -> bool:
-        async def run(conn: Conn, batch: _Batch) -> bool:
+        async def run(conn: Conn, batch: Plan) -> bool:
             stopped = [row[0] for row in await conn.fetch(pgsql.CANCEL, key)]
             batch.fences.update(dict.fromkeys(stopped))
             return key in stopped
 
         self._timings.drop(key)
-        done: bool = await self._write(run)
-        return done
+        return await self._write(run)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -440,7 +354,7 @@ class PostgresStore:
     # --- the outbox ----------------------------------------------------------------------
 
     async def due(self, now: float, limit: int) -> list[Note]:
-        async def run(conn: Conn, batch: _Batch) -> list[Note]:
+        async def run(conn: Conn, batch: Plan) -> list[Note]:
             if not self.lease_ok:
                 return []
             rows = await conn.fetch(pgsql.DUE, self.instance, self._lease, now, limit)
@@ -450,8 +364,7 @@ class PostgresStore:
 
         if not self.lease_ok:
             return []
-        result: list[Note] = await self._write(run)
-        return result
+        return await self._write(run)
 
     async def confirm(self, note: Note) -> bool:
         if not self.lease_ok:
@@ -482,7 +395,7 @@ class PostgresStore:
         await self._mark(note, pgsql.FAILED, pgsql.clean(error), next_try)
 
     async def _mark(self, note: Note, statement: str, *values: Any) -> None:
-        async def run(conn: Conn, batch: _Batch) -> None:
+        async def run(conn: Conn, batch: Plan) -> None:
             await conn.execute(statement, self.instance, *values, note.id)
 
         self._notes.discard(note.id)  # renewed no more: a mark that never lands frees it in time
@@ -518,33 +431,6 @@ class PostgresStore:
         return lost
 
 
-def _note_rows(save: _Save) -> list[tuple[Any, ...]]:
-    return pgsql.note_rows(save.notes, save.record.last_poll or save.record.started)
-
-
-def _where(url: str) -> str:
-    """``host:port/database`` of a URL, for messages (never its credentials); registers the
-    password as a secret. ConfigError if it is no URL."""
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname or "localhost", parts.port or 5432
-    except ValueError:
-        raise ConfigError("daemon.state: not a usable database URL") from None
-    if parts.password:
-        redact.register(unquote(parts.password))
-        redact.register(parts.password)
-    return f"{host}:{port}{parts.path}"
-
-
-def _say(exc: BaseException, url: str) -> str:
-    """What went wrong, without the password (even a short one ``redact`` would not mask)."""
-    text = redact.scrub(str(exc) or type(exc).__name__)
-    password = urlsplit(url).password
-    for secret in {password, unquote(password)} if password else ():
-        text = text.replace(secret, redact.MASK)
-    return text
-
-
 async def _wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | None) -> None:
     """Connect and make the schema current; while the database cannot be reached, retry after
     0.5 s, 1 s, 2 s ... up to 10 s (one warning, then one line once connected)."""
@@ -552,11 +438,11 @@ async def _wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | No
     while True:
         try:
             async with pool.acquire() as conn:
-                await _prepare(conn, where)
+                await pgsql.prepare(conn, where)
         except ConfigError:
             raise
         except Exception as exc:
-            reason = _say(exc, url)
+            reason = statefile.without_password(str(exc) or type(exc).__name__, url)
             if not _is_outage(exc):
                 msg = f"daemon.state: cannot use the database at {where}: {reason}"
                 raise ConfigError(msg) from None
@@ -572,21 +458,3 @@ async def _wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | No
         if waiting:
             log.info("connected to the database at %s", where)
         return
-
-
-async def _prepare(conn: Conn, where: str) -> None:
-    """Create or migrate the schema, one instance at a time; refuse a newer one."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", pgsql.SCHEMA_LOCK)
-        await conn.execute(pgsql.META)
-        found = await conn.fetchval("SELECT value FROM meta WHERE key = 'schema'")
-        version = int(found or 0)
-        if version > pgsql.SCHEMA_VERSION:
-            msg = (
-                f"daemon.state: the database at {where} was written by a newer watcher (schema "
-                f"{version}; this one knows up to {pgsql.SCHEMA_VERSION})"
-            )
-            raise ConfigError(msg)
-        if version < pgsql.SCHEMA_VERSION:
-            await conn.execute(pgsql.TABLES)
-            await conn.execute(pgsql.SCHEMA, str(pgsql.SCHEMA_VERSION))

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -37,6 +38,8 @@ from watcher.models import Note, WatchRecord
 from watcher.stores import DEFAULT_LEASE_S, Active, Configured, default_instance, sql
 from watcher.stores.commit import GroupCommit, Health, Work
 from watcher.stores.timing import Timings
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 CHECKPOINT_EVERY_S = 5.0
@@ -113,7 +116,7 @@ class SqliteStore:
         try:
             self._conn = connect(path)
             self._conn.execute("UPDATE watches SET claimed = 0 WHERE claimed")
-            self._conn.execute(sql.HEARTBEAT, self._heartbeat(started=time.time()))
+            self._conn.execute("DELETE FROM instances WHERE name = ?", (self.instance,))
         except BaseException:
             self._lock.close()
             raise
@@ -122,10 +125,16 @@ class SqliteStore:
             self._transaction, _is_outage, f"state file {self.path}"
         )
         self._timings = Timings(self._writer, _retime)
-        self._beat: asyncio.Future[Any] | None = None
+        self._beat()
 
-    def _heartbeat(self, started: float) -> tuple[str, float, float, str]:
-        return (self.instance, started, time.time(), str(watcher.__version__))
+    def _beat(self) -> None:
+        """Write the heartbeat, outside the group commit: it is for ``watcher status`` only, so
+        a full disk just skips it (and it is never a lost write)."""
+        now = time.time()
+        try:
+            self._conn.execute(sql.HEARTBEAT, (self.instance, now, now, str(watcher.__version__)))
+        except sqlite3.Error as exc:
+            log.debug("state file %s: heartbeat not written: %s", self.path, exc)
 
     async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         if self._checkpoints is None:
@@ -235,9 +244,7 @@ class SqliteStore:
 
     async def renew(self) -> set[str]:
         """Write the heartbeat (the only holder's lease never runs out)."""
-        if self._beat is None or self._beat.done():
-            row = self._heartbeat(started=time.time())
-            self._beat = self._writer.submit(lambda conn: conn.execute(sql.HEARTBEAT, row))
+        self._beat()
         return set()
 
     async def submit(self, record: WatchRecord, settings: Mapping[str, Any]) -> bool:
