@@ -16,7 +16,6 @@ import pytest
 
 from watcher.cli import main, parser
 from watcher.config import load
-from watcher.errors import ConfigError
 
 STATE = "@STATE@"
 
@@ -285,12 +284,17 @@ def test_check_accepts_a_metrics_port_in_use_but_run_does_not(
     assert f"metrics: 127.0.0.1:{unused_tcp_port}\n" in capsys.readouterr().out
 
 
-def test_a_database_url_as_state_is_refused_rather_than_made_a_local_file(tmp_path: Path) -> None:
-    text = GOOD.replace(STATE, "postgresql://watcher@db.example.com/watcher")
-    (tmp_path / "watches.toml").write_text(text, "utf-8")
-    with pytest.raises(ConfigError, match="daemon.state: a database server is not supported"):
-        load(tmp_path / "watches.toml", environ={})
-    assert list(tmp_path.iterdir()) == [tmp_path / "watches.toml"]
+def test_a_database_url_is_the_state_and_its_password_is_never_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "postgresql://watcher:pa55-w0rd@db.example.com:6543/watcher"
+    (tmp_path / "watches.toml").write_text(GOOD.replace(STATE, url), "utf-8")
+    assert load(tmp_path / "watches.toml", environ={}).daemon.state == url
+    assert list(tmp_path.iterdir()) == [tmp_path / "watches.toml"]  # no local file made
+    assert main(["check", "-c", str(tmp_path / "watches.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "state: PostgreSQL at db.example.com:6543/watcher" in out
+    assert "pa55-w0rd" not in out
 
 
 def test_the_longest_durations_are_accepted(tmp_path: Path) -> None:

@@ -84,6 +84,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_duration, help="first delay between polls")
     p.add_argument("--notify", nargs="*", default=None, metavar="CHANNEL", help="channels to tell")
     _once_options(p)
+    p = sub.add_parser(
+        "submit", parents=[common], help="hand one run to the running deployment and return"
+    )
+    p.add_argument("server", help="a server name from the config")
+    p.add_argument("id", nargs="?", help="the run id (optional with --task for ArcGIS)")
+    p.add_argument("--task", help="the task (ArcGIS)")
+    p.add_argument("--name", help="what notifications call it (default: run ID on SERVER)")
+    p.add_argument("--timeout", type=_duration, help="give up after this long (e.g. 4h)")
+    p.add_argument("--interval", type=_duration, help="first delay between polls")
+    p.add_argument("--notify", nargs="*", default=None, metavar="CHANNEL", help="channels to tell")
+    p = sub.add_parser("cancel", parents=[common], help="stop watching a watch (by its key)")
+    p.add_argument("key", help="as `watcher status` or `watcher submit` shows it")
     sub.add_parser("check", parents=[common], help="validate the config and channel URLs")
     p = sub.add_parser("status", parents=[common], help="show watches and their state")
     p.add_argument("--state", help="read this state file (no config, no secrets needed)")

@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import gc
+import sqlite3
 import sys
 import time
+from collections.abc import AsyncIterator
 
+from watcher import statefile
 from watcher.address import try_bind
 from watcher.config import Config, WatchConfig, load
 from watcher.daemon import Options, run
-from watcher.errors import ConfigError
+from watcher.engine import Engine
+from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from watcher.notify import Channel
-from watcher.runner import build_channels, build_specs
+from watcher.runner import SUBMITTED_KEYS, adhoc_watch, build_channels, build_specs
 from watcher.status import show as show_status
+from watcher.stores import Store, open_store
 
 
 def default_config() -> str:
@@ -54,6 +60,10 @@ def _configured(args: argparse.Namespace) -> int:
         return show_status(config.daemon.state)
     if args.command == "notify-test":
         return asyncio.run(_notify_test(config, args.channel))
+    if args.command == "submit":
+        return asyncio.run(_submit(config, args))
+    if args.command == "cancel":
+        return asyncio.run(_cancel(config, args.key))
     options = Options(
         config_path=path,
         once=args.command == "wait" or args.once,
@@ -91,21 +101,53 @@ def _channels(config: Config) -> dict[str, Channel]:
 
 
 def _adhoc(config: Config, args: argparse.Namespace) -> WatchConfig:
-    given = config.defaults.model_dump(exclude_unset=True)
-    given.update(server=args.server, id=args.id, task=args.task)
-    for key in ("timeout", "interval", "notify"):
-        if getattr(args, key) is not None:
-            given[key] = getattr(args, key)
-    given.setdefault("max_interval", max(given.get("interval", 15.0), 300.0))
+    keys = ("server", "id", "task", "timeout", "interval", "notify")
+    return adhoc_watch(config, {key: getattr(args, key) for key in keys}, "wait")
+
+
+async def _submit(config: Config, args: argparse.Namespace) -> int:
+    """Add the run to the store a deployment polls from, and return: the running daemon (or
+    one of the instances sharing the database) claims it within a second."""
+    settings = {key: getattr(args, key, None) for key in SUBMITTED_KEYS}
+    watch = adhoc_watch(config, settings, "submit")
+    specs = build_specs(config.model_copy(update={"watches": [watch]}))
+    given = {key: value for key, value in settings.items() if value is not None}
+    now = time.time()
+    async with _client(config) as store:
+        for spec in specs:
+            record = Engine.new_record(spec, now, now)
+            added = await store.submit(record, {**given, "id": spec.target.id})
+            print(f"{spec.key}  {'submitted' if added else 'already watched'}: {spec.name}")
+    return EXIT_OK
+
+
+async def _cancel(config: Config, key: str) -> int:
+    async with _client(config) as store:
+        if await store.cancel(key):
+            print(f"{key}: cancelled")
+            return EXIT_OK
+    print(
+        f"watcher: {key} is not a submitted watch that is still watched (see `watcher status`);"
+        " a watch of the configuration stops when it leaves watches.toml",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
+@contextlib.asynccontextmanager
+async def _client(config: Config) -> AsyncIterator[Store]:
+    """The store of the deployment, opened beside its running daemons (no lock, no lease)."""
+    daemon = config.daemon
     try:
-        watch = WatchConfig.model_validate(given)
-    except ValueError as exc:
-        raise ConfigError(f"wait: {exc}") from None
-    if problems := config.watch_problems(0, watch):
-        raise ConfigError(
-            "wait: " + "; ".join(p.removeprefix("watches[0]").lstrip(".:") for p in problems)
+        store = await open_store(
+            daemon.state, instance=daemon.instance, lease_s=daemon.lease, client=True
         )
-    return watch
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"daemon.state: cannot open {daemon.state}: {exc}") from None
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def _check(config: Config, path: str) -> int:
@@ -113,7 +155,7 @@ def _check(config: Config, path: str) -> int:
     channels = _channels(config)
     metrics = _metrics_note(config, path)
     print(f"{path}: OK")
-    print(f"  state file: {config.daemon.state}")
+    print(f"  state: {statefile.describe(config.daemon.state)}")
     if metrics:
         print(f"  metrics: {metrics}")
     for name, server in config.servers.items():

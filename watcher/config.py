@@ -34,6 +34,10 @@ from watcher.models import DEFAULT_EVENTS, Event, Target
 from watcher.notify import check_template, url_problem
 from watcher.providers import KINDS, ServerConfig
 from watcher.schema import Duration, Model
+from watcher.stores import default_instance
+
+#: ``[daemon] lease``: renewed every third of it, so a third is what a pause may take
+MIN_LEASE_S, MAX_LEASE_S = 3.0, 600.0
 
 
 def default_state_path() -> str:
@@ -52,12 +56,26 @@ class Daemon(BaseSettings):
     state: str = Field(default_factory=default_state_path)
     notify_concurrency: int = Field(default=4, ge=1, le=64)
     metrics: str | None = None
+    instance: str = Field(default_factory=default_instance, min_length=1, max_length=200)
+    lease: Duration = 15.0
 
     @field_validator("state")
     @classmethod
     def _usable_state(cls, value: str) -> str:
         if problem := statefile.problem(value):
             raise ValueError(problem)
+        if value.startswith(statefile.DATABASE_URL_PREFIXES):
+            try:  # its password is masked in all output from the moment it is known
+                statefile.database_where(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("daemon.state: ")) from None
+        return value
+
+    @field_validator("lease")
+    @classmethod
+    def _lease_range(cls, value: float) -> float:
+        if not MIN_LEASE_S <= value <= MAX_LEASE_S:
+            raise ValueError(f"must be between {MIN_LEASE_S:g}s and {MAX_LEASE_S / 60:g}m")
         return value
 
     @field_validator("metrics")

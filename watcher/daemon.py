@@ -19,12 +19,13 @@ import logging
 import signal
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+from watcher import statefile
 from watcher.client import Http
 from watcher.config import Config, load
 from watcher.dispatch import Dispatcher
@@ -37,13 +38,13 @@ from watcher.runner import (
     build_servers,
     build_specs,
     exit_code,
+    submitted_spec,
     summary,
 )
 from watcher.schema import format_duration
 from watcher.sdnotify import Notifier, watchdog_interval
 from watcher.spec import Spec
-from watcher.stores import Store
-from watcher.stores.sqlite import SqliteStore
+from watcher.stores import Store, open_store
 
 log = logging.getLogger(__name__)
 _OUTCOMES = frozenset(str(outcome) for outcome in Outcome)
@@ -100,11 +101,12 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until stopped (daemon) or until every watch has ended (once); the exit code."""
-        state = self.config.daemon.state
-        try:
-            store = SqliteStore(state)
+        daemon = self.config.daemon
+        try:  # a database that is down is waited for (open_store says so, once)
+            store = await open_store(daemon.state, instance=daemon.instance, lease_s=daemon.lease)
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"{self._where}daemon.state: cannot open {state}: {exc}") from None
+            msg = f"{self._where}daemon.state: cannot open {daemon.state}: {exc}"
+            raise ConfigError(msg) from None
         lost = 0
         try:
             async with Http() as http:
@@ -128,6 +130,7 @@ class Daemon:
             channels,
             store,
             on_notes=self.dispatcher.wake,
+            submitted=self._submitted_spec,
             metrics=self.metrics,
         )
         self._store = store
@@ -146,7 +149,8 @@ class Daemon:
             self._settle_memory()
             self._start_jobs()
             self.notifier.ready(await self._status())
-            log.info("watching %d runs, state in %s", len(self.specs), self.config.daemon.state)
+            where = statefile.describe(self.config.daemon.state)
+            log.info("watching %d runs, state in %s", len(self.specs), where)
             await self._wait()
         finally:
             await self._shutdown()
@@ -160,6 +164,8 @@ class Daemon:
         )
         self._jobs.add_job(_on_loop(self.engine.tick), "interval", seconds=CLAIM_EVERY_S)
         self._jobs.add_job(self._status_update, "interval", seconds=STATUS_EVERY_S)
+        renew_every = self.config.daemon.lease / 3  # two renewals may fail before a lease runs out
+        self._jobs.add_job(self._renew, "interval", seconds=renew_every)
         if (every := watchdog_interval()) is not None:
             self.notifier.watchdog()
             self._jobs.add_job(_on_loop(self.notifier.watchdog), "interval", seconds=every)
@@ -260,6 +266,19 @@ class Daemon:
         if trouble := self._store.health.describe("state file"):
             line += f"; {trouble}"
         return line
+
+    async def _renew(self) -> None:
+        try:
+            lost = await self._store.renew()
+        except Exception:  # the next renewal tries again; the store says when leases run out
+            log.exception("renewing this instance's leases failed")
+            return
+        if lost:
+            log.info("%d watches are held by other instances now", len(lost))
+            self.engine.lost(lost)
+
+    def _submitted_spec(self, key: str, settings: Mapping[str, Any]) -> Spec | None:
+        return submitted_spec(self.config, key, settings)
 
     async def _status_update(self) -> None:
         # status is a courtesy: never stop for it, nor complain when a stop cuts it short

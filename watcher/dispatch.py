@@ -5,8 +5,11 @@ The dispatcher reads due rows from the store, sends each through its channel (at
 is retried after 10 s, 20 s, 40 s ... up to 30 minutes (:data:`watcher.backoff.DELIVERY`), for
 as long as the row exists, across restarts; a restart retries at once. A watch's notifications
 reach each channel in the order they happened: a note waits until the one before it (same
-watch, same channel) is out. A notification that apprise delivered but whose ``delivered`` mark
-was lost to a crash in the same instant is the one case sent twice.
+watch, same channel) is out. Instances sharing a store claim notifications as they claim
+watches: right before sending, the dispatcher confirms it still holds the note (an instance
+paused past its lease finds it taken over and sends nothing). A notification that apprise
+delivered but whose ``delivered`` mark was lost to a crash in the same instant is the one case
+sent twice.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ class Dispatcher:
         channel = self.channels.get(note.channel)
         error: str | None
         async with self._gate:
+            if not await self._store.confirm(note):
+                return  # another instance took it over while this one could not renew
             if channel is None:
                 error = f"channel {note.channel!r} is no longer configured"
             else:

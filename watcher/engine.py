@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from typing import Any
 
 from watcher.metrics import Metrics
 from watcher.models import WatchRecord
@@ -67,6 +68,7 @@ class Engine:
         store: Store,
         *,
         on_notes: Callable[[], None] = lambda: None,
+        submitted: Callable[[str, Mapping[str, Any]], Spec | None] = lambda key, settings: None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
@@ -74,6 +76,7 @@ class Engine:
         self.configured = {spec.key: spec for spec in specs}
         self.specs: dict[str, Spec] = {}
         self.held: dict[str, WatchRecord] = {}  # claimed watches, due again soon
+        self._submitted = submitted  # the spec of a watch `watcher submit` added, or None
         self._store = store
         self._clock = clock
         self._rand = rand
@@ -136,7 +139,8 @@ class Engine:
         if spec.parent is not None:
             self._kids.setdefault(spec.parent, set()).add(spec.key)
 
-    def new_record(self, spec: Spec, now: float, first_poll_at: float) -> WatchRecord:
+    @staticmethod
+    def new_record(spec: Spec, now: float, first_poll_at: float) -> WatchRecord:
         """The record of a watch that starts now."""
         return WatchRecord(
             key=spec.key,
@@ -161,7 +165,9 @@ class Engine:
             parent = configured.get(spec.parent or "")
             if parent is not None and spec.target.id:
                 wanted[key] = parent.child(spec.target.id)
-        removed = [key for key in self.specs if key not in wanted]
+        removed = [  # submitted watches (and what they found) stay: they are not the config's
+            key for key, spec in self.specs.items() if key not in wanted and spec.origin == "config"
+        ]
         changed = [s for k, s in wanted.items() if k in self.specs and s != self.specs[k]]
         added = [s for k, s in wanted.items() if k not in self.specs]
         now = self._clock()
@@ -216,6 +222,8 @@ class Engine:
     async def _claim(self) -> None:
         while not self._stopping:
             batch = await self._store.claim(self._clock() + CLAIM_AHEAD_S, CLAIM_BATCH)
+            if any(record.key not in self.specs for record in batch):
+                await self._learn(batch)
             refused = []
             for record in batch:
                 if record.key not in self.specs:  # removed by a reload since the claim began
@@ -227,6 +235,26 @@ class Engine:
                 await self._store.release(refused)
             if len(batch) < CLAIM_BATCH:
                 return
+
+    async def _learn(self, batch: Iterable[WatchRecord]) -> None:
+        """Know the watches of a claim that this instance's configuration does not name: ones
+        `watcher submit` added (their settings are in the store) and the runs they found."""
+        submitted = await self._store.submitted()
+        for key, settings in submitted.items():
+            if key not in self.specs and (spec := self._submitted(key, settings)) is not None:
+                self.specs[key] = spec
+        for record in batch:
+            parent = self.specs.get(record.parent or "")
+            if record.key not in self.specs and parent is not None and record.id:
+                self.specs[record.key] = parent.child(record.id)
+                self._kids.setdefault(parent.key, set()).add(record.key)
+
+    def lost(self, keys: Iterable[str]) -> None:
+        """Another instance holds these watches now (this one's lease ran out): stop polling
+        them here; a poll in flight finds its save refused."""
+        for key in keys:
+            self.held.pop(key, None)
+            self._schedule.drop(key)
 
     def put(self, key: str, due: float) -> None:
         """Poll ``key`` at ``due``; wake the loop if that is sooner than it planned."""
@@ -280,9 +308,13 @@ class Engine:
                 self._start(key, server)
                 return
 
-    def polled(self, key: str, record: WatchRecord, hold: bool) -> None:
-        """A poll is saved: schedule the next one, or release the watch, or end it."""
+    def polled(self, key: str, record: WatchRecord | None, hold: bool) -> None:
+        """A poll is saved: schedule the next one, or release the watch, or end it. ``None``:
+        the save was refused, another instance holds the watch now."""
         self._polling.discard(key)
+        if record is None:
+            self.lost([key])
+            return
         if key in self.specs and hold and not record.done:
             self.held[key] = record
             self.put(key, record.next_poll or self._clock())

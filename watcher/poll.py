@@ -65,11 +65,12 @@ class Poller:
     async def poll(self, spec: Spec, record: WatchRecord) -> None:
         """Poll a watch once; a surprise is logged and the watch tried again later."""
         engine, key = self._engine, spec.key
+        after: WatchRecord | None
         try:
-            record, hold = await self._poll(spec, record)
+            after, hold = await self._poll(spec, record)
         except Exception:  # never let one watch's surprise end its polling silently
-            record, hold = self._after_surprise(spec, engine.held.get(key, record)), True
-        engine.polled(key, record, hold)
+            after, hold = self._after_surprise(spec, engine.held.get(key, record)), True
+        engine.polled(key, after, hold)
         if key not in engine.specs:  # removed by a reload meanwhile: nobody holds it now
             await self._store.release([key])
 
@@ -83,7 +84,9 @@ class Poller:
         log.exception("%s: poll failed unexpectedly; retrying later", spec.name)
         return replace(record, next_poll=now + spec.policy.max_interval_s)
 
-    async def _poll(self, spec: Spec, before: WatchRecord) -> tuple[WatchRecord, bool]:
+    async def _poll(self, spec: Spec, before: WatchRecord) -> tuple[WatchRecord | None, bool]:
+        """The saved record and whether it stays held; ``None`` if the save was refused
+        (another instance took the watch over while it was polled here)."""
         engine, key = self._engine, spec.key
         began = time.monotonic()
         try:
@@ -102,7 +105,9 @@ class Poller:
         found = self._found(spec, result) if key in engine.specs else []
         children = [engine.new_record(child, now, now) for child in found]
         hold = after.next_poll is not None and after.next_poll <= now + HOLD_S
-        await self._store.save(after, notes, children, before=before, hold=hold)
+        if not await self._store.save(after, notes, children, before=before, hold=hold):
+            log.info("%s: taken over by another instance; its poll here is dropped", spec.name)
+            return None, False
         if key in engine.specs and engine.specs[key] is not spec:  # a reload changed it meanwhile
             after = with_settings(engine.specs[key], after)
             await self._store.save(after, hold=hold)

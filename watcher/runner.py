@@ -7,6 +7,8 @@ import json
 import logging
 import ssl
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
 
 from watcher.backoff import Policy
 from watcher.client import Http
@@ -54,6 +56,44 @@ def _specs(watch: WatchConfig, config: Config) -> list[Spec]:
             )
         )
     return specs
+
+
+#: what `watcher submit` may set; everything else comes from the configuration's [defaults]
+SUBMITTED_KEYS = ("server", "id", "task", "name", "notify", "timeout", "interval")
+
+
+def adhoc_watch(config: Config, settings: Mapping[str, Any], where: str) -> WatchConfig:
+    """One watch given outside the watches list (``watcher wait``, ``watcher submit``): the
+    configuration's ``[defaults]`` under ``settings``; ConfigError (prefixed ``where``) if it
+    is not one this configuration can run."""
+    given = config.defaults.model_dump(exclude_unset=True)
+    given.update((k, v) for k, v in settings.items() if k in SUBMITTED_KEYS and v is not None)
+    given.setdefault("max_interval", max(given.get("interval", 15.0), 300.0))
+    try:
+        watch = WatchConfig.model_validate(given)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if problems := config.watch_problems(0, watch):
+        stripped = (p.removeprefix("watches[0]").lstrip(".:") for p in problems)
+        raise ConfigError(f"{where}: " + "; ".join(stripped))
+    return watch
+
+
+def submitted_spec(config: Config, key: str, settings: Mapping[str, Any]) -> Spec | None:
+    """The spec of a watch `watcher submit` added, from the settings stored with it; ``None``
+    (said once) if this configuration cannot run it (its server is not configured here)."""
+    try:
+        watch = adhoc_watch(config, settings, f"submitted watch {key}")
+    except ConfigError as exc:
+        if key not in _UNRUNNABLE:
+            _UNRUNNABLE.add(key)
+            log.warning("%s; another instance may run it", exc)
+        return None
+    found = [spec for spec in _specs(watch, config) if spec.key == key]
+    return replace(found[0], origin="submitted") if found else None
+
+
+_UNRUNNABLE: set[str] = set()
 
 
 @functools.cache

@@ -23,13 +23,22 @@ class Spec:
     filters: Mapping[str, str | int] | None = None
     parent: str | None = None
     discovers: bool = False
+    origin: str = "config"
+    """``config``, or ``submitted`` for a watch `watcher submit` added at run time."""
 
     def child(self, run_id: str) -> Spec:
         """The watch of one run this (discovering) watch found."""
         target = Target(self.target.server, run_id, self.target.task)
         name = f"{self.name}: run {run_id}"
         return Spec(
-            target.key, name, target, self.policy, self.timeout_s, self.notify, parent=self.key
+            target.key,
+            name,
+            target,
+            self.policy,
+            self.timeout_s,
+            self.notify,
+            parent=self.key,
+            origin=self.origin,
         )
 
 

@@ -27,7 +27,7 @@ def problem(state: str) -> str | None:
     A database URL (see :data:`DATABASE_URL_PREFIXES`) passes as it is.
     """
     if state.startswith(DATABASE_URL_PREFIXES):
-        return "a database server is not supported yet; name a file, e.g. 'watcher.db'"
+        return None  # checked by connecting to it
     if not state.strip():
         return "must name a file, e.g. 'watcher.db'"
     path = Path(state)
@@ -71,6 +71,13 @@ def database_where(url: str) -> str:
     if parts.password:
         redact.register(unquote(parts.password))
     return f"{host}:{port}{parts.path}"
+
+
+def describe(state: str) -> str:
+    """How messages name ``daemon.state``: the file, or ``PostgreSQL at host:port/db``."""
+    if state.startswith(DATABASE_URL_PREFIXES):
+        return f"PostgreSQL at {database_where(state)}"
+    return state
 
 
 def without_password(text: str, url: str) -> str:

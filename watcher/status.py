@@ -1,23 +1,38 @@
-"""``watcher status``: a table of watches and undelivered notifications, from the state file.
+"""``watcher status``: the instances, a table of watches and undelivered notifications.
 
-It opens the file read-only, so it is safe while the daemon runs.
+It reads a state file read-only and a database as a client (no lease, no heartbeat), so it is
+safe while daemons run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from watcher import statefile
+from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
 from watcher.notify import describe_target
-from watcher.redact import scrub
 from watcher.schema import format_duration
-from watcher.stores.sqlite import read_snapshot
+from watcher.stores import open_store
+from watcher.stores.sqlite import connect, read_snapshot
 
 HEADER = ("WATCH", "TARGET", "SERVER", "REMOTE STATE", "OUTCOME", "POLLS", "LAST POLL", "NEXT")
+
+
+@dataclass
+class View:
+    """What ``status`` shows: watches, undelivered notes, who holds what, who is running."""
+
+    records: list[WatchRecord]
+    pending: list[Note]
+    holders: Mapping[str, str] = field(default_factory=dict)
+    instances: Sequence[tuple[str, float, float]] = ()
 
 
 def _when(timestamp: float | None) -> str:
@@ -57,9 +72,15 @@ def table(rows: Sequence[tuple[str, ...]]) -> str:
     )
 
 
-def render(records: Sequence[WatchRecord], pending: Sequence[Note], now: float) -> str:
+def render(view: View, now: float) -> str:
     """The whole status report as text."""
-    lines = [table([HEADER, *(row(r, now) for r in records)])] if records else ["no watches yet"]
+    records, pending = view.records, view.pending
+    lines = [_instance_line(view.instances, now)] if view.instances else []
+    if records:
+        rows = [(*row(r, now), view.holders.get(r.key, "-")) for r in records]
+        lines.append(table([(*HEADER, "HELD BY"), *rows]))
+    else:
+        lines.append("no watches yet")
     if pending:
         lines.append(f"\n{len(pending)} notifications not delivered yet:")
         lines += [
@@ -72,15 +93,50 @@ def render(records: Sequence[WatchRecord], pending: Sequence[Note], now: float) 
     return "\n".join(lines)
 
 
+def _instance_line(instances: Sequence[tuple[str, float, float]], now: float) -> str:
+    said = [
+        f"{name} (up {format_duration(max(now - started, 0.0))}, "
+        f"heartbeat {format_duration(max(now - beat, 0.0))} ago)"
+        for name, started, beat in instances
+    ]
+    return f"instances: {', '.join(said)}\n"
+
+
 def show(state: str) -> int:
-    """Print the status of the state file at ``state``; 1 if it cannot be read."""
-    if not Path(state).is_file():
-        print(f"no state file at {state}: watcher has not run with this config yet")
-        return 1
+    """Print the status of ``state`` (a state file or a database URL); 1 if it cannot be read."""
     try:
-        records, pending = read_snapshot(state)
-    except sqlite3.Error as exc:
-        print(f"cannot read state file {state}: {exc}")
+        if state.startswith(statefile.DATABASE_URL_PREFIXES):
+            view = asyncio.run(_database(state))
+        elif not Path(state).is_file():
+            print(f"no state file at {state}: watcher has not run with this config yet")
+            return 1
+        else:
+            view = _state_file(state)
+    except (sqlite3.Error, ConfigError) as exc:
+        print(f"cannot read {statefile.describe(state)}: {exc}")
         return 1
-    print(scrub(render(records, pending, time.time())))
+    print(statefile.without_password(render(view, time.time()), state))
     return 0
+
+
+def _state_file(path: str) -> View:
+    records, pending = read_snapshot(path)
+    conn = connect(path, readonly=True)
+    try:
+        held = conn.execute("SELECT key FROM watches WHERE claimed").fetchall()
+        instances = conn.execute("SELECT name, started, heartbeat FROM instances").fetchall()
+    except sqlite3.OperationalError:  # written by a watcher before instances were recorded
+        held, instances = [], []
+    finally:
+        conn.close()
+    holder = instances[0][0] if len(instances) == 1 else "this host's daemon"
+    return View(records, pending, {key: holder for (key,) in held}, instances)
+
+
+async def _database(url: str) -> View:
+    store = await open_store(url, instance="watcher status", client=True)
+    try:
+        records, pending = await store.snapshot()
+        return View(records, pending, await store.holders(), await store.instances())
+    finally:
+        await store.close()

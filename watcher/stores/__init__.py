@@ -218,9 +218,18 @@ def default_instance() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-async def open_store(state: str, *, instance: str, lease_s: float = DEFAULT_LEASE_S) -> Store:
+#: how long `watcher submit` and the other clients wait for a database that is down
+CLIENT_WAIT_S: Final = 10.0
+
+
+async def open_store(
+    state: str, *, instance: str, lease_s: float = DEFAULT_LEASE_S, client: bool = False
+) -> Store:
     """The store ``daemon.state`` names: a database URL (``postgresql://``, ``postgres://``)
     opens :class:`~watcher.stores.postgres.PostgresStore`, anything else is a SQLite file.
+    A daemon waits for a database that is down; a ``client`` (a command working beside the
+    daemons: ``submit``, ``cancel``) waits :data:`CLIENT_WAIT_S` at most, takes no lock and
+    holds nothing.
 
     Raises:
         ConfigError: the database refused the URL, its credentials or its schema.
@@ -229,7 +238,10 @@ async def open_store(state: str, *, instance: str, lease_s: float = DEFAULT_LEAS
     if state.startswith(DATABASE_URL_PREFIXES):
         from watcher.stores.postgres import PostgresStore
 
-        return await PostgresStore.open(state, instance=instance, lease_s=lease_s)
+        wait_s = CLIENT_WAIT_S if client else None
+        return await PostgresStore.open(
+            state, instance=instance, lease_s=lease_s, wait_s=wait_s, client=client
+        )
     from watcher.stores.sqlite import SqliteStore
 
-    return SqliteStore(state, instance=instance, lease_s=lease_s)
+    return SqliteStore(state, instance=instance, lease_s=lease_s, client=client)

@@ -83,6 +83,7 @@ class PostgresStore:
 
     def __init__(self, pool: asyncpg.Pool, where: str, instance: str, lease_s: float) -> None:
         self._pool = pool
+        self.client = False
         self.where = where
         self.instance = instance
         self.lease_s = lease_s
@@ -105,9 +106,11 @@ class PostgresStore:
         instance: str,
         lease_s: float = DEFAULT_LEASE_S,
         wait_s: float | None = None,
+        client: bool = False,
     ) -> PostgresStore:
         """Connect to ``url`` and make its schema current; wait for a database that is down
-        (``wait_s`` at most, if given).
+        (``wait_s`` at most, if given). A ``client`` (`watcher submit`, `cancel`, `status`)
+        is no instance: it has no heartbeat and holds nothing.
 
         Raises:
             ConfigError: the URL, the credentials, the database or its schema cannot be used
@@ -125,7 +128,9 @@ class PostgresStore:
         try:
             await _wait_for(pool, where, url, wait_s)
             store = cls(pool, where, instance, lease_s)
-            await pool.execute(pgsql.START, instance, str(watcher.__version__))
+            store.client = client
+            if not client:
+                await pool.execute(pgsql.START, instance, str(watcher.__version__))
         except BaseException:
             pool.terminate()
             raise
@@ -410,7 +415,8 @@ class PostgresStore:
         lost = await self._writer.close(grace_s)
         try:
             async with asyncio.timeout(CLOSE_S):
-                await self._pool.execute(pgsql.LET_GO, self.instance)
+                if not self.client:
+                    await self._pool.execute(pgsql.LET_GO, self.instance)
         except Exception as exc:
             if not _is_outage(exc):
                 raise

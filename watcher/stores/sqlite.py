@@ -107,25 +107,32 @@ class SqliteStore:
         *,
         instance: str | None = None,
         lease_s: float = DEFAULT_LEASE_S,
+        client: bool = False,
     ) -> None:
         self.path = str(path)
         self.instance = instance or default_instance()
         self.lease_s = lease_s
+        self.client = client
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = lock(path)
+        # a client (`watcher submit`, `watcher cancel`) works beside the daemon: no lock, and
+        # the daemon's claims and heartbeat stay as they are
+        self._lock = None if client else lock(path)
         try:
             self._conn = connect(path)
-            self._conn.execute("UPDATE watches SET claimed = 0 WHERE claimed")
-            self._conn.execute("DELETE FROM instances WHERE name = ?", (self.instance,))
+            if not client:
+                self._conn.execute("UPDATE watches SET claimed = 0 WHERE claimed")
+                self._conn.execute("DELETE FROM instances WHERE name = ?", (self.instance,))
         except BaseException:
-            self._lock.close()
+            if self._lock is not None:
+                self._lock.close()
             raise
         self._checkpoints: asyncio.Task[None] | None = None
         self._writer = GroupCommit[sqlite3.Connection](
             self._transaction, _is_outage, f"state file {self.path}"
         )
         self._timings = Timings(self._writer, _retime)
-        self._beat()
+        if not client:
+            self._beat()
 
     def _beat(self) -> None:
         """Write the heartbeat, outside the group commit: it is for ``watcher status`` only, so
@@ -328,6 +335,9 @@ class SqliteStore:
     async def close(self, grace_s: float = 5.0) -> int:
         self._timings.close()
         lost = await self._writer.close(grace_s)
+        if self._lock is None:  # a client: the daemon's state is the daemon's
+            self._conn.close()
+            return lost
         with contextlib.suppress(sqlite3.Error):  # else the next open resets the claims
             self._conn.execute("UPDATE watches SET claimed = 0 WHERE claimed")
             self._conn.execute("DELETE FROM instances WHERE name = ?", (self.instance,))
