@@ -145,6 +145,7 @@ class Daemon:
             log.info("metrics on port %d, path /metrics", self.metrics.bound_port)
         self._spawn(self.dispatcher.run())
         try:
+            await self._balance()  # before the first claim: a joining instance takes its part
             await self.engine.start()
             self._settle_memory()
             self._start_jobs()
@@ -273,9 +274,27 @@ class Daemon:
         except Exception:  # the next renewal tries again; the store says when leases run out
             log.exception("renewing this instance's leases failed")
             return
+        with contextlib.suppress(Exception):  # unreachable: the store has said so already
+            await self._balance()
         if lost:
             log.info("%d watches are held by other instances now", len(lost))
             self.engine.lost(lost)
+        if shed := await self.engine.shed():
+            log.info("let go of %d watches for the other instances to take", shed)
+
+    async def _balance(self) -> None:
+        """This instance's share of the open watches: an equal part among the live instances.
+
+        Live: a heartbeat within two thirds of a lease of the newest one (compared with each
+        other, so clocks need not agree). Heartbeats come every third of a lease, so a dead
+        instance stops counting before its leases run out, and the others' shares already
+        cover its watches when they become free."""
+        beats = [beat for _, _, beat in await self._store.instances()]
+        lease = self.config.daemon.lease
+        live = sum(1 for beat in beats if max(beats) - beat < lease * 2 / 3) or 1
+        counts = await self._store.counts()
+        open_ = sum(n for state, n in counts.items() if state not in _OUTCOMES)
+        self.engine.share = None if live == 1 else -(-open_ // live)
 
     def _submitted_spec(self, key: str, settings: Mapping[str, Any]) -> Spec | None:
         return submitted_spec(self.config, key, settings)

@@ -47,6 +47,8 @@ WARN_EVERY_S = 60.0
 SPREAD_PER_WATCH_S = 0.001
 """Watches starting together have their first polls spread over 1 s per thousand."""
 SPREAD_FROM = 100
+SHED_ABOVE = 1.1
+"""An instance holding this much more than its share lets go of the rest."""
 TIMER_STEP_S = 0.005
 """The loop's timer wakes at most this often; polls due meanwhile start together."""
 
@@ -97,6 +99,7 @@ class Engine:
         self._claiming: asyncio.Task[None] | None = None
         self._stopping = False
         self._warned_at: float | None = None
+        self.share: int | None = None  # hold at most this many (instances sharing a store)
 
     @property
     def servers(self) -> dict[str, Server]:
@@ -221,7 +224,10 @@ class Engine:
 
     async def _claim(self) -> None:
         while not self._stopping:
-            batch = await self._store.claim(self._clock() + CLAIM_AHEAD_S, CLAIM_BATCH)
+            limit = CLAIM_BATCH if self.share is None else min(CLAIM_BATCH, self.share - self.load)
+            if limit <= 0:
+                return
+            batch = await self._store.claim(self._clock() + CLAIM_AHEAD_S, limit)
             if any(record.key not in self.specs for record in batch):
                 await self._learn(batch)
             refused = []
@@ -233,7 +239,7 @@ class Engine:
                     self.put(record.key, record.next_poll or record.started)
             if refused:
                 await self._store.release(refused)
-            if len(batch) < CLAIM_BATCH:
+            if len(batch) < limit:
                 return
 
     async def _learn(self, batch: Iterable[WatchRecord]) -> None:
@@ -248,6 +254,23 @@ class Engine:
             if record.key not in self.specs and parent is not None and record.id:
                 self.specs[record.key] = parent.child(record.id)
                 self._kids.setdefault(parent.key, set()).add(record.key)
+
+    @property
+    def load(self) -> int:
+        """How many watches this instance holds or is polling."""
+        return len(self.held.keys() | self._polling)
+
+    async def shed(self) -> int:
+        """Let go of the watches held beyond :attr:`share` (another instance joined), those
+        due last first, so that the others claim them; return how many."""
+        if self.share is None or self.load <= self.share * SHED_ABOVE:
+            return 0
+        idle = [key for key in self.held if key not in self._polling]
+        idle.sort(key=lambda key: self.held[key].next_poll or 0.0, reverse=True)
+        extra = idle[: self.load - self.share]
+        self.lost(extra)
+        await self._store.release(extra)
+        return len(extra)
 
     def lost(self, keys: Iterable[str]) -> None:
         """Another instance holds these watches now (this one's lease ran out): stop polling

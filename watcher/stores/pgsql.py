@@ -208,9 +208,12 @@ FAILED = (
     " lease_until = NULL WHERE id = $4 AND owner = $1"
 )
 RETRY_NOW = f"UPDATE outbox SET next_try = $1 WHERE delivered IS NULL AND next_try > $1 AND {FREE}"
+# a note another instance holds is due for this one when that lease runs out (told in this
+# instance's clock, $2 being its now: the database's clock decides only how long is left)
 NEXT_DUE = (
-    "SELECT MIN(next_try) FROM outbox WHERE delivered IS NULL"
-    f" AND (owner IS NULL OR owner = $1 OR lease_until < now()){sql.IN_ORDER}"
+    "SELECT MIN(CASE WHEN owner IS NULL OR owner = $1 OR lease_until < now() THEN next_try"
+    " ELSE GREATEST(next_try, $2 + extract(epoch FROM lease_until - now())) END)"
+    f" FROM outbox WHERE delivered IS NULL{sql.IN_ORDER}"
 )
 
 

@@ -386,8 +386,9 @@ class PostgresStore:
         return found is not None
 
     async def next_due(self) -> float | None:
-        """When the earliest undelivered notification nobody else holds is due, if any."""
-        rows = await self._fetch(pgsql.NEXT_DUE, self.instance)
+        """When the earliest undelivered notification is due for this instance, if any (one
+        another instance holds: when its lease runs out)."""
+        rows = await self._fetch(pgsql.NEXT_DUE, self.instance, time.time())
         return None if rows[0][0] is None else float(rows[0][0])
 
     async def retry_now(self, now: float) -> None:

@@ -98,7 +98,9 @@ SUBMIT = (
     " deadline = watches.started + (excluded.deadline - excluded.started)"
     " WHERE NOT watches.active RETURNING key"
 )
-CANCEL = "UPDATE watches SET active = 0, claimed = 0 WHERE active AND (key = ? OR parent = ?)"
+# a held watch stays claimed: the daemon's next renewal finds it stopped and lets go of it
+CANCEL = "UPDATE watches SET active = 0 WHERE active AND (key = ? OR parent = ?)"
+STOPPED = "UPDATE watches SET claimed = 0 WHERE claimed AND NOT active RETURNING key"
 HEARTBEAT = (
     "INSERT INTO instances VALUES (?, ?, ?, ?)"
     " ON CONFLICT (name) DO UPDATE SET heartbeat = excluded.heartbeat, version = excluded.version"

@@ -250,9 +250,13 @@ class SqliteStore:
         return records
 
     async def renew(self) -> set[str]:
-        """Write the heartbeat (the only holder's lease never runs out)."""
+        """Write the heartbeat (the only holder's lease never runs out) and let go of the
+        held watches that were stopped meanwhile (`watcher cancel`)."""
         self._beat()
-        return set()
+        stopped = await self._write(lambda conn: conn.execute(sql.STOPPED).fetchall())
+        for (key,) in stopped:
+            self._timings.drop(key)
+        return {key for (key,) in stopped}
 
     async def submit(self, record: WatchRecord, settings: Mapping[str, Any]) -> bool:
         row = [*sql.record_row(record), json.dumps(dict(settings), sort_keys=True)]
@@ -277,7 +281,8 @@ class SqliteStore:
         return {key: json.loads(settings or "{}") for key, settings in rows}
 
     async def holders(self) -> dict[str, str]:
-        rows = await self._run(lambda c: c.execute("SELECT key FROM watches WHERE claimed"))
+        query = "SELECT key FROM watches WHERE claimed AND active"
+        rows = await self._run(lambda c: c.execute(query))
         return {key: self.instance for (key,) in rows}
 
     async def instances(self) -> list[tuple[str, float, float]]:
