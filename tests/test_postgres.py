@@ -21,7 +21,7 @@ from watcher.models import WatchRecord
 from watcher.stores import open_store
 from watcher.stores.postgres import PostgresStore
 
-LEASE_S = 0.4
+LEASE_S = 1.0
 
 
 async def until(check: Callable[[], bool | Awaitable[bool]], timeout_s: float = 15.0) -> None:
