@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import shutil
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.postgres import Server, _binaries, _free_port  # noqa: E402
+from tests.postgres import Server, binaries  # noqa: E402
 from watcher.models import Event, Note, WatchRecord  # noqa: E402
 from watcher.stores import Configured, Store, open_store  # noqa: E402
 
@@ -74,15 +73,11 @@ async def measure(state: str, count: int, rounds: int, changed: float) -> float:
     return spent / (count * rounds)
 
 
-def start_server(home: Path) -> Server:
-    folder = _binaries()
+def start_server() -> Server:
+    folder = binaries()
     if folder is None:
         sys.exit("no initdb found: install PostgreSQL or give --url")
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: tests.postgres runs it as postgres
-        shutil.chown(home, "postgres", "postgres")
-    server = Server(folder, home, _free_port())
-    server.init()
-    server.start()
+    server = Server.started(folder)
     server.psql("CREATE DATABASE bench")
     return server
 
@@ -95,14 +90,14 @@ async def main() -> None:
     parser.add_argument("--changed", type=float, default=0.1, help="share of polls that change")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="watcher-bench-"))
-    server = None if args.url else start_server(home)
+    server = None if args.url else start_server()
     url = args.url or (server.url("bench") if server else "")
     try:
         lite = await measure(str(home / "bench.db"), args.watches, args.rounds, args.changed)
         pg = await measure(url, args.watches, args.rounds, args.changed)
     finally:
         if server is not None:
-            server.stop()
+            server.remove()
         shutil.rmtree(home, ignore_errors=True)
     print(f"{args.watches} watches, {args.rounds} polls each, {args.changed:.0%} changing:")
     print(f"  sqlite      {lite * 1e6:8.1f} us CPU per save")

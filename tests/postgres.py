@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 
-SECRET_PASSWORD = "pg-test-pass-7f3a9c"  # noqa: S105 (a throwaway server's role)
+SECRET_PASSWORD = "pg-test-pass-7f3a9c"  # of a throwaway server's role
 _names = itertools.count(1)
 
 
-def _binaries() -> Path | None:
+def binaries() -> Path | None:
     """The folder holding ``initdb`` and ``pg_ctl``: on PATH, else the newest Debian install."""
     found = shutil.which("initdb")
     if found and shutil.which("pg_ctl"):
@@ -42,7 +42,7 @@ def _major(folder: str) -> int:
     return int(version) if version.isdigit() else 0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -55,11 +55,28 @@ def _required() -> bool:
 
 @dataclass
 class Server:
-    """A PostgreSQL server this test session started; see the module docstring."""
+    """A PostgreSQL server in a folder of its own; see the module docstring."""
 
     bin: Path
     home: Path
     port: int
+
+    @classmethod
+    def started(cls, folder: Path) -> Server:
+        """A new server, running, with its data in a new temporary directory."""
+        home = Path(tempfile.mkdtemp(prefix="watcher-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(home, "postgres", "postgres")
+        server = cls(folder, home, free_port())
+        server.init()
+        server.start()
+        return server
+
+    def remove(self) -> None:
+        """Stop the server at once and delete its data."""
+        if self.running():
+            self._ctl("stop", mode="immediate")
+        shutil.rmtree(self.home, ignore_errors=True)
 
     @property
     def data(self) -> Path:
@@ -124,24 +141,17 @@ class Server:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Server]:
     """The session's PostgreSQL server (skipped, or failed in CI, when none is installed)."""
-    folder = _binaries()
+    folder = binaries()
     if folder is None:
         if _required():
             pytest.fail("PostgreSQL is required here (CI or WATCHER_REQUIRE_POSTGRES=1)")
         pytest.skip("PostgreSQL is not installed (initdb not found)")
-    home = Path(tempfile.mkdtemp(prefix="watcher-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(home, "postgres", "postgres")
-    server = Server(folder, home, _free_port())
+    server = Server.started(folder)
     try:
-        server.init()
-        server.start()
         server.psql(f"CREATE ROLE secret LOGIN PASSWORD '{SECRET_PASSWORD}'")
         yield server
     finally:
-        if server.running():
-            server._ctl("stop", mode="immediate")
-        shutil.rmtree(home, ignore_errors=True)
+        server.remove()
 
 
 @pytest.fixture

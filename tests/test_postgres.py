@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -20,22 +21,29 @@ from watcher.models import WatchRecord
 from watcher.stores import Configured, open_store
 from watcher.stores.postgres import PostgresStore
 
-LEASE_S = 0.4
+LEASE_S = 1.0
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 15.0) -> None:
+async def until(check: Callable[[], bool | Awaitable[bool]], timeout_s: float = 15.0) -> None:
+    """Wait until ``check()`` (a condition, or a coroutine asking the store) holds."""
     async with asyncio.timeout(timeout_s):
-        while not await check():
+        while not await _answer(check()):
             await asyncio.sleep(0.02)
 
 
+async def _answer(value: bool | Awaitable[bool]) -> bool:
+    return await value if inspect.isawaitable(value) else bool(value)
+
+
 @contextlib.asynccontextmanager
-async def instances(url: str, *names: str, lease_s: float = LEASE_S) -> AsyncIterator[Any]:
+async def instances(
+    url: str, *names: str, lease_s: float = LEASE_S
+) -> AsyncIterator[list[PostgresStore]]:
     """Stores on one database, one per instance name, opened at once (and closed after)."""
     opening = [PostgresStore.open(url, instance=name, lease_s=lease_s) for name in names]
     stores = await asyncio.gather(*opening)
     try:
-        yield stores[0] if len(stores) == 1 else stores
+        yield stores
     finally:
         for store in stores:
             await store.close()
@@ -166,7 +174,7 @@ async def test_an_instance_that_cannot_renew_stops_claiming_and_delivering(
     pg_url: str, postgres: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="watcher")
-    async with instances(pg_url, "a") as store:
+    async with instances(pg_url, "a") as (store,):
         await store.sync(Configured.of([record("a"), record("b")]))
         [held] = await store.claim(NOW, 1)
         await store.save(held, [note(held.key)], hold=True)
@@ -203,7 +211,7 @@ async def test_two_instances_starting_at_once_create_each_watch_once(pg_url: str
 
 
 async def test_a_restarted_server_loses_no_queued_save(pg_url: str, postgres: Server) -> None:
-    async with instances(pg_url, "a", lease_s=30.0) as store:
+    async with instances(pg_url, "a", lease_s=30.0) as (store,):
         await store.sync(Configured.of([record(f"w{i:03}") for i in range(200)]))
         claimed = await store.claim(NOW, 200)
         postgres.restart()  # every pooled connection is dead now
@@ -214,11 +222,7 @@ async def test_a_restarted_server_loses_no_queued_save(pg_url: str, postgres: Se
         try:
             rest = [replace(r, state="Running") for r in claimed[100:]]
             saving = [asyncio.create_task(store.save(r, [note(r.key)], hold=True)) for r in rest]
-
-            async def down() -> bool:
-                return store.health.down_since is not None
-
-            await until(down)
+            await until(lambda: store.health.down_since is not None)
             assert store.health.waiting > 0
         finally:
             postgres.start()
@@ -226,6 +230,25 @@ async def test_a_restarted_server_loses_no_queued_save(pg_url: str, postgres: Se
         assert saved == [True] * 200 and store.health.down_since is None
         assert {r.state for r in (await store.load()).values()} == {"Running"}
         assert await store.pending() == 200
+
+
+async def test_writes_a_stopped_server_never_takes_are_counted_at_close(
+    pg_url: str, postgres: Server
+) -> None:
+    store = await PostgresStore.open(pg_url, instance="a", lease_s=30.0)
+    await store.sync(Configured.of([record("w")]))
+    [claimed] = await store.claim(NOW, 10)
+    postgres.stop()
+    try:
+        saving = asyncio.create_task(store.save(replace(claimed, state="Running"), hold=True))
+        await until(lambda: store.health.down_since is not None)
+        assert await store.close(grace_s=0.2) == 1
+        with pytest.raises(OSError):
+            await saving
+    finally:
+        postgres.start()
+    async with instances(pg_url, "b") as (other,):
+        assert (await other.load())["w"].state is None
 
 
 async def test_a_server_down_at_open_is_waited_for(
@@ -238,10 +261,7 @@ async def test_a_server_down_at_open_is_waited_for(
             await PostgresStore.open(pg_url, instance="a", wait_s=0.3)
         opening = asyncio.create_task(PostgresStore.open(pg_url, instance="a"))
 
-        async def waiting() -> bool:
-            return "waiting for the database at 127.0.0.1" in caplog.text
-
-        await until(waiting)
+        await until(lambda: "waiting for the database at 127.0.0.1" in caplog.text)
         assert not opening.done()
     finally:
         postgres.start()
@@ -306,13 +326,13 @@ async def test_a_schema_from_a_newer_watcher_is_refused(pg_url: str) -> None:
 
 
 async def test_text_postgresql_cannot_store_is_made_safe(pg_url: str) -> None:
-    async with instances(pg_url, "a") as store:
+    async with instances(pg_url, "a") as (store,):
         await store.save(record("w", detail="bad\x00byte"), [note("w")])
         assert (await store.load())["w"].detail == "bad\ufffdbyte"
 
 
 async def test_many_saves_at_once_share_a_transaction(pg_url: str) -> None:
-    async with instances(pg_url, "a", lease_s=30.0) as store:
+    async with instances(pg_url, "a", lease_s=30.0) as (store,):
         await store.sync(Configured.of([record(f"w{i:03}") for i in range(500)]))
         claimed = await store.claim(NOW, 500)
         transactions = 0

@@ -77,7 +77,13 @@ TYPES["unreachable"] = "bool"
 _TEXT = [i for i, name in enumerate(FIELDS) if TYPES[name] == "text"]
 _ARRAYS = ", ".join(f"${i}::{TYPES[name]}[]" for i, name in enumerate(FIELDS, 1))
 
-# $1 is always the instance, then the lease as an interval
+
+def _params(first: int) -> str:
+    """``$first, ...``: one parameter per record field."""
+    return ", ".join(f"${i}" for i in range(first, first + len(FIELDS)))
+
+
+# statements that claim or write as this instance take it as $1 and the lease as $2
 HELD = "owner = $1 AND lease_until > now()"
 FREE = "(owner IS NULL OR lease_until < now())"
 
@@ -115,7 +121,7 @@ SAY = (
 )
 ACTIVE = "SELECT key, parent, id, outcome IS NOT NULL FROM watches WHERE active"
 
-# --- claims and saves: $1 = instance, $2 = lease ---------------------------------------------
+# --- claims and saves ------------------------------------------------------------------------
 CLAIM = (
     "WITH due AS (SELECT key FROM watches"
     f" WHERE outcome IS NULL AND active AND next_poll <= $3 AND {FREE}"
@@ -127,12 +133,12 @@ _SET = ", ".join(f"{name} = ${i}" for i, name in enumerate(FIELDS[1:], 5))
 SAVE = (
     f"UPDATE watches SET {_SET}, owner = CASE WHEN $3 THEN owner END,"
     " lease_until = CASE WHEN $3 THEN now() + $2 END"
-    " WHERE key = $4 AND owner = $1 AND fence = $29 RETURNING key"
+    f" WHERE key = $4 AND owner = $1 AND fence = ${4 + len(FIELDS)} RETURNING key"
 )
 """A held watch's new record, written only while this instance still holds it (the fence)."""
 INSERT = (
     f"INSERT INTO watches ({COLS}, owner, lease_until, fence)"
-    f" VALUES ({', '.join(f'${i}' for i in range(4, 29))},"
+    f" VALUES ({_params(4)},"
     " CASE WHEN $3 THEN $1 END, CASE WHEN $3 THEN now() + $2 END, nextval('fence'))"
     " ON CONFLICT (key) DO NOTHING RETURNING key, fence"
 )
@@ -169,7 +175,7 @@ LET_GO = (
 )
 SUBMIT = (
     f"INSERT INTO watches ({COLS}, origin, settings)"
-    f" VALUES ({', '.join(f'${i}' for i in range(1, 26))}, 'submitted', $26)"
+    f" VALUES ({_params(1)}, 'submitted', ${1 + len(FIELDS)})"
     " ON CONFLICT (key) DO UPDATE SET name = excluded.name, active = TRUE,"
     " origin = 'submitted', settings = excluded.settings, owner = NULL, lease_until = NULL,"
     " deadline = watches.started + (excluded.deadline - excluded.started)"
