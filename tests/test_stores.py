@@ -236,7 +236,7 @@ async def test_counts_are_by_outcome_else_phase(store: Store) -> None:
 async def test_a_snapshot_has_every_watch_by_name_and_the_undelivered_notes_in_order(
     store: Store,
 ) -> None:
-    await store.sync([record("k1", name="zeta"), record("k2", name="alpha")])
+    await store.sync(Configured.of([record("k1", name="zeta"), record("k2", name="alpha")]))
     await store.save(record("k3", name="mid"), [note("k3", channel="b"), note("k3", channel="a")])
     watches, notes = await store.snapshot()
     assert [w.name for w in watches] == ["alpha", "mid", "zeta"]

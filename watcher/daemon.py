@@ -264,8 +264,11 @@ class Daemon:
         line = f"watching {open_} runs, {pending} notifications pending"
         if behind >= BEHIND_SAY_S:
             line += f", behind by {format_duration(behind)}"
-        if trouble := self._store.health.describe("state file"):
+        shared = self.config.daemon.state.startswith(statefile.DATABASE_URL_PREFIXES)
+        if trouble := self._store.health.describe("database" if shared else "state file"):
             line += f"; {trouble}"
+        if not self._store.lease_ok:
+            line += "; leases lapsed: claiming and delivering wait for the database"
         return line
 
     async def _renew(self) -> None:

@@ -68,14 +68,22 @@ class Dispatcher:
     async def run(self) -> None:
         """Deliver until :meth:`stop`; what earlier runs left undelivered is tried at once."""
         await self._store.retry_now(self._clock())
+        failing = False
         while not self._stopping:
             self._wake.clear()
             try:
                 await self._start_due()
                 await self._sleep_until_due()
-            except Exception:  # the outbox must outlive a bad moment of the state file
-                log.exception("notification outbox: cannot read the state file; retrying")
+            except Exception as exc:  # the outbox must outlive a bad moment of the store
+                if not failing:  # said once per outage (a database down for an hour)
+                    log.warning("notification outbox: cannot read the store (%s); retrying", exc)
+                    log.debug("reading the outbox failed", exc_info=True)
+                failing = True
                 await asyncio.sleep(_IDLE_S / 10)
+            else:
+                if failing:
+                    log.info("notification outbox: reading the store again")
+                failing = False
 
     async def _start_due(self) -> None:
         for note in await self._store.due(self._clock(), limit=256):
