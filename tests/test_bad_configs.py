@@ -297,6 +297,16 @@ def test_a_database_url_is_the_state_and_its_password_is_never_shown(
     assert "pa55-w0rd" not in out
 
 
+@pytest.mark.parametrize("command", [["run", "--once"], ["wait", "gov", "1"]])
+def test_ci_commands_refuse_a_shared_database_and_point_to_submit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    url = "postgresql://watcher@db.example.com/watcher"
+    (tmp_path / "watches.toml").write_text(GOOD.replace(STATE, url), "utf-8")
+    assert main([*command, "-c", str(tmp_path / "watches.toml")]) == 2
+    assert "watcher submit" in capsys.readouterr().err
+
+
 def test_the_longest_durations_are_accepted(tmp_path: Path) -> None:
     text = GOOD.replace("timeout = 0.3", 'timeout = "365d"').replace(
         "max_interval = 0.1", "max_interval = 31536000"

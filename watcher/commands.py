@@ -64,6 +64,15 @@ def _configured(args: argparse.Namespace) -> int:
         return asyncio.run(_submit(config, args))
     if args.command == "cancel":
         return asyncio.run(_cancel(config, args.key))
+    if (args.command == "wait" or args.once) and config.daemon.state.startswith(
+        statefile.DATABASE_URL_PREFIXES
+    ):
+        command = "wait" if args.command == "wait" else "run --once"
+        raise ConfigError(
+            f"{path}: daemon.state: `{command}` keeps a state file of its own (set "
+            "WATCHER_STATE to a file); a database is shared by running instances: hand a run "
+            "to them with `watcher submit`"
+        )
     options = Options(
         config_path=path,
         once=args.command == "wait" or args.once,
