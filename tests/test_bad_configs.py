@@ -327,3 +327,17 @@ def test_duration_flags_have_the_bounds_of_the_config(flags: list[str]) -> None:
 
 def test_settle_0_means_do_not_wait() -> None:
     assert parser().parse_args(["run", "--once", "--settle", "0"]).settle == 0.0
+
+
+def test_submit_checks_the_run_against_the_configuration_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = (tmp_path / "s.db").as_posix()
+    (tmp_path / "watches.toml").write_text(GOOD.replace(STATE, state), "utf-8")
+    assert main(["submit", "nosuch", "1", "-c", str(tmp_path / "watches.toml")]) == 2
+    assert "submit: server: no server named 'nosuch'" in capsys.readouterr().err
+    assert (
+        main(["submit", "gov", "1", "--notify", "pager", "-c", str(tmp_path / "watches.toml")]) == 2
+    )
+    assert "submit: notify: no channel named 'pager'" in capsys.readouterr().err
+    assert not (tmp_path / "s.db").exists()  # nothing was added anywhere

@@ -335,3 +335,29 @@ async def _cli(*args: str | Path) -> tuple[int, str]:
     )
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode()
+
+
+async def test_a_daemon_waits_for_a_database_that_is_down_at_start(
+    tmp_path: Path, postgres: Server, pg_url: str, hook: Hook
+) -> None:
+    async with gardin({"q1": time.time() + 1.0}) as sim:
+        path = config(tmp_path, pg_url, hook.url, sim.url, ["q1"])
+        await asyncio.to_thread(postgres.stop)
+        try:
+            async with instances(tmp_path, path, "a") as [a]:
+                log = tmp_path / "a.log"
+                await until(lambda: "waiting for the database" in _text(log), 20, "the message")
+                await asyncio.sleep(1.5)  # backing off: still one message, and not ready
+                assert _count(log, "waiting for the database") == 1
+                assert a.process is not None and a.process.returncode is None
+                await asyncio.to_thread(postgres.start)
+                await until(lambda: hook.titles == ["query q1: succeeded"], 30, "the outcome")
+                assert "connected to the database" in _text(log)
+                assert await a.stop() == 0
+        finally:
+            if not postgres.running():
+                await asyncio.to_thread(postgres.start)
+
+
+def _text(log: Path) -> str:
+    return log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
