@@ -79,7 +79,7 @@ class GroupCommit(Generic[C]):
         self._queue: list[tuple[Work[C], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._give_up_at: float | None = None
-        self._closing = asyncio.Event()
+        self._wake = asyncio.Event()  # ends a pause between retries: closing, or poked
         self.health = Health()
         self.lost = 0
 
@@ -134,7 +134,14 @@ class GroupCommit(Generic[C]):
             await asyncio.sleep(min(delay_s, max(0.0, self._give_up_at - self._clock())))
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), timeout=delay_s)
+            await asyncio.wait_for(self._wake.wait(), timeout=delay_s)
+        if self._give_up_at is None:
+            self._wake.clear()
+
+    def poke(self) -> None:
+        """Retry what waits for the database now, not at the end of the backoff (a lease
+        renewal that must not wait 30 s for a database that is back)."""
+        self._wake.set()
 
     async def _one_by_one(self, batch: list[tuple[Work[C], asyncio.Future[Any]]]) -> None:
         for index, (work, done) in enumerate(batch):
@@ -175,7 +182,7 @@ class GroupCommit(Generic[C]):
         """Land what is queued, waiting at most ``grace_s`` while the database takes no writes;
         return how many writes were lost (their awaiters get the database's error)."""
         self._give_up_at = self._clock() + grace_s
-        self._closing.set()
+        self._wake.set()
         while self._flusher is not None:
             await asyncio.shield(self._flusher)
         if self.lost:

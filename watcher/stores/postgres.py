@@ -92,6 +92,7 @@ class PostgresStore:
         self._notes: set[int] = set()
         self._lost: set[str] = set()
         self._renewed_at = time.monotonic()
+        self._renewing: asyncio.Future[Any] | None = None  # at most one renewal waits
         self._renewals_failing = False
         self._writer: GroupCommit[Plan] = GroupCommit(
             self._transaction, _is_outage, f"database {where}"
@@ -255,21 +256,33 @@ class PostgresStore:
             await self._write(run)
 
     async def renew(self) -> set[str]:
-        began, fences, notes = time.monotonic(), dict(self._fences), list(self._notes)
-        me, lease = self.instance, self._lease
+        """Renewals go through the group commit, serialized with this instance's own saves:
+        on a connection of its own, a renewal and a save locking the same rows in different
+        orders could deadlock. At most one renewal waits for a database that is down; the
+        next call has it tried again at once."""
+        began, me, lease = time.monotonic(), self.instance, self._lease
+
+        async def run(conn: Conn, batch: Plan) -> tuple[dict[str, int], list[asyncpg.Record]]:
+            fences, notes = dict(self._fences), list(self._notes)  # as of this transaction
+            gone = await conn.fetch(pgsql.RENEW, me, lease, list(fences), [*fences.values()])
+            await conn.execute(pgsql.RENEW_NOTES, me, lease, notes)
+            await conn.execute(pgsql.HEARTBEAT, me, str(watcher.__version__))
+            return fences, gone
+
+        if self._renewing is None or self._renewing.done():
+            self._renewing = self._writer.submit(lambda batch: batch.then(run))
+        else:  # the last one still waits for the database: have it tried again now
+            self._writer.poke()
         try:
-            async with (
-                asyncio.timeout(self.lease_s / 2),
-                self._pool.acquire() as conn,
-                conn.transaction(),
-            ):
-                gone = await conn.fetch(pgsql.RENEW, me, lease, list(fences), [*fences.values()])
-                await conn.execute(pgsql.RENEW_NOTES, me, lease, notes)
-                await conn.execute(pgsql.HEARTBEAT, me, str(watcher.__version__))
+            async with asyncio.timeout(self.lease_s / 2):
+                fences, gone = await asyncio.shield(self._renewing)
+        except TimeoutError:
+            self._renewal_failed("no answer within half a lease")
+            return set()
         except Exception as exc:
             if not _is_outage(exc):
                 raise
-            self._renewal_failed(exc)
+            self._renewal_failed(str(exc))
             return set()
         self._renewal_worked(began)
         lost = {key for (key,) in gone if self._fences.get(key) == fences[key]} | self._lost
@@ -279,14 +292,14 @@ class PostgresStore:
             self._timings.drop(key)
         return lost
 
-    def _renewal_failed(self, exc: BaseException) -> None:
+    def _renewal_failed(self, why: str) -> None:
         if not self._renewals_failing:
             self._renewals_failing = True
             log.warning(
                 "database %s: cannot renew this instance's leases (%s); claims and deliveries "
                 "stop once its lease of %gs has run out",
                 self.where,
-                exc,
+                why,
                 self.lease_s,
             )
 
