@@ -218,7 +218,7 @@ def no_state_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WATCHER_METRICS", raising=False)
 
 
-@pytest.mark.parametrize("command", [["check"], ["run", "--once", "--settle", "0"]])
+@pytest.mark.parametrize("command", [["check"], ["run", "--once", "--metrics", "--settle", "0"]])
 @pytest.mark.parametrize(("make", "named"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_a_bad_config_is_exit_2_naming_file_and_key(
     tmp_path: Path,
@@ -267,7 +267,7 @@ def test_servers_without_watches_pass_check_with_a_note_but_not_run_once(
     assert f"nothing to watch: {path} has no [[watches]]" in capsys.readouterr().err
 
 
-def test_check_accepts_a_metrics_port_in_use_but_run_does_not(
+def test_check_accepts_a_metrics_port_in_use_but_run_does_not_and_ci_runs_leave_it_be(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], unused_tcp_port: int
 ) -> None:
     path = tmp_path / "watches.toml"
@@ -278,8 +278,11 @@ def test_check_accepts_a_metrics_port_in_use_but_run_does_not(
         taken.listen()
         assert main(["check", "-c", str(path)]) == 0
         assert "in use now" in capsys.readouterr().out
-        assert main(["run", "--once", "-c", str(path)]) == 2
+        assert main(["run", "--once", "--metrics", "-c", str(path)]) == 2
         assert f"{path}: daemon.metrics: cannot listen" in capsys.readouterr().err
+        # a CI run beside the daemon that has the port: it does not serve metrics
+        assert main(["run", "--once", "--settle", "0", "-c", str(path)]) != 2
+        assert "daemon.metrics" not in capsys.readouterr().err
     assert main(["check", "-c", str(path)]) == 0
     assert f"metrics: 127.0.0.1:{unused_tcp_port}\n" in capsys.readouterr().out
 

@@ -1,7 +1,6 @@
 """The command line: argument parsing and exit codes, nothing else.
 
-Exit codes of ``run --once`` and ``wait``: 0 every watch succeeded; 1 any failed or was cancelled;
-3 any timed out or ended in error (and none failed); 2 bad configuration or usage.
+The exit codes of ``run --once`` and ``wait`` are :data:`EXIT_CODES` (also in ``--help``).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from watcher import logs
-from watcher.errors import EXIT_INTERNAL, EXIT_USAGE, ConfigError
+from watcher.errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_USAGE, ConfigError
 
 DESCRIPTION = "Watch long-running remote runs until they finish, then notify."
 CONFIG_PLACES = ("watches.toml", "/etc/watcher/watches.toml")
@@ -60,53 +59,107 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", default=None, help="watches.toml to use")
-    common.add_argument("-v", "--verbose", action="store_true", help="log debug details")
-    common.add_argument(
+EXIT_CODES = """\
+exit codes of `run --once` and `wait`:
+  0  every watch succeeded
+  1  a watch failed or was cancelled
+  2  bad configuration or usage (nothing was watched)
+  3  a watch timed out, ended in error or was not finished; or results could not be saved
+  4  every watch succeeded, but notifications were still undelivered when --settle ran out
+ 70  a bug in watcher (please report it)
+141  stdout was closed early (`watcher status | head`)
+"""
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``-c``, ``-v`` and ``--log-format``, before or after the subcommand: a subcommand's copy
+    leaves what was given before it alone (its default is argparse.SUPPRESS)."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument("-c", "--config", default=default(None), help="watches.toml to use")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="log debug details"
+    )
+    parser.add_argument(
         "--log-format",
         choices=["auto", "text", "journal", "json"],
-        default="auto",
+        default=default("auto"),
         help="auto: journal under systemd, else text",
     )
-    top = argparse.ArgumentParser(prog="watcher", description=DESCRIPTION)
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    _common(common, top=False)
+    top = argparse.ArgumentParser(
+        prog="watcher",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     top.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
+    _common(top, top=True)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("run", parents=[common], help="watch until stopped (or --once: until done)")
+
+    def command(name: str, help: str, *, codes: bool = False) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            parents=[common],
+            help=help,
+            epilog=EXIT_CODES if codes else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    p = command("run", "watch until stopped (or --once: until done)", codes=True)
     p.add_argument("--once", action="store_true", help="exit when every watch has ended")
     _once_options(p)
-    p = sub.add_parser("wait", parents=[common], help="wait for one run (for a CI step)")
+    p = command("wait", "wait for runs (for a CI step)", codes=True)
     p.add_argument("server", help="a server name from the config")
-    p.add_argument("id", nargs="?", help="the run id (optional with --task for ArcGIS)")
+    p.add_argument("ids", nargs="*", metavar="ID", help="run ids (optional with --task for ArcGIS)")
     p.add_argument("--task", help="the task (ArcGIS)")
     p.add_argument("--timeout", type=_duration, help="give up after this long (e.g. 2h)")
     p.add_argument("--interval", type=_duration, help="first delay between polls")
-    p.add_argument("--notify", nargs="*", default=None, metavar="CHANNEL", help="channels to tell")
+    _notify_option(p)
     _once_options(p)
-    p = sub.add_parser(
-        "submit", parents=[common], help="hand one run to the running deployment and return"
-    )
+    p = command("submit", "hand one run to the running deployment and return")
     p.add_argument("server", help="a server name from the config")
     p.add_argument("id", nargs="?", help="the run id (optional with --task for ArcGIS)")
     p.add_argument("--task", help="the task (ArcGIS)")
     p.add_argument("--name", help="what notifications call it (default: run ID on SERVER)")
     p.add_argument("--timeout", type=_duration, help="give up after this long (e.g. 4h)")
     p.add_argument("--interval", type=_duration, help="first delay between polls")
-    p.add_argument("--notify", nargs="*", default=None, metavar="CHANNEL", help="channels to tell")
-    p = sub.add_parser("cancel", parents=[common], help="stop watching a watch (by its key)")
+    _notify_option(p)
+    p = command("cancel", "stop watching a watch (by its key)")
     p.add_argument("key", help="as `watcher status` or `watcher submit` shows it")
-    sub.add_parser("check", parents=[common], help="validate the config and channel URLs")
-    p = sub.add_parser("status", parents=[common], help="show watches and their state")
-    p.add_argument("--state", help="read this state file (no config, no secrets needed)")
-    p = sub.add_parser("notify-test", parents=[common], help="send a test notification")
+    command("check", "validate the config and channel URLs")
+    p = command("status", "show instances, watches and their state")
+    p.add_argument("--state", help="read this state file or database (no config needed)")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p = command("notify-test", "send a test notification")
     p.add_argument("channel")
     p = sub.add_parser("demo", help="watch simulated runs on four systems, no accounts needed")
     p.add_argument("--speed", type=float, default=1.0, help="poll faster (2 = twice as fast)")
     return top
 
 
+def _notify_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--notify",
+        action="append",
+        default=None,
+        metavar="CHANNEL",
+        help="a channel to tell (repeat for more; default: the config's [defaults] notify)",
+    )
+
+
 def _once_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="the results as one JSON document on stdout")
+    p.add_argument("--state", help="a state file of this run's own (default: [daemon] state)")
+    p.add_argument(
+        "--metrics", action="store_true", help="serve [daemon] metrics (wait and --once do not)"
+    )
     p.add_argument(
         "--summary-every",
         type=_duration,
@@ -135,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `watcher status | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # a bug: say so plainly, and not with a code that means "failed"
         logging.getLogger("watcher").exception("internal error")
         print(f"watcher: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 from watcher import statefile
 from watcher.address import try_bind
-from watcher.config import Config, WatchConfig, load
+from watcher.config import Config, WatchConfig, load, state_of
 from watcher.daemon import Options, run
 from watcher.engine import Engine
 from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError
@@ -39,8 +39,9 @@ def dispatch(args: argparse.Namespace) -> int:
         from watcher.demo import demo
 
         return asyncio.run(demo(speed=args.speed))
-    if args.command == "status" and args.state:
-        return show_status(args.state)
+    if args.command == "status":  # it reads the state only: no secrets, no servers needed
+        state = args.state or state_of(args.config or default_config())
+        return show_status(state, as_json=args.json)
     # Start-up builds what lives on (thousands of watch models, specs, records): collecting
     # while they are built only scans them again and again. The daemon collects once, then
     # turns the collector back on (Daemon._settle_memory).
@@ -53,39 +54,42 @@ def dispatch(args: argparse.Namespace) -> int:
 
 def _configured(args: argparse.Namespace) -> int:
     path = args.config or default_config()
-    config = load(path, state_writable=args.command != "status")
+    once = args.command == "wait" or getattr(args, "once", False)
+    state = getattr(args, "state", None)
+    config = load(path, state_writable=state is None)
+    if state is not None:  # a CI run's own, beside a daemon's
+        config = _with_state(config, state)
     if args.command == "check":
         return _check(config, path)
-    if args.command == "status":
-        return show_status(config.daemon.state)
     if args.command == "notify-test":
         return asyncio.run(_notify_test(config, args.channel))
     if args.command == "submit":
         return asyncio.run(_submit(config, args))
     if args.command == "cancel":
         return asyncio.run(_cancel(config, args.key))
-    if (args.command == "wait" or args.once) and config.daemon.state.startswith(
-        statefile.DATABASE_URL_PREFIXES
-    ):
+    if once and config.daemon.state.startswith(statefile.DATABASE_URL_PREFIXES):
         command = "wait" if args.command == "wait" else "run --once"
         raise ConfigError(
-            f"{path}: daemon.state: `{command}` keeps a state file of its own (set "
-            "WATCHER_STATE to a file); a database is shared by running instances: hand a run "
-            "to them with `watcher submit`"
+            f"{path}: daemon.state: `{command}` keeps a state file of its own (--state FILE); "
+            "a database is shared by running instances: hand a run to them with "
+            "`watcher submit`"
         )
+    metrics = not once or args.metrics  # a CI run beside a daemon leaves the daemon's port be
     options = Options(
         config_path=path,
-        once=args.command == "wait" or args.once,
-        summary_every_s=args.summary_every,
-        settle_s=args.settle,
+        once=once,
+        summary_every_s=args.summary_every if once else 60.0,
+        settle_s=args.settle if once else 60.0,
+        metrics=metrics,
+        json=once and args.json,
+        live=once and not args.json and _terminal(args),
     )
-    if args.command == "wait":
-        specs = build_specs(config.model_copy(update={"watches": [_adhoc(config, args)]}))
+    if metrics:
         _metrics_note(config, path, in_use_ok=False)
-        return asyncio.run(run(config, options, specs))
+    if args.command == "wait":
+        config = config.model_copy(update={"watches": _adhoc(config, args)})
     _something_to_watch(config, path, options.once)
     _channels(config)
-    _metrics_note(config, path, in_use_ok=False)
     specs = build_specs(config)
     config = config.model_copy(update={"watches": []})  # the specs say it all, in less memory
     return asyncio.run(run(config, options, specs))
@@ -109,9 +113,24 @@ def _channels(config: Config) -> dict[str, Channel]:
         raise ConfigError(str(exc)) from None
 
 
-def _adhoc(config: Config, args: argparse.Namespace) -> WatchConfig:
-    keys = ("server", "id", "task", "timeout", "interval", "notify")
-    return adhoc_watch(config, {key: getattr(args, key) for key in keys}, "wait")
+def _adhoc(config: Config, args: argparse.Namespace) -> list[WatchConfig]:
+    """The watches `wait SERVER ID ...` names: one per id (one without an id for a task)."""
+    keys = ("server", "task", "timeout", "interval", "notify")
+    given = {key: getattr(args, key) for key in keys}
+    return [adhoc_watch(config, {**given, "id": run_id}, "wait") for run_id in args.ids or [None]]
+
+
+def _with_state(config: Config, state: str) -> Config:
+    """``config`` with ``--state`` as its state (checked as ``daemon.state`` would be)."""
+    problem = statefile.problem(state) or statefile.unwritable(state)
+    if problem:
+        raise ConfigError(f"--state: {problem}")
+    return config.model_copy(update={"daemon": config.daemon.model_copy(update={"state": state})})
+
+
+def _terminal(args: argparse.Namespace) -> bool:
+    """Whether a person watches: a live view on stderr instead of a line per state change."""
+    return sys.stderr.isatty() and args.log_format in ("auto", "text") and not args.verbose
 
 
 async def _submit(config: Config, args: argparse.Namespace) -> int:

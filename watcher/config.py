@@ -248,6 +248,28 @@ def load(
     return config
 
 
+def state_of(path: str | Path, environ: Mapping[str, str] | None = None) -> str:
+    """Where the state of ``path``'s deployment is, reading nothing else of the file: `status`
+    needs neither the secrets the file names nor its servers. ``$WATCHER_STATE`` wins."""
+    env = os.environ if environ is None else environ
+    if state := env.get("WATCHER_STATE"):
+        return state
+    if not Path(path).exists():
+        return default_state_path()
+    _, raw = _read(Path(path))
+    daemon = raw.get("daemon", {})
+    value = daemon.get("state") if isinstance(daemon, dict) else None
+    if value is None:
+        return default_state_path()
+    try:
+        expanded = expand({"state": value}, env)["state"]
+    except ValueError as exc:
+        raise ConfigError(f"{path}: daemon.{exc}") from None
+    if not isinstance(expanded, str):
+        raise ConfigError(f"{path}: daemon.state: must be a file name or a database URL")
+    return expanded
+
+
 def _read(path: Path) -> tuple[str, dict[str, Any]]:
     """The text and TOML of a regular file (a FIFO or a device would block or never end)."""
     try:

@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
+import shutil
 import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -26,13 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from watcher import statefile
+from watcher.backoff import DELIVERY, Policy
 from watcher.client import Http
 from watcher.config import Config, load
 from watcher.dispatch import Dispatcher
 from watcher.engine import Engine
-from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError
+from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_UNDELIVERED, ConfigError
 from watcher.metrics import Metrics
 from watcher.models import Outcome
+from watcher.redact import scrub
+from watcher.report import LiveView, document, plural, result_line
 from watcher.runner import (
     build_channels,
     build_servers,
@@ -53,6 +59,7 @@ STOP_GRACE_S = 3.0
 STATUS_EVERY_S = 10.0
 CLAIM_EVERY_S = 1.0
 FREEZE_FROM = 1000
+LIVE_EVERY_S = 0.5
 BEHIND_SAY_S = 1.0
 """STATUS says how far behind polls are from this much."""
 
@@ -66,12 +73,19 @@ class Options:
         summary_every_s: once: how often to log a one-line summary.
         settle_s: once: how long to wait for notifications to be delivered before exiting.
         config_path: the file SIGHUP re-reads (daemon).
+        metrics: serve ``[daemon] metrics`` (a daemon does; `wait` and `--once` only when asked).
+        json: once: the results as one JSON document on stdout, instead of a line per watch.
+        live: once: redraw a line per watch on stderr (a terminal) instead of logging each
+            state change.
     """
 
     once: bool = False
     summary_every_s: float = 60.0
     settle_s: float = 60.0
     config_path: str | Path | None = None
+    metrics: bool = True
+    json: bool = False
+    live: bool = False
 
 
 class Daemon:
@@ -89,7 +103,8 @@ class Daemon:
         self.specs = build_specs(config) if specs is None else specs
         self.stop = stop or asyncio.Event()
         self.notifier = Notifier()
-        self.metrics = Metrics(on=bool(config.daemon.metrics))
+        self._serve_metrics = bool(config.daemon.metrics) and options.metrics
+        self.metrics = Metrics(on=self._serve_metrics)
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._jobs: Any = None  # APScheduler, imported only when a daemon runs
@@ -121,7 +136,11 @@ class Daemon:
         self._servers = build_servers(self.config, http)
         channels = build_channels(self.config)
         self.dispatcher = Dispatcher(
-            channels, store, concurrency=self.config.daemon.notify_concurrency, metrics=self.metrics
+            channels,
+            store,
+            concurrency=self.config.daemon.notify_concurrency,
+            metrics=self.metrics,
+            retry=settle_retries(self.options.settle_s) if self.options.once else DELIVERY,
         )
         servers = {name: server for name, (_, server) in self._servers.items()}
         self.engine = Engine(
@@ -135,7 +154,7 @@ class Daemon:
         )
         self._store = store
         self._on_signals()
-        if self.config.daemon.metrics:
+        if self._serve_metrics and self.config.daemon.metrics:
             try:
                 await self.metrics.serve(self.config.daemon.metrics, refresh=self._status)
             except OSError as exc:
@@ -149,13 +168,41 @@ class Daemon:
             await self.engine.start()
             self._settle_memory()
             self._start_jobs()
+            if self.options.live:
+                self._spawn(self._live())
             self.notifier.ready(await self._status())
             where = statefile.describe(self.config.daemon.state)
             log.info("watching %d runs, state in %s", len(self.specs), where)
             await self._wait()
         finally:
             await self._shutdown()
-        return exit_code(await self.engine.results()) if self.options.once else EXIT_OK
+        return await self._report() if self.options.once else EXIT_OK
+
+    async def _report(self) -> int:
+        """The end of `wait` and `run --once`: a line per watch (or the JSON document) on
+        stdout, and the exit code; undelivered notifications make an all-good run's code 4."""
+        records = await self.engine.results()
+        _, notes = await self._store.snapshot()
+        keys = {record.key for record in records}
+        undelivered = [note for note in notes if note.watch in keys]
+        code = exit_code(records)
+        if undelivered and code == EXIT_OK:
+            code = EXIT_UNDELIVERED
+        if self.options.json:
+            text = json.dumps(document(records, undelivered, exit_code=code), indent=2)
+        else:
+            now, names = time.time(), {record.key: record.name for record in records}
+            lines = [result_line(record, now) for record in records]
+            if undelivered:
+                lines.append(f"{plural(len(undelivered), 'notification')} not delivered:")
+                lines += [
+                    f"  {note.event} of {names[note.watch]} to {note.channel}"
+                    + (f": {note.last_error}" if note.last_error else "")
+                    for note in undelivered
+                ]
+            text = "\n".join(lines)
+        print(scrub(text), flush=True)
+        return code
 
     def _start_jobs(self) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -311,6 +358,21 @@ class Daemon:
         records = await self._store.load(self.engine.specs)
         log.info("%s", summary(records.values(), time.time()))
 
+    async def _live(self) -> None:
+        """Redraw the live view until the run ends; log lines print above it."""
+        view = LiveView(sys.stderr, rows=shutil.get_terminal_size().lines - 2)
+        handler = logging.getLogger().handlers[0] if logging.getLogger().handlers else None
+        if handler is not None:
+            handler.setLevel(logging.WARNING)  # state changes are in the view
+            handler.addFilter(_cleared(view))
+        try:
+            while True:
+                records = await self._store.load(self.engine.specs)
+                view.draw(list(records.values()), time.time())
+                await asyncio.sleep(LIVE_EVERY_S)
+        finally:
+            view.clear()
+
     async def _settle(self) -> None:
         left = await self.dispatcher.settle(self.options.settle_s)
         if left:
@@ -320,6 +382,21 @@ class Daemon:
                 left,
                 format_duration(self.options.settle_s),
             )
+
+
+def settle_retries(settle_s: float) -> Policy:
+    """Delivery retries for `wait` and `--once`: several fit within ``--settle``."""
+    return Policy(max(min(1.0, settle_s / 8), 0.1), 2.0, max(settle_s / 4, 0.5))
+
+
+def _cleared(view: LiveView) -> Callable[[logging.LogRecord], bool]:
+    """A log filter that takes the live view away before a line prints (it is redrawn)."""
+
+    def clear(record: logging.LogRecord) -> bool:
+        view.clear()
+        return True
+
+    return clear
 
 
 def _on_loop(job: Callable[[], None]) -> Callable[[], Awaitable[None]]:

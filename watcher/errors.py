@@ -13,9 +13,11 @@ secrets: URLs are logged without their query strings and known secret values are
 
 from __future__ import annotations
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 70
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_UNDELIVERED = 0, 1, 2, 3, 4
 """Exit codes: all succeeded; any failed or cancelled; bad config or usage; any timeout, error,
-unfinished or unsaved; a bug."""
+unfinished or unsaved; all succeeded but notifications are undelivered."""
+EXIT_INTERNAL, EXIT_BROKEN_PIPE = 70, 141
+"""A bug; stdout closed by its reader (128 + SIGPIPE, as other tools say it)."""
 
 
 class WatcherError(Exception):

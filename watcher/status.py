@@ -7,6 +7,7 @@ safe while daemons run.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from watcher import statefile
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
 from watcher.notify import describe_target
+from watcher.report import document
 from watcher.schema import format_duration
 from watcher.stores import open_store
 from watcher.stores.sqlite import connect, read_snapshot
@@ -102,8 +104,9 @@ def _instance_line(instances: Sequence[tuple[str, float, float]], now: float) ->
     return f"instances: {', '.join(said)}\n"
 
 
-def show(state: str) -> int:
-    """Print the status of ``state`` (a state file or a database URL); 1 if it cannot be read."""
+def show(state: str, *, as_json: bool = False) -> int:
+    """Print the status of ``state`` (a state file or a database URL) as a report or as the
+    ``--json`` document; 1 if it cannot be read."""
     try:
         if state.startswith(statefile.DATABASE_URL_PREFIXES):
             view = asyncio.run(_database(state))
@@ -115,7 +118,12 @@ def show(state: str) -> int:
     except (sqlite3.Error, ConfigError) as exc:
         print(f"cannot read {statefile.describe(state)}: {exc}")
         return 1
-    print(statefile.without_password(render(view, time.time()), state))
+    if as_json:
+        doc = document(view.records, view.pending, holders=view.holders, instances=view.instances)
+        text = json.dumps(doc, indent=2)
+    else:
+        text = render(view, time.time())
+    print(statefile.without_password(text, state))
     return 0
 
 

@@ -1,0 +1,157 @@
+"""What `wait`, `run --once` and `status` tell a pipeline and a person.
+
+* :func:`result_line`: one line per watch on stdout when `wait` or `run --once` ends.
+* :func:`document`: the one JSON document of ``--json`` (the same shape for all three
+  commands; README documents it).
+* :class:`LiveView`: on a terminal, one line per watch redrawn in place while they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from watcher.models import Note, WatchRecord
+from watcher.notify import describe_target
+from watcher.schema import format_duration
+
+#: the version of the ``--json`` document; a change that breaks a reader bumps it
+JSON_VERSION = 1
+
+
+def plural(count: int, word: str) -> str:
+    """``1 poll``, ``2 polls``."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def iso(timestamp: float | None) -> str | None:
+    """A Unix time as ISO 8601 in UTC (``2026-12-01T14:03:07Z``)."""
+    if not timestamp:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def result_line(record: WatchRecord, now: float) -> str:
+    """``nightly import: failed after 1h30m (remote state Aborted, 12 polls): disk full``.
+
+    A run that was already over at the first poll says so, rather than a bare outcome."""
+    state = f"remote state {record.state}" if record.state else "no remote state"
+    if record.done:
+        if record.polls == 1 and record.first_poll is not None:
+            head = f"already finished: {record.outcome}"
+        else:
+            took = format_duration(max((record.finished or now) - record.started, 0.0))
+            head = f"{record.outcome} after {took}"
+    else:
+        head = f"not finished after {format_duration(max(now - record.started, 0.0))}"
+        if record.unreachable:
+            head += ", unreachable"
+    line = f"{record.name}: {head} ({state}, {plural(record.polls, 'poll')})"
+    return f"{line}: {record.detail}" if record.detail else line
+
+
+def watch_entry(record: WatchRecord, undelivered: Sequence[Note] = ()) -> dict[str, Any]:
+    """One watch of the ``--json`` document."""
+    return {
+        "key": record.key,
+        "name": record.name,
+        "server": record.server,
+        "target": {"id": record.id, "task": record.task, "parent": record.parent},
+        "outcome": str(record.outcome) if record.outcome else None,
+        "state": record.state,
+        "phase": record.phase,
+        "unreachable": record.unreachable,
+        "started": iso(record.started),
+        "finished": iso(record.finished),
+        "last_poll": iso(record.last_poll),
+        "next_poll": None if record.done else iso(record.next_poll),
+        "polls": record.polls,
+        "detail": record.detail,
+        "link": record.link,
+        "undelivered": [
+            {
+                "event": str(n.event),
+                "channel": n.channel,
+                "attempts": n.attempts,
+                "last_error": n.last_error,
+            }
+            for n in undelivered
+        ],
+    }
+
+
+def document(
+    records: Iterable[WatchRecord],
+    pending: Iterable[Note],
+    *,
+    exit_code: int | None = None,
+    holders: Mapping[str, str] | None = None,
+    instances: Sequence[tuple[str, float, float]] = (),
+) -> dict[str, Any]:
+    """The ``--json`` document: every watch with its undelivered notifications; ``exit_code``
+    for `wait` and `run --once`; ``instances`` and each watch's ``held_by`` for `status`."""
+    notes: dict[str, list[Note]] = {}
+    for note in pending:
+        notes.setdefault(note.watch, []).append(note)
+    watches = []
+    for record in records:
+        entry = watch_entry(record, notes.get(record.key, ()))
+        if holders is not None:
+            entry["held_by"] = holders.get(record.key)
+        watches.append(entry)
+    doc: dict[str, Any] = {"version": JSON_VERSION, "watches": watches}
+    if exit_code is not None:
+        doc["exit_code"] = exit_code
+    if holders is not None:
+        doc["instances"] = [
+            {"name": name, "started": iso(started), "heartbeat": iso(beat)}
+            for name, started, beat in instances
+        ]
+    return doc
+
+
+class LiveView:
+    """One line per watch on a terminal, redrawn in place (``gh run watch`` style).
+
+    At most ``rows`` lines: the unfinished watches first, then a line counting the rest."""
+
+    def __init__(self, out: IO[str], rows: int = 20) -> None:
+        self._out = out
+        self._rows = max(rows, 3)
+        self._drawn = 0
+
+    def draw(self, records: Sequence[WatchRecord], now: float) -> None:
+        ordered = sorted(records, key=lambda r: (r.done, r.name))
+        lines = [_live_line(r, now) for r in ordered[: self._rows - 1]]
+        if len(ordered) > len(lines):
+            rest = ordered[len(lines) :]
+            lines.append(f"... and {len(rest)} more ({sum(r.done for r in rest)} done)")
+        done = sum(r.done for r in records)
+        lines.append(f"{done}/{len(records)} done")
+        self.clear()
+        self._out.write("".join(f"{line}\x1b[K\n" for line in lines))
+        self._out.flush()
+        self._drawn = len(lines)
+
+    def clear(self) -> None:
+        """Take the drawn lines away (the cursor goes back where the view began)."""
+        if self._drawn:
+            self._out.write(f"\x1b[{self._drawn}F\x1b[J")
+            self._out.flush()
+            self._drawn = 0
+
+
+_MARK = {"succeeded": "✓", "failed": "✗", "cancelled": "✗", "timeout": "!", "error": "!"}
+
+
+def _live_line(record: WatchRecord, now: float) -> str:
+    target = describe_target(record) or record.key
+    if record.done:
+        mark, what = _MARK.get(str(record.outcome), "?"), str(record.outcome)
+    else:
+        mark = "*"
+        what = f"{record.state or 'waiting'}, {format_duration(max(now - record.started, 0))}"
+        if record.unreachable:
+            what += ", unreachable"
+    return f"{mark} {record.name} [{target}]: {what}"
