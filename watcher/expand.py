@@ -80,11 +80,12 @@ def _read_secret(name: str, key: str, base: Path, env: Mapping[str, str]) -> str
         creds = env.get("CREDENTIALS_DIRECTORY")
         candidates = ([Path(creds) / name] if creds else []) + [base / name]
     for candidate in candidates:
-        if candidate.is_file():
-            try:
-                return candidate.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(f"{key}: cannot read {candidate}: {exc.strerror}") from None
-            except UnicodeDecodeError:
-                raise ValueError(f"{key}: {candidate} is not UTF-8 text") from None
+        try:
+            if not candidate.is_file():
+                continue
+            return candidate.read_text(encoding="utf-8").strip()
+        except OSError as exc:  # a file, or a folder on the way, this user may not read
+            raise ValueError(f"{key}: cannot read {candidate}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{key}: {candidate} is not UTF-8 text") from None
     raise ValueError(f"{key}: no such file {' or '.join(map(str, candidates))}")

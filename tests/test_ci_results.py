@@ -1,0 +1,225 @@
+"""What a pipeline gets back from `wait`, `run --once` and `status`, and what a person sees."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Receiver
+from tests.systems import config_text, in_background, server_table, watch_table
+from watcher.cli import main
+from watcher.simulators.base import Step
+from watcher.simulators.rsa_governance import RsaSimulator
+
+PLAN: dict[str, list[Step]] = {
+    "1": ["New", "Running", "Completed"],
+    "2": ["Running", "Aborted"],
+    "5": ["Completed"],  # already over when watcher first looks
+    "6": ["Aborted"],
+}
+
+
+@pytest.fixture
+async def rsa() -> AsyncIterator[RsaSimulator]:
+    sim = RsaSimulator(PLAN)
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+def write(tmp_path: Path, hook: str, url: str, runs: list[str], **defaults: object) -> Path:
+    watches = "".join(watch_table("rsa_governance", "gov", r, name=f"run {r}") for r in runs)
+    server = server_table("rsa_governance", "gov", url)
+    text = config_text(tmp_path / "state.db", hook, server, watches, **defaults)
+    path = tmp_path / "watches.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def cli(*args: str | Path) -> int:
+    return await asyncio.to_thread(main, [str(a) for a in args])
+
+
+async def test_run_once_ends_with_a_line_per_watch_on_stdout_and_logs_on_stderr(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, ["1", "2", "5", "6"])
+    assert await cli("run", "--once", "-c", path) == 1
+    out, err = capsys.readouterr()
+    lines = sorted(out.splitlines())
+    assert (
+        lines[0].startswith("run 1: succeeded after ")
+        and "(remote state Completed, 3 polls)" in lines[0]
+    )
+    assert (
+        lines[1].startswith("run 2: failed after ") and "remote state Aborted, 2 polls" in lines[1]
+    )
+    assert lines[2] == "run 5: already finished: succeeded (remote state Completed, 1 poll)"
+    assert lines[3] == "run 6: already finished: failed (remote state Aborted, 1 poll)"
+    assert "-> Completed" in err and "-> Completed" not in out
+
+
+async def test_wait_takes_several_ids_and_says_each_result(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, [])
+    # options before and after the subcommand, and a channel per --notify
+    assert await cli("-c", path, "wait", "gov", "1", "5", "--notify", "hook", "-v") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert sorted(line.split(":")[0] for line in out) == ["run 1 on gov", "run 5 on gov"]
+    outcomes = sorted(title for title in receiver.titles if "succeeded" in title)
+    assert outcomes == ["run 1 on gov succeeded", "run 5 on gov succeeded"]
+
+
+@pytest.mark.parametrize("command", [["run", "--once"], ["wait", "gov", "1", "2"]])
+async def test_json_is_one_document_a_script_can_read(
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, ["1", "2"])
+    assert await cli(*command, "--json", "-c", path) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["version"] == 1 and doc["exit_code"] == 1
+    by_id = {w["target"]["id"]: w for w in doc["watches"]}
+    assert set(by_id) == {"1", "2"}
+    assert by_id["2"]["outcome"] == "failed" and by_id["2"]["state"] == "Aborted"
+    assert by_id["1"]["phase"] == "succeeded" and by_id["1"]["polls"] == 3
+    assert by_id["1"]["finished"].endswith("Z") and by_id["1"]["undelivered"] == []
+    assert await cli("status", "--json", "-c", path) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert {w["key"] for w in status["watches"]} >= {w["key"] for w in doc["watches"]}
+    assert status["instances"] == [] and "held_by" in status["watches"][0]
+
+
+async def test_undelivered_notifications_after_settle_are_named_and_exit_4(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receiver.fail_first = 1000  # the channel is down for the whole run
+    path = write(tmp_path, receiver.url, rsa.url, ["1"])
+    assert await cli("run", "--once", "--settle", "2s", "-c", path) == 4
+    out = capsys.readouterr().out
+    assert "3 notifications not delivered:" in out  # two changes of state and the outcome
+    assert "succeeded of run 1 to hook" in out
+    assert receiver.refused >= 3  # retried several times within --settle
+    receiver.fail_first = 0  # the next run with this state file delivers it, and says so
+    assert await cli("run", "--once", "--settle", "5s", "-c", path) == 0
+    assert "run 1 succeeded" in receiver.titles
+
+
+async def test_a_failure_still_wins_over_undelivered(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    receiver.fail_first = 1000
+    path = write(tmp_path, receiver.url, rsa.url, ["2"])
+    assert await cli("run", "--once", "--settle", "0.5s", "-c", path) == 1
+
+
+def test_status_needs_no_secrets_and_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    watches = "".join(watch_table("rsa_governance", "gov", str(i)) for i in range(300))
+    server = server_table("rsa_governance", "gov", "http://127.0.0.1:9/aveksa").replace(
+        'token = "rsa-token"', 'token = "${RSA_TOKEN}"'
+    )
+    path = tmp_path / "watches.toml"
+    text = config_text(state, "json://127.0.0.1:9/h", server, watches, timeout=1)
+    path.write_text(text, "utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("RSA_TOKEN", "WATCHER_STATE")}
+    run = [sys.executable, "-m", "watcher"]
+    # fill the state file: --once against a server that is not there ends at the timeout
+    subprocess.run(
+        [*run, "run", "--once", "--settle", "0", "-c", str(path)],
+        env={**env, "RSA_TOKEN": "t0ken-for-the-run"},
+        capture_output=True,
+        timeout=60,
+    )
+    done = subprocess.run([*run, "status", "-c", str(path)], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr  # ${RSA_TOKEN} is unset: status did not need it
+    assert done.stdout.count(b"\n") > 300
+    piped = subprocess.run(
+        f"{' '.join(run)} status -c {path} | head -n 2; echo ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert piped.stderr == b""  # no traceback
+    assert piped.stdout.splitlines()[-1] in (b"0", b"141")
+
+
+#: run as root without the power to read what is not its own: as a service user would
+AS_A_USER = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+
+
+@pytest.mark.parametrize("where", ["beside", "credentials"])
+def test_an_unreadable_secret_is_exit_2_naming_key_and_path(tmp_path: Path, where: str) -> None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to drop the power to read any file")
+    secrets = tmp_path / "creds"
+    secrets.mkdir()
+    (secrets / "rsa_token").write_text("s3cret-token-value\n", "utf-8")
+    os.chmod(secrets / "rsa_token", 0o600)
+    os.chown(secrets / "rsa_token", 65534, 65534)  # another user's, as systemd's DynamicUser
+    if where == "credentials":  # and the folder too: even looking for the file fails
+        os.chmod(secrets, 0o700)
+        os.chown(secrets, 65534, 65534)
+    name = "rsa_token" if where == "credentials" else str(secrets / "rsa_token")
+    server = server_table("rsa_governance", "gov", "http://127.0.0.1:9/aveksa").replace(
+        'token = "rsa-token"', f'token_file = "{name}"'
+    )
+    path = tmp_path / "watches.toml"
+    path.write_text(config_text(tmp_path / "s.db", "json://127.0.0.1:9/h", server, ""), "utf-8")
+    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(secrets)}
+    command = [*AS_A_USER, sys.executable, "-m", "watcher", "check", "-c", str(path)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "servers.gov.token_file: cannot read" in done.stderr
+    assert "rsa_token: Permission denied" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_terminal_gets_a_live_view_and_a_pipe_plain_lines(tmp_path: Path) -> None:
+    sim = RsaSimulator({"1": ["New"] * 8 + ["Completed"], "2": ["Running"] * 6 + ["Completed"]})
+    with in_background(sim) as [url]:
+        pacing = {"interval": 0.2, "max_interval": 0.2}
+        path = write(tmp_path, "json://127.0.0.1:9/h", url, ["1", "2"], **pacing)
+        command = [sys.executable, "-m", "watcher", "run", "--once", "--settle", "0"]
+        command += ["-c", str(path)]
+        seen = _on_a_terminal(command)
+        assert "\x1b[" in seen  # lines redrawn in place
+        assert "* run 1 [run 1]: New" in seen and "/2 done" in seen
+        assert "-> Completed" not in seen  # state changes are in the view, not logged
+        assert "run 1: succeeded after" in seen  # and the results stay when it ends
+        (tmp_path / "state.db").unlink()
+        piped = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert "\x1b[" not in piped.stderr + piped.stdout and "-> Completed" in piped.stderr
+
+
+def _on_a_terminal(command: list[str]) -> str:
+    """What a person at a terminal sees of ``command``."""
+    main_fd, other = pty.openpty()
+    proc = subprocess.Popen(command, stdin=other, stdout=other, stderr=other, close_fds=True)
+    os.close(other)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the other end is closed: it has exited
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(60)
+    os.close(main_fd)
+    return seen.decode("utf-8", errors="replace")
