@@ -194,9 +194,9 @@ async def test_three_instances_share_watches_and_a_killed_one_hands_over_within_
     tmp_path: Path, postgres: Server, pg_url: str, hook: Hook
 ) -> None:
     ids = [f"q{i:03}" for i in range(300)]
-    began = time.time()
-    ends = {q: began + 9 + i * 0.01 for i, q in enumerate(ids)}  # all end after both kills
-    async with gardin(ends) as sim:
+    # the runs end only after both kills: a kill -9 between a delivery and its mark is the
+    # one way a message repeats, and that is not what this test is about
+    async with gardin(dict.fromkeys(ids, time.time() + 3600)) as sim:
         path = config(tmp_path, pg_url, hook.url, sim.url, ids)
         async with instances(tmp_path, path, "a", "b", "c") as (a, b, c):
             await until(lambda: len(_polled(sim)) == 300, 20, "every query polled")
@@ -210,6 +210,8 @@ async def test_three_instances_share_watches_and_a_killed_one_hands_over_within_
             assert time.monotonic() - killed < LEASE_S + 2  # the lease, then one claim tick
             await Instance(tmp_path, path, "b2").start()  # a replacement joins ...
             c.signal(signal.SIGKILL)  # ... and another instance dies
+            now = time.time()
+            sim.ends.update({q: now + 1 + i * 0.01 for i, q in enumerate(ids)})
             await until(lambda: len(hook.titles) >= 300, 40, "every outcome delivered")
             await asyncio.sleep(1.0)  # anything doubled would arrive now
             delivered_once(hook.titles, ids)

@@ -138,7 +138,8 @@ async def test_a_notification_taken_over_is_delivered_once_by_its_new_holder(pg_
     async with instances(pg_url, "a", "b") as (a, b):
         await a.save(record("w"), [note("w")])
         [mine] = await a.due(NOW, 10)
-        assert await a.due(NOW, 10) == [] and await b.due(NOW, 10) == []  # held by a
+        assert await b.due(NOW, 10) == []  # held by a: not b's to send
+        assert [n.id for n in await a.due(NOW, 10)] == [mine.id]  # a's own, handed out again
         theirs: list[Any] = []
 
         async def b_has_it() -> bool:

@@ -194,7 +194,7 @@ class Config(Model):
         return self
 
     def watch_problems(self, index: int, watch: WatchConfig) -> list[str]:
-        where = f"watches[{index}]"
+        where = f"watches[{index}]" + (f" ({watch.name})" if watch.name else "")
         server = self.servers.get(watch.server)
         if server is None:
             known = ", ".join(sorted(self.servers)) or "none defined"
@@ -242,7 +242,7 @@ def load(
         data["defaults"] = _section(WatchSettings, data.get("defaults", {}), "defaults")
         config = Config.model_validate(_with_defaults(data))
     except ValueError as exc:
-        raise ConfigError(f"{path}: {_explain(exc)}") from None
+        raise ConfigError(f"{path}: {_explain(exc, names=_watch_names(raw))}") from None
     if state_writable and (problem := statefile.unwritable(config.daemon.state)):
         raise ConfigError(f"{path}: daemon.state: {problem}")
     return config
@@ -317,19 +317,32 @@ def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "watches": merged}
 
 
-def _explain(exc: ValueError, prefix: str = "") -> str:
+def _watch_names(raw: Mapping[str, Any]) -> dict[int, str]:
+    """The ``name`` of each ``[[watches]]`` entry that has one, by index (for messages)."""
+    watches = raw.get("watches")
+    if not isinstance(watches, list):
+        return {}
+    return {
+        i: w["name"]
+        for i, w in enumerate(watches)
+        if isinstance(w, dict) and isinstance(w.get("name"), str)
+    }
+
+
+def _explain(exc: ValueError, prefix: str = "", names: Mapping[int, str] | None = None) -> str:
     if not isinstance(exc, ValidationError):
         return str(exc)
-    lines = [_error_line(err, prefix) for err in exc.errors(include_url=False)]
+    lines = [_error_line(err, prefix, names or {}) for err in exc.errors(include_url=False)]
     return lines[0] if len(lines) == 1 else "\n  " + "\n  ".join(lines)
 
 
-def _error_line(err: Mapping[str, Any], prefix: str = "") -> str:
+def _error_line(err: Mapping[str, Any], prefix: str = "", names: Mapping[int, str] = {}) -> str:
     parts: list[str] = [prefix] if prefix else []
     loc = list(err["loc"])
     for i, part in enumerate(loc):
         if isinstance(part, int):
-            parts[-1:] = [f"{parts[-1] if parts else ''}[{part}]"]
+            named = f" ({names[part]})" if i == 1 and loc[0] == "watches" and part in names else ""
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{part}]{named}"]
         elif not (i == 2 and loc[0] == "servers" and part in KINDS):
             parts.append(str(part))
     path = ".".join(parts)

@@ -132,10 +132,21 @@ async def demo(speed: float = 1.0) -> int:
                 "fails on purpose). `watcher status` now shows:\n"
             )
             show(config.daemon.state)
+            print(NEXT)
             return 0 if code == EXPECTED_EXIT else code
     finally:
         for sim in sims.values():
             await sim.stop()
+
+
+NEXT = """
+What to try next:
+  cp watches.toml my.toml        the shipped example: set your servers, channels and runs
+  watcher check -c my.toml       validates it, channel URLs included, and says what it would do
+  watcher notify-test CHANNEL    sends a test notification through one channel
+  watcher wait SERVER ID         in a CI step: waits for one run, notifies, exits 0/1/3
+  watcher run -c my.toml         as a service: see systemd/watcher.service and README.md
+"""
 
 
 def _config(urls: dict[str, str], state: Path, speed: float) -> str:

@@ -104,6 +104,8 @@ class Dispatcher:
         pause = _IDLE_S if next_due is None else next_due - self._clock()
         if self._busy:
             pause = min(pause, 1.0)
+        if not self._store.lease_ok:  # nothing may be sent until the store answers again
+            pause = max(pause, 1.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, min(pause, _IDLE_S)))
 
@@ -125,7 +127,7 @@ class Dispatcher:
             self.delivered += 1
             self._metrics.delivered(note.channel)
             self.wake()  # the watch's next note for this channel may be waiting for this one
-            log.info("delivered to %s: %s", note.channel, note.title)
+            log.info("delivered to %s: %s", note.channel, note.title, extra=_fields(note))
             return
         self.failures += 1
         self._metrics.delivery_failed(note.channel)
@@ -141,6 +143,7 @@ class Dispatcher:
             delay,
             note.title,
             error,
+            extra=_fields(note),
         )
 
     async def settle(self, timeout_s: float) -> int:
@@ -157,3 +160,8 @@ class Dispatcher:
         self._wake.set()
         if self._busy:
             await asyncio.wait(list(self._busy.values()), timeout=grace_s)
+
+
+def _fields(note: Note) -> dict[str, str]:
+    """A delivery's own fields in ``--log-format json``."""
+    return {"key": note.watch, "event": str(note.event), "channel": note.channel}

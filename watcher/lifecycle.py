@@ -162,7 +162,7 @@ def log_lines(
                 "for this system; still polling",
             )
         )
-    if debug and step.delay_s is not None and not after.failures:
+    if debug and step.delay_s is not None and not after.failures and after.state == before.state:
         lines.append((logging.DEBUG, f"{name}: {after.state}; next poll in {step.delay_s:.1f}s"))
     if after.state != before.state:
         lines.append((logging.INFO, f"{name}: {before.state or '(first poll)'} -> {after.state}"))
@@ -172,7 +172,8 @@ def log_lines(
             lines.append((logging.WARNING, f"{name}: {event} ({said})"))
     if after.done:
         said = f" ({after.detail})" if after.detail else ""
-        lines.append((logging.INFO, f"{name}: {after.outcome} after {after.polls} polls{said}"))
+        polls = f"{after.polls} poll" + ("" if after.polls == 1 else "s")
+        lines.append((logging.INFO, f"{name}: {after.outcome} after {polls}{said}"))
     elif after.failures:
         lines.append(
             (

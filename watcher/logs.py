@@ -35,8 +35,13 @@ class JournalFormatter(logging.Formatter):
         return f"<{priority}>{super().format(record)}"
 
 
+#: what a line about a watch or a notification carries besides its message (JSON only)
+FIELDS = ("watch", "key", "server", "state", "outcome", "events", "event", "channel")
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ``ts``, ``level``, ``logger``, ``message``."""
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``message``, and the
+    :data:`FIELDS` a line has."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -45,6 +50,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name in FIELDS:
+            if (value := getattr(record, name, None)) is not None:
+                entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -57,7 +65,7 @@ def formatter(kind: LogFormat) -> logging.Formatter:
         return JournalFormatter("%(message)s")
     if kind == "json":
         return JsonFormatter()
-    return logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
+    return logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S %Z")
 
 
 def setup(kind: LogFormat = "auto", verbose: bool = False) -> None:

@@ -176,8 +176,20 @@ class Poller:
                 step = replace(step, unknown=False)
             self._warned.add(seen)
         debug = log.isEnabledFor(logging.DEBUG)
-        for level, line in lifecycle.log_lines(spec.name, before, step, debug=debug):
-            log.log(level, "%s", line)
+        lines = lifecycle.log_lines(spec.name, before, step, debug=debug)
+        if not lines:
+            return
+        after = step.record
+        fields = {  # their own fields in --log-format json
+            "watch": spec.name,
+            "key": spec.key,
+            "server": spec.target.server,
+            "state": after.state,
+            "outcome": str(after.outcome) if after.outcome else None,
+            "events": [str(event) for event in step.events],
+        }
+        for level, line in lines:
+            log.log(level, "%s", line, extra=fields)
 
 
 def with_settings(spec: Spec, record: WatchRecord) -> WatchRecord:

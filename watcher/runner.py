@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -74,7 +75,7 @@ def adhoc_watch(config: Config, settings: Mapping[str, Any], where: str) -> Watc
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     if problems := config.watch_problems(0, watch):
-        stripped = (p.removeprefix("watches[0]").lstrip(".:") for p in problems)
+        stripped = (re.sub(r"^watches\[0\]( \(.*?\))?[.:]? ?", "", p) for p in problems)
         raise ConfigError(f"{where}: " + "; ".join(stripped))
     return watch
 
@@ -155,6 +156,15 @@ def exit_code(records: Iterable[WatchRecord]) -> int:
     return EXIT_INCOMPLETE
 
 
+def _standing(record: WatchRecord) -> str:
+    """Where an unfinished watch stands: its remote state, or why it has none."""
+    if record.unreachable:
+        return f"unreachable, last seen {record.state}" if record.state else "unreachable"
+    if record.state:
+        return record.state
+    return "not answered yet" if record.polls else "not polled yet"
+
+
 def summary(records: Iterable[WatchRecord], now: float) -> str:
     """One line: what is done, what is pending and for how long."""
     records = list(records)
@@ -164,7 +174,7 @@ def summary(records: Iterable[WatchRecord], now: float) -> str:
         counts[str(record.outcome)] = counts.get(str(record.outcome), 0) + 1
     tally = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
     pending = [
-        f"{r.name} ({r.state or 'not polled yet'}, {format_duration(now - r.started)})"
+        f"{r.name} ({_standing(r)}, {format_duration(now - r.started)})"
         for r in records
         if not r.done
     ]

@@ -23,14 +23,17 @@ from pydantic import (
 from watcher import redact
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_NUMBER = re.compile(r"\s*(\d+(?:\.\d+)?)\s*")
+#: one or more parts with a unit each: ``90s``, ``1h30m``, ``1d02h`` (as watcher prints them)
+_DURATION = re.compile(r"\s*(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)\s*)+")
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 
 #: The longest duration any key takes: a year is past every run watcher is meant for.
 MAX_DURATION_S: Final = 365 * 86400.0
 
 
 def parse_duration(value: Any) -> float:
-    """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"``, ``"250ms"`` or a number of seconds -> seconds.
+    """``"90s"``, ``"15m"``, ``"1h30m"``, ``"1d"``, ``"250ms"`` or a number of seconds -> seconds.
 
     Only the form is checked here; :func:`check_duration` checks the range.
     """
@@ -41,9 +44,12 @@ def parse_duration(value: Any) -> float:
             return float(value)
         except OverflowError:  # an integer with hundreds of digits
             return math.inf
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return float(match[1]) * _UNITS[match[2] or "s"]
-    raise ValueError(f"{value!r} is not a duration such as '90s', '15m', '2h', '1d' or seconds")
+    if isinstance(value, str):
+        if match := _NUMBER.fullmatch(value):
+            return float(match[1])
+        if _DURATION.fullmatch(value):
+            return sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(value))
+    raise ValueError(f"{value!r} is not a duration such as '90s', '15m', '1h30m', '1d' or seconds")
 
 
 def check_duration(seconds: float) -> float:

@@ -24,7 +24,16 @@ from watcher.schema import format_duration
 from watcher.stores import open_store
 from watcher.stores.sqlite import connect, read_snapshot
 
-HEADER = ("WATCH", "TARGET", "SERVER", "REMOTE STATE", "OUTCOME", "POLLS", "LAST POLL", "NEXT")
+HEADER = (
+    "WATCH",
+    "TARGET",
+    "SERVER",
+    "REMOTE STATE",
+    "OUTCOME",
+    "POLLS",
+    "LAST POLL (UTC)",
+    "NEXT (UTC)",
+)
 
 
 @dataclass
@@ -51,10 +60,10 @@ def row(record: WatchRecord, now: float) -> tuple[str, ...]:
         )
         following = "done"
     else:
-        outcome = f"({record.phase or 'not polled'}, {format_duration(now - record.started)})"
+        standing = "unreachable" if record.unreachable else record.phase
+        standing = standing or ("not answered yet" if record.polls else "not polled yet")
+        outcome = f"({standing}, {format_duration(now - record.started)})"
         following = _when(record.next_poll)
-        if record.unreachable:
-            outcome += " UNREACHABLE"
     return (
         record.name,
         describe_target(record) or "-",
@@ -78,9 +87,11 @@ def render(view: View, now: float) -> str:
     """The whole status report as text."""
     records, pending = view.records, view.pending
     lines = [_instance_line(view.instances, now)] if view.instances else []
-    if records:
+    if records and view.holders:  # instances share the store, or a daemon runs
         rows = [(*row(r, now), view.holders.get(r.key, "-")) for r in records]
         lines.append(table([(*HEADER, "HELD BY"), *rows]))
+    elif records:
+        lines.append(table([HEADER, *(row(r, now) for r in records)]))
     else:
         lines.append("no watches yet")
     if pending:

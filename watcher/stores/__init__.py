@@ -181,8 +181,10 @@ class Store(Protocol):
         ...
 
     async def due(self, now: float, limit: int) -> list[Note]:
-        """Notifications due by ``now`` that nobody holds, in order (each waits for the earlier
-        ones of its watch and channel); held by the caller until marked or its lease runs out."""
+        """Notifications due by ``now`` that no other instance holds, in order (each waits for
+        the earlier ones of its watch and channel), the caller's own included (one it did not
+        send, unsure whether it still held it); held by the caller until marked or its lease
+        runs out. The caller skips those it is sending."""
         ...
 
     async def confirm(self, note: Note) -> bool:

@@ -199,7 +199,8 @@ ENQUEUE = (
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dedup) DO NOTHING"
 )
 DUE = (
-    f"WITH next AS (SELECT id FROM outbox WHERE delivered IS NULL AND next_try <= $3 AND {FREE}"
+    "WITH next AS (SELECT id FROM outbox WHERE delivered IS NULL AND next_try <= $3"
+    f" AND ({FREE} OR owner = $1)"  # its own too: one it did not send (unsure it held it)
     f"{sql.IN_ORDER} ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)"
     " UPDATE outbox AS o SET owner = $1, lease_until = now() + $2 FROM next"
     f" WHERE o.id = next.id RETURNING {', '.join(f'o.{c}' for c in sql.NOTE_FIELDS)}"

@@ -395,7 +395,9 @@ class PostgresStore:
         except Exception as exc:
             if not _is_outage(exc):
                 raise
-            return False
+            return False  # unsure: not sent now; `due` hands it out again
+        if found is None:
+            self._notes.discard(note.id)  # another instance's now
         return found is not None
 
     async def next_due(self) -> float | None:
