@@ -46,18 +46,28 @@ def build(http: Http, url: str, **keys: Any) -> JsonStatus:
 
 
 @pytest.fixture
-async def serving(http: Http, aiohttp_server: Any) -> Observe:
-    """Observe job ``7`` through a server answering ``body`` with ``status``."""
+async def through(http: Http, aiohttp_server: Any) -> Observe:
+    """Observe job ``7`` through a server whose every answer ``respond()`` makes."""
 
-    async def observe(body: Any, status: int = 200, **keys: Any) -> Observation:
+    async def observe(respond: Callable[[], web.Response], **keys: Any) -> Observation:
         async def job(request: web.Request) -> web.Response:
-            return web.json_response(body, status=status)
+            return respond()
 
         app = web.Application()
         app.router.add_get("/jobs/{id}", job)
         server = await aiohttp_server(app)
         provider = build(http, str(server.make_url("")).rstrip("/"), **keys)
         return await provider.observe(Target("api", "7"), {})
+
+    return observe
+
+
+@pytest.fixture
+def serving(through: Observe) -> Observe:
+    """Observe job ``7`` through a server answering the JSON ``body`` with ``status``."""
+
+    async def observe(body: Any, status: int = 200, **keys: Any) -> Observation:
+        return await through(lambda: web.json_response(body, status=status), **keys)
 
     return observe
 
@@ -208,20 +218,14 @@ UNREADABLE = acceptor("path", "gone", "failed", "state")
 
 
 @pytest.fixture
-async def answering(http: Http, aiohttp_server: Any) -> Observe:
+def answering(through: Observe) -> Observe:
     """Observe job ``7`` through a server answering ``text`` (any body, or none) with ``status``."""
 
     async def observe(text: str, status: int = 200, **keys: Any) -> Observation:
         kind = "text/html" if text.startswith("<") else "text/plain"
-
-        async def job(request: web.Request) -> web.Response:
-            return web.Response(text=text, status=status, content_type=kind)
-
-        app = web.Application()
-        app.router.add_get("/jobs/{id}", job)
-        server = await aiohttp_server(app)
-        provider = build(http, str(server.make_url("")).rstrip("/"), **keys)
-        return await provider.observe(Target("api", "7"), {})
+        return await through(
+            lambda: web.Response(text=text, status=status, content_type=kind), **keys
+        )
 
     return observe
 
