@@ -13,8 +13,18 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
 
+from tests.conftest import Receiver
+from tests.systems import server_table, watch_table, write_config
+from watcher import daemon
 from watcher.client import Http
-from watcher.errors import BadReplyError, PermanentError, PollError, TransientError
+from watcher.config import load
+from watcher.errors import (
+    EXIT_INCOMPLETE,
+    BadReplyError,
+    PermanentError,
+    PollError,
+    TransientError,
+)
 from watcher.models import Observation, Phase, Target
 from watcher.providers.arcgis import (
     KIND,
@@ -28,10 +38,12 @@ from watcher.providers.arcgis import (
 from watcher.providers.base import phase_of
 from watcher.simulators.arcgis import ArcGisSimulator
 from watcher.simulators.base import Fault
+from watcher.stores.sqlite import read_snapshot
 
 SEED = Path(__file__).parent / "fixtures" / "seeds" / "arcgis_task_runs.txt"
 PASSWORD = "s3cret-Pa55word"
 STATIC = "static-token-0123456789"
+ONCE = daemon.Options(once=True, summary_every_s=60.0, settle_s=10.0)
 
 Start = Callable[..., Awaitable[ArcGisSimulator]]
 
@@ -300,6 +312,86 @@ async def test_static_token_refused_is_permanent_and_says_why(http: Http, start:
         await poll(arcgis, Target("s", id="r1", task="t"))
     assert "Token Expired." in str(caught.value) and caught.value.status == 498
     assert_hidden(caught.value, "not-the-right-token")
+
+
+@pytest.mark.parametrize("dialect", ["admin", "portal"])
+async def test_http_status_498_renews_the_token_once_and_repeats_the_call(
+    http: Http, start: Start, dialect: str
+) -> None:
+    sim = await start({"t/r1": ["executing", "succeeded"]}, dialect=dialect, status_codes={498})
+    arcgis, target = provider(http, sim), Target("s", id="r1", task="t")
+    assert (await poll(arcgis, target)).state == "executing"
+    sim.revoke_tokens()
+    stale = await http.server().get(
+        f"{sim.url}/system/tasks/t/runs/r1", params={"f": "json", "token": "stale"}
+    )
+    assert stale.status == 498 and "Token Expired." in stale.text
+    assert (await poll(arcgis, target)).state == "succeeded"
+    assert (sim.logins, sim.rejected, sim.polls["t/r1"]) == (2, 2, 2)
+
+
+@pytest.mark.parametrize("dialect", ["admin", "portal"])
+async def test_http_status_498_again_after_a_new_login_is_permanent_not_a_loop(
+    http: Http, start: Start, dialect: str
+) -> None:
+    refused = Fault.http(498, "Token Expired.")
+    sim = await start(
+        {"t/r1": [refused, refused, "succeeded"]}, dialect=dialect, status_codes={498}
+    )
+    with pytest.raises(PermanentError) as caught:
+        await poll(provider(http, sim), Target("s", id="r1", task="t"))
+    assert "answered error 498: Token Expired." in str(caught.value)
+    assert caught.value.status == 498
+    assert (sim.logins, sim.polls["t/r1"]) == (2, 2)
+    assert_hidden(caught.value, *sim.tokens)
+
+
+async def test_http_status_499_with_a_static_token_is_permanent_and_names_the_cure(
+    http: Http, start: Start
+) -> None:
+    sim = await start({"t/r1": [Fault.http(499, "Token Required")]}, status_codes={499})
+    arcgis = provider(http, sim, auth={"token": STATIC})
+    with pytest.raises(PermanentError, match="Token Required") as caught:
+        await poll(arcgis, Target("s", id="r1", task="t"))
+    assert "token_in" in str(caught.value) and caught.value.status == 499
+
+
+async def test_http_status_498_without_a_body_is_a_refused_token_too(
+    http: Http, aiohttp_server: Any
+) -> None:
+    async def runs(request: web.Request) -> web.Response:
+        return web.Response(status=498)
+
+    app = web.Application()
+    app.router.add_get("/arcgis/admin/system/tasks/{task}/runs/{run}", runs)
+    server = await aiohttp_server(app)
+    config = Config(kind="arcgis", url=str(server.make_url("/arcgis/admin")), token=STATIC)  # type: ignore[arg-type]
+    with pytest.raises(PermanentError, match="answered error 498: no message") as caught:
+        await poll(ArcGis(config, http.server(timeout_s=2)), Target("s", id="r1", task="t"))
+    assert_hidden(caught.value)
+
+
+async def test_a_watch_refused_twice_with_http_498_ends_in_error_with_the_servers_words(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    refused = Fault.http(498, "Token Expired.")
+    sim = ArcGisSimulator({"T1/101": ["executing", refused]}, status_codes={498})
+    url = await sim.start()
+    try:
+        path = write_config(
+            tmp_path,
+            receiver.url,
+            server_table("arcgis", "gis", url),
+            watch_table("arcgis", "gis", "101", name="job"),
+        )
+        code = await asyncio.wait_for(daemon.run(load(path), ONCE), timeout=30)
+    finally:
+        await sim.stop()
+    watches, _ = read_snapshot(tmp_path / "s.db")
+    assert code == EXIT_INCOMPLETE
+    assert (watches[0].outcome, sim.polls["T1/101"], sim.logins) == ("error", 3, 2)
+    assert "Token Expired." in watches[0].detail
+    assert receiver.titles == ["job could not be watched"]
 
 
 @pytest.mark.parametrize("token_in", ["query", "header"])

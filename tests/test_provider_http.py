@@ -46,18 +46,28 @@ def build(http: Http, url: str, **keys: Any) -> JsonStatus:
 
 
 @pytest.fixture
-async def serving(http: Http, aiohttp_server: Any) -> Observe:
-    """Observe job ``7`` through a server answering ``body`` with ``status``."""
+async def through(http: Http, aiohttp_server: Any) -> Observe:
+    """Observe job ``7`` through a server whose every answer ``respond()`` makes."""
 
-    async def observe(body: Any, status: int = 200, **keys: Any) -> Observation:
+    async def observe(respond: Callable[[], web.Response], **keys: Any) -> Observation:
         async def job(request: web.Request) -> web.Response:
-            return web.json_response(body, status=status)
+            return respond()
 
         app = web.Application()
         app.router.add_get("/jobs/{id}", job)
         server = await aiohttp_server(app)
         provider = build(http, str(server.make_url("")).rstrip("/"), **keys)
         return await provider.observe(Target("api", "7"), {})
+
+    return observe
+
+
+@pytest.fixture
+def serving(through: Observe) -> Observe:
+    """Observe job ``7`` through a server answering the JSON ``body`` with ``status``."""
+
+    async def observe(body: Any, status: int = 200, **keys: Any) -> Observation:
+        return await through(lambda: web.json_response(body, status=status), **keys)
 
     return observe
 
@@ -141,6 +151,11 @@ TASKS_NONE: dict[str, list[Any]] = {"tasks": []}
         ({"ok": "no"}, acceptor("path", "yes", "succeeded", "ok"), None),
         ({"ok": True}, acceptor("path", True, "succeeded", "ok"), Phase.SUCCEEDED),
         ({"ok": 1}, acceptor("path", True, "succeeded", "ok"), None),
+        ({"ok": False}, acceptor("path", 0, "succeeded", "ok"), None),
+        ({"ok": "1"}, acceptor("path", 1, "succeeded", "ok"), None),
+        ({"ok": 1.0}, acceptor("path", 1, "succeeded", "ok"), Phase.SUCCEEDED),
+        ({"ok": [1, 1]}, acceptor("pathAll", True, "succeeded", "ok"), None),
+        ({"ok": [0, True]}, acceptor("pathAny", 1, "succeeded", "ok"), None),
         (TASKS_DONE, acceptor("pathAll", "done", "succeeded", "tasks[].state"), Phase.SUCCEEDED),
         (TASKS_MIXED, acceptor("pathAll", "done", "succeeded", "tasks[].state"), None),
         (TASKS_NONE, acceptor("pathAll", "done", "succeeded", "tasks[].state"), None),
@@ -193,6 +208,123 @@ async def test_unmatched_acceptors_fall_back_to_the_state_lists(serving: Observe
     body = {"status": "done", "tasks": []}
     observation = await serving(body, acceptors=rules, state="status", success=["done"])
     assert (observation.state, observation.phase) == ("done", Phase.SUCCEEDED)
+
+
+EMPTY = ""
+PAGE = "<html><head><title>Sign in</title></head><body><p>Please sign in.</p></body></html>"
+TO_200 = acceptor("status", 200, "succeeded")
+TO_404 = acceptor("status", 404, "cancelled")
+UNREADABLE = acceptor("path", "gone", "failed", "state")
+
+
+@pytest.fixture
+def answering(through: Observe) -> Observe:
+    """Observe job ``7`` through a server answering ``text`` (any body, or none) with ``status``."""
+
+    async def observe(text: str, status: int = 200, **keys: Any) -> Observation:
+        kind = "text/html" if text.startswith("<") else "text/plain"
+        return await through(
+            lambda: web.Response(text=text, status=status, content_type=kind), **keys
+        )
+
+    return observe
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "rules", "phase"),
+    [
+        (EMPTY, 200, [TO_200], Phase.SUCCEEDED),
+        (PAGE, 200, [TO_200], Phase.SUCCEEDED),
+        ("not json at all", 200, [TO_200], Phase.SUCCEEDED),
+        (EMPTY, 204, [acceptor("status", 204, "succeeded")], Phase.SUCCEEDED),
+        (EMPTY, 200, [UNREADABLE, TO_200], Phase.SUCCEEDED),
+        (PAGE, 200, [acceptor("pathAny", "x", "failed", "steps"), TO_200], Phase.SUCCEEDED),
+        (EMPTY, 404, [UNREADABLE, TO_404], Phase.CANCELLED),
+        (PAGE, 404, [TO_404], Phase.CANCELLED),
+        (EMPTY, 200, [TO_404], None),
+    ],
+)
+async def test_status_acceptors_decide_on_the_status_whatever_the_body(
+    answering: Observe, text: str, status: int, rules: Any, phase: Phase | None
+) -> None:
+    observation = await answering(text, status, acceptors=rules)
+    assert observation.phase is phase
+    if phase is None:
+        assert observation.state == "no acceptor matched"
+    else:
+        assert observation.state == str(status)
+
+
+async def test_an_empty_answer_taken_by_its_status_has_no_detail_and_reads_no_state(
+    answering: Observe,
+) -> None:
+    keys = {"state": "job.status", "detail": "job.message", **LISTS}
+    observation = await answering(EMPTY, acceptors=[TO_200], **keys)
+    assert (observation.state, observation.phase, observation.detail) == (
+        "200",
+        Phase.SUCCEEDED,
+        "",
+    )
+
+
+async def test_a_404_with_an_empty_body_taken_by_its_status_has_no_detail(
+    answering: Observe,
+) -> None:
+    observation = await answering(EMPTY, 404, acceptors=[TO_404])
+    assert (observation.phase, observation.detail) == (Phase.CANCELLED, "")
+
+
+@pytest.mark.parametrize(
+    ("text", "keys", "said"),
+    [
+        (EMPTY, {"acceptors": [UNREADABLE]}, "(empty body)"),
+        (PAGE, {"acceptors": [UNREADABLE, TO_404]}, "Please sign in."),
+        (EMPTY, {"acceptors": [TO_404], "state": "job.status"}, "(empty body)"),
+        (PAGE, {"state": "job.status"}, "Please sign in."),
+    ],
+)
+async def test_a_body_a_rule_needed_that_is_not_json_is_a_bad_reply_quoting_it(
+    answering: Observe, text: str, keys: dict[str, Any], said: str
+) -> None:
+    with pytest.raises(BadReplyError, match="not JSON") as info:
+        await answering(text, **keys)
+    assert said in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "rules"), [(EMPTY, [TO_200]), (PAGE, [UNREADABLE, TO_200])])
+async def test_an_error_status_no_acceptor_takes_is_an_error_whatever_the_body(
+    answering: Observe, text: str, rules: Any
+) -> None:
+    with pytest.raises(PermanentError, match="answered HTTP 404") as info:
+        await answering(text, 404, acceptors=rules)
+    assert info.value.status == 404
+
+
+async def test_botocore_s3_bucket_exists_waiter_works_on_empty_head_bucket_answers(
+    http: Http, aiohttp_server: Any
+) -> None:
+    """botocore's BucketExists acceptors; HeadBucket answers have no body at all."""
+    statuses = iter([404, 404, 200])
+
+    async def bucket(request: web.Request) -> web.Response:
+        return web.Response(status=next(statuses))
+
+    app = web.Application()
+    app.router.add_get("/{bucket}", bucket)
+    server = await aiohttp_server(app)
+    rules = [
+        acceptor("status", 200, "succeeded"),
+        acceptor("status", 301, "succeeded"),
+        acceptor("status", 403, "succeeded"),
+        acceptor("status", 404, "pending"),
+    ]
+    config = Config.model_validate(
+        {"kind": "http", "url": str(server.make_url("")).rstrip("/"), "path": "/{id}"}
+        | {"acceptors": rules}
+    )
+    provider = KIND.build(config, http.server(timeout_s=2.0))
+    phases = [(await provider.observe(Target("s3", "logs"), {})).phase for _ in range(3)]
+    assert phases == [Phase.PENDING, Phase.PENDING, Phase.SUCCEEDED]
 
 
 async def test_bearer_token_is_sent(http: Http) -> None:

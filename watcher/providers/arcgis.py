@@ -11,11 +11,12 @@ A run is ``{"runId", "status", "result", "created", "modified", "url"}``; a list
 ``{"result": [run, ...], "total", "num", "start", "nextStart"}``, with more pages while
 ``nextStart > start``. Errors come as HTTP 200 with ``{"status": "error", "messages": [...],
 "code": 498}`` or ``{"error": {"code": 498, "message": "Invalid token.", "details": [...]}}``,
-sometimes as ``text/plain``. 498/499 mean token trouble: a provider that logs in logs in again
-once and repeats the call. Code 500 and above are transient; other codes are permanent. An HTML
-page instead of JSON (a proxy's maintenance or sign-in page) is transient too. The login
-token is shared by every watch of a server and renewed before it expires (a
-:class:`~watcher.providers.auth.TokenCache`).
+sometimes as ``text/plain``; token errors may also come with HTTP status 498 or 499 and such a
+body (or none). 498/499 mean token trouble: a provider that logs in logs in again once and
+repeats the call, and a second refusal is permanent. Code 500 and above are transient; other
+codes are permanent. An HTML page instead of JSON (a proxy's maintenance or sign-in page) is
+transient too. The login token is shared by every watch of a server and renewed before it
+expires (a :class:`~watcher.providers.auth.TokenCache`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any, Literal, Self
 from pydantic import SecretStr, model_validator
 
 from watcher import redact
-from watcher.client import Reply, ServerClient, expect_ok, json_message, snippet
+from watcher.client import Reply, ServerClient, error_text, expect_ok, json_message, snippet
 from watcher.errors import BadReplyError, PermanentError, PollError, TransientError
 from watcher.models import Observation, Phase, Target
 from watcher.providers.auth import Token, TokenCache
@@ -197,6 +198,15 @@ def _envelope_error(reply: Reply, data: dict[str, Any], code: int) -> PollError:
     return PermanentError(msg, code)
 
 
+def _refusal(reply: Reply) -> dict[str, Any]:
+    """An answer with HTTP status 498 or 499 as the envelope ArcGIS otherwise puts in a 200."""
+    return {
+        "status": "error",
+        "messages": [error_text(reply) or reply.reason],
+        "code": reply.status,
+    }
+
+
 def _decode(reply: Reply) -> dict[str, Any]:
     if reply.text.lstrip().startswith("<"):
         msg = (
@@ -297,8 +307,10 @@ class ArcGis:
             query["token"] = token
         else:
             headers["X-Esri-Authorization"] = f"Bearer {token}"
-        reply = expect_ok(await self._http.get(url, params=query, headers=headers))
-        return reply, _decode(reply)
+        reply = await self._http.get(url, params=query, headers=headers)
+        if reply.status in TOKEN_CODES:
+            return reply, _refusal(reply)
+        return reply, _decode(expect_ok(reply))
 
     async def _login(self) -> Token:
         config = self._config

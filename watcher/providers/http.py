@@ -5,18 +5,24 @@ Status call::
     GET {url}{path}          ({id} in path replaced by the URL-quoted run id)
 
 with the configured authentication (``Authorization: Bearer {token}``, HTTP Basic, or one custom
-header). The answer must be JSON. Its state is found with JMESPath (a query language without I/O,
-https://jmespath.org), in two complementary ways:
+header). The state is found with JMESPath (a query language without I/O, https://jmespath.org)
+in the JSON answer, or from the HTTP status alone, in two complementary ways:
 
 * ``state``: an expression selecting the state value, looked up in the ``success``, ``failure``,
   ``cancelled``, ``pending`` and ``running`` lists; a value in none of them is unknown (phase
   ``None``), and polling goes on.
 * ``acceptors``: ordered rules in the manner of botocore waiters, checked first; the first match
-  wins. ``path`` compares an expression's value with ``expected``; ``pathAll``/``pathAny`` need a
-  non-empty list whose every/any element equals it; ``status`` compares the HTTP status code, so
-  a 404 can mean ``cancelled``. Path acceptors only look at 2xx answers. When none matches, the
-  ``state`` mapping decides, and without one the state is unknown; a non-2xx answer nobody
-  accepted is an error as usual.
+  wins. ``status`` compares the HTTP status code and nothing else, so a 404 can mean
+  ``cancelled`` and an empty 200 ``succeeded``. ``path`` compares an expression's value with
+  ``expected`` (JSON equality: ``true`` is not ``1``); ``pathAll``/``pathAny`` need a non-empty
+  list whose every/any element equals it. Path acceptors only look at 2xx answers whose body is
+  JSON, and are passed over otherwise, as botocore passes over what it cannot find. When none
+  matches, the ``state`` mapping decides, and without one the state is unknown; a non-2xx
+  answer nobody accepted is an error as usual, and so is a body that is not JSON when a path
+  acceptor or ``state`` needed it.
+
+The body is parsed only when something reads it, so an answer decided by its status may have
+any body or none.
 
 The states come from each server's configuration, so :data:`KIND` has an empty state table.
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import quote
 
@@ -146,13 +153,40 @@ def as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def matches(acceptor: Acceptor, reply: Reply, data: Any) -> bool:
-    """Whether ``acceptor`` accepts this answer (``data`` is its JSON, read only for 2xx)."""
+class Body:
+    """A reply's JSON, parsed on first use: an answer decided by its status is never parsed."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+
+    @cached_property
+    def _parsed(self) -> tuple[Any, BadReplyError | None]:
+        try:
+            return self.reply.json(), None
+        except BadReplyError as exc:
+            return None, exc
+
+    @property
+    def readable(self) -> bool:
+        """Whether the body is JSON (an empty body is not)."""
+        return self._parsed[1] is None
+
+    def json(self) -> Any:
+        """The body as JSON, or :class:`BadReplyError` saying what came instead."""
+        data, error = self._parsed
+        if error is not None:
+            raise error
+        return data
+
+
+def matches(acceptor: Acceptor, body: Body) -> bool:
+    """Whether ``acceptor`` accepts this answer; path acceptors pass over all but 2xx JSON."""
+    reply = body.reply
     if acceptor.matcher == "status":
         return reply.status == acceptor.expected
-    if not reply.ok:
+    if not reply.ok or not body.readable:
         return False
-    found = search(acceptor.argument or "@", data, reply)
+    found = search(acceptor.argument or "@", body.json(), reply)
     if acceptor.matcher == "path":
         return _equal(found, acceptor.expected)
     if not isinstance(found, list) or not found:
@@ -176,38 +210,39 @@ class JsonStatus:
         self._config = config
         self._http = http
         self._states = config.states()
+        paths = any(acceptor.matcher != "status" for acceptor in config.acceptors)
+        self._reads_body = paths or config.state is not None
 
     async def observe(self, target: Target, memo: Mapping[str, Any]) -> Observation:
-        run_id = target.id or ""
-        url = self._config.url + self._config.path.replace("{id}", quote(run_id, safe=""))
-        reply = await self._http.get(url, headers=self._headers())
-        data = reply.json() if reply.ok else None
-        link = (
-            self._config.link.replace("{id}", quote(run_id, safe="")) if self._config.link else None
-        )
+        run_id = quote(target.id or "", safe="")
+        url = self._config.url + self._config.path.replace("{id}", run_id)
+        body = Body(await self._http.get(url, headers=self._headers()))
+        link = self._config.link.replace("{id}", run_id) if self._config.link else None
         for acceptor in self._config.acceptors:
-            if matches(acceptor, reply, data):
-                return self._accepted(acceptor, reply, data, link)
-        expect_ok(reply)
+            if matches(acceptor, body):
+                return self._accepted(acceptor, body, link)
+        reply = expect_ok(body.reply)
+        # A body that a rule needed and could not read is a bad reply, not "still running":
+        # a proxy's sign-in page must not pass for a job in progress.
+        data = body.json() if self._reads_body else None
         if self._config.state is None:
             return Observation(state="no acceptor matched", phase=None, link=link)
         found = search(self._config.state, data, reply)
         if found is None:
             raise BadReplyError(f"{reply.where}: {self._config.state!r} found no state")
         state = as_text(found)
-        return Observation(state, phase_of(self._states, state), self._detail(data, reply), link)
+        return Observation(state, phase_of(self._states, state), self._detail(body), link)
 
-    def _accepted(
-        self, acceptor: Acceptor, reply: Reply, data: Any, link: str | None
-    ) -> Observation:
-        state = as_text(acceptor.expected)
-        detail = self._detail(data, reply) if reply.ok else scrub(error_text(reply))
-        return Observation(state, Phase(acceptor.outcome), detail, link)
+    def _accepted(self, acceptor: Acceptor, body: Body, link: str | None) -> Observation:
+        reply = body.reply
+        detail = self._detail(body) if reply.ok else scrub(error_text(reply))
+        return Observation(as_text(acceptor.expected), Phase(acceptor.outcome), detail, link)
 
-    def _detail(self, data: Any, reply: Reply) -> str:
-        if self._config.detail is None:
+    def _detail(self, body: Body) -> str:
+        """The ``detail`` expression's value; none from a body that is not JSON."""
+        if self._config.detail is None or not body.readable:
             return ""
-        found = search(self._config.detail, data, reply)
+        found = search(self._config.detail, body.json(), body.reply)
         return "" if found is None else as_text(found)
 
     def _headers(self) -> dict[str, str]:

@@ -13,8 +13,10 @@ on when someone asks for it by id; scripted faults apply to single-run requests 
 Errors use ArcGIS's HTTP 200 envelope (``text/plain``): ``{"status": "error", "messages": [...],
 "code": N}``, or with ``dialect="portal"`` ``{"error": {"code": N, "message": ..., "details":
 []}}``. A missing token answers 499 ``Token Required``; a wrong or expired one 498 ``Token
-Expired.``. ``Fault.http`` with 502, 503 or 504 answers a real HTTP error instead, as the web
-adaptor or load balancer in front would. A request without ``f=json`` gets an HTML page.
+Expired.``. The codes in ``status_codes`` come with that HTTP status instead of 200, the envelope
+as body, as servers do that answer an expired token with HTTP 498. ``Fault.http`` with 502, 503
+or 504 answers a plain HTTP error, as the web adaptor or load balancer in front would. A request
+without ``f=json`` gets an HTML page.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class ArcGisSimulator(Simulator):
         page_size: runs per list page (``start``/``nextStart`` paging).
         dialect: ``"admin"`` or ``"portal"`` error envelope.
         date_space: what goes before AM/PM (``"\\u202f"`` imitates JDK 20 and later).
+        status_codes: error codes also sent as the HTTP status, e.g. ``{498, 499}``.
 
     Attributes:
         logins: successful generateToken calls.
@@ -84,11 +87,13 @@ class ArcGisSimulator(Simulator):
         page_size: int = 100,
         dialect: Literal["admin", "portal"] = "admin",
         date_space: str = " ",
+        status_codes: Iterable[int] = (),
     ) -> None:
         super().__init__({})
         self.username, self.password, self.static_token = username, password, static_token
         self.token_ttl_s, self.clock, self.page_size = token_ttl_s, clock, page_size
         self.dialect, self.date_space = dialect, date_space
+        self.status_codes = frozenset(status_codes)
         self.tasks = set(tasks)
         self.created: dict[str, datetime] = {}
         self.tokens: dict[str, float] = {}
@@ -194,10 +199,14 @@ class ArcGisSimulator(Simulator):
         if self.dialect == "portal":
             return self._portal_error(status, message)
         body = {"status": "error", "messages": [message], "code": status}
-        return web.json_response(body, content_type="text/plain")
+        return web.json_response(body, status=self._http_status(status), content_type="text/plain")
 
     def _portal_error(self, code: int, message: str, *details: str) -> web.Response:
-        return web.json_response({"error": {"code": code, "message": message, "details": details}})
+        body = {"error": {"code": code, "message": message, "details": details}}
+        return web.json_response(body, status=self._http_status(code))
+
+    def _http_status(self, code: int) -> int:
+        return code if code in self.status_codes else 200
 
     async def fault(
         self, request: web.Request, run_id: str, script: Script, fault: Fault
