@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -210,6 +210,36 @@ SAMPLE = Context(
 )
 
 
+#: remote state, phase and detail of :func:`sample` runs
+_SAMPLE_STATES: dict[Event, tuple[str, str, str]] = {
+    Event.SUCCEEDED: ("Completed", "succeeded", "1204 identities collected"),
+    Event.FAILED: ("Aborted", "failed", "collector crashed"),
+    Event.CANCELLED: ("Cancelled", "cancelled", "cancelled by an administrator"),
+    Event.TIMEOUT: ("Running", "running", ""),
+    Event.ERROR: ("", "", "HTTP 404: no run 5733"),
+    Event.UNREACHABLE: ("Running", "running", "connection refused"),
+    Event.RECOVERED: ("Running", "running", ""),
+    Event.CHANGED: ("Running", "running", ""),
+    Event.ATTENTION: ("Held", "pending", "waiting for an approval"),
+}
+
+
+def sample(event: Event) -> Context:
+    """A sample run at ``event``, every field with a typical value (``notify-test --event``)."""
+    state, phase, detail = _SAMPLE_STATES[event]
+    ended = event.is_outcome
+    return replace(
+        SAMPLE,
+        event=event,
+        state=state,
+        phase=phase,
+        detail=detail,
+        link="https://rsa.example.com/aveksa/runs/5733",
+        finished=SAMPLE.finished if ended else "",
+        outcome=event.value if ended else "",
+    )
+
+
 def render(context: Context, title: str | None = None, body: str | None = None) -> tuple[str, str]:
     """Title and body for ``context``, from templates or the defaults; secrets masked.
 
@@ -253,6 +283,7 @@ class Channel:
         self.events = events
         self.title = title
         self.body = body
+        templates.prepare(title or DEFAULT_TITLE, body or DEFAULT_BODY)
         apprise = _apprise()
         self._apprise = apprise.Apprise(asset=apprise.AppriseAsset(app_id="watcher"))
         for index, url in enumerate(urls):

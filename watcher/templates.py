@@ -49,6 +49,14 @@ def fill(template: str, fields: Mapping[str, Any]) -> str:
     return template.format_map(fields)
 
 
+def prepare(*sources: str | None) -> None:
+    """Compile the Jinja2 templates among ``sources`` now, so that the first message of a busy
+    moment does not wait for Jinja2 to be imported and the template compiled."""
+    for template in sources:
+        if template and is_jinja(template):
+            _compiled(template)
+
+
 def _jinja_names(template: str) -> set[str]:
     from jinja2 import TemplateSyntaxError, meta
 
