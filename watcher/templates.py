@@ -5,7 +5,8 @@
   (``autoescape`` off), with an unknown name an error rather than an empty string. A line of
   the template that holds a tag and renders to nothing but spaces is left out, newline and
   all, so ``{% if link %}Link: {{ link }}{% endif %}`` is a line when there is a link and
-  none when there is not.
+  none when there is not. The sandbox keeps a template away from Python's internals, not from
+  building a huge text (``{{ name * 100000000 }}``): templates are trusted configuration.
 * Any other template is ``str.format`` text with plain ``{name}`` fields, the syntax before
   Jinja2; it is filled by ``str.format`` as it always was.
 
@@ -89,7 +90,7 @@ def _format_names(template: str) -> set[str]:
 
 
 def _refuse_unknown(used: set[str], names: Collection[str]) -> None:
-    unknown = sorted(set(used) - set(names))
+    unknown = sorted(used - set(names))
     if unknown:
         raise ValueError(f"unknown placeholder {unknown[0]!r}; known: {', '.join(names)}")
 
