@@ -168,7 +168,7 @@ def test_a_missing_file_is_an_error_not_defaults(tmp_path: Path) -> None:
 def test_an_unknown_placeholder_in_a_template_is_an_error(tmp_path: Path) -> None:
     text = BASE.replace('url = "json', 'title = "{name} is {staus}"\nurl = "json')
     message = error_of(tmp_path, text)
-    assert "channels.team.title: unknown placeholder {staus}" in message
+    assert "channels.team.title: unknown placeholder 'staus'" in message
 
 
 def test_a_channel_needs_a_url(tmp_path: Path) -> None:

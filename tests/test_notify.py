@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
+import html
 import re
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Mailbox, Receiver
 from watcher.models import DEFAULT_EVENTS, Event, Outcome, WatchRecord
-from watcher.notify import PLACEHOLDERS, Channel, check_template, context_for, render
+from watcher.notify import (
+    NOTIFY_TYPES,
+    PLACEHOLDERS,
+    Channel,
+    check_template,
+    context_for,
+    render,
+)
 
 ROOT = Path(__file__).parent.parent
 
@@ -71,11 +82,11 @@ def test_templates_fill_every_documented_placeholder() -> None:
 
 
 def test_template_mistakes_are_caught_before_anything_is_sent() -> None:
-    with pytest.raises(ValueError, match=r"unknown placeholder \{staus\}"):
+    with pytest.raises(ValueError, match="unknown placeholder 'staus'"):
         check_template("{name} {staus}")
     with pytest.raises(ValueError, match="bad template"):
         check_template("{name")
-    check_template("{{literal}} {name}")
+    check_template("{literal} {{ name }}")  # in Jinja2 a single brace is literal
 
 
 def test_every_placeholder_is_documented_in_the_readme() -> None:
@@ -117,6 +128,66 @@ async def test_delivery_by_email_reaches_the_smtp_server(smtp: tuple[Mailbox, st
     assert mail_from == "watcher@example.com"
     assert recipients == ["oncall@example.com"]
     assert "nightly identity collection failed" in content
+
+
+def parsed(content: str) -> EmailMessage:
+    message = email.message_from_string(content, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def part(message: EmailMessage, kind: str) -> str:
+    found = message.get_body((kind,))
+    assert found is not None, f"no text/{kind} part"
+    return str(found.get_content()).replace("\r\n", "\n").strip()
+
+
+async def test_an_email_keeps_the_line_breaks_of_the_body(smtp: tuple[Mailbox, str]) -> None:
+    box, url = smtp
+    title, body = render(context())
+    assert await Channel("mail", [url], DEFAULT_EVENTS).send(title, body, Event.FAILED) is None
+    assert part(parsed(box.messages[0][2]), "plain") == body
+
+
+async def test_an_html_email_shows_each_line_of_the_body_as_a_line(
+    smtp: tuple[Mailbox, str],
+) -> None:
+    box, url = smtp
+    title, body = render(context())
+    channel = Channel("mail", [f"{url}&format=html"], DEFAULT_EVENTS)
+    assert await channel.send(title, body, Event.FAILED) is None
+    message = parsed(box.messages[0][2])
+    assert part(message, "plain") == body
+    shown = [
+        html.unescape(line).replace("\xa0", " ") for line in part(message, "html").split("<br/>")
+    ]
+    assert shown == body.split("\n")
+
+
+@pytest.mark.parametrize(
+    ("event", "notify_type"),
+    [
+        (Event.FAILED, "failure"),
+        (Event.CANCELLED, "failure"),
+        (Event.ERROR, "failure"),
+        (Event.TIMEOUT, "failure"),
+        (Event.UNREACHABLE, "warning"),
+        (Event.ATTENTION, "warning"),
+        (Event.SUCCEEDED, "success"),
+        (Event.RECOVERED, "success"),
+        (Event.CHANGED, "info"),
+    ],
+)
+async def test_every_event_reaches_a_webhook_with_its_notification_type(
+    receiver: Receiver, event: Event, notify_type: str
+) -> None:
+    title, body = render(context(event))
+    assert await Channel("hook", [receiver.url], DEFAULT_EVENTS).send(title, body, event) is None
+    assert receiver.posts[0]["type"] == notify_type
+
+
+def test_every_event_has_a_notification_type() -> None:
+    assert set(NOTIFY_TYPES) == set(Event)
 
 
 async def test_one_channel_per_apprise_object_so_failures_are_per_channel(

@@ -139,6 +139,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p = command("notify-test", "send a test notification")
     p.add_argument("channel")
+    p.add_argument("--event", help="send what the templates make of a sample run at this event")
     p = sub.add_parser("demo", help="watch simulated runs on four systems, no accounts needed")
     p.add_argument("--speed", type=float, default=1.0, help="poll faster (2 = twice as fast)")
     return top

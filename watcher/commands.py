@@ -17,11 +17,12 @@ from collections.abc import AsyncIterator
 
 from watcher import statefile
 from watcher.address import try_bind
-from watcher.config import Config, WatchConfig, load, state_of
+from watcher.config import ChannelConfig, Config, WatchConfig, load, state_of
 from watcher.daemon import Options, run
 from watcher.engine import Engine
 from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError
-from watcher.notify import Channel
+from watcher.models import Event
+from watcher.notify import Channel, render, sample
 from watcher.runner import SUBMITTED_KEYS, adhoc_watch, build_channels, build_specs
 from watcher.status import show as show_status
 from watcher.stores import Store, open_store
@@ -54,6 +55,8 @@ def dispatch(args: argparse.Namespace) -> int:
 
 def _configured(args: argparse.Namespace) -> int:
     path = args.config or default_config()
+    if args.command == "notify-test":
+        return asyncio.run(_notify_test(path, args.channel, args.event))
     once = args.command == "wait" or getattr(args, "once", False)
     state = getattr(args, "state", None)
     config = load(path, state_writable=state is None)
@@ -61,8 +64,6 @@ def _configured(args: argparse.Namespace) -> int:
         config = _with_state(config, state)
     if args.command == "check":
         return _check(config, path)
-    if args.command == "notify-test":
-        return asyncio.run(_notify_test(config, args.channel))
     if args.command == "submit":
         return asyncio.run(_submit(config, args))
     if args.command == "cancel":
@@ -220,14 +221,28 @@ def _metrics_note(config: Config, path: str, *, in_use_ok: bool = True) -> str |
     return address
 
 
-async def _notify_test(config: Config, name: str) -> int:
-    channel = _channels(config).get(name)
-    if channel is None:
+async def _notify_test(path: str, name: str, event_name: str | None) -> int:
+    """Send one channel the plain test message or, with an event, what its templates make of a
+    sample run at that event. The other channels' URLs are not checked: one broken channel
+    does not keep the others from being tested."""
+    events = {event.value: event for event in Event}
+    if event_name is not None and event_name not in events:
+        raise ConfigError(f"--event: no event named {event_name!r} (known: {', '.join(events)})")
+    with ChannelConfig.urls_unchecked():
+        config = load(path)
+    settings = config.channels.get(name)
+    if settings is None:
         raise ConfigError(f"no channel named {name!r} (known: {', '.join(config.channels)})")
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    error = await channel.send(
-        "watcher test notification", f"Sent by 'watcher notify-test' at {stamp}."
-    )
+    if problems := settings.url_problems():
+        raise ConfigError(f"{path}: channels.{name}.{problems[0]}")
+    channel = Channel(name, settings.all_urls, settings.on, settings.title, settings.body)
+    event = events[event_name] if event_name is not None else None
+    if event is None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        title, body = "watcher test notification", f"Sent by 'watcher notify-test' at {stamp}."
+    else:
+        title, body = render(sample(event), channel.title, channel.body)
+    error = await channel.send(title, body, event)
     if error:
         print(f"channel {name}: delivery failed: {error}", file=sys.stderr)
         return 1

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -139,9 +141,12 @@ class WatchConfig(WatchSettings):
         return self.name or self.target.describe()
 
 
+_check_channel_urls: ContextVar[bool] = ContextVar("check_channel_urls", default=True)
+
+
 def _channel_url(url: SecretStr) -> SecretStr:
     redact.register_url(url.get_secret_value())  # masked in all output from the moment it is known
-    if problem := url_problem(url.get_secret_value()):
+    if _check_channel_urls.get() and (problem := url_problem(url.get_secret_value())):
         raise ValueError(problem)
     return url
 
@@ -150,13 +155,38 @@ ChannelUrl = Annotated[SecretStr, AfterValidator(_channel_url)]
 
 
 class ChannelConfig(Model):
-    """``[channels.<name>]``: where notifications go and which events each one wants."""
+    """``[channels.<name>]``: where notifications go and which events each one wants.
+
+    Apprise checks every URL as the config loads, except within :meth:`urls_unchecked`.
+    """
 
     url: ChannelUrl | None = None
     urls: list[ChannelUrl] = Field(default_factory=list)
     on: frozenset[Event] = DEFAULT_EVENTS
     title: str | None = None
     body: str | None = None
+
+    @staticmethod
+    @contextmanager
+    def urls_unchecked() -> Iterator[None]:
+        """Load channels without asking apprise about their URLs (``notify-test`` of one
+        channel checks only that one's, with :meth:`url_problems`)."""
+        token = _check_channel_urls.set(False)
+        try:
+            yield
+        finally:
+            _check_channel_urls.reset(token)
+
+    def url_problems(self) -> list[str]:
+        """``url: why`` or ``urls[i]: why`` for each URL apprise cannot use."""
+        keyed = ([("url", self.url)] if self.url else []) + [
+            (f"urls[{index}]", url) for index, url in enumerate(self.urls)
+        ]
+        return [
+            f"{key}: {problem}"
+            for key, url in keyed
+            if (problem := url_problem(url.get_secret_value()))
+        ]
 
     @field_validator("title", "body")
     @classmethod

@@ -119,7 +119,7 @@ class Dispatcher:
                 error = f"channel {note.channel!r} is no longer configured"
             else:
                 try:
-                    error = await channel.send(note.title, note.body)
+                    error = await channel.send(note.title, note.body, note.event)
                 except Exception as exc:  # a broken plugin must not stop the outbox
                     error = f"{type(exc).__name__}: {exc}"
         if error is None:

@@ -1,25 +1,28 @@
 """Messages and their delivery: pure rendering, one apprise object per channel.
 
 Rendering is pure: :func:`render` turns a :class:`Context` into a title and a body, from the
-channel's ``title``/``body`` templates or from the defaults. Templates use ``{placeholder}``
-fields listed in :data:`PLACEHOLDERS`; an unknown one is a configuration error, caught by
-:func:`check_template` when the config loads.
+channel's ``title``/``body`` templates or from :data:`DEFAULT_TITLE`/:data:`DEFAULT_BODY`.
+Templates are Jinja2 (sandboxed) or ``str.format`` text (:mod:`watcher.templates`); either way
+a name not in :data:`PLACEHOLDERS` is a configuration error, caught by :func:`check_template`
+when the config loads.
 
 Delivery goes through ``Apprise.async_notify``, which runs apprise's blocking plugins in its own
 threads, so the event loop never waits on a slow SMTP server. Each channel has its own apprise
-object, so each channel's success is known and only failed channels are retried.
+object, so each channel's success is known and only failed channels are retried. Bodies are
+sent as text, so an email keeps its line breaks, with the apprise notification type of the
+event (:data:`NOTIFY_TYPES`), by which chat services colour messages.
 """
 
 from __future__ import annotations
 
 import logging
-import string
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from watcher import templates
 from watcher.models import Event, WatchRecord
 from watcher.redact import scrub
 from watcher.schema import format_duration
@@ -59,6 +62,31 @@ _HEADLINES = {
     Event.ATTENTION: "needs attention",
 }
 
+#: apprise's notification type per event: chat services colour messages by it
+NOTIFY_TYPES: dict[Event, str] = {
+    Event.SUCCEEDED: "success",
+    Event.RECOVERED: "success",
+    Event.FAILED: "failure",
+    Event.CANCELLED: "failure",
+    Event.ERROR: "failure",
+    Event.TIMEOUT: "failure",
+    Event.UNREACHABLE: "warning",
+    Event.ATTENTION: "warning",
+    Event.CHANGED: "info",
+}
+
+DEFAULT_TITLE = "{{ headline }}"
+#: the body of a channel without ``body``; a line whose value is empty is left out
+DEFAULT_BODY = """\
+{{ headline }}.
+What: {{ target }} on {{ server }} ({{ system }}, {{ url }})
+Remote state: {% if state %}{{ state }} ({{ phase }}){% else %}none yet{% endif %}
+{% if detail %}Detail: {{ detail }}{% endif %}
+Watched for {{ duration }} since {{ started }}, {{ polls }} polls
+{% if finished %}Finished: {{ finished }}{% endif %}
+{% if link %}Link: {{ link }}{% endif %}
+"""
+
 
 @cache
 def _apprise() -> Any:
@@ -78,30 +106,9 @@ def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any)
 
 
 def check_template(template: str) -> None:
-    """Raise ``ValueError`` for a placeholder not in :data:`PLACEHOLDERS` or one not plain.
-
-    Only plain ``{name}`` fields are allowed: a format spec (``{name:>99999999}`` builds a
-    100 MB title) or a conversion (``{name!r}``) is rejected.
-    """
-    try:
-        fields = [
-            (name, spec, conversion)
-            for _, name, spec, conversion in string.Formatter().parse(template)
-            if name is not None
-        ]
-    except ValueError as exc:
-        raise ValueError(f"bad template: {exc} (write {{{{ and }}}} for literal braces)") from None
-    unknown = sorted({name for name, _, _ in fields if name not in PLACEHOLDERS})
-    if unknown:
-        known = ", ".join(PLACEHOLDERS)
-        raise ValueError(f"unknown placeholder {{{unknown[0]}}}; known: {known}")
-    for name, spec, conversion in fields:
-        if spec or conversion:
-            written = (
-                f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
-            )
-            msg = f"bad template: {written} is not a plain placeholder; write {{{name}}}"
-            raise ValueError(msg)
+    """Raise ``ValueError`` for a template that does not parse or names a placeholder not in
+    :data:`PLACEHOLDERS` (see :mod:`watcher.templates` for both syntaxes)."""
+    templates.check(template, PLACEHOLDERS)
 
 
 def url_problem(url: str) -> str | None:
@@ -203,39 +210,62 @@ SAMPLE = Context(
 )
 
 
+#: remote state, phase and detail of :func:`sample` runs
+_SAMPLE_STATES: dict[Event, tuple[str, str, str]] = {
+    Event.SUCCEEDED: ("Completed", "succeeded", "1204 identities collected"),
+    Event.FAILED: ("Aborted", "failed", "collector crashed"),
+    Event.CANCELLED: ("Cancelled", "cancelled", "cancelled by an administrator"),
+    Event.TIMEOUT: ("Running", "running", ""),
+    Event.ERROR: ("", "", "HTTP 404: no run 5733"),
+    Event.UNREACHABLE: ("Running", "running", "connection refused"),
+    Event.RECOVERED: ("Running", "running", ""),
+    Event.CHANGED: ("Running", "running", ""),
+    Event.ATTENTION: ("Held", "pending", "waiting for an approval"),
+}
+
+
+def sample(event: Event) -> Context:
+    """A sample run at ``event``, every field with a typical value (``notify-test --event``)."""
+    state, phase, detail = _SAMPLE_STATES[event]
+    ended = event.is_outcome
+    return replace(
+        SAMPLE,
+        event=event,
+        state=state,
+        phase=phase,
+        detail=detail,
+        link="https://rsa.example.com/aveksa/runs/5733",
+        finished=SAMPLE.finished if ended else "",
+        outcome=event.value if ended else "",
+    )
+
+
 def render(context: Context, title: str | None = None, body: str | None = None) -> tuple[str, str]:
     """Title and body for ``context``, from templates or the defaults; secrets masked.
 
     Templates are checked when the config loads; should one still fail on real values, the
-    default text is used, because a message must never keep a watch from ending.
+    default text is used (logged once per template), because a message must never keep a
+    watch from ending.
     """
     fields = context.fields()
-    rendered_title = _fill(title, fields) or context.headline
-    rendered_body = _fill(body, fields) or default_body(context)
+    rendered_title = _fill(title, fields) or _fill(DEFAULT_TITLE, fields) or context.headline
+    rendered_body = _fill(body, fields) or _fill(DEFAULT_BODY, fields) or context.headline
     return scrub(rendered_title), scrub(rendered_body)
+
+
+_failed: set[str] = set()  # templates that failed on real values: each is logged once
 
 
 def _fill(template: str | None, fields: dict[str, Any]) -> str | None:
     if not template:
         return None
     try:
-        return template.format_map(fields)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        log.warning("template %r failed (%s); using the default text", template, exc)
+        return templates.fill(template, fields)
+    except Exception as exc:  # whatever a template raises: the sandbox, a filter, a value
+        if template not in _failed:
+            _failed.add(template)
+            log.warning("template %r failed (%s); using the default text", template, exc)
         return None
-
-
-def default_body(c: Context) -> str:
-    """The default message: what, where, outcome, remote state, how long, link."""
-    lines = [
-        f"{c.headline}.",
-        f"What: {c.target} on {c.server} ({c.system}, {c.url})",
-        f"Remote state: {c.state} ({c.phase})" if c.state else "Remote state: none yet",
-        f"Detail: {c.detail}" if c.detail else "",
-        f"Watched for {c.duration} since {c.started}, {c.polls} polls",
-        f"Link: {c.link}" if c.link else "",
-    ]
-    return "\n".join(line for line in lines if line)
 
 
 class Channel:
@@ -253,6 +283,7 @@ class Channel:
         self.events = events
         self.title = title
         self.body = body
+        templates.prepare(title or DEFAULT_TITLE, body or DEFAULT_BODY)
         apprise = _apprise()
         self._apprise = apprise.Apprise(asset=apprise.AppriseAsset(app_id="watcher"))
         for index, url in enumerate(urls):
@@ -267,9 +298,13 @@ class Channel:
         """The channel's URLs with their secrets masked by apprise."""
         return ", ".join(service.url(privacy=True).split("?")[0] for service in self._apprise)
 
-    async def send(self, title: str, body: str) -> str | None:
-        """Deliver once; ``None`` on success, else what went wrong (secrets masked)."""
-        result = await self._apprise.async_notify(body=body, title=title)
+    async def send(self, title: str, body: str, event: Event | None = None) -> str | None:
+        """Deliver once, as text, with the notification type of ``event`` (info without one);
+        ``None`` on success, else what went wrong (secrets masked)."""
+        notify_type = NOTIFY_TYPES[event] if event is not None else "info"
+        result = await self._apprise.async_notify(
+            body=body, title=title, notify_type=notify_type, body_format="text"
+        )
         if result:
             return None
         problems = [
