@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import os
 import signal
 import sqlite3
@@ -213,4 +214,14 @@ async def test_demo_shows_outcomes_and_notifications_without_accounts() -> None:
     assert ">>> crop index query failed" in out
     assert ">>> nightly identity collection succeeded" in out
     assert "next poll in" in err and "answered HTTP 503" in err
+    assert "What to try next:" in out and "watcher check -c my.toml" in out
+    # each poll is said once: a change of state at INFO, an unchanged one at DEBUG
+    said = [line.partition("crop index query: ")[2] for line in err.splitlines()]
+    said = [line for line in said if line]
+    twice = [
+        (a, b)
+        for a, b in itertools.pairwise(said)
+        if "; next poll in" in a and b.endswith(f"-> {a.partition(';')[0]}")
+    ]
+    assert twice == [] and any("->" in line for line in said)
     assert "refused the token; logging in again" in err  # tokens expire mid-demo

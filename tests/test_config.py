@@ -77,6 +77,9 @@ interval = 30
         ("45", 45),
         ("0.5", 0.5),
         ('"250ms"', 0.25),
+        ('"1h30m"', 5400),  # as watcher prints durations
+        ('"1d02h"', 93600),
+        ('"2m 5s"', 125),
     ],
 )
 def test_durations_accept_units_and_plain_seconds(
@@ -89,6 +92,14 @@ def test_durations_accept_units_and_plain_seconds(
 def test_a_bad_duration_names_the_key(tmp_path: Path) -> None:
     message = error_of(tmp_path, BASE + '[[watches]]\nserver="gov"\nid="1"\ninterval="soon"\n')
     assert "watches[0].interval" in message and "'soon' is not a duration" in message
+
+
+def test_a_config_error_names_the_watch_once(tmp_path: Path) -> None:
+    text = BASE + '[[watches]]\nserver="gov"\nid="1"\n[[watches]]\nname="nightly import"\n'
+    message = error_of(tmp_path, text + 'server="gov"\nid="2"\ninterval="1h30"\n')
+    assert message.count("watches[1] (nightly import).interval:") == 1
+    message = error_of(tmp_path, text + 'server="nope"\nid="2"\n')
+    assert "watches[1] (nightly import).server: no server named 'nope'" in message
 
 
 def test_environment_variables_expand_everywhere(tmp_path: Path) -> None:
