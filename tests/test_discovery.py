@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Receiver
 from tests.systems import server_table, write_config
 from watcher.config import load
 from watcher.daemon import Options, run
+from watcher.errors import ConfigError
 from watcher.simulators.arcgis import ArcGisSimulator
 from watcher.simulators.brpm import BrpmSimulator, RunInfo
 from watcher.simulators.rsa_governance import RsaSimulator
@@ -91,6 +94,46 @@ async def test_each_new_run_of_a_task_gets_its_own_watch_and_survives_a_restart(
     await sim.stop()
     outcomes = sorted(t for t in receiver.titles if "is now" not in t)
     assert outcomes == ["cleanup: run r1 succeeded", "cleanup: run r2 failed"]
+
+
+async def test_each_on_a_watch_beside_a_watch_of_the_next_run_of_the_same_task(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    sim = ArcGisSimulator({"Clean/old": ["succeeded"]})
+    url = await sim.start()
+    watches = (
+        '[[watches]]\nname = "every cleanup"\nserver = "gis"\ntask = "Clean"\neach = true\n'
+        '[[watches]]\nname = "next cleanup"\nserver = "gis"\ntask = "Clean"\n'
+    )
+    path = write_config(tmp_path, receiver.url, server_table("arcgis", "gis", url), watches)
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run(load(path), Options(), stop=stop))
+    await asyncio.wait_for(when(lambda: len(sim.requests) >= 6), 10)
+    sim.add_run("Clean/r1", ["executing", "succeeded"])
+    await asyncio.wait_for(when(lambda: "next cleanup succeeded" in receiver.titles), 10)
+    sim.add_run("Clean/r2", ["executing", "failed"])
+    await asyncio.wait_for(when(lambda: "every cleanup: run r2 failed" in receiver.titles), 10)
+    stop.set()
+    assert await daemon == 0
+    await sim.stop()
+    outcomes = sorted(t for t in receiver.titles if "is now" not in t)
+    # the watch of the next run ended with r1; the watch of every run reported both
+    assert outcomes == [
+        "every cleanup: run r1 succeeded",
+        "every cleanup: run r2 failed",
+        "next cleanup succeeded",
+    ]
+
+
+async def test_each_is_only_for_arcgis_task_watches(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        "json://127.0.0.1:9/h",
+        server_table("rsa_governance", "gov", "http://127.0.0.1:9/aveksa"),
+        '[[watches]]\nname = "nightly"\nserver = "gov"\nid = "1"\neach = true\n',
+    )
+    with pytest.raises(ConfigError, match=r"watches\[0\] \(nightly\)\.each: only arcgis"):
+        load(path)
 
 
 async def test_brpm_filters_find_matching_runs_and_watch_each_to_its_end(

@@ -246,7 +246,7 @@ async def test_task_watch_reads_a_list_of_3000_history_runs_in_one_page(
 
 async def test_each_discovers_every_new_run_exactly_once(http: Http, start: Start) -> None:
     sim = await start({"t/old": ["succeeded"]}, page_size=2)
-    arcgis, target = provider(http, sim, each=True), Target("s", task="t")
+    arcgis, target = provider(http, sim), Target("s", task="t", each=True)
     found: list[str] = []
     memo: Any = {}
     for batch in ([], ["a"], [], ["b", "c", "d"], []):

@@ -8,6 +8,7 @@ file, the key path (``watches[2].interval``) and what is wrong.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
@@ -112,6 +113,7 @@ class WatchSettings(Model):
     max_interval: Duration = 300.0
     timeout: Duration = 12 * 3600.0
     notify: list[str] = Field(default_factory=list)
+    each: bool | None = None
 
     @field_validator("id", mode="before")
     @classmethod
@@ -134,6 +136,15 @@ class WatchConfig(WatchSettings):
     @property
     def target(self) -> Target:
         return Target(self.server, self.id, self.task)
+
+    def key_suffix(self, server: ServerConfig) -> str:
+        """What sets a watch's key apart from another of the same target: its ``filters``, and
+        an ``each`` unlike its server's (a watch of every run beside one of the next run)."""
+        suffix = json.dumps(self.filters, sort_keys=True) if self.filters else ""
+        default = bool(getattr(server, "each", False))
+        if self.each is not None and self.each != default:
+            suffix += "#each" if self.each else "#next"
+        return suffix
 
     @property
     def title(self) -> str:
@@ -234,6 +245,8 @@ class Config(Model):
             for name in watch.notify
             if name not in self.channels
         ]
+        if watch.each is not None and (server.kind != "arcgis" or watch.id is not None):
+            problems.append(f"{where}.each: only arcgis task watches without an id take each")
         if watch.filters is not None:
             if server.kind != "brpm" or watch.id is not None:
                 problems.append(f"{where}.filters: only brpm watches without an id take filters")
@@ -245,7 +258,8 @@ class Config(Model):
         seen: dict[str, int] = {}
         problems = []
         for index, watch in enumerate(self.watches):
-            key = watch.target.key + (str(sorted(watch.filters.items())) if watch.filters else "")
+            server = self.servers.get(watch.server)
+            key = watch.target.key + (watch.key_suffix(server) if server is not None else "")
             if key in seen:
                 problems.append(f"watches[{index}] watches the same run as watches[{seen[key]}]")
             seen[key] = index

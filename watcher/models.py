@@ -67,6 +67,8 @@ class Target:
     server: str
     id: str | None = None
     task: str | None = None
+    each: bool = False
+    """A task watch without an id: report every new run (ArcGIS ``each``), not the next one."""
 
     @property
     def key(self) -> str:

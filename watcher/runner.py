@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 import ssl
@@ -33,19 +32,20 @@ def _specs(watch: WatchConfig, config: Config) -> list[Spec]:
     server = config.servers[watch.server]
     policy = _policy(watch.interval, watch.backoff, watch.max_interval)
     notify = _channel_names(tuple(watch.notify))
-    filters = json.dumps(watch.filters, sort_keys=True) if watch.filters else ""
+    suffix = watch.key_suffix(server)
     ids = server.split_ids(watch.id)
     specs = []
     for run_id in ids:
-        target = Target(watch.server, run_id, watch.task)
+        each = run_id is None and server.discovers(run_id, watch.task, watch.each)
+        target = Target(watch.server, run_id, watch.task, each=each)
         if len(ids) == 1:
             name = watch.name or target.describe()
         else:
             name = f"{watch.name} (run {run_id})" if watch.name else target.describe()
-        discovers = watch.filters is not None or server.discovers(run_id, watch.task)
+        discovers = watch.filters is not None or each
         specs.append(
             Spec(
-                target.key + filters,
+                target.key + suffix,
                 name,
                 target,
                 policy,

@@ -173,8 +173,9 @@ class ServerBase(Model):
             return "needs an 'id'"
         return None
 
-    def discovers(self, id: str | None, task: str | None) -> bool:
-        """Whether a watch of this target finds runs rather than following one."""
+    def discovers(self, id: str | None, task: str | None, each: bool | None = None) -> bool:
+        """Whether a watch of this target finds runs rather than following one (``each``: the
+        watch's own ``each``, where the system has it)."""
         return False
 
     def split_ids(self, id: str | None) -> list[str | None]:

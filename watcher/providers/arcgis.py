@@ -69,7 +69,7 @@ class Config(ServerBase):
     the portal's generateToken beside the admin root: ``https://host/<context>/admin`` gives
     ``https://host/<context>/sharing/rest/generateToken``; set it when ``url`` does not end in
     ``/admin``. ``each = true`` makes a watch of a task (without ``id``) report every new run
-    as a discovered run instead of following the first one.
+    as a discovered run instead of following the first one; a watch's own ``each`` wins.
     """
 
     kind: Literal["arcgis"]
@@ -96,8 +96,8 @@ class Config(ServerBase):
         """Where tokens come from: ``token_url`` or the portal's generateToken."""
         return self.token_url or self.url.removesuffix("/admin") + "/sharing/rest/generateToken"
 
-    def discovers(self, id: str | None, task: str | None) -> bool:
-        return self.each and id is None
+    def discovers(self, id: str | None, task: str | None, each: bool | None = None) -> bool:
+        return (self.each if each is None else each) and id is None
 
     def target_error(self, id: str | None, task: str | None) -> str | None:
         if not task:
@@ -237,15 +237,17 @@ class ArcGis:
 
     async def observe(self, target: Target, memo: Mapping[str, Any]) -> Observation:
         try:
-            return await self._observe(target.task or "", target.id, memo)
+            return await self._observe(target.task or "", target.id, memo, target.each)
         except PollError as exc:
             exc.args = (redact.scrub(str(exc)),)
             raise
 
-    async def _observe(self, task: str, run_id: str | None, memo: Mapping[str, Any]) -> Observation:
+    async def _observe(
+        self, task: str, run_id: str | None, memo: Mapping[str, Any], each: bool
+    ) -> Observation:
         if run_id:
             return _observation(await self._run(task, run_id))
-        if self._config.each:
+        if each:
             return await self._each(task, memo)
         return await self._follow(task, memo)
 
