@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table, watch_table
 from watcher import __version__
-from watcher.cli import main
+from watcher.cli import main, parse
 from watcher.simulators.base import Step
 from watcher.simulators.rsa_governance import RsaSimulator
 
@@ -225,3 +225,25 @@ async def test_demo_shows_outcomes_and_notifications_without_accounts() -> None:
     ]
     assert twice == [] and any("->" in line for line in said)
     assert "refused the token; logging in again" in err  # tokens expire mid-demo
+
+
+@pytest.mark.parametrize(
+    ("argv", "ids", "notify"),
+    [
+        (["wait", "gov", "1", "2", "--notify", "team"], ["1", "2"], ["team"]),
+        (["wait", "gov", "--notify", "team", "1", "2"], ["1", "2"], ["team"]),  # not swallowed
+        (["wait", "gov", "1", "--notify", "a", "--notify", "b", "2"], ["1", "2"], ["a", "b"]),
+    ],
+)
+def test_notify_takes_one_channel_and_never_the_ids(
+    argv: list[str], ids: list[str], notify: list[str]
+) -> None:
+    args = parse(["-c", "w.toml", *argv, "-v"])
+    assert (args.ids, args.notify, args.config, args.verbose) == (ids, notify, "w.toml", True)
+
+
+def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse(["wait", "--help"])
+    out = capsys.readouterr().out
+    assert "4  every watch succeeded, but notifications were still undelivered" in out

@@ -177,8 +177,20 @@ def _once_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; `wait`'s ids may also come after its options (``wait gov --notify
+    team 1 2``), which argparse alone would refuse."""
+    top = parser()
+    args, extra = top.parse_known_args(argv)
+    if extra and args.command == "wait" and not any(e.startswith("-") for e in extra):
+        args.ids = [*args.ids, *extra]
+    elif extra:
+        top.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(argv)
     logs.setup(getattr(args, "log_format", "auto"), getattr(args, "verbose", False))
     try:
         from watcher.commands import dispatch
