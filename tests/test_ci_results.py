@@ -25,6 +25,7 @@ PLAN: dict[str, list[Step]] = {
     "2": ["Running", "Aborted"],
     "5": ["Completed"],  # already over when watcher first looks
     "6": ["Aborted"],
+    "7": ["Running"] * 15 + ["Completed"],
 }
 
 
@@ -223,3 +224,17 @@ def _on_a_terminal(command: list[str]) -> str:
     proc.wait(60)
     os.close(main_fd)
     return seen.decode("utf-8", errors="replace")
+
+
+async def test_a_run_still_going_after_expect_is_overdue_once(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, ["7"], expect=0.2, unreachable_after=3)
+    text = path.read_text("utf-8").replace('"attention"]', '"attention", "overdue"]')
+    path.write_text(text, "utf-8")
+    assert await cli("run", "--once", "-c", path) == 0
+    overdue = [title for title in receiver.titles if "overdue" in title]
+    assert overdue == ["run 7 is overdue: still Running after 0.2s"]
+    assert receiver.titles[-1] == "run 7 succeeded"
+    assert [post["type"] for post in receiver.posts if "overdue" in post["title"]] == ["warning"]
+    assert "run 7: overdue, still Running after 0.2s" in capsys.readouterr().err

@@ -150,3 +150,36 @@ def test_attention_fires_once_per_entry() -> None:
         record = step.record
         events.append(Event.ATTENTION in step.events)
     assert events == [False, True, False, False, True]
+
+
+def test_a_watch_of_its_own_threshold_is_unreachable_after_that_many_failures() -> None:
+    policy = replace(POLICY, unreachable_after=2)
+    record = fresh(state="Running")
+    fired: list[Event] = []
+    for _ in range(4):
+        step = advance(record, TransientError("refused"), START, policy, 0.5)
+        record, fired = step.record, fired + list(step.events)
+    assert fired == [Event.UNREACHABLE] and record.failures == 4
+
+
+def test_overdue_fires_once_when_the_expected_time_has_passed() -> None:
+    policy = replace(POLICY, expect_s=25.0)
+    record, fired, polls = fresh(), [], []
+    now = START
+    while now < START + 200:
+        step = advance(record, seen("Running", Phase.RUNNING), now, policy, 0.5)
+        record, fired = step.record, fired + [(e, now - START) for e in step.events]
+        polls.append(now - START)
+        assert step.delay_s is not None
+        now += step.delay_s
+    assert fired == [(Event.OVERDUE, 25.0)]  # once, at the expected time, not a backoff later
+    assert polls[:4] == [0.0, 10.0, 25.0, 65.0] and record.overdue
+    done = advance(record, seen("Completed", Phase.SUCCEEDED), now, policy, 0.5)
+    assert done.events == (Event.CHANGED, Event.SUCCEEDED)
+
+
+def test_a_run_that_ends_in_time_is_never_overdue() -> None:
+    policy = replace(POLICY, expect_s=25.0)
+    step = advance(fresh(), seen("Running", Phase.RUNNING), START + 5, policy, 0.5)
+    step = advance(step.record, seen("Completed", Phase.SUCCEEDED), START + 15, policy, 0.5)
+    assert Event.OVERDUE not in step.events and not step.record.overdue

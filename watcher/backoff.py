@@ -18,12 +18,16 @@ JITTER = 0.1
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """How fast to poll: the first delay, its growth factor and its ceiling, in seconds."""
+    """How fast to poll (the first delay, its growth factor and its ceiling, in seconds), and
+    when to warn: after ``unreachable_after`` failures in a row, and once the watch is still
+    not finished ``expect_s`` after it started."""
 
     interval_s: float
     backoff: float = 1.5
     max_interval_s: float = 300.0
     jitter: float = JITTER
+    unreachable_after: int = 5
+    expect_s: float | None = None
 
 
 def next_delay(

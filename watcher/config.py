@@ -114,6 +114,8 @@ class WatchSettings(Model):
     timeout: Duration = 12 * 3600.0
     notify: list[str] = Field(default_factory=list)
     each: bool | None = None
+    expect: Duration | None = None
+    unreachable_after: int = Field(default=5, ge=1, le=1000)
 
     @field_validator("id", mode="before")
     @classmethod

@@ -22,9 +22,10 @@ from typing import Any
 from watcher.backoff import Policy, next_delay
 from watcher.errors import BadReplyError, PermanentError, PollError, TransientError
 from watcher.models import Event, Observation, Outcome, WatchRecord
+from watcher.schema import format_duration
 
 UNREACHABLE_AFTER = 5
-"""Transient failures in a row before ``unreachable`` fires."""
+"""Transient failures in a row before ``unreachable`` fires, unless the watch says otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +112,11 @@ def _failed(
     ):
         return _end(record, changes, Outcome.ERROR, now, [])
     failures = record.failures + 1
-    events = [Event.UNREACHABLE] if failures == UNREACHABLE_AFTER else []
+    events = [Event.UNREACHABLE] if failures == policy.unreachable_after else []
     changes.update(
         attempt=record.attempt + 1,
         failures=failures,
-        unreachable=record.unreachable or failures >= UNREACHABLE_AFTER,
+        unreachable=record.unreachable or failures >= policy.unreachable_after,
         bad_replies=record.bad_replies + isinstance(error, BadReplyError),
     )
     retry_after = error.retry_after_s if isinstance(error, TransientError) else None
@@ -136,6 +137,13 @@ def _carry_on(
     if now >= record.deadline:
         return _end(record, changes, Outcome.TIMEOUT, now, events)
     delay = next_delay(changes["attempt"], policy, rand, retry_after_s)
+    if policy.expect_s is not None and not record.overdue:
+        expected_by = record.started + policy.expect_s
+        if now >= expected_by:
+            events = [*events, Event.OVERDUE]
+            changes["overdue"] = True
+        else:  # look again when it becomes overdue, not a backoff later
+            delay = min(delay, expected_by - now)
     delay = min(delay, record.deadline - now)
     return Step(replace(record, next_poll=now + delay, **changes), tuple(events), delay, unknown)
 
@@ -170,6 +178,9 @@ def log_lines(
         if event in (Event.UNREACHABLE, Event.RECOVERED, Event.ATTENTION):
             said = after.detail or after.attention
             lines.append((logging.WARNING, f"{name}: {event} ({said})"))
+        elif event is Event.OVERDUE:
+            late = format_duration(max((after.last_poll or 0.0) - after.started, 0.0))
+            lines.append((logging.WARNING, f"{name}: overdue, still {after.state} after {late}"))
     if after.done:
         said = f" ({after.detail})" if after.detail else ""
         polls = f"{after.polls} poll" + ("" if after.polls == 1 else "s")

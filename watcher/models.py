@@ -49,6 +49,8 @@ class Event(StrEnum):
     RECOVERED = "recovered"
     CHANGED = "changed"
     ATTENTION = "attention"
+    OVERDUE = "overdue"
+    """Still not finished after the watch's ``expect`` (once per watch)."""
 
     @property
     def is_outcome(self) -> bool:
@@ -144,6 +146,7 @@ class WatchRecord:
     failures: int = 0
     unreachable: bool = False
     bad_replies: int = 0
+    overdue: bool = False
     memo: Mapping[str, Any] = field(default_factory=dict)
 
     @property

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 PLACEHOLDERS: dict[str, str] = {
     "name": "the watch's name (configured, or derived from its target)",
     "headline": "one line: name and what happened, e.g. 'nightly import failed'",
-    "event": "what happened: an outcome, or unreachable, recovered, changed, attention",
+    "event": "what happened: an outcome, or unreachable, recovered, changed, attention, overdue",
     "outcome": "the outcome once the watch has ended, else empty",
     "state": "the remote state verbatim, e.g. 'Aborted'",
     "phase": "pending, running, succeeded, failed, cancelled, or 'unknown'",
@@ -60,6 +60,7 @@ _HEADLINES = {
     Event.RECOVERED: "can be polled again",
     Event.CHANGED: "is now {state}",
     Event.ATTENTION: "needs attention",
+    Event.OVERDUE: "is overdue: still {state} after {duration}",
 }
 
 #: apprise's notification type per event: chat services colour messages by it
@@ -72,6 +73,7 @@ NOTIFY_TYPES: dict[Event, str] = {
     Event.TIMEOUT: "failure",
     Event.UNREACHABLE: "warning",
     Event.ATTENTION: "warning",
+    Event.OVERDUE: "warning",
     Event.CHANGED: "info",
 }
 
@@ -146,7 +148,8 @@ class Context:
 
     @property
     def headline(self) -> str:
-        return f"{self.name} {_HEADLINES[self.event].format(state=self.state or '?')}"
+        said = _HEADLINES[self.event].format(state=self.state or "?", duration=self.duration)
+        return f"{self.name} {said}"
 
     def fields(self) -> dict[str, Any]:
         return {**asdict(self), "event": str(self.event), "headline": self.headline}
@@ -221,6 +224,7 @@ _SAMPLE_STATES: dict[Event, tuple[str, str, str]] = {
     Event.RECOVERED: ("Running", "running", ""),
     Event.CHANGED: ("Running", "running", ""),
     Event.ATTENTION: ("Held", "pending", "waiting for an approval"),
+    Event.OVERDUE: ("Running", "running", ""),
 }
 
 

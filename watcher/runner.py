@@ -30,7 +30,9 @@ def build_specs(config: Config) -> list[Spec]:
 
 def _specs(watch: WatchConfig, config: Config) -> list[Spec]:
     server = config.servers[watch.server]
-    policy = _policy(watch.interval, watch.backoff, watch.max_interval)
+    policy = _policy(
+        watch.interval, watch.backoff, watch.max_interval, watch.unreachable_after, watch.expect
+    )
     notify = _channel_names(tuple(watch.notify))
     suffix = watch.key_suffix(server)
     ids = server.split_ids(watch.id)
@@ -98,9 +100,21 @@ _UNRUNNABLE: set[str] = set()
 
 
 @functools.cache
-def _policy(interval_s: float, backoff: float, max_interval_s: float) -> Policy:
+def _policy(
+    interval_s: float,
+    backoff: float,
+    max_interval_s: float,
+    unreachable_after: int = 5,
+    expect_s: float | None = None,
+) -> Policy:
     """One value per distinct pacing: thousands of watches with the same settings share it."""
-    return Policy(interval_s, backoff, max_interval_s)
+    return Policy(
+        interval_s,
+        backoff,
+        max_interval_s,
+        unreachable_after=unreachable_after,
+        expect_s=expect_s,
+    )
 
 
 @functools.cache

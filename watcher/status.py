@@ -62,7 +62,8 @@ def row(record: WatchRecord, now: float) -> tuple[str, ...]:
     else:
         standing = "unreachable" if record.unreachable else record.phase
         standing = standing or ("not answered yet" if record.polls else "not polled yet")
-        outcome = f"({standing}, {format_duration(now - record.started)})"
+        overdue = ", overdue" if record.overdue else ""
+        outcome = f"({standing}, {format_duration(now - record.started)}{overdue})"
         following = _when(record.next_poll)
     return (
         record.name,

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS watches (
     next_poll DOUBLE PRECISION, finished DOUBLE PRECISION, deadline DOUBLE PRECISION NOT NULL,
     polls INTEGER NOT NULL, attempt INTEGER NOT NULL, failures INTEGER NOT NULL,
     unreachable BOOLEAN NOT NULL, bad_replies INTEGER NOT NULL, memo TEXT NOT NULL,
+    overdue BOOLEAN NOT NULL DEFAULT FALSE,
     active BOOLEAN NOT NULL DEFAULT TRUE, origin TEXT NOT NULL DEFAULT 'config', settings TEXT,
     owner TEXT, lease_until TIMESTAMPTZ, fence BIGINT NOT NULL DEFAULT 0
 );
@@ -73,7 +74,7 @@ TYPES = dict.fromkeys(FIELDS, "text") | dict.fromkeys(
     ("started", "first_poll", "last_poll", "next_poll", "finished", "deadline"), "float8"
 )
 TYPES |= dict.fromkeys(("polls", "attempt", "failures", "bad_replies"), "int4")
-TYPES["unreachable"] = "bool"
+TYPES["unreachable"] = TYPES["overdue"] = "bool"
 _TEXT = [i for i, name in enumerate(FIELDS) if TYPES[name] == "text"]
 _ARRAYS = ", ".join(f"${i}::{TYPES[name]}[]" for i, name in enumerate(FIELDS, 1))
 

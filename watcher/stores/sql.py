@@ -47,6 +47,7 @@ CREATE INDEX watches_parent ON watches (parent) WHERE parent IS NOT NULL;
 MIGRATE_TO_3 = """
 ALTER TABLE watches ADD COLUMN origin TEXT NOT NULL DEFAULT 'config';
 ALTER TABLE watches ADD COLUMN settings TEXT;
+ALTER TABLE watches ADD COLUMN overdue INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE instances (
     name TEXT PRIMARY KEY, started REAL NOT NULL, heartbeat REAL NOT NULL, version TEXT NOT NULL
 );
@@ -131,6 +132,7 @@ def row_to_record(row: Iterable[Any]) -> WatchRecord:
     values = dict(zip(RECORD_FIELDS, row, strict=True))
     values["memo"] = json.loads(values["memo"])
     values["unreachable"] = bool(values["unreachable"])
+    values["overdue"] = bool(values["overdue"])
     values["outcome"] = Outcome(values["outcome"]) if values["outcome"] else None
     return WatchRecord(**values)
 
