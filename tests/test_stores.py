@@ -224,6 +224,15 @@ async def test_a_failed_delivery_waits_for_its_next_try_and_retry_now_brings_it_
     assert (await store.snapshot())[1] == []
 
 
+async def test_a_deferred_note_waits_without_an_attempt_or_an_error(store: Store) -> None:
+    await store.save(record("w", started=10.0), [note("w")])
+    [due] = await store.due(NOW, 10)
+    await store.defer(due, NOW + 3600)  # quiet hours
+    assert await store.due(NOW, 10) == [] and await store.next_due() == NOW + 3600
+    [later] = await store.due(NOW + 3600, 10)
+    assert (later.id, later.attempts, later.last_error) == (due.id, 0, "")
+
+
 async def test_counts_are_by_outcome_else_phase(store: Store) -> None:
     await store.sync(Configured.of([record("a"), record("b"), record("c"), record("d")]))
     claimed = await claim_all(store)

@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from watcher import redact, statefile
+from watcher import quiet, redact, statefile
 from watcher.address import parse_address
 from watcher.errors import ConfigError
 from watcher.expand import expand, read_secret_files
@@ -61,6 +61,13 @@ class Daemon(BaseSettings):
     metrics: str | None = None
     instance: str = Field(default_factory=default_instance, min_length=1, max_length=200)
     lease: Duration = 15.0
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        quiet.zone(value)
+        return value
 
     @field_validator("state")
     @classmethod
@@ -178,6 +185,15 @@ class ChannelConfig(Model):
     on: frozenset[Event] = DEFAULT_EVENTS
     title: str | None = None
     body: str | None = None
+    quiet: str | None = None
+    urgent: frozenset[Event] = frozenset()
+
+    @field_validator("quiet")
+    @classmethod
+    def _a_window(cls, value: str | None) -> str | None:
+        if value is not None:
+            quiet.window(value)
+        return value
 
     @staticmethod
     @contextmanager

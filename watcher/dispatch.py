@@ -115,6 +115,16 @@ class Dispatcher:
         async with self._gate:
             if not await self._store.confirm(note):
                 return  # another instance took it over while this one could not renew
+            if channel is not None and (until := channel.quiet_until(note.event, self._clock())):
+                await self._store.defer(note, until)
+                log.info(
+                    "%s: quiet hours; %s waits until %s",
+                    note.channel,
+                    note.title,
+                    time.strftime("%H:%M %Z", time.localtime(until)),
+                    extra=_fields(note),
+                )
+                return
             if channel is None:
                 error = f"channel {note.channel!r} is no longer configured"
             else:

@@ -24,6 +24,7 @@ from typing import Any
 
 from watcher import templates
 from watcher.models import Event, WatchRecord
+from watcher.quiet import Quiet
 from watcher.redact import scrub
 from watcher.schema import format_duration
 
@@ -282,11 +283,14 @@ class Channel:
         events: frozenset[Event],
         title: str | None = None,
         body: str | None = None,
+        quiet: Quiet | None = None,
+        urgent: frozenset[Event] = frozenset(),
     ) -> None:
         self.name = name
         self.events = events
         self.title = title
         self.body = body
+        self._quiet, self._urgent = quiet, urgent
         templates.prepare(title or DEFAULT_TITLE, body or DEFAULT_BODY)
         apprise = _apprise()
         self._apprise = apprise.Apprise(asset=apprise.AppriseAsset(app_id="watcher"))
@@ -297,6 +301,12 @@ class Channel:
 
     def wants(self, event: Event) -> bool:
         return event in self.events
+
+    def quiet_until(self, event: Event, now: float) -> float | None:
+        """When quiet hours that hold back ``event`` at ``now`` end; ``None``: send now."""
+        if self._quiet is None or event in self._urgent:
+            return None
+        return self._quiet.until(now)
 
     def describe(self) -> str:
         """The channel's URLs with their secrets masked by apprise."""

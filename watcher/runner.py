@@ -17,6 +17,7 @@ from watcher.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from watcher.models import Outcome, Target, WatchRecord
 from watcher.notify import Channel
 from watcher.providers import KINDS, ServerConfig
+from watcher.quiet import Quiet, window, zone
 from watcher.schema import format_duration
 from watcher.spec import Server, Spec
 
@@ -124,8 +125,17 @@ def _channel_names(names: tuple[str, ...]) -> tuple[str, ...]:
 
 def build_channels(config: Config) -> dict[str, Channel]:
     """One apprise-backed channel per ``[channels.<name>]``; ValueError for a bad URL."""
+    tz = zone(config.daemon.timezone)
     return {
-        name: Channel(name, ch.all_urls, ch.on, ch.title, ch.body)
+        name: Channel(
+            name,
+            ch.all_urls,
+            ch.on,
+            ch.title,
+            ch.body,
+            Quiet(*window(ch.quiet), tz) if ch.quiet else None,
+            ch.urgent,
+        )
         for name, ch in config.channels.items()
     }
 

@@ -201,6 +201,10 @@ class Store(Protocol):
         """Mark ``note`` delivered, unless another instance holds it now."""
         ...
 
+    async def defer(self, note: Note, until: float) -> None:
+        """Hold ``note`` back until ``until`` (quiet hours): no attempt, no error."""
+        ...
+
     async def failed(self, note: Note, error: str, next_try: float) -> None:
         """Record a failed delivery, unless another instance holds ``note`` now."""
         ...

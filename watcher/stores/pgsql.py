@@ -211,6 +211,9 @@ DELIVERED = (
     "UPDATE outbox SET delivered = $2, attempts = attempts + 1, owner = NULL, lease_until = NULL"
     " WHERE id = $3 AND owner = $1"
 )
+DEFER = (
+    "UPDATE outbox SET next_try = $2, owner = NULL, lease_until = NULL WHERE id = $3 AND owner = $1"
+)
 FAILED = (
     "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_try = $3, owner = NULL,"
     " lease_until = NULL WHERE id = $4 AND owner = $1"

@@ -412,6 +412,9 @@ class PostgresStore:
     async def delivered(self, note: Note, at: float) -> None:
         await self._mark(note, pgsql.DELIVERED, at)
 
+    async def defer(self, note: Note, until: float) -> None:
+        await self._mark(note, pgsql.DEFER, until)
+
     async def failed(self, note: Note, error: str, next_try: float) -> None:
         await self._mark(note, pgsql.FAILED, pgsql.clean(error), next_try)
 

@@ -326,6 +326,10 @@ class SqliteStore:
         update = "UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?"
         await self._write(lambda c: c.execute(update, (at, note.id)))
 
+    async def defer(self, note: Note, until: float) -> None:
+        update = "UPDATE outbox SET next_try = ? WHERE id = ?"
+        await self._write(lambda c: c.execute(update, (until, note.id)))
+
     async def failed(self, note: Note, error: str, next_try: float) -> None:
         update = (
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_try = ? WHERE id = ?"
