@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,6 +18,7 @@ from watcher.config import load
 from watcher.dispatch import Dispatcher
 from watcher.errors import ConfigError
 from watcher.models import Event, Note, WatchRecord
+from watcher.notify import context_for
 from watcher.quiet import Quiet, window
 from watcher.runner import build_channels
 from watcher.stores import Configured
@@ -128,3 +130,16 @@ async def test_messages_wait_for_the_end_of_quiet_hours_unless_urgent(
 async def _until(check: Callable[[], bool]) -> None:
     while not check():
         await asyncio.sleep(0.01)
+
+
+def test_messages_show_times_in_the_daemons_time_zone_with_its_offset() -> None:
+    record = WatchRecord(
+        key="k", name="nightly", server="s", started=at("2026-12-01 15:00"), deadline=1e12
+    )
+    shown = context_for(record, Event.FAILED, "RSA", "https://x", record.started, BERLIN)
+    assert shown.started == "2026-12-01 15:00:00 CET (UTC+0100)"
+    summer = replace(record, started=at("2026-07-01 15:00"))
+    assert context_for(summer, Event.FAILED, "RSA", "https://x", 0.0, BERLIN).started == (
+        "2026-07-01 15:00:00 CEST (UTC+0200)"
+    )
+    assert context_for(record, Event.FAILED, "RSA", "https://x", 0.0).started.endswith(" UTC")

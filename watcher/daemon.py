@@ -37,6 +37,7 @@ from watcher.engine import Engine
 from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_UNDELIVERED, ConfigError
 from watcher.metrics import Metrics
 from watcher.models import Outcome
+from watcher.quiet import zone
 from watcher.redact import scrub
 from watcher.report import LiveView, document, plural, result_line
 from watcher.runner import (
@@ -152,6 +153,7 @@ class Daemon:
             submitted=self._submitted_spec,
             metrics=self.metrics,
         )
+        self.engine.show_times_in(zone(self.config.daemon.timezone))
         self._store = store
         self._on_signals()
         if self._serve_metrics and self.config.daemon.metrics:

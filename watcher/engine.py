@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from datetime import tzinfo
 from typing import Any
 
 from watcher.metrics import Metrics
@@ -104,6 +105,10 @@ class Engine:
     @property
     def servers(self) -> dict[str, Server]:
         return self._poller.servers
+
+    def show_times_in(self, tz: tzinfo) -> None:
+        """Messages show times in ``tz`` (``[daemon] timezone``)."""
+        self._poller.tz = tz
 
     async def start(self) -> None:
         """Make the configured watches the active ones, claim what is due and start polling."""

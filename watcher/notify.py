@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from functools import cache
 from typing import Any
 
@@ -156,10 +156,13 @@ class Context:
         return {**asdict(self), "event": str(self.event), "headline": self.headline}
 
 
-def _utc(timestamp: float | None) -> str:
+def _shown(timestamp: float | None, tz: tzinfo | None = None) -> str:
+    """A time as messages show it: in ``[daemon] timezone`` with its offset, else in UTC."""
     if not timestamp:
         return ""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if tz is None or str(tz) == "UTC":
+        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(timestamp, tz).strftime("%Y-%m-%d %H:%M:%S %Z (UTC%z)")
 
 
 def describe_target(record: WatchRecord) -> str:
@@ -169,8 +172,15 @@ def describe_target(record: WatchRecord) -> str:
     return ", ".join(parts)
 
 
-def context_for(record: WatchRecord, event: Event, system: str, url: str, now: float) -> Context:
-    """What a message about ``event`` of this watch may say."""
+def context_for(
+    record: WatchRecord,
+    event: Event,
+    system: str,
+    url: str,
+    now: float,
+    tz: tzinfo | None = None,
+) -> Context:
+    """What a message about ``event`` of this watch may say (times shown in ``tz``)."""
     return Context(
         name=record.name,
         event=event,
@@ -184,8 +194,8 @@ def context_for(record: WatchRecord, event: Event, system: str, url: str, now: f
         id=record.id or record.run_id or "",
         task=record.task or "",
         link=record.link or "",
-        started=_utc(record.started),
-        finished=_utc(record.finished),
+        started=_shown(record.started, tz),
+        finished=_shown(record.finished, tz),
         duration=format_duration(max(0.0, (record.finished or now) - record.started)),
         polls=record.polls,
         outcome=str(record.outcome or ""),

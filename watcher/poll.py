@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from datetime import tzinfo
 from typing import TYPE_CHECKING
 
 from watcher import lifecycle
@@ -56,6 +57,7 @@ class Poller:
         self._rand = rand
         self._on_notes = on_notes
         self._warned: set[tuple[str, str]] = set()
+        self.tz: tzinfo | None = None  # how messages show times ([daemon] timezone)
 
     def limit(self, server: str) -> int:
         """How many polls of ``server`` may run at once."""
@@ -142,7 +144,7 @@ class Poller:
             wanting = [self.channels[n] for n in spec.notify if self.channels[n].wants(event)]
             if not wanting:
                 continue
-            context = context_for(record, event, server.system, server.url, now)
+            context = context_for(record, event, server.system, server.url, now, self.tz)
             # outcomes happen once per watch; other events once per poll that raised them
             occurrence = 0 if event.is_outcome else record.polls
             for channel in wanting:
