@@ -233,6 +233,15 @@ async def test_a_deferred_note_waits_without_an_attempt_or_an_error(store: Store
     assert (later.id, later.attempts, later.last_error) == (due.id, 0, "")
 
 
+async def test_silences_are_kept_listed_and_ended(store: Store) -> None:
+    first = await store.silence("gov", NOW + 60, "maintenance", NOW)
+    second = await store.silence("nightly*", NOW + 10, "", NOW)
+    assert [s.id for s in await store.silences(NOW)] == [first, second]
+    assert [s.id for s in await store.silences(NOW + 30)] == [first]  # the second expired
+    assert await store.unsilence(first) and not await store.unsilence(first)
+    assert [s.id for s in await store.silences(NOW)] == [second]
+
+
 async def test_counts_are_by_outcome_else_phase(store: Store) -> None:
     await store.sync(Configured.of([record("a"), record("b"), record("c"), record("d")]))
     claimed = await claim_all(store)

@@ -19,6 +19,7 @@ from watcher import statefile
 from watcher.address import try_bind
 from watcher.config import ChannelConfig, Config, WatchConfig, load, state_of
 from watcher.daemon import Options, run
+from watcher.dispatch import matches
 from watcher.engine import Engine
 from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from watcher.models import Event
@@ -68,6 +69,8 @@ def _configured(args: argparse.Namespace) -> int:
         return asyncio.run(_submit(config, args))
     if args.command == "cancel":
         return asyncio.run(_cancel(config, args.key))
+    if args.command in ("silence", "silences", "unsilence"):
+        return asyncio.run(_silences(config, args))
     if once and config.daemon.state.startswith(statefile.DATABASE_URL_PREFIXES):
         command = "wait" if args.command == "wait" else "run --once"
         raise ConfigError(
@@ -161,6 +164,38 @@ async def _cancel(config: Config, key: str) -> int:
         file=sys.stderr,
     )
     return EXIT_FAILED
+
+
+async def _silences(config: Config, args: argparse.Namespace) -> int:
+    """``silence``, ``silences`` and ``unsilence``: kept in the store, so every instance (and
+    the next run) honours them."""
+    now = time.time()
+    async with _client(config) as store:
+        if args.command == "silence":
+            until = now + args.duration
+            made = await store.silence(args.match, until, args.comment, now)
+            records, _ = await store.snapshot()
+            matching = [r for r in records if matches(args.match, r.key, r.name, r.server)]
+            print(f"silence #{made}: {args.match} until {_local(until)}", end="")
+            print(f", matching {len(matching)} watches" if matching else ", matching no watch yet")
+            return EXIT_OK
+        if args.command == "unsilence":
+            if await store.unsilence(args.id):
+                print(f"silence #{args.id} ended")
+                return EXIT_OK
+            print(f"watcher: no silence #{args.id}", file=sys.stderr)
+            return EXIT_FAILED
+        silences = await store.silences(now)
+    for s in silences:
+        said = f" ({s.comment})" if s.comment else ""
+        print(f"#{s.id}  {s.match}  until {_local(s.until)}{said}")
+    if not silences:
+        print("no silences in force")
+    return EXIT_OK
+
+
+def _local(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp))
 
 
 @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import logging
 import random
 import time
@@ -26,7 +27,7 @@ from watcher.backoff import DELIVERY, Policy, next_delay
 from watcher.metrics import Metrics
 from watcher.models import Note
 from watcher.notify import Channel
-from watcher.stores import Store
+from watcher.stores import Silence, Store
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,16 @@ class Dispatcher:
         async with self._gate:
             if not await self._store.confirm(note):
                 return  # another instance took it over while this one could not renew
+            if (silence := await self._silence_of(note)) is not None:
+                await self._store.silenced(note, self._clock(), silence.id)
+                log.info(
+                    "not sent to %s (silence #%d): %s",
+                    note.channel,
+                    silence.id,
+                    note.title,
+                    extra=_fields(note),
+                )
+                return
             if channel is not None and (until := channel.quiet_until(note.event, self._clock())):
                 await self._store.defer(note, until)
                 log.info(
@@ -156,6 +167,15 @@ class Dispatcher:
             extra=_fields(note),
         )
 
+    async def _silence_of(self, note: Note) -> Silence | None:
+        """The silence in force that holds ``note`` back, if any."""
+        silences = await self._store.silences(self._clock())
+        if not silences:
+            return None
+        record = (await self._store.load([note.watch])).get(note.watch)
+        name, server = (record.name, record.server) if record else ("", "")
+        return next((s for s in silences if matches(s.match, note.watch, name, server)), None)
+
     async def settle(self, timeout_s: float) -> int:
         """Wait until the outbox is empty or ``timeout_s`` passed; return what is left."""
         deadline = self._clock() + timeout_s
@@ -175,3 +195,9 @@ class Dispatcher:
 def _fields(note: Note) -> dict[str, str]:
     """A delivery's own fields in ``--log-format json``."""
     return {"key": note.watch, "event": str(note.event), "channel": note.channel}
+
+
+def matches(match: str, key: str, name: str, server: str) -> bool:
+    """Whether a silence's ``match`` names this watch: its server, or a glob of its name or
+    key (``nightly*``, ``gov/*``)."""
+    return match == server or fnmatch.fnmatchcase(name, match) or fnmatch.fnmatchcase(key, match)

@@ -21,7 +21,8 @@ from watcher.models import Note, WatchRecord
 from watcher.notify import describe_target
 from watcher.report import document
 from watcher.schema import format_duration
-from watcher.stores import open_store
+from watcher.stores import Silence, open_store
+from watcher.stores.sql import SILENCE_COLS
 from watcher.stores.sqlite import connect, read_snapshot
 
 HEADER = (
@@ -44,6 +45,7 @@ class View:
     pending: list[Note]
     holders: Mapping[str, str] = field(default_factory=dict)
     instances: Sequence[tuple[str, float, float]] = ()
+    silences: Sequence[Silence] = ()
 
 
 def _when(timestamp: float | None) -> str:
@@ -104,6 +106,11 @@ def render(view: View, now: float) -> str:
         ]
     else:
         lines.append("\nall notifications delivered")
+    lines += [
+        f"silence #{s.id}: {s.match} until {_when(s.until)} UTC"
+        + (f" ({s.comment})" if s.comment else "")
+        for s in view.silences
+    ]
     return "\n".join(lines)
 
 
@@ -145,18 +152,21 @@ def _state_file(path: str) -> View:
     try:
         held = conn.execute("SELECT key FROM watches WHERE claimed").fetchall()
         instances = conn.execute("SELECT name, started, heartbeat FROM instances").fetchall()
+        query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > ? ORDER BY id"
+        silences = [Silence(*row) for row in conn.execute(query, (time.time(),))]
     except sqlite3.OperationalError:  # written by a watcher before instances were recorded
-        held, instances = [], []
+        held, instances, silences = [], [], []
     finally:
         conn.close()
     holder = instances[0][0] if len(instances) == 1 else "this host's daemon"
-    return View(records, pending, {key: holder for (key,) in held}, instances)
+    return View(records, pending, {key: holder for (key,) in held}, instances, silences)
 
 
 async def _database(url: str) -> View:
     store = await open_store(url, instance="watcher status", client=True)
     try:
         records, pending = await store.snapshot()
-        return View(records, pending, await store.holders(), await store.instances())
+        holders, instances = await store.holders(), await store.instances()
+        return View(records, pending, holders, instances, await store.silences(time.time()))
     finally:
         await store.close()

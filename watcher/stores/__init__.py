@@ -34,6 +34,7 @@ __all__ = [
     "Active",
     "Configured",
     "Health",
+    "Silence",
     "Store",
     "default_instance",
     "digest",
@@ -58,6 +59,18 @@ def digest(watches: Iterable[tuple[str, str, float]]) -> str:
     """What :meth:`Store.sync` writes depends on: each watch's key, name and timeout."""
     text = "\n".join(f"{key}\t{name}\t{timeout_s!r}" for key, name, timeout_s in watches)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """``watcher silence``: notifications of the watches ``match`` names are not sent until
+    ``until`` (Unix times); ``match`` is a server's name, or a glob of names or keys."""
+
+    id: int
+    match: str
+    until: float
+    comment: str
+    created: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +216,22 @@ class Store(Protocol):
 
     async def defer(self, note: Note, until: float) -> None:
         """Hold ``note`` back until ``until`` (quiet hours): no attempt, no error."""
+        ...
+
+    async def silenced(self, note: Note, at: float, by: int) -> None:
+        """Settle ``note`` unsent: silence ``by`` held it back (``status`` counts these)."""
+        ...
+
+    async def silence(self, match: str, until: float, comment: str, now: float) -> int:
+        """Record a silence; its id."""
+        ...
+
+    async def silences(self, now: float) -> list[Silence]:
+        """The silences still in force at ``now``, oldest first."""
+        ...
+
+    async def unsilence(self, silence_id: int) -> bool:
+        """End a silence at once; ``False`` if there is none with that id."""
         ...
 
     async def failed(self, note: Note, error: str, next_try: float) -> None:

@@ -58,7 +58,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     dedup TEXT NOT NULL UNIQUE, created DOUBLE PRECISION NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, next_try DOUBLE PRECISION NOT NULL,
     delivered DOUBLE PRECISION, last_error TEXT NOT NULL DEFAULT '',
-    owner TEXT, lease_until TIMESTAMPTZ
+    owner TEXT, lease_until TIMESTAMPTZ, silenced BIGINT
+);
+CREATE TABLE IF NOT EXISTS silences (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, match TEXT NOT NULL,
+    until DOUBLE PRECISION NOT NULL, comment TEXT NOT NULL DEFAULT '',
+    created DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_try) WHERE delivered IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (watch, channel, id) WHERE delivered IS NULL;
@@ -210,6 +215,10 @@ CONFIRM = f"UPDATE outbox SET lease_until = now() + $2 WHERE id = $3 AND {HELD} 
 DELIVERED = (
     "UPDATE outbox SET delivered = $2, attempts = attempts + 1, owner = NULL, lease_until = NULL"
     " WHERE id = $3 AND owner = $1"
+)
+SILENCED = (
+    "UPDATE outbox SET delivered = $2, silenced = $3, owner = NULL, lease_until = NULL"
+    " WHERE id = $4 AND owner = $1"
 )
 DEFER = (
     "UPDATE outbox SET next_try = $2, owner = NULL, lease_until = NULL WHERE id = $3 AND owner = $1"

@@ -36,9 +36,10 @@ import watcher
 from watcher import statefile
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
-from watcher.stores import DEFAULT_LEASE_S, Active, Configured, pgsql, sql
+from watcher.stores import DEFAULT_LEASE_S, Active, Configured, Silence, pgsql, sql
 from watcher.stores.batch import Batch, Save
 from watcher.stores.commit import GroupCommit, Health, Work
+from watcher.stores.sql import SILENCE_COLS
 from watcher.stores.timing import Timings
 
 if TYPE_CHECKING:
@@ -411,6 +412,33 @@ class PostgresStore:
 
     async def delivered(self, note: Note, at: float) -> None:
         await self._mark(note, pgsql.DELIVERED, at)
+
+    async def silenced(self, note: Note, at: float, by: int) -> None:
+        await self._mark(note, pgsql.SILENCED, at, by)
+
+    async def silence(self, match: str, until: float, comment: str, now: float) -> int:
+        insert = (
+            "INSERT INTO silences (match, until, comment, created) VALUES ($1, $2, $3, $4)"
+            " RETURNING id"
+        )
+
+        async def run(conn: Conn, batch: Plan) -> int:
+            return int(await conn.fetchval(insert, match, until, pgsql.clean(comment), now))
+
+        return await self._write(run)
+
+    async def silences(self, now: float) -> list[Silence]:
+        query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > $1 ORDER BY id"
+        return [Silence(*row) for row in await self._fetch(query, now)]
+
+    async def unsilence(self, silence_id: int) -> bool:
+        async def run(conn: Conn, batch: Plan) -> bool:
+            return (
+                await conn.fetchval("DELETE FROM silences WHERE id = $1 RETURNING id", silence_id)
+                is not None
+            )
+
+        return await self._write(run)
 
     async def defer(self, note: Note, until: float) -> None:
         await self._mark(note, pgsql.DEFER, until)

@@ -48,6 +48,11 @@ MIGRATE_TO_3 = """
 ALTER TABLE watches ADD COLUMN origin TEXT NOT NULL DEFAULT 'config';
 ALTER TABLE watches ADD COLUMN settings TEXT;
 ALTER TABLE watches ADD COLUMN overdue INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN silenced INTEGER;
+CREATE TABLE silences (
+    id INTEGER PRIMARY KEY, match TEXT NOT NULL, until REAL NOT NULL,
+    comment TEXT NOT NULL DEFAULT '', created REAL NOT NULL
+);
 CREATE TABLE instances (
     name TEXT PRIMARY KEY, started REAL NOT NULL, heartbeat REAL NOT NULL, version TEXT NOT NULL
 );
@@ -122,6 +127,7 @@ IN_ORDER = (
     " AND earlier.watch = outbox.watch AND earlier.channel = outbox.channel"
     " AND earlier.id < outbox.id)"
 )
+SILENCE_COLS = "id, match, until, comment, created"
 NOTE_COLS = "watch, event, channel, title, body, dedup, id, attempts, next_try, last_error"
 NOTE_FIELDS = NOTE_COLS.split(", ")
 #: SQLite result codes meaning "no writes possible now", not "this write is bad"

@@ -35,14 +35,17 @@ from typing import IO, Any
 import watcher
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
-from watcher.stores import DEFAULT_LEASE_S, Active, Configured, default_instance, sql
+from watcher.stores import DEFAULT_LEASE_S, Active, Configured, Silence, default_instance, sql
 from watcher.stores.commit import GroupCommit, Health, Work
+from watcher.stores.sql import SILENCE_COLS
 from watcher.stores.timing import Timings
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 CHECKPOINT_EVERY_S = 5.0
+FEW_KEYS = 100
+"""``load`` of at most this many keys asks for them; more read the table once."""
 
 
 def _is_outage(exc: BaseException) -> bool:
@@ -240,6 +243,10 @@ class SqliteStore:
 
     async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]:
         def work(conn: sqlite3.Connection) -> list[Any]:
+            if keys is not None and len(wanted) <= FEW_KEYS:  # one notification's watch, say
+                marks = ", ".join("?" for _ in wanted)
+                query = f"SELECT {sql.COLS} FROM watches WHERE key IN ({marks})"
+                return conn.execute(query, list(wanted)).fetchall()
             rows = conn.execute(f"SELECT {sql.COLS} FROM watches").fetchall()
             return rows if keys is None else [row for row in rows if row[0] in wanted]
 
@@ -325,6 +332,26 @@ class SqliteStore:
     async def delivered(self, note: Note, at: float) -> None:
         update = "UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?"
         await self._write(lambda c: c.execute(update, (at, note.id)))
+
+    async def silenced(self, note: Note, at: float, by: int) -> None:
+        update = "UPDATE outbox SET delivered = ?, silenced = ? WHERE id = ?"
+        await self._write(lambda c: c.execute(update, (at, by, note.id)))
+
+    async def silence(self, match: str, until: float, comment: str, now: float) -> int:
+        insert = "INSERT INTO silences (match, until, comment, created) VALUES (?, ?, ?, ?)"
+        row = (match, until, comment, now)
+        made: int = await self._write(lambda c: c.execute(insert, row).lastrowid)
+        return made
+
+    async def silences(self, now: float) -> list[Silence]:
+        query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > ? ORDER BY id"
+        rows = await self._run(lambda c: c.execute(query, (now,)).fetchall())
+        return [Silence(*row) for row in rows]
+
+    async def unsilence(self, silence_id: int) -> bool:
+        delete = "DELETE FROM silences WHERE id = ?"
+        gone = await self._write(lambda c: c.execute(delete, (silence_id,)).rowcount)
+        return bool(gone)
 
     async def defer(self, note: Note, until: float) -> None:
         update = "UPDATE outbox SET next_try = ? WHERE id = ?"
