@@ -99,6 +99,12 @@ def test_outbox_gauge_follows_the_latest_depth(metrics: Metrics) -> None:
     assert value(metrics, "watcher_outbox_pending") == 3
 
 
+def test_silences_gauge_counts_those_in_force(metrics: Metrics) -> None:
+    metrics.silences(2)
+    metrics.silences(1)
+    assert value(metrics, "watcher_silences") == 1
+
+
 async def test_watches_are_counted_by_outcome_phase_or_waiting(
     metrics: Metrics, tmp_path: Path
 ) -> None:

@@ -309,8 +309,12 @@ class Daemon:
         self.metrics.watches(counts)
         self.metrics.outbox(pending)
         self.metrics.health(behind, self._store.health)
+        silences = await self._store.silences(time.time())
+        self.metrics.silences(len(silences))
         open_ = sum(n for state, n in counts.items() if state not in _OUTCOMES)
         line = f"watching {open_} runs, {pending} notifications pending"
+        if silences:
+            line += f", {plural(len(silences), 'silence')} in force"
         if behind >= BEHIND_SAY_S:
             line += f", behind by {format_duration(behind)}"
         shared = self.config.daemon.state.startswith(statefile.DATABASE_URL_PREFIXES)

@@ -22,6 +22,7 @@ instance owns its own ``CollectorRegistry``, never the global default one, so se
   above 0 for long means polls cannot keep up.
 * ``watcher_store_unwritable`` (gauge): 1 while the state file takes no writes (a full disk);
   ``watcher_store_unsaved_writes`` counts what is kept in memory meanwhile.
+* ``watcher_silences`` (gauge): silences in force (``watcher silence``).
 
 A process that serves no metrics (``run --once``, ``wait``, a daemon without ``metrics``) keeps a
 ``Metrics(on=False)``, whose hooks do nothing and which never imports prometheus-client.
@@ -93,6 +94,7 @@ class Metrics:
         self._unwritable = Gauge(
             "watcher_store_unwritable", "1 while the state file takes no writes", registry=reg
         )
+        self._silences = Gauge("watcher_silences", "Silences in force", registry=reg)
         self._unsaved = Gauge(
             "watcher_store_unsaved_writes", "Writes kept in memory for the state file", registry=reg
         )
@@ -133,6 +135,11 @@ class Metrics:
         if not self._on:
             return
         self._outbox.set(depth)
+
+    def silences(self, count: int) -> None:
+        """Record how many silences are in force."""
+        if self._on:
+            self._silences.set(count)
 
     def watches(self, counts: Mapping[str, int]) -> None:
         """Record how many watches are in each state (see the module docstring)."""
