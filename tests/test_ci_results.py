@@ -238,3 +238,39 @@ async def test_a_run_still_going_after_expect_is_overdue_once(
     assert receiver.titles[-1] == "run 7 succeeded"
     assert [post["type"] for post in receiver.posts if "overdue" in post["title"]] == ["warning"]
     assert "run 7: overdue, still Running after 0.2s" in capsys.readouterr().err
+
+
+async def test_json_logs_carry_the_watch_and_the_delivery_in_fields_of_their_own(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, ["2"])
+    command = [sys.executable, "-m", "watcher", "run", "--once", "--log-format", "json"]
+    done = await asyncio.to_thread(
+        subprocess.run, [*command, "-c", str(path)], capture_output=True, text=True, timeout=60
+    )
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    ended = next(line for line in lines if line["message"].startswith("run 2: failed after"))
+    assert (ended["watch"], ended["server"], ended["state"]) == ("run 2", "gov", "Aborted")
+    assert ended["outcome"] == "failed" and "failed" in ended["events"]
+    sent = [line for line in lines if line["message"].startswith("delivered to hook")]
+    assert {(s["event"], s["channel"], s["key"]) for s in sent} >= {("failed", "hook", "gov//2")}
+
+
+def test_times_say_their_zone_and_an_unreachable_watch_says_so() -> None:
+    from watcher.logs import formatter
+    from watcher.models import WatchRecord
+    from watcher.status import HEADER, row
+
+    assert formatter("text").datefmt == "%H:%M:%S %Z"
+    assert "LAST POLL (UTC)" in HEADER and "NEXT (UTC)" in HEADER
+    record = WatchRecord(
+        key="gov//1",
+        name="run 1",
+        server="gov",
+        started=0.0,
+        deadline=1e9,
+        polls=6,
+        failures=6,
+        unreachable=True,
+    )
+    assert "(unreachable, " in row(record, 60.0)[4]
