@@ -242,6 +242,25 @@ async def test_silences_are_kept_listed_and_ended(store: Store) -> None:
     assert [s.id for s in await store.silences(NOW)] == [second]
 
 
+async def test_a_reminder_is_queued_once_holds_nothing_back_and_settles(store: Store) -> None:
+    await store.sync(Configured.of([record("w")]))
+    held = (await claim_all(store))["w"]
+    await store.save(held, [note("w", Event.UNREACHABLE)], hold=True)
+    [first] = await store.due(NOW, 10)
+    await store.delivered(first, NOW)
+    reminder = replace(first, title="Reminder", dedup=first.dedup + "|again1")
+    await store.remind(reminder, NOW + 60, NOW)
+    await store.remind(reminder, NOW + 60, NOW)  # the same reminder, from another instance
+    await store.save(held, [note("w", Event.RECOVERED, n=1)], hold=True)
+    [recovered] = await store.due(NOW, 10)  # not held back by the pending reminder
+    assert recovered.event is Event.RECOVERED and await store.pending() == 2
+    await store.delivered(recovered, NOW)
+    [due] = await store.due(NOW + 60, 10)
+    assert (due.title, due.dedup) == ("Reminder", reminder.dedup)
+    await store.settle(due, NOW + 60)
+    assert await store.pending() == 0
+
+
 async def test_counts_are_by_outcome_else_phase(store: Store) -> None:
     await store.sync(Configured.of([record("a"), record("b"), record("c"), record("d")]))
     claimed = await claim_all(store)

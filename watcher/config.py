@@ -187,6 +187,7 @@ class ChannelConfig(Model):
     body: str | None = None
     quiet: str | None = None
     urgent: frozenset[Event] = frozenset()
+    repeat: Duration | None = None
 
     @field_validator("quiet")
     @classmethod

@@ -21,11 +21,12 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from functools import partial
 
 from watcher.backoff import DELIVERY, Policy, next_delay
 from watcher.metrics import Metrics
-from watcher.models import Note
+from watcher.models import Event, Note
 from watcher.notify import Channel
 from watcher.stores import Silence, Store
 
@@ -116,6 +117,9 @@ class Dispatcher:
         async with self._gate:
             if not await self._store.confirm(note):
                 return  # another instance took it over while this one could not renew
+            if is_reminder(note) and not await self._still(note):
+                await self._store.settle(note, self._clock())  # the condition has passed
+                return
             if (silence := await self._silence_of(note)) is not None:
                 await self._store.silenced(note, self._clock(), silence.id)
                 log.info(
@@ -145,6 +149,10 @@ class Dispatcher:
                     error = f"{type(exc).__name__}: {exc}"
         if error is None:
             await self._store.delivered(note, self._clock())
+            if channel is not None and channel.repeat_s and note.event in LASTING:
+                await self._store.remind(
+                    again(note), self._clock() + channel.repeat_s, self._clock()
+                )
             self.delivered += 1
             self._metrics.delivered(note.channel)
             self.wake()  # the watch's next note for this channel may be waiting for this one
@@ -166,6 +174,17 @@ class Dispatcher:
             error,
             extra=_fields(note),
         )
+
+    async def _still(self, note: Note) -> bool:
+        """Whether the condition a reminder is about still lasts."""
+        record = (await self._store.load([note.watch])).get(note.watch)
+        if record is None or record.done:
+            return False
+        if note.event is Event.UNREACHABLE:
+            return record.unreachable
+        if note.event is Event.ATTENTION:
+            return bool(record.attention)
+        return note.event is Event.OVERDUE
 
     async def _silence_of(self, note: Note) -> Silence | None:
         """The silence in force that holds ``note`` back, if any."""
@@ -201,3 +220,19 @@ def matches(match: str, key: str, name: str, server: str) -> bool:
     """Whether a silence's ``match`` names this watch: its server, or a glob of its name or
     key (``nightly*``, ``gov/*``)."""
     return match == server or fnmatch.fnmatchcase(name, match) or fnmatch.fnmatchcase(key, match)
+
+
+#: conditions a channel with ``repeat`` is reminded of while they last
+LASTING = frozenset({Event.UNREACHABLE, Event.ATTENTION, Event.OVERDUE})
+_AGAIN = "|again"
+
+
+def is_reminder(note: Note) -> bool:
+    return _AGAIN in note.dedup
+
+
+def again(note: Note) -> Note:
+    """The next reminder of ``note``: one per repeat, the same across restarts and instances."""
+    base, _, count = note.dedup.partition(_AGAIN)
+    title = note.title if note.title.startswith("Reminder: ") else f"Reminder: {note.title}"
+    return replace(note, title=title, dedup=f"{base}{_AGAIN}{int(count or 0) + 1}")

@@ -295,12 +295,14 @@ class Channel:
         body: str | None = None,
         quiet: Quiet | None = None,
         urgent: frozenset[Event] = frozenset(),
+        repeat_s: float | None = None,
     ) -> None:
         self.name = name
         self.events = events
         self.title = title
         self.body = body
         self._quiet, self._urgent = quiet, urgent
+        self.repeat_s = repeat_s  # remind of a condition that lasts this often
         templates.prepare(title or DEFAULT_TITLE, body or DEFAULT_BODY)
         apprise = _apprise()
         self._apprise = apprise.Apprise(asset=apprise.AppriseAsset(app_id="watcher"))

@@ -135,6 +135,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
             ch.body,
             Quiet(*window(ch.quiet), tz) if ch.quiet else None,
             ch.urgent,
+            ch.repeat,
         )
         for name, ch in config.channels.items()
     }

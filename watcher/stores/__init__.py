@@ -218,6 +218,15 @@ class Store(Protocol):
         """Hold ``note`` back until ``until`` (quiet hours): no attempt, no error."""
         ...
 
+    async def remind(self, note: Note, at: float, now: float) -> None:
+        """Queue ``note`` as a reminder due at ``at`` (once per ``note.dedup``); a reminder
+        holds back no later notification of its watch."""
+        ...
+
+    async def settle(self, note: Note, at: float) -> None:
+        """Settle ``note`` unsent: it is no longer needed (a reminder of what has passed)."""
+        ...
+
     async def silenced(self, note: Note, at: float, by: int) -> None:
         """Settle ``note`` unsent: silence ``by`` held it back (``status`` counts these)."""
         ...

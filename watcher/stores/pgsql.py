@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     dedup TEXT NOT NULL UNIQUE, created DOUBLE PRECISION NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, next_try DOUBLE PRECISION NOT NULL,
     delivered DOUBLE PRECISION, last_error TEXT NOT NULL DEFAULT '',
-    owner TEXT, lease_until TIMESTAMPTZ, silenced BIGINT
+    owner TEXT, lease_until TIMESTAMPTZ, silenced BIGINT, reminder INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS silences (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, match TEXT NOT NULL,
@@ -214,6 +214,14 @@ DUE = (
 CONFIRM = f"UPDATE outbox SET lease_until = now() + $2 WHERE id = $3 AND {HELD} RETURNING id"
 DELIVERED = (
     "UPDATE outbox SET delivered = $2, attempts = attempts + 1, owner = NULL, lease_until = NULL"
+    " WHERE id = $3 AND owner = $1"
+)
+REMIND = (
+    "INSERT INTO outbox (watch, event, channel, title, body, dedup, created, next_try, reminder)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1) ON CONFLICT (dedup) DO NOTHING"
+)
+SETTLE = (
+    "UPDATE outbox SET delivered = $2, owner = NULL, lease_until = NULL"
     " WHERE id = $3 AND owner = $1"
 )
 SILENCED = (

@@ -413,6 +413,26 @@ class PostgresStore:
     async def delivered(self, note: Note, at: float) -> None:
         await self._mark(note, pgsql.DELIVERED, at)
 
+    async def remind(self, note: Note, at: float, now: float) -> None:
+        row = [
+            note.watch,
+            str(note.event),
+            note.channel,
+            note.title,
+            note.body,
+            note.dedup,
+            now,
+            at,
+        ]
+
+        async def run(conn: Conn, batch: Plan) -> None:
+            await conn.execute(pgsql.REMIND, *(pgsql.clean(value) for value in row))
+
+        await self._write(run)
+
+    async def settle(self, note: Note, at: float) -> None:
+        await self._mark(note, pgsql.SETTLE, at)
+
     async def silenced(self, note: Note, at: float, by: int) -> None:
         await self._mark(note, pgsql.SILENCED, at, by)
 

@@ -49,6 +49,7 @@ ALTER TABLE watches ADD COLUMN origin TEXT NOT NULL DEFAULT 'config';
 ALTER TABLE watches ADD COLUMN settings TEXT;
 ALTER TABLE watches ADD COLUMN overdue INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE outbox ADD COLUMN silenced INTEGER;
+ALTER TABLE outbox ADD COLUMN reminder INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE silences (
     id INTEGER PRIMARY KEY, match TEXT NOT NULL, until REAL NOT NULL,
     comment TEXT NOT NULL DEFAULT '', created REAL NOT NULL
@@ -125,7 +126,12 @@ PENDING = "SELECT {cols} FROM outbox WHERE delivered IS NULL"
 IN_ORDER = (
     " AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.delivered IS NULL"
     " AND earlier.watch = outbox.watch AND earlier.channel = outbox.channel"
-    " AND earlier.id < outbox.id)"
+    " AND earlier.id < outbox.id AND earlier.reminder = 0)"  # a reminder holds nothing back
+)
+REMIND = (
+    "INSERT OR IGNORE INTO outbox"
+    " (watch, event, channel, title, body, dedup, created, next_try, reminder)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)"
 )
 SILENCE_COLS = "id, match, until, comment, created"
 NOTE_COLS = "watch, event, channel, title, body, dedup, id, attempts, next_try, last_error"

@@ -333,6 +333,24 @@ class SqliteStore:
         update = "UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?"
         await self._write(lambda c: c.execute(update, (at, note.id)))
 
+    async def remind(self, note: Note, at: float, now: float) -> None:
+        row = (
+            note.watch,
+            str(note.event),
+            note.channel,
+            note.title,
+            note.body,
+            note.dedup,
+            now,
+            at,
+        )
+        await self._write(lambda c: c.execute(sql.REMIND, row))
+
+    async def settle(self, note: Note, at: float) -> None:
+        await self._write(
+            lambda c: c.execute("UPDATE outbox SET delivered = ? WHERE id = ?", (at, note.id))
+        )
+
     async def silenced(self, note: Note, at: float, by: int) -> None:
         update = "UPDATE outbox SET delivered = ?, silenced = ? WHERE id = ?"
         await self._write(lambda c: c.execute(update, (at, by, note.id)))
