@@ -188,6 +188,7 @@ class ChannelConfig(Model):
     quiet: str | None = None
     urgent: frozenset[Event] = frozenset()
     repeat: Duration | None = None
+    group: Duration | None = None
 
     @field_validator("quiet")
     @classmethod

@@ -20,14 +20,15 @@ import fnmatch
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 from watcher.backoff import DELIVERY, Policy, next_delay
 from watcher.metrics import Metrics
 from watcher.models import Event, Note
-from watcher.notify import Channel
+from watcher.notify import NOTIFY_TYPES, Channel
 from watcher.stores import Silence, Store
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Dispatcher:
         self._metrics = metrics or Metrics(on=False)
         self._wake = asyncio.Event()
         self._busy: dict[int, asyncio.Task[None]] = {}
+        self._windows: dict[str, float] = {}  # channel -> when its open digest goes out
         self._stopping = False
         self.delivered = 0
         self.failures = 0
@@ -88,11 +90,35 @@ class Dispatcher:
                 failing = False
 
     async def _start_due(self) -> None:
-        for note in await self._store.due(self._clock(), limit=256):
-            if note.id not in self._busy:
-                task = asyncio.create_task(self._deliver(note))
-                self._busy[note.id] = task
-                task.add_done_callback(partial(self._forget, note.id))
+        now, grouped = self._clock(), dict[str, list[Note]]()
+        for note in await self._store.due(now, limit=256):
+            if note.id in self._busy:
+                continue
+            channel = self.channels.get(note.channel)
+            if channel is not None and channel.groups(note.event):
+                grouped.setdefault(note.channel, []).append(note)
+            else:
+                self._spawn([note], self._deliver(note))
+        for name, notes in grouped.items():
+            channel, end = self.channels[name], self._windows.get(name)
+            if end is not None and now >= end:  # the window is over: what it gathered goes
+                del self._windows[name]
+                self._spawn(notes, self._deliver_digest(channel, notes))
+                continue
+            retries = [note for note in notes if note.attempts]  # a digest that failed: whole
+            if retries:
+                self._spawn(retries, self._deliver_digest(channel, retries))
+            fresh = [note for note in notes if not note.attempts]
+            if fresh:  # a window opens (or is open): they wait for its end
+                end = self._windows.setdefault(name, now + (channel.group_s or 0.0))
+                for note in fresh:
+                    await self._store.defer(note, end)
+
+    def _spawn(self, notes: Sequence[Note], work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        for note in notes:
+            self._busy[note.id] = task
+            task.add_done_callback(partial(self._forget, note.id))
 
     def _forget(self, note_id: int, task: asyncio.Task[None]) -> None:
         self._busy.pop(note_id, None)
@@ -115,64 +141,88 @@ class Dispatcher:
         channel = self.channels.get(note.channel)
         error: str | None
         async with self._gate:
-            if not await self._store.confirm(note):
-                return  # another instance took it over while this one could not renew
-            if is_reminder(note) and not await self._still(note):
-                await self._store.settle(note, self._clock())  # the condition has passed
-                return
-            if (silence := await self._silence_of(note)) is not None:
-                await self._store.silenced(note, self._clock(), silence.id)
-                log.info(
-                    "not sent to %s (silence #%d): %s",
-                    note.channel,
-                    silence.id,
-                    note.title,
-                    extra=_fields(note),
-                )
-                return
-            if channel is not None and (until := channel.quiet_until(note.event, self._clock())):
-                await self._store.defer(note, until)
-                log.info(
-                    "%s: quiet hours; %s waits until %s",
-                    note.channel,
-                    note.title,
-                    time.strftime("%H:%M %Z", time.localtime(until)),
-                    extra=_fields(note),
-                )
+            if await self._held_back(note, channel):
                 return
             if channel is None:
                 error = f"channel {note.channel!r} is no longer configured"
             else:
-                try:
-                    error = await channel.send(note.title, note.body, note.event)
-                except Exception as exc:  # a broken plugin must not stop the outbox
-                    error = f"{type(exc).__name__}: {exc}"
+                error = await _send(channel, note.title, note.body, note.event)
+        await self._record([note], channel, error)
+
+    async def _deliver_digest(self, channel: Channel, notes: Sequence[Note]) -> None:
+        """One message for the notes that reached ``channel`` within its ``group`` window;
+        each is marked delivered once it is out, and a digest that fails is retried whole."""
+        async with self._gate:
+            ready = [note for note in notes if not await self._held_back(note, channel)]
+            if not ready:
+                return
+            title, body, event = digest(ready)
+            error = await _send(channel, title, body, event)
+        await self._record(ready, channel, error)
+
+    async def _held_back(self, note: Note, channel: Channel | None) -> bool:
+        """Whether ``note`` is not to be sent now (and has been dealt with): another instance
+        holds it, it reminds of what has passed, a silence or quiet hours hold it back."""
+        if not await self._store.confirm(note):
+            return True  # another instance took it over while this one could not renew
+        if is_reminder(note) and not await self._still(note):
+            await self._store.settle(note, self._clock())  # the condition has passed
+            return True
+        if (silence := await self._silence_of(note)) is not None:
+            await self._store.silenced(note, self._clock(), silence.id)
+            log.info(
+                "not sent to %s (silence #%d): %s",
+                note.channel,
+                silence.id,
+                note.title,
+                extra=_fields(note),
+            )
+            return True
+        if channel is not None and (until := channel.quiet_until(note.event, self._clock())):
+            await self._store.defer(note, until)
+            log.info(
+                "%s: quiet hours; %s waits until %s",
+                note.channel,
+                note.title,
+                time.strftime("%H:%M %Z", time.localtime(until)),
+                extra=_fields(note),
+            )
+            return True
+        return False
+
+    async def _record(
+        self, notes: Sequence[Note], channel: Channel | None, error: str | None
+    ) -> None:
+        """Mark what was sent delivered (and queue reminders), or schedule its next try."""
         if error is None:
-            await self._store.delivered(note, self._clock())
-            if channel is not None and channel.repeat_s and note.event in LASTING:
-                await self._store.remind(
-                    again(note), self._clock() + channel.repeat_s, self._clock()
-                )
-            self.delivered += 1
-            self._metrics.delivered(note.channel)
+            for note in notes:
+                await self._store.delivered(note, self._clock())
+                if channel is not None and channel.repeat_s and note.event in LASTING:
+                    await self._store.remind(
+                        again(note), self._clock() + channel.repeat_s, self._clock()
+                    )
+                self.delivered += 1
+                self._metrics.delivered(note.channel)
+                log.info("delivered to %s: %s", note.channel, note.title, extra=_fields(note))
             self.wake()  # the watch's next note for this channel may be waiting for this one
-            log.info("delivered to %s: %s", note.channel, note.title, extra=_fields(note))
             return
-        self.failures += 1
-        self._metrics.delivery_failed(note.channel)
+        attempts = max(note.attempts for note in notes)
         if channel is None:
             delay = _MISSING_CHANNEL_RETRY_S
         else:
-            delay = next_delay(note.attempts, self._retry, self._rand())
-        await self._store.failed(note, error, self._clock() + delay)
+            delay = next_delay(attempts, self._retry, self._rand())
+        for note in notes:  # together: a digest is retried whole
+            self.failures += 1
+            self._metrics.delivery_failed(note.channel)
+            await self._store.failed(note, error, self._clock() + delay)
         log.warning(
             "could not deliver to %s (try %d), retrying in %.0fs: %s: %s",
-            note.channel,
-            note.attempts + 1,
+            notes[0].channel,
+            attempts + 1,
             delay,
-            note.title,
+            notes[0].title if len(notes) == 1 else f"a digest of {len(notes)}",
             error,
-            extra=_fields(note),
+            extra=_fields(notes[0]),
         )
 
     async def _still(self, note: Note) -> bool:
@@ -236,3 +286,25 @@ def again(note: Note) -> Note:
     base, _, count = note.dedup.partition(_AGAIN)
     title = note.title if note.title.startswith("Reminder: ") else f"Reminder: {note.title}"
     return replace(note, title=title, dedup=f"{base}{_AGAIN}{int(count or 0) + 1}")
+
+
+async def _send(channel: Channel, title: str, body: str, event: Event | None) -> str | None:
+    try:
+        return await channel.send(title, body, event)
+    except Exception as exc:  # a broken plugin must not stop the outbox
+        return f"{type(exc).__name__}: {exc}"
+
+
+#: a digest's notification type is its gravest event's
+_GRAVITY = {"failure": 3, "warning": 2, "success": 1, "info": 0}
+
+
+def digest(notes: Sequence[Note]) -> tuple[str, str, Event]:
+    """One message for several: ``12 notifications: 10 succeeded, 2 failed``, a line each."""
+    counts: dict[str, int] = {}
+    for note in notes:
+        counts[str(note.event)] = counts.get(str(note.event), 0) + 1
+    tally = ", ".join(f"{n} {event}" for event, n in sorted(counts.items()))
+    gravest = max(notes, key=lambda note: _GRAVITY[NOTIFY_TYPES[note.event]]).event
+    body = "\n".join(f"- {note.title}" for note in notes)
+    return f"{len(notes)} notifications: {tally}", body, gravest

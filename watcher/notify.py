@@ -296,6 +296,7 @@ class Channel:
         quiet: Quiet | None = None,
         urgent: frozenset[Event] = frozenset(),
         repeat_s: float | None = None,
+        group_s: float | None = None,
     ) -> None:
         self.name = name
         self.events = events
@@ -303,6 +304,7 @@ class Channel:
         self.body = body
         self._quiet, self._urgent = quiet, urgent
         self.repeat_s = repeat_s  # remind of a condition that lasts this often
+        self.group_s = group_s  # gather what comes within this into one message
         templates.prepare(title or DEFAULT_TITLE, body or DEFAULT_BODY)
         apprise = _apprise()
         self._apprise = apprise.Apprise(asset=apprise.AppriseAsset(app_id="watcher"))
@@ -313,6 +315,10 @@ class Channel:
 
     def wants(self, event: Event) -> bool:
         return event in self.events
+
+    def groups(self, event: Event) -> bool:
+        """Whether ``event`` waits to go out in a digest (``urgent`` events never do)."""
+        return self.group_s is not None and event not in self._urgent
 
     def quiet_until(self, event: Event, now: float) -> float | None:
         """When quiet hours that hold back ``event`` at ``now`` end; ``None``: send now."""

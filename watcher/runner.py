@@ -136,6 +136,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
             Quiet(*window(ch.quiet), tz) if ch.quiet else None,
             ch.urgent,
             ch.repeat,
+            ch.group,
         )
         for name, ch in config.channels.items()
     }
