@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import tomli
 from pydantic import (
@@ -121,7 +121,7 @@ class WatchSettings(Model):
     timeout: Duration = 12 * 3600.0
     notify: list[str] = Field(default_factory=list)
     each: bool | None = None
-    expect: Duration | None = None
+    expect: Literal["auto"] | Duration | None = None
     unreachable_after: int = Field(default=5, ge=1, le=1000)
 
     @field_validator("id", mode="before")

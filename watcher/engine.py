@@ -29,6 +29,7 @@ from dataclasses import replace
 from datetime import tzinfo
 from typing import Any
 
+from watcher import history
 from watcher.metrics import Metrics
 from watcher.models import WatchRecord
 from watcher.notify import Channel
@@ -114,6 +115,7 @@ class Engine:
         """Make the configured watches the active ones, claim what is due and start polling."""
         for active in await self._sync(self.configured):
             self._take(active, self.configured)
+        await self._learn_expectations()
         self._pump = asyncio.create_task(self._run())
         self.tick()  # polls start with the first batch claimed, while the next are claimed
         self._check_all_done()
@@ -190,8 +192,28 @@ class Engine:
         for active in actives:
             self._take(active, wanted)
         await self._store.release(removed)
+        await self._learn_expectations()
         self.tick()
         return f"{len(added)} added, {len(removed)} removed, {len(changed)} changed"
+
+    async def _learn_expectations(self) -> None:
+        """``expect = "auto"``: how long runs of each such watch's family took (see
+        :mod:`watcher.history`); a family without enough history yet is said once."""
+        auto = [spec for spec in self.specs.values() if spec.expect_auto]
+        if not auto:
+            return
+        taken = history.durations((await self._store.load()).values())
+        for spec in auto:
+            kind = history.family(spec.target.server, spec.target.task, spec.name)
+            expect_s = history.expected(taken.get(kind, []))
+            if expect_s is None:
+                log.info(
+                    "%s: expect = auto: too few earlier runs yet; no overdue until there are",
+                    spec.name,
+                )
+                continue
+            policy = replace(spec.policy, expect_s=expect_s)
+            self.specs[spec.key] = replace(spec, policy=policy)
 
     def _forget(self, key: str) -> None:
         del self.specs[key]

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from watcher import history
 from watcher.models import Note, WatchRecord
 from watcher.notify import describe_target
 from watcher.schema import format_duration
@@ -51,8 +52,10 @@ def result_line(record: WatchRecord, now: float) -> str:
     return f"{line}: {record.detail}" if record.detail else line
 
 
-def watch_entry(record: WatchRecord, undelivered: Sequence[Note] = ()) -> dict[str, Any]:
-    """One watch of the ``--json`` document."""
+def watch_entry(
+    record: WatchRecord, undelivered: Sequence[Note] = (), usual_s: float | None = None
+) -> dict[str, Any]:
+    """One watch of the ``--json`` document; ``usual_s``: how long its family's runs took."""
     return {
         "key": record.key,
         "name": record.name,
@@ -67,6 +70,10 @@ def watch_entry(record: WatchRecord, undelivered: Sequence[Note] = ()) -> dict[s
         "last_poll": iso(record.last_poll),
         "next_poll": None if record.done else iso(record.next_poll),
         "polls": record.polls,
+        "overdue": record.overdue,
+        "usually_done_by": None
+        if record.done or usual_s is None
+        else iso(record.started + usual_s),
         "detail": record.detail,
         "link": record.link,
         "undelivered": [
@@ -94,9 +101,12 @@ def document(
     notes: dict[str, list[Note]] = {}
     for note in pending:
         notes.setdefault(note.watch, []).append(note)
+    records = list(records)
+    taken = history.durations(records)
     watches = []
     for record in records:
-        entry = watch_entry(record, notes.get(record.key, ()))
+        usual_s = history.usual(taken.get(history.family_of(record), []))
+        entry = watch_entry(record, notes.get(record.key, ()), usual_s)
         if holders is not None:
             entry["held_by"] = holders.get(record.key)
         watches.append(entry)

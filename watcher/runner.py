@@ -31,8 +31,10 @@ def build_specs(config: Config) -> list[Spec]:
 
 def _specs(watch: WatchConfig, config: Config) -> list[Spec]:
     server = config.servers[watch.server]
+    auto = watch.expect == "auto"
+    expect_s = None if auto or watch.expect is None else float(watch.expect)
     policy = _policy(
-        watch.interval, watch.backoff, watch.max_interval, watch.unreachable_after, watch.expect
+        watch.interval, watch.backoff, watch.max_interval, watch.unreachable_after, expect_s
     )
     notify = _channel_names(tuple(watch.notify))
     suffix = watch.key_suffix(server)
@@ -57,6 +59,7 @@ def _specs(watch: WatchConfig, config: Config) -> list[Spec]:
                 watch.filters,
                 None,
                 discovers,
+                expect_auto=auto,
             )
         )
     return specs

@@ -25,6 +25,8 @@ class Spec:
     discovers: bool = False
     origin: str = "config"
     """``config``, or ``submitted`` for a watch `watcher submit` added at run time."""
+    expect_auto: bool = False
+    """``expect = "auto"``: the engine learns ``policy.expect_s`` from earlier runs."""
 
     def child(self, run_id: str) -> Spec:
         """The watch of one run this (discovering) watch found."""

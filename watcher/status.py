@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from watcher import statefile
+from watcher import history, statefile
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
 from watcher.notify import describe_target
@@ -54,7 +54,7 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%m-%d %H:%M:%S")
 
 
-def row(record: WatchRecord, now: float) -> tuple[str, ...]:
+def row(record: WatchRecord, now: float, usual_s: float | None = None) -> tuple[str, ...]:
     """One table row; a running watch shows its phase and how long it has been watched."""
     if record.done:
         outcome = (
@@ -65,6 +65,8 @@ def row(record: WatchRecord, now: float) -> tuple[str, ...]:
         standing = "unreachable" if record.unreachable else record.phase
         standing = standing or ("not answered yet" if record.polls else "not polled yet")
         overdue = ", overdue" if record.overdue else ""
+        if usual_s is not None and not record.overdue:  # the median of earlier runs
+            overdue = f", usually done by {_when(record.started + usual_s)}"
         outcome = f"({standing}, {format_duration(now - record.started)}{overdue})"
         following = _when(record.next_poll)
     return (
@@ -89,12 +91,14 @@ def table(rows: Sequence[tuple[str, ...]]) -> str:
 def render(view: View, now: float) -> str:
     """The whole status report as text."""
     records, pending = view.records, view.pending
+    taken = history.durations(records)
+    usual = {r.key: history.usual(taken.get(history.family_of(r), [])) for r in records}
     lines = [_instance_line(view.instances, now)] if view.instances else []
     if records and view.holders:  # instances share the store, or a daemon runs
-        rows = [(*row(r, now), view.holders.get(r.key, "-")) for r in records]
+        rows = [(*row(r, now, usual[r.key]), view.holders.get(r.key, "-")) for r in records]
         lines.append(table([(*HEADER, "HELD BY"), *rows]))
     elif records:
-        lines.append(table([HEADER, *(row(r, now) for r in records)]))
+        lines.append(table([HEADER, *(row(r, now, usual[r.key]) for r in records)]))
     else:
         lines.append("no watches yet")
     if pending:

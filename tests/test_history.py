@@ -1,0 +1,84 @@
+"""What earlier runs say: the usual duration, and the expectation `expect = "auto"` learns."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Receiver
+from tests.systems import config_text, server_table, watch_table
+from watcher import history
+from watcher.cli import main
+from watcher.models import Outcome, WatchRecord
+from watcher.simulators.rsa_governance import RsaSimulator
+from watcher.status import View, render
+
+
+def test_too_few_runs_teach_nothing_and_enough_give_a_median_and_a_p95_with_a_margin() -> None:
+    assert history.usual([60.0] * 4) is None and history.expected([60.0] * 4) is None
+    taken = [60.0, 62.0, 58.0, 61.0, 300.0, 59.0]
+    assert history.usual(taken) == 60.5
+    assert history.expected(taken) == 300.0 * history.MARGIN  # the 95th percentile, nearest rank
+
+
+def test_status_says_when_a_run_is_usually_done() -> None:
+    earlier = [
+        WatchRecord(
+            key=f"gov//{i}",
+            name="nightly",
+            server="gov",
+            id=str(i),
+            started=0.0,
+            finished=600.0,
+            outcome=Outcome.SUCCEEDED,
+            deadline=1e9,
+        )
+        for i in range(5)
+    ]
+    running = WatchRecord(
+        key="gov//9",
+        name="nightly",
+        server="gov",
+        id="9",
+        started=3600.0,
+        state="Running",
+        phase="running",
+        polls=3,
+        deadline=1e9,
+    )
+    text = render(View([*earlier, running], []), 3700.0)
+    assert "usually done by 01-01 01:10:00" in text  # started 01:00 UTC, runs take 10 minutes
+
+
+NIGHTS = {str(i): ["Completed"] for i in range(5)}  # five earlier nights, over at once
+TONIGHT = {"7": ["Running"] * 40 + ["Completed"]}  # longer than any of them
+
+
+@pytest.fixture
+async def rsa() -> object:
+    sim = RsaSimulator({**NIGHTS, **TONIGHT})
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+async def test_expect_auto_learns_from_earlier_runs_and_warns_when_a_run_is_late(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    server = server_table("rsa_governance", "gov", rsa.url)
+
+    def run_once(ids: list[str], **keys: object) -> int:
+        watches = "".join(
+            watch_table("rsa_governance", "gov", i, name="nightly", **keys) for i in ids
+        )
+        text = config_text(tmp_path / "state.db", receiver.url, server, watches)
+        path = tmp_path / "watches.toml"
+        path.write_text(text.replace('"attention"]', '"attention", "overdue"]'), "utf-8")
+        return main(["run", "--once", "-c", str(path)])
+
+    assert await asyncio.to_thread(run_once, list(NIGHTS)) == 0
+    assert await asyncio.to_thread(run_once, list(TONIGHT), expect="auto") == 0
+    overdue = [title for title in receiver.titles if "overdue" in title]
+    assert len(overdue) == 1 and overdue[0].startswith("nightly is overdue: still Running")
