@@ -82,3 +82,23 @@ async def test_expect_auto_learns_from_earlier_runs_and_warns_when_a_run_is_late
     assert await asyncio.to_thread(run_once, list(TONIGHT), expect="auto") == 0
     overdue = [title for title in receiver.titles if "overdue" in title]
     assert len(overdue) == 1 and overdue[0].startswith("nightly is overdue: still Running")
+
+
+def test_the_live_view_says_when_a_run_is_usually_done() -> None:
+    import io
+
+    from watcher.report import LiveView
+
+    out = io.StringIO()
+    usual = {history.family("gov", None, "nightly"): 600.0}
+    running = WatchRecord(
+        key="gov//9",
+        name="nightly",
+        server="gov",
+        id="9",
+        started=0.0,
+        state="Running",
+        deadline=1e9,
+    )
+    LiveView(out, usual=usual).draw([running], 60.0)
+    assert "* nightly [run 9]: Running, 1m, usually done by " in out.getvalue()

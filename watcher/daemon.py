@@ -28,7 +28,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from watcher import statefile
+from watcher import history, statefile
 from watcher.backoff import DELIVERY, Policy
 from watcher.client import Http
 from watcher.config import Config, load
@@ -366,7 +366,10 @@ class Daemon:
 
     async def _live(self) -> None:
         """Redraw the live view until the run ends; log lines print above it."""
-        view = LiveView(sys.stderr, rows=shutil.get_terminal_size().lines - 2)
+        earlier, _ = await self._store.snapshot()  # the earlier runs: when these usually end
+        usual = {kind: history.usual(taken) for kind, taken in history.durations(earlier).items()}
+        known = {kind: seconds for kind, seconds in usual.items() if seconds is not None}
+        view = LiveView(sys.stderr, rows=shutil.get_terminal_size().lines - 2, usual=known)
         handler = logging.getLogger().handlers[0] if logging.getLogger().handlers else None
         if handler is not None:
             handler.setLevel(logging.WARNING)  # state changes are in the view

@@ -126,14 +126,20 @@ class LiveView:
 
     At most ``rows`` lines: the unfinished watches first, then a line counting the rest."""
 
-    def __init__(self, out: IO[str], rows: int = 20) -> None:
+    def __init__(
+        self, out: IO[str], rows: int = 20, usual: Mapping[tuple[str, str], float] | None = None
+    ) -> None:
         self._out = out
         self._rows = max(rows, 3)
         self._drawn = 0
+        self._usual = usual or {}  # family -> the median duration of its earlier runs
 
     def draw(self, records: Sequence[WatchRecord], now: float) -> None:
         ordered = sorted(records, key=lambda r: (r.done, r.name))
-        lines = [_live_line(r, now) for r in ordered[: self._rows - 1]]
+        lines = [
+            _live_line(r, now, self._usual.get(history.family_of(r)))
+            for r in ordered[: self._rows - 1]
+        ]
         if len(ordered) > len(lines):
             rest = ordered[len(lines) :]
             lines.append(f"... and {len(rest)} more ({sum(r.done for r in rest)} done)")
@@ -155,7 +161,7 @@ class LiveView:
 _MARK = {"succeeded": "✓", "failed": "✗", "cancelled": "✗", "timeout": "!", "error": "!"}
 
 
-def _live_line(record: WatchRecord, now: float) -> str:
+def _live_line(record: WatchRecord, now: float, usual_s: float | None = None) -> str:
     target = describe_target(record) or record.key
     if record.done:
         mark, what = _MARK.get(str(record.outcome), "?"), str(record.outcome)
@@ -164,4 +170,11 @@ def _live_line(record: WatchRecord, now: float) -> str:
         what = f"{record.state or 'waiting'}, {format_duration(max(now - record.started, 0))}"
         if record.unreachable:
             what += ", unreachable"
+        if record.overdue:
+            what += ", overdue"
+        elif usual_s is not None:
+            done_by = (
+                datetime.fromtimestamp(record.started + usual_s).astimezone().strftime("%H:%M %Z")
+            )
+            what += f", usually done by {done_by}"
     return f"{mark} {record.name} [{target}]: {what}"
