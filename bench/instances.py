@@ -28,7 +28,6 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ import tables
 from loopback import Loopback
 from postgres_server import Database, DatabaseError, Server, binaries
 from side_by_side import PhaseError, ids, machine
-from watcher_proc import CHILDREN, WatcherRun, child_env, kill_all, watcher_command, write_config
+from watcher_proc import CHILDREN, WatcherRun, kill_all, write_config
 
 T = TypeVar("T")
 HOLDINGS = "SELECT owner, count(*) FROM watches WHERE owner IS NOT NULL GROUP BY owner"
@@ -109,28 +108,11 @@ class Results:
 
 
 class Instance(WatcherRun):
-    """``watcher run`` as a :class:`WatcherRun`, with ``[daemon] instance`` and ``lease`` set
-    in its environment (``WATCHER_INSTANCE``, ``WATCHER_LEASE``); started here rather than by
-    ``WatcherRun.__init__``, which takes no environment."""
+    """``watcher run`` with ``[daemon] instance`` and ``lease`` set in its environment."""
 
     def __init__(self, tmp: Path, config: Path, name: str, lease_s: float) -> None:
+        super().__init__(tmp, config, {"WATCHER_INSTANCE": name, "WATCHER_LEASE": f"{lease_s:g}"})
         self.name = name
-        self.log = tmp / "watcher.log"
-        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._notify.bind(str(tmp / "notify.sock"))
-        env = child_env(tmp) | {"WATCHER_INSTANCE": name, "WATCHER_LEASE": f"{lease_s:g}"}
-        command = [*watcher_command(), "run", "-c", str(config), "--log-format", "text"]
-        self.started = time.monotonic()
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                env=env,
-                start_new_session=True,
-            )
-        CHILDREN.append(self.process)
 
 
 class Bench:

@@ -86,9 +86,10 @@ def kill_all() -> None:
 
 
 class WatcherRun:
-    """``watcher run -c CONFIG`` in its own process group, logging text to ``tmp/watcher.log``."""
+    """``watcher run -c CONFIG`` in its own process group, logging text to ``tmp/watcher.log``;
+    ``env`` adds to its environment (``WATCHER_INSTANCE=i1``, say)."""
 
-    def __init__(self, tmp: Path, config: Path) -> None:
+    def __init__(self, tmp: Path, config: Path, env: dict[str, str] | None = None) -> None:
         self.log = tmp / "watcher.log"
         self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._notify.bind(str(tmp / "notify.sock"))
@@ -100,7 +101,7 @@ class WatcherRun:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
-                env=child_env(tmp),
+                env=child_env(tmp) | (env or {}),
                 start_new_session=True,
             )
         CHILDREN.append(self.process)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -97,3 +97,10 @@ def in_background(*sims: Simulator) -> Iterator[list[str]]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+async def soon(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait until ``check()`` holds (tests on injected time: only the loop's turns pass)."""
+    async with asyncio.timeout(timeout_s):
+        while not check():
+            await asyncio.sleep(0.01)

@@ -129,7 +129,7 @@ async def test_a_failure_still_wins_over_undelivered(
 
 def test_status_needs_no_secrets_and_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     state = tmp_path / "state.db"
-    watches = "".join(watch_table("rsa_governance", "gov", str(i)) for i in range(300))
+    watches = "".join(watch_table("rsa_governance", "gov", str(i)) for i in range(1500))
     server = server_table("rsa_governance", "gov", "http://127.0.0.1:9/aveksa").replace(
         'token = "rsa-token"', 'token = "${RSA_TOKEN}"'
     )
@@ -147,7 +147,7 @@ def test_status_needs_no_secrets_and_a_closed_pipe_ends_quietly(tmp_path: Path) 
     )
     done = subprocess.run([*run, "status", "-c", str(path)], env=env, capture_output=True)
     assert done.returncode == 0, done.stderr  # ${RSA_TOKEN} is unset: status did not need it
-    assert done.stdout.count(b"\n") > 300
+    assert done.stdout.count(b"\n") > 1500  # more than a pipe holds: head closes it mid-write
     piped = subprocess.run(
         f"{' '.join(run)} status -c {path} | head -n 2; echo ${{PIPESTATUS[0]}}",
         shell=True,
@@ -157,7 +157,7 @@ def test_status_needs_no_secrets_and_a_closed_pipe_ends_quietly(tmp_path: Path) 
         timeout=60,
     )
     assert piped.stderr == b""  # no traceback
-    assert piped.stdout.splitlines()[-1] in (b"0", b"141")
+    assert piped.stdout.splitlines()[-1] == b"141"  # a reader that stopped early
 
 
 #: run as root without the power to read what is not its own: as a service user would

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import Receiver
-from tests.systems import config_text
+from tests.systems import config_text, soon
 from watcher.config import load
 from watcher.dispatch import Dispatcher
 from watcher.models import Event, Note, WatchRecord
@@ -39,21 +38,21 @@ async def test_a_burst_is_one_message_urgent_ones_go_at_once_and_a_failed_digest
     dispatcher = Dispatcher(build_channels(load(tmp_path / "w.toml")), store, clock=lambda: now[0])
     running = asyncio.create_task(dispatcher.run())
     try:
-        await _until(lambda: receiver.refused == 1)  # the urgent failure went at once (refused)
+        await soon(lambda: receiver.refused == 1)  # the urgent failure went at once (refused)
         await _retried(store, 1)
         now[0] = T0 + 15  # past its retry (10 s, give or take a tenth)
         dispatcher.wake()
-        await _until(lambda: receiver.titles == ["run 5 failed"])  # retried alone, not gathered
+        await soon(lambda: receiver.titles == ["run 5 failed"])  # retried alone, not gathered
         assert await store.next_due() == T0 + 120  # the five successes wait for the window
         receiver.fail_first = 2  # the digest's first try fails
         now[0] = T0 + 120
         dispatcher.wake()
-        await _until(lambda: receiver.refused == 2)
+        await soon(lambda: receiver.refused == 2)
         await _retried(store, 5)
         assert await store.pending() == 5  # retried whole: nothing of it marked
         now[0] = T0 + 200
         dispatcher.wake()
-        await _until(lambda: len(receiver.titles) == 2)
+        await soon(lambda: len(receiver.titles) == 2)
         assert await store.pending() == 0
     finally:
         await dispatcher.stop()
@@ -63,12 +62,6 @@ async def test_a_burst_is_one_message_urgent_ones_go_at_once_and_a_failed_digest
     assert digest["title"] == "5 notifications: 5 succeeded"
     assert digest["message"].splitlines() == [f"- run {i} succeeded" for i in range(5)]
     assert len(receiver.posts) == 2  # the urgent one and the digest: five messages became one
-
-
-async def _until(check: Callable[[], bool]) -> None:
-    async with asyncio.timeout(5):
-        while not check():
-            await asyncio.sleep(0.01)
 
 
 async def _retried(store: SqliteStore, count: int) -> None:

@@ -4,7 +4,6 @@ and the dispatcher holding messages back until it ends (injected time, no sleeps
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.conftest import Receiver
-from tests.systems import config_text
+from tests.systems import config_text, soon
 from watcher.config import load
 from watcher.dispatch import Dispatcher
 from watcher.errors import ConfigError
@@ -114,22 +113,17 @@ async def test_messages_wait_for_the_end_of_quiet_hours_unless_urgent(
     dispatcher = Dispatcher(channels, store, clock=lambda: now[0])
     running = asyncio.create_task(dispatcher.run())
     try:
-        await asyncio.wait_for(_until(lambda: receiver.titles == ["backup failed"]), 5)
+        await soon(lambda: receiver.titles == ["backup failed"])
         assert await store.next_due() == at("2026-12-02 07:00")  # the success waits
         now[0] = at("2026-12-02 07:00")
         dispatcher.wake()
-        await asyncio.wait_for(_until(lambda: len(receiver.titles) == 2), 5)
+        await soon(lambda: len(receiver.titles) == 2)
         assert receiver.titles == ["backup failed", "nightly succeeded"]
         assert await store.pending() == 0
     finally:
         await dispatcher.stop()
         running.cancel()
         await store.close()
-
-
-async def _until(check: Callable[[], bool]) -> None:
-    while not check():
-        await asyncio.sleep(0.01)
 
 
 def test_messages_show_times_in_the_daemons_time_zone_with_its_offset() -> None:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tests.conftest import Receiver
-from tests.systems import config_text
+from tests.systems import config_text, soon
 from watcher.config import load
 from watcher.dispatch import Dispatcher
 from watcher.models import Event, Note, WatchRecord
@@ -37,21 +37,21 @@ async def test_a_lasting_condition_is_reminded_until_it_passes_even_across_a_res
     await store.sync(Configured.of([down]))
     await store.save(down, [_note(Event.UNREACHABLE, "nightly cannot be polled", 5)])
     async with _dispatching(channels, store, now) as wake:
-        await _until(lambda: receiver.titles == ["nightly cannot be polled"])
+        await soon(lambda: receiver.titles == ["nightly cannot be polled"])
         assert await store.next_due() == T0 + 60
         now[0] = T0 + 60
         wake()
-        await _until(lambda: len(receiver.titles) == 2)
+        await soon(lambda: len(receiver.titles) == 2)
     await store.close()
 
     store = SqliteStore(tmp_path / "s.db")  # a restart: the next reminder is in the outbox
     now[0] = T0 + 120
     async with _dispatching(channels, store, now) as wake:
-        await _until(lambda: len(receiver.titles) == 3)
+        await soon(lambda: len(receiver.titles) == 3)
         # it recovers: that is said at once, not after the pending reminder
         await store.save(replace(down, unreachable=False), [_note(Event.RECOVERED, "back", 6)])
         wake()
-        await _until(lambda: len(receiver.titles) == 4)
+        await soon(lambda: len(receiver.titles) == 4)
         now[0] = T0 + 180  # the reminder due now is of what has passed: settled unsent
         wake()
         await _until_settled(store)
@@ -83,12 +83,6 @@ class _dispatching:
     async def __aexit__(self, *exc: object) -> None:
         await self._dispatcher.stop()
         self._task.cancel()
-
-
-async def _until(check: Callable[[], bool]) -> None:
-    async with asyncio.timeout(5):
-        while not check():
-            await asyncio.sleep(0.01)
 
 
 async def _until_settled(store: SqliteStore) -> None:

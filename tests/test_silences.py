@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Receiver
-from tests.systems import config_text, server_table
+from tests.systems import config_text, server_table, soon
 from watcher.cli import main
 from watcher.config import load
 from watcher.dispatch import Dispatcher, matches
@@ -50,7 +49,7 @@ async def test_a_silenced_message_is_settled_unsent_and_one_after_the_silence_go
         now[0] = NOW + 3601  # ... until the silence ends on its own
         await store.save(record, [_note("gov//1", Event.SUCCEEDED, 1)])
         dispatcher.wake()
-        await asyncio.wait_for(_until(lambda: receiver.titles == ["gov//1 succeeded"]), 5)
+        await soon(lambda: receiver.titles == ["gov//1 succeeded"])
     finally:
         await dispatcher.stop()
         running.cancel()
@@ -85,9 +84,4 @@ def _note(key: str, event: Event, n: int) -> Note:
 
 async def _settled(db: Store) -> None:
     while await db.pending():
-        await asyncio.sleep(0.01)
-
-
-async def _until(check: Callable[[], bool]) -> None:
-    while not check():
         await asyncio.sleep(0.01)
