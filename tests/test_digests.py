@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 from pathlib import Path
 
-from tests.conftest import Receiver
+from tests.conftest import Mailbox, Receiver
 from tests.systems import config_text, soon
 from watcher.config import load
 from watcher.dispatch import Dispatcher
@@ -69,3 +71,43 @@ async def _retried(store: SqliteStore, count: int) -> None:
     async with asyncio.timeout(5):
         while sum(1 for note in (await store.snapshot())[1] if note.attempts) < count:
             await asyncio.sleep(0.01)
+
+
+async def test_a_burst_of_fifty_outcomes_is_one_mail(
+    tmp_path: Path, smtp: tuple[Mailbox, str]
+) -> None:
+    box, url = smtp
+    text = config_text(tmp_path / "s.db", url, "", "").replace(
+        "[channels.hook]\n", "[channels.hook]\ngroup = 60\n"
+    )
+    (tmp_path / "w.toml").write_text(text, "utf-8")
+    store = SqliteStore(tmp_path / "s.db")
+    records = [
+        WatchRecord(key=f"r{i}", name=f"run {i}", server="s", deadline=1e12) for i in range(50)
+    ]
+    await store.sync(Configured.of(records))
+    for i, record in enumerate(records):
+        event = Event.FAILED if i % 25 == 0 else Event.SUCCEEDED
+        await store.save(record, [Note(record.key, event, "hook", f"run {i} {event}", "b", f"{i}")])
+    now = [T0]
+    dispatcher = Dispatcher(build_channels(load(tmp_path / "w.toml")), store, clock=lambda: now[0])
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        async with asyncio.timeout(5):  # the dispatcher has seen the burst: it waits for the end
+            while await store.next_due() != T0 + 60:
+                await asyncio.sleep(0.01)
+        assert box.messages == []
+        now[0] = T0 + 60
+        dispatcher.wake()
+        await soon(lambda: len(box.messages) == 1, timeout_s=15)
+        await asyncio.sleep(0.2)  # a second mail would have been sent by now
+    finally:
+        await dispatcher.stop()
+        running.cancel()
+        await store.close()
+    [(_, to, raw)] = box.messages
+    mail = email.message_from_string(raw, policy=email.policy.default)
+    assert to == ["oncall@example.com"]
+    assert mail["Subject"] == "50 notifications: 2 failed, 48 succeeded"
+    body = mail.get_body(("plain",))
+    assert body is not None and body.get_content().count("- run ") == 50

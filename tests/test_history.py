@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from watcher import history
 from watcher.cli import main
 from watcher.models import Outcome, WatchRecord
 from watcher.simulators.rsa_governance import RsaSimulator
-from watcher.status import View, render
+from watcher.status import View, render, show
 
 
 def test_too_few_runs_teach_nothing_and_enough_give_a_median_and_a_p95_with_a_margin() -> None:
@@ -65,7 +68,7 @@ async def rsa() -> object:
 
 
 async def test_expect_auto_learns_from_earlier_runs_and_warns_when_a_run_is_late(
-    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server = server_table("rsa_governance", "gov", rsa.url)
 
@@ -82,6 +85,46 @@ async def test_expect_auto_learns_from_earlier_runs_and_warns_when_a_run_is_late
     assert await asyncio.to_thread(run_once, list(TONIGHT), expect="auto") == 0
     overdue = [title for title in receiver.titles if "overdue" in title]
     assert len(overdue) == 1 and overdue[0].startswith("nightly is overdue: still Running")
+    capsys.readouterr()
+    assert show(str(tmp_path / "state.db")) == 0
+    assert "OVERDUE AFTER" in capsys.readouterr().out  # learned: tonight's threshold is shown
+    assert show(str(tmp_path / "state.db"), as_json=True) == 0
+    [tonight] = [
+        w for w in json.loads(capsys.readouterr().out)["watches"] if w["target"]["id"] == "7"
+    ]
+    assert tonight["expect"]["auto"] and tonight["expect"]["after_s"] > 0
+
+
+def test_status_shows_a_learned_expectation_and_says_when_there_is_too_little_history() -> None:
+    earlier = [_done(str(i), 600.0) for i in range(3)]
+    learning = WatchRecord(
+        key="gov//9", name="nightly", server="gov", id="9", deadline=1e9, expect_auto=True
+    )
+    text = render(View([*earlier, learning], []), 3700.0)
+    assert "auto: no overdue until 5 runs (3 so far)" in text
+    more = [*earlier, *(_done(str(i), 600.0) for i in range(3, 6))]
+    learned = replace(learning, expect_s=750.0)
+    assert "12m30s (learned from 6 runs)" in render(View([*more, learned], []), 3700.0)
+    fixed = replace(learning, expect_s=7200.0, expect_auto=False)
+    assert re.search(r"nightly .* 2h$", render(View([fixed], []), 3700.0), re.M)
+
+
+def test_status_counts_what_silences_held_back() -> None:
+    text = render(View([_done("1", 60.0)], [], held_back={"gov//1": 2}), 3700.0)
+    assert "2 notifications held back by silences" in text
+
+
+def _done(run: str, took_s: float) -> WatchRecord:
+    return WatchRecord(
+        key=f"gov//{run}",
+        name="nightly",
+        server="gov",
+        id=run,
+        started=0.0,
+        finished=took_s,
+        outcome=Outcome.SUCCEEDED,
+        deadline=1e9,
+    )
 
 
 def test_the_live_view_says_when_a_run_is_usually_done() -> None:

@@ -46,6 +46,7 @@ async def test_a_silenced_message_is_settled_unsent_and_one_after_the_silence_go
         dispatcher.wake()
         await asyncio.wait_for(_settled(store), 5)
         assert receiver.titles == []  # held back ...
+        assert await store.held_back() == {"gov//1": 1}
         now[0] = NOW + 3601  # ... until the silence ends on its own
         await store.save(record, [_note("gov//1", Event.SUCCEEDED, 1)])
         dispatcher.wake()

@@ -242,6 +242,21 @@ async def test_silences_are_kept_listed_and_ended(store: Store) -> None:
     assert [s.id for s in await store.silences(NOW)] == [second]
 
 
+async def test_notes_a_silence_held_back_are_counted_by_watch(store: Store) -> None:
+    await store.save(record("w", started=10.0), [note("w"), note("w", channel="ops"), note("v")])
+    by = await store.silence("w", NOW + 60, "", NOW)
+    for due in await store.due(NOW, 10):
+        if due.watch == "w":
+            await store.silenced(due, NOW, by)
+    assert await store.held_back() == {"w": 2} and await store.pending() == 1
+
+
+async def test_an_expectation_is_kept_with_the_record(store: Store) -> None:
+    learned = record("w", expect_s=5400.0, expect_auto=True)
+    await store.save(learned, [])
+    assert (await store.load(["w"]))["w"] == learned
+
+
 async def test_a_reminder_is_queued_once_holds_nothing_back_and_settles(store: Store) -> None:
     await store.sync(Configured.of([record("w")]))
     held = (await claim_all(store))["w"]

@@ -162,6 +162,8 @@ class Engine:
             started=now,
             next_poll=first_poll_at,
             deadline=now + spec.timeout_s,
+            expect_s=spec.policy.expect_s,
+            expect_auto=spec.expect_auto,
         )
 
     async def reload(

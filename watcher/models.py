@@ -147,6 +147,10 @@ class WatchRecord:
     unreachable: bool = False
     bad_replies: int = 0
     overdue: bool = False
+    expect_s: float | None = None
+    """When the run is overdue, in seconds after it started: configured, or learned."""
+    expect_auto: bool = False
+    """``expect = "auto"``: ``expect_s`` is learned from earlier runs (None until enough)."""
     memo: Mapping[str, Any] = field(default_factory=dict)
 
     @property

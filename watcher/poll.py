@@ -102,7 +102,7 @@ class Poller:
         step = lifecycle.advance(before, result, now, spec.policy, self._rand())
         if spec.discovers:
             step = self._discovery_step(spec, step)
-        after = step.record
+        after = _expecting(spec, step.record)
         notes = self._notes(spec, after, step.events, now)
         found = self._found(spec, result) if key in engine.specs else []
         children = [engine.new_record(child, now, now) for child in found]
@@ -195,8 +195,22 @@ class Poller:
 
 
 def with_settings(spec: Spec, record: WatchRecord) -> WatchRecord:
-    """The record with the name and deadline its (possibly reloaded) settings give it."""
-    return replace(record, name=spec.name, deadline=record.started + spec.timeout_s)
+    """The record with the name, deadline and expectation its (possibly reloaded or learned)
+    settings give it."""
+    return replace(
+        record,
+        name=spec.name,
+        deadline=record.started + spec.timeout_s,
+        expect_s=spec.policy.expect_s,
+        expect_auto=spec.expect_auto,
+    )
+
+
+def _expecting(spec: Spec, record: WatchRecord) -> WatchRecord:
+    """The record with the expectation in force (one ``expect = "auto"`` learned since)."""
+    if record.expect_s == spec.policy.expect_s and record.expect_auto == spec.expect_auto:
+        return record
+    return replace(record, expect_s=spec.policy.expect_s, expect_auto=spec.expect_auto)
 
 
 def _kind(result: Observation | PollError) -> PollResult:

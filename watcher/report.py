@@ -53,9 +53,13 @@ def result_line(record: WatchRecord, now: float) -> str:
 
 
 def watch_entry(
-    record: WatchRecord, undelivered: Sequence[Note] = (), usual_s: float | None = None
+    record: WatchRecord,
+    undelivered: Sequence[Note] = (),
+    earlier: Sequence[float] = (),
+    held_back: int = 0,
 ) -> dict[str, Any]:
-    """One watch of the ``--json`` document; ``usual_s``: how long its family's runs took."""
+    """One watch of the ``--json`` document; ``earlier``: how long its family's runs took."""
+    usual_s = history.usual(earlier)
     return {
         "key": record.key,
         "name": record.name,
@@ -74,6 +78,10 @@ def watch_entry(
         "usually_done_by": None
         if record.done or usual_s is None
         else iso(record.started + usual_s),
+        "expect": None
+        if record.expect_s is None and not record.expect_auto
+        else {"after_s": record.expect_s, "auto": record.expect_auto, "runs": len(earlier)},
+        "held_back": held_back,
         "detail": record.detail,
         "link": record.link,
         "undelivered": [
@@ -95,9 +103,11 @@ def document(
     exit_code: int | None = None,
     holders: Mapping[str, str] | None = None,
     instances: Sequence[tuple[str, float, float]] = (),
+    held_back: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The ``--json`` document: every watch with its undelivered notifications; ``exit_code``
-    for `wait` and `run --once`; ``instances`` and each watch's ``held_by`` for `status`."""
+    for `wait` and `run --once`; ``instances`` and each watch's ``held_by`` for `status`;
+    ``held_back``: how many notifications of each watch silences held back."""
     notes: dict[str, list[Note]] = {}
     for note in pending:
         notes.setdefault(note.watch, []).append(note)
@@ -105,8 +115,9 @@ def document(
     taken = history.durations(records)
     watches = []
     for record in records:
-        usual_s = history.usual(taken.get(history.family_of(record), []))
-        entry = watch_entry(record, notes.get(record.key, ()), usual_s)
+        earlier = taken.get(history.family_of(record), [])
+        silenced = (held_back or {}).get(record.key, 0)
+        entry = watch_entry(record, notes.get(record.key, ()), earlier, silenced)
         if holders is not None:
             entry["held_by"] = holders.get(record.key)
         watches.append(entry)

@@ -19,10 +19,10 @@ from watcher import history, statefile
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
 from watcher.notify import describe_target
-from watcher.report import document
+from watcher.report import document, plural
 from watcher.schema import format_duration
 from watcher.stores import Silence, open_store
-from watcher.stores.sql import SILENCE_COLS
+from watcher.stores.sql import HELD_BACK, SILENCE_COLS
 from watcher.stores.sqlite import connect, read_snapshot
 
 HEADER = (
@@ -46,6 +46,8 @@ class View:
     holders: Mapping[str, str] = field(default_factory=dict)
     instances: Sequence[tuple[str, float, float]] = ()
     silences: Sequence[Silence] = ()
+    held_back: Mapping[str, int] = field(default_factory=dict)
+    """How many notifications silences held back, by watch key."""
 
 
 def _when(timestamp: float | None) -> str:
@@ -81,6 +83,17 @@ def row(record: WatchRecord, now: float, usual_s: float | None = None) -> tuple[
     )
 
 
+def expectation(record: WatchRecord, runs: int) -> str:
+    """When the watch is overdue: ``2h``, ``2h30m (learned from 12 runs)``, or why not yet;
+    ``runs``: how many earlier runs of its family succeeded."""
+    if record.expect_auto and record.expect_s is None:
+        return f"auto: no overdue until {history.ENOUGH} runs ({runs} so far)"
+    if record.expect_s is None:
+        return "-"
+    learned = f" (learned from {plural(runs, 'run')})" if record.expect_auto else ""
+    return format_duration(record.expect_s) + learned
+
+
 def table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
@@ -91,16 +104,8 @@ def table(rows: Sequence[tuple[str, ...]]) -> str:
 def render(view: View, now: float) -> str:
     """The whole status report as text."""
     records, pending = view.records, view.pending
-    taken = history.durations(records)
-    usual = {r.key: history.usual(taken.get(history.family_of(r), [])) for r in records}
     lines = [_instance_line(view.instances, now)] if view.instances else []
-    if records and view.holders:  # instances share the store, or a daemon runs
-        rows = [(*row(r, now, usual[r.key]), view.holders.get(r.key, "-")) for r in records]
-        lines.append(table([(*HEADER, "HELD BY"), *rows]))
-    elif records:
-        lines.append(table([HEADER, *(row(r, now, usual[r.key]) for r in records)]))
-    else:
-        lines.append("no watches yet")
+    lines.append(_watches(view, now) if records else "no watches yet")
     if pending:
         lines.append(f"\n{len(pending)} notifications not delivered yet:")
         lines += [
@@ -110,12 +115,30 @@ def render(view: View, now: float) -> str:
         ]
     else:
         lines.append("\nall notifications delivered")
+    if held := sum(view.held_back.values()):
+        lines.append(f"{plural(held, 'notification')} held back by silences")
     lines += [
         f"silence #{s.id}: {s.match} until {_when(s.until)} UTC"
         + (f" ({s.comment})" if s.comment else "")
         for s in view.silences
     ]
     return "\n".join(lines)
+
+
+def _watches(view: View, now: float) -> str:
+    """The table of watches, with who holds each when a daemon runs and when each is overdue
+    when any watch has an ``expect``."""
+    taken = history.durations(view.records)
+    header, rows = list(HEADER), []
+    held, expects = bool(view.holders), any(r.expect_s or r.expect_auto for r in view.records)
+    header += ["HELD BY"] * held + ["OVERDUE AFTER"] * expects
+    for record in view.records:
+        earlier = taken.get(history.family_of(record), [])
+        cells = list(row(record, now, history.usual(earlier)))
+        cells += [view.holders.get(record.key, "-")] * held
+        cells += [expectation(record, len(earlier))] * expects
+        rows.append(tuple(cells))
+    return table([tuple(header), *rows])
 
 
 def _instance_line(instances: Sequence[tuple[str, float, float]], now: float) -> str:
@@ -142,7 +165,13 @@ def show(state: str, *, as_json: bool = False) -> int:
         print(f"cannot read {statefile.describe(state)}: {exc}")
         return 1
     if as_json:
-        doc = document(view.records, view.pending, holders=view.holders, instances=view.instances)
+        doc = document(
+            view.records,
+            view.pending,
+            holders=view.holders,
+            instances=view.instances,
+            held_back=view.held_back,
+        )
         text = json.dumps(doc, indent=2)
     else:
         text = render(view, time.time())
@@ -158,12 +187,14 @@ def _state_file(path: str) -> View:
         instances = conn.execute("SELECT name, started, heartbeat FROM instances").fetchall()
         query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > ? ORDER BY id"
         silences = [Silence(*row) for row in conn.execute(query, (time.time(),))]
+        held_back = dict(conn.execute(HELD_BACK).fetchall())
     except sqlite3.OperationalError:  # written by a watcher before instances were recorded
-        held, instances, silences = [], [], []
+        held, instances, silences, held_back = [], [], [], {}
     finally:
         conn.close()
     holder = instances[0][0] if len(instances) == 1 else "this host's daemon"
-    return View(records, pending, {key: holder for (key,) in held}, instances, silences)
+    holders = {key: holder for (key,) in held}
+    return View(records, pending, holders, instances, silences, held_back)
 
 
 async def _database(url: str) -> View:
@@ -171,6 +202,7 @@ async def _database(url: str) -> View:
     try:
         records, pending = await store.snapshot()
         holders, instances = await store.holders(), await store.instances()
-        return View(records, pending, holders, instances, await store.silences(time.time()))
+        silences, held_back = await store.silences(time.time()), await store.held_back()
+        return View(records, pending, holders, instances, silences, held_back)
     finally:
         await store.close()

@@ -231,6 +231,10 @@ class Store(Protocol):
         """Settle ``note`` unsent: silence ``by`` held it back (``status`` counts these)."""
         ...
 
+    async def held_back(self) -> dict[str, int]:
+        """How many notifications silences held back, by watch key."""
+        ...
+
     async def silence(self, match: str, until: float, comment: str, now: float) -> int:
         """Record a silence; its id."""
         ...

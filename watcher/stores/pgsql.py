@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS watches (
     next_poll DOUBLE PRECISION, finished DOUBLE PRECISION, deadline DOUBLE PRECISION NOT NULL,
     polls INTEGER NOT NULL, attempt INTEGER NOT NULL, failures INTEGER NOT NULL,
     unreachable BOOLEAN NOT NULL, bad_replies INTEGER NOT NULL, memo TEXT NOT NULL,
-    overdue BOOLEAN NOT NULL DEFAULT FALSE,
+    overdue BOOLEAN NOT NULL DEFAULT FALSE, expect_s DOUBLE PRECISION,
+    expect_auto BOOLEAN NOT NULL DEFAULT FALSE,
     active BOOLEAN NOT NULL DEFAULT TRUE, origin TEXT NOT NULL DEFAULT 'config', settings TEXT,
     owner TEXT, lease_until TIMESTAMPTZ, fence BIGINT NOT NULL DEFAULT 0
 );
@@ -76,10 +77,11 @@ CREATE TABLE IF NOT EXISTS instances (
 FIELDS = sql.RECORD_FIELDS
 COLS = sql.COLS
 TYPES = dict.fromkeys(FIELDS, "text") | dict.fromkeys(
-    ("started", "first_poll", "last_poll", "next_poll", "finished", "deadline"), "float8"
+    ("started", "first_poll", "last_poll", "next_poll", "finished", "deadline", "expect_s"),
+    "float8",
 )
 TYPES |= dict.fromkeys(("polls", "attempt", "failures", "bad_replies"), "int4")
-TYPES["unreachable"] = TYPES["overdue"] = "bool"
+TYPES["unreachable"] = TYPES["overdue"] = TYPES["expect_auto"] = "bool"
 _TEXT = [i for i, name in enumerate(FIELDS) if TYPES[name] == "text"]
 _ARRAYS = ", ".join(f"${i}::{TYPES[name]}[]" for i, name in enumerate(FIELDS, 1))
 

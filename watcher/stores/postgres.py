@@ -451,6 +451,9 @@ class PostgresStore:
         query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > $1 ORDER BY id"
         return [Silence(*row) for row in await self._fetch(query, now)]
 
+    async def held_back(self) -> dict[str, int]:
+        return {str(key): int(n) for key, n in await self._fetch(sql.HELD_BACK)}
+
     async def unsilence(self, silence_id: int) -> bool:
         async def run(conn: Conn, batch: Plan) -> bool:
             return (

@@ -48,6 +48,8 @@ MIGRATE_TO_3 = """
 ALTER TABLE watches ADD COLUMN origin TEXT NOT NULL DEFAULT 'config';
 ALTER TABLE watches ADD COLUMN settings TEXT;
 ALTER TABLE watches ADD COLUMN overdue INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE watches ADD COLUMN expect_s REAL;
+ALTER TABLE watches ADD COLUMN expect_auto INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE outbox ADD COLUMN silenced INTEGER;
 ALTER TABLE outbox ADD COLUMN reminder INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE silences (
@@ -134,6 +136,7 @@ REMIND = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)"
 )
 SILENCE_COLS = "id, match, until, comment, created"
+HELD_BACK = "SELECT watch, count(*) FROM outbox WHERE silenced IS NOT NULL GROUP BY watch"
 NOTE_COLS = "watch, event, channel, title, body, dedup, id, attempts, next_try, last_error"
 NOTE_FIELDS = NOTE_COLS.split(", ")
 #: SQLite result codes meaning "no writes possible now", not "this write is bad"
@@ -145,6 +148,7 @@ def row_to_record(row: Iterable[Any]) -> WatchRecord:
     values["memo"] = json.loads(values["memo"])
     values["unreachable"] = bool(values["unreachable"])
     values["overdue"] = bool(values["overdue"])
+    values["expect_auto"] = bool(values["expect_auto"])
     values["outcome"] = Outcome(values["outcome"]) if values["outcome"] else None
     return WatchRecord(**values)
 

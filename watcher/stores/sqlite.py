@@ -366,6 +366,10 @@ class SqliteStore:
         rows = await self._run(lambda c: c.execute(query, (now,)).fetchall())
         return [Silence(*row) for row in rows]
 
+    async def held_back(self) -> dict[str, int]:
+        rows = await self._run(lambda c: c.execute(sql.HELD_BACK).fetchall())
+        return {str(key): int(n) for key, n in rows}
+
     async def unsilence(self, silence_id: int) -> bool:
         delete = "DELETE FROM silences WHERE id = ?"
         gone = await self._write(lambda c: c.execute(delete, (silence_id,)).rowcount)
