@@ -69,12 +69,24 @@ def _secrets_from_files(
         if field in table:
             raise ValueError(f"{where}: give either {field!r} or {key!r}, not both")
         out.pop(key)
-        out[field] = _read_secret(str(value), f"{where}.{key}", base, env)
+        out[field] = read_secret(str(value), f"{where}.{key}", base, env)
     return out
 
 
-def _read_secret(name: str, key: str, base: Path, env: Mapping[str, str]) -> str:
-    """A secret file: absolute, else under ``$CREDENTIALS_DIRECTORY``, else beside the config."""
+def read_secret(name: str, key: str, base: Path, env: Mapping[str, str]) -> str:
+    """The stripped text of a secret file: absolute, else under ``$CREDENTIALS_DIRECTORY``, else
+    beside the config.
+
+    Args:
+        name: the path as the config gives it.
+        key: the key path that names it, for messages (``servers.gov.token_file``).
+        base: the folder of the config file.
+        env: the environment, for ``$CREDENTIALS_DIRECTORY``.
+
+    Raises:
+        ValueError: no such file, it cannot be read or is not UTF-8; the message starts with
+            ``key`` and names the path.
+    """
     candidates = [Path(name)]
     if not candidates[0].is_absolute():
         creds = env.get("CREDENTIALS_DIRECTORY")

@@ -1,0 +1,419 @@
+"""[api] settings, tokens from files and the environment, constant-time checks, the limiter."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from watcher.api.tokens import (
+    ApiConfig,
+    Limiter,
+    Scope,
+    TokenConfig,
+    Tokens,
+    new_token,
+    read_tokens,
+    token_hash,
+)
+
+SECRET = "s3cret-token-0123456789"
+OTHER = "another-token-abcdefghij"
+HASH = token_hash(SECRET)
+
+
+def api(*entries: Any) -> dict[str, Any]:
+    return {"api": {"listen": "9477", "tokens": list(entries)}}
+
+
+def entry(**keys: Any) -> dict[str, Any]:
+    return {"name": "ci", "scope": "submit", **keys}
+
+
+def only_token(data: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = data["api"]["tokens"][0]
+    return result
+
+
+# read_tokens
+
+
+def test_a_token_file_beside_the_config_becomes_its_hash(tmp_path: Path) -> None:
+    (tmp_path / "ci.token").write_text(SECRET + "\n", encoding="utf-8")
+    data = read_tokens(api(entry(token_file="ci.token")), tmp_path, {})
+    assert only_token(data) == {"name": "ci", "scope": "submit", "hash": HASH}
+    assert SECRET not in repr(data)
+
+
+def test_a_token_file_is_found_in_the_credentials_directory_first(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "ci.token").write_text(SECRET, encoding="utf-8")
+    (tmp_path / "ci.token").write_text(OTHER, encoding="utf-8")
+    env = {"CREDENTIALS_DIRECTORY": str(creds)}
+    assert only_token(read_tokens(api(entry(token_file="ci.token")), tmp_path, env))["hash"] == HASH
+
+
+def test_an_absolute_token_file_is_read_where_it_says(tmp_path: Path) -> None:
+    path = tmp_path / "elsewhere.token"
+    path.write_text(SECRET, encoding="utf-8")
+    data = read_tokens(api(entry(token_file=str(path))), Path("/nonexistent"), {})
+    assert only_token(data)["hash"] == HASH
+
+
+def test_a_token_from_the_environment_becomes_its_hash(tmp_path: Path) -> None:
+    data = read_tokens(api(entry(token_env="CI_TOKEN")), tmp_path, {"CI_TOKEN": SECRET})
+    assert only_token(data) == {"name": "ci", "scope": "submit", "hash": HASH}
+    assert SECRET not in repr(data)
+
+
+def test_a_hash_given_is_kept_and_the_input_is_not_changed(tmp_path: Path) -> None:
+    given = api(entry(hash=HASH), entry(name="env", token_env="CI_TOKEN"))
+    data = read_tokens(given, tmp_path, {"CI_TOKEN": OTHER})
+    assert data["api"]["tokens"] == [entry(hash=HASH), entry(name="env", hash=token_hash(OTHER))]
+    assert given["api"]["tokens"][1] == entry(name="env", token_env="CI_TOKEN")
+
+
+@pytest.mark.parametrize(
+    ("tokens_entry", "env", "expected"),
+    [
+        (
+            entry(token=SECRET),
+            {},
+            "api.tokens[0].token: a token is never written in the config; "
+            "give token_file, token_env or hash",
+        ),
+        (
+            entry(token_file="ci.token", hash=HASH),
+            {},
+            "api.tokens[0]: give one of token_file, token_env or hash, not token_file and hash",
+        ),
+        (entry(), {}, "api.tokens[0]: give one of token_file, token_env or hash"),
+        (entry(token_file="gone"), {}, "api.tokens[0].token_file: no such file "),
+        (entry(token_file=3), {}, "api.tokens[0].token_file: must be a path"),
+        (entry(token_env="CI_TOKEN"), {}, "api.tokens[0].token_env: environment variable CI_TOKEN"),
+        (entry(token_env="CI_TOKEN"), {"CI_TOKEN": " "}, "CI_TOKEN is not set or empty"),
+        (entry(token_env=""), {}, "api.tokens[0].token_env: must be a variable name"),
+        (
+            entry(token_env="CI_TOKEN"),
+            {"CI_TOKEN": "short-token"},
+            "api.tokens[0].token_env: the token in $CI_TOKEN is too short "
+            "(at least 16 characters): use `watcher token new`",
+        ),
+        (
+            entry(token_file="short.token"),
+            {},
+            "api.tokens[0].token_file: the token in short.token is too short",
+        ),
+    ],
+)
+def test_a_token_entry_that_is_wrong_is_named(
+    tmp_path: Path, tokens_entry: dict[str, Any], env: dict[str, str], expected: str
+) -> None:
+    (tmp_path / "short.token").write_text("short-token", encoding="utf-8")
+    with pytest.raises(ValueError) as caught:
+        read_tokens(api(tokens_entry), tmp_path, env)
+    assert expected in str(caught.value)
+    assert SECRET not in str(caught.value) and "short-token" not in str(caught.value)
+
+
+def test_a_missing_token_file_names_every_place_looked(tmp_path: Path) -> None:
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")}
+    with pytest.raises(ValueError) as caught:
+        read_tokens(api(entry(hash=HASH), entry(token_file="gone")), tmp_path, env)
+    message = str(caught.value)
+    assert message.startswith("api.tokens[1].token_file: no such file")
+    assert str(tmp_path / "creds" / "gone") in message and str(tmp_path / "gone") in message
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"api": "x"}, {"api": {"listen": "9477"}}, {"api": {"tokens": "x"}}, api("x", 3)],
+)
+def test_malformed_shapes_are_left_for_validation(tmp_path: Path, data: dict[str, Any]) -> None:
+    assert read_tokens(data, tmp_path, {}) == data
+
+
+# ApiConfig
+
+
+def test_read_tokens_output_validates_as_api_config(tmp_path: Path) -> None:
+    data = read_tokens(api(entry(token_env="CI_TOKEN")), tmp_path, {"CI_TOKEN": SECRET})
+    config = ApiConfig.model_validate(data["api"])
+    assert config.listen == "127.0.0.1:9477"
+    assert config.tokens == [TokenConfig(name="ci", scope="submit", hash=HASH)]
+    assert not config.anonymous_read and not config.plain_http and config.trusted_proxies == []
+
+
+@pytest.mark.parametrize(
+    ("keys", "listen"),
+    [
+        ({"listen": "9477"}, "127.0.0.1:9477"),
+        ({"listen": " localhost:80 "}, "localhost:80"),
+        ({"listen": "127.0.0.2:0"}, "127.0.0.2:0"),
+        ({"listen": "[::1]:9477"}, "[::1]:9477"),
+        ({"listen": "0.0.0.0:9477", "plain_http": True}, "0.0.0.0:9477"),
+        ({"listen": "[::]:9477", "trusted_proxies": ["10.0.0.1"]}, "[::]:9477"),
+        ({"listen": "0.0.0.0:9477", "cert_file": "c.pem", "key_file": "k.pem"}, "0.0.0.0:9477"),
+    ],
+)
+def test_an_api_config_that_is_safe_is_accepted(keys: dict[str, Any], listen: str) -> None:
+    assert ApiConfig.model_validate(keys).listen == listen
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (
+            {"listen": "0.0.0.0:9477"},
+            "listen 0.0.0.0:9477 is not loopback: give cert_file and key_file, or set "
+            "plain_http = true behind a proxy that terminates TLS",
+        ),
+        ({"listen": "[::]:9477"}, "listen [::]:9477 is not loopback"),
+        ({"listen": "watcher.example.com:9477"}, "is not loopback"),
+        ({"listen": "9477", "cert_file": "c.pem"}, "give both cert_file and key_file, or neither"),
+        ({"listen": "9477", "key_file": "k.pem"}, "give both cert_file and key_file, or neither"),
+        ({"listen": "nope"}, "'nope': expected host:port, [IPv6]:port or a port alone"),
+        ({"listen": "70000"}, "the port must be from 0 to 65535"),
+        ({"listen": "9477", "trusted_proxies": ["nginx"]}, "'nginx' is not an IP address"),
+        ({"listen": "9477", "trusted_proxies": ["10.0.0.0/8"]}, "is not an IP address"),
+        ({"listen": "9477", "tokens": [entry(hash="sha256:abc")]}, "64 lowercase hex digits"),
+        ({"listen": "9477", "tokens": [entry(hash=HASH.upper())]}, "64 lowercase hex digits"),
+        ({"listen": "9477", "tokens": [entry(token_file="x")]}, "Extra inputs"),
+        ({"listen": "9477", "tokens": [entry(hash=HASH, scope="write")]}, "'read'"),
+        ({"listen": "9477", "tokens": [entry(hash=HASH, name="")]}, "at least 1 character"),
+        ({"listen": "9477", "tokens": [entry(hash=HASH, name="x" * 101)]}, "at most 100"),
+        (
+            {"listen": "9477", "tokens": [entry(hash=HASH), entry(hash=token_hash(OTHER))]},
+            "tokens[1] has the name of tokens[0]",
+        ),
+        (
+            {"listen": "9477", "tokens": [entry(hash=HASH), entry(name="b", hash=HASH)]},
+            "tokens[1] is the same token as tokens[0]",
+        ),
+        ({"listen": "9477", "bogus": 1}, "Extra inputs"),
+    ],
+)
+def test_an_api_config_that_is_wrong_is_refused(keys: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ApiConfig.model_validate(keys)
+    assert expected in str(caught.value)
+    assert "metrics" not in str(caught.value)
+
+
+def test_trusted_proxies_are_kept_as_the_server_sees_addresses() -> None:
+    config = ApiConfig(listen="9477", trusted_proxies=["::0001", "127.0.0.1"])
+    assert config.trusted_proxies == ["::1", "127.0.0.1"]
+
+
+def test_no_tokens_and_no_anonymous_read_is_a_valid_config() -> None:
+    assert ApiConfig(listen="9477").tokens == []
+
+
+# Tokens
+
+
+READER = TokenConfig(name="wall", scope="read", hash=HASH)
+ADMIN = TokenConfig(name="ops", scope="admin", hash=token_hash(OTHER))
+CONFIGURED = Tokens([READER, ADMIN])
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (f"Bearer {SECRET}", READER),
+        (f"Bearer {OTHER}", ADMIN),
+        (f"bearer {SECRET}", READER),
+        (f" BEARER  {OTHER} ", ADMIN),
+        (None, None),
+        ("", None),
+        (SECRET, None),
+        (f"Bearer {SECRET}x", None),
+        (f"Token {SECRET}", None),
+        ("Basic dXNlcjpwYXNz", None),
+        ("Bearer", None),
+        ("Bearer ", None),
+        ("Bearer é", None),
+        ("Bearer \udcff", None),
+        ("Bearer \ud800", None),
+    ],
+)
+def test_check_finds_only_a_bearer_token_that_is_configured(
+    header: str | None, expected: TokenConfig | None
+) -> None:
+    assert CONFIGURED.check(header) == expected
+
+
+def test_check_compares_with_every_token_even_after_a_match(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    compared: list[bytes] = []
+    real = hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        compared.append(b)
+        return bool(real(a, b))
+
+    monkeypatch.setattr(hmac, "compare_digest", counting)
+    assert CONFIGURED.check(f"Bearer {SECRET}") == READER
+    assert len(compared) == 2
+
+
+def test_no_configured_tokens_find_nothing() -> None:
+    assert Tokens([]).check(f"Bearer {SECRET}") is None
+
+
+@pytest.mark.parametrize(
+    ("scope", "needed", "allowed"),
+    [
+        ("read", "read", True),
+        ("read", "submit", False),
+        ("read", "admin", False),
+        ("submit", "read", True),
+        ("submit", "submit", True),
+        ("submit", "admin", False),
+        ("admin", "read", True),
+        ("admin", "submit", True),
+        ("admin", "admin", True),
+    ],
+)
+def test_scopes_nest(scope: Scope, needed: Scope, allowed: bool) -> None:
+    token = TokenConfig(name="t", scope=scope, hash=HASH)
+    assert Tokens.allows(token, needed) is allowed
+
+
+def test_a_new_token_is_found_by_its_hash() -> None:
+    secret, hashed = new_token()
+    assert secret.startswith("wt_") and len(secret) >= 40
+    assert hashed == token_hash(secret)
+    token = TokenConfig(name="new", scope="admin", hash=hashed)
+    assert Tokens([token]).check(f"Bearer {secret}") == token
+    assert new_token()[0] != secret
+
+
+# Limiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fail(limiter: Limiter, address: str, times: int, clock: Clock, step_s: float = 1.0) -> None:
+    for _ in range(times):
+        limiter.failed(address)
+        clock.now += step_s
+
+
+def test_an_address_is_refused_after_max_failures_until_its_window_ends() -> None:
+    clock = Clock()
+    limiter = Limiter(max_failures=10, window_s=60, clock=clock)
+    fail(limiter, "10.0.0.1", 9, clock)
+    assert limiter.blocked("10.0.0.1") is None
+    limiter.failed("10.0.0.1")  # the tenth, 9 s after the first
+    assert limiter.blocked("10.0.0.1") == 51
+    clock.now += 50.5
+    assert limiter.blocked("10.0.0.1") == pytest.approx(0.5)
+    clock.now += 0.5
+    assert limiter.blocked("10.0.0.1") is None
+    limiter.failed("10.0.0.1")  # a new window, counting from one
+    assert limiter.blocked("10.0.0.1") is None
+
+
+def test_failures_spread_over_more_than_a_window_never_block() -> None:
+    clock = Clock()
+    limiter = Limiter(max_failures=3, window_s=60, clock=clock)
+    fail(limiter, "10.0.0.1", 12, clock, step_s=30)
+    assert limiter.blocked("10.0.0.1") is None
+
+
+def test_addresses_are_counted_apart() -> None:
+    clock = Clock()
+    limiter = Limiter(max_failures=3, clock=clock)
+    fail(limiter, "10.0.0.1", 3, clock, step_s=0)
+    fail(limiter, "10.0.0.2", 2, clock, step_s=0)
+    assert limiter.blocked("10.0.0.1") == 60
+    assert limiter.blocked("10.0.0.2") is None
+    assert limiter.blocked("10.0.0.3") is None
+
+
+def test_at_most_max_addresses_are_tracked_and_the_oldest_goes_first() -> None:
+    clock = Clock()
+    limiter = Limiter(max_failures=2, max_addresses=3, clock=clock)
+    fail(limiter, "a", 2, clock)
+    fail(limiter, "b", 2, clock)
+    fail(limiter, "c", 1, clock)
+    fail(limiter, "d", 1, clock)
+    assert limiter.blocked("a") is None
+    assert limiter.blocked("b") is not None
+    for i in range(10_000):
+        limiter.failed(f"10.{i}")
+    assert len(limiter._windows) == 3
+
+
+def records(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "watcher.api.tokens"]
+
+
+def test_failures_are_logged_once_a_minute_with_names_and_never_a_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    clock = Clock()
+    limiter = Limiter(clock=clock)
+    wrong = "wt_guessed-token-0123456789"
+    assert CONFIGURED.check(f"Bearer {wrong}") is None
+    limiter.failed("10.0.0.1", None)
+    assert records(caplog) == ["API: 1 failed attempt(s) from 10.0.0.1"]
+
+    reader = CONFIGURED.check(f"Bearer {SECRET}")
+    assert reader is not None and not Tokens.allows(reader, "admin")
+    for i in range(7):
+        clock.now += 5
+        limiter.failed(f"10.0.1.{i}", reader.name if i % 2 else None)
+    assert len(records(caplog)) == 1
+    clock.now += 30
+    limiter.failed("10.0.0.1", "ops")
+    assert records(caplog)[1:] == [
+        "API: 8 failed attempt(s) from 10.0.1.0, 10.0.1.1, 10.0.1.2, 10.0.1.3, 10.0.1.4"
+        " and 3 more (tokens: wall, ops)"
+    ]
+    assert all(r.levelno == logging.WARNING for r in caplog.records)
+    assert SECRET not in caplog.text and wrong not in caplog.text and OTHER not in caplog.text
+
+
+def test_flush_logs_what_is_pending_only_when_due_or_forced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    clock = Clock()
+    limiter = Limiter(clock=clock)
+    limiter.flush(force=True)
+    assert records(caplog) == []
+    limiter.failed("10.0.0.1")
+    limiter.failed("10.0.0.2")
+    limiter.flush()
+    assert len(records(caplog)) == 1
+    clock.now += 60
+    limiter.flush()
+    assert records(caplog)[1:] == ["API: 1 failed attempt(s) from 10.0.0.2"]
+    limiter.failed("10.0.0.3")
+    limiter.flush(force=True)
+    assert records(caplog)[2:] == ["API: 1 failed attempt(s) from 10.0.0.3"]
+
+
+def test_an_address_or_name_with_a_newline_cannot_forge_a_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    Limiter(clock=Clock()).failed("10.0.0.1\nWARNING forged", "a\rb")
+    (line,) = records(caplog)
+    assert "\n" not in line and "\r" not in line
+    assert "'10.0.0.1\\nWARNING forged'" in line and "'a\\rb'" in line
