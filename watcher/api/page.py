@@ -1,0 +1,242 @@
+"""The server-rendered status page: every watch in one table, and a page for each watch.
+
+:func:`index` is the page at ``/``: the instances, the silences in force, a count by outcome and
+one row per watch (remote state verbatim, phase or outcome, unreachable and overdue, times in
+UTC, who holds it, its undelivered notifications, the remote side's detail). A plain GET form
+filters it by server and by state, and it reloads itself with ``<meta http-equiv="refresh">``.
+:func:`watch` shows one watch with its recent notifications; :func:`not_found` an unknown key.
+
+Names, states, details and links come from remote systems and may be hostile, so:
+
+* Jinja2 escapes everything (autoescape, ``StrictUndefined``); no ``|safe`` on data, and every
+  attribute is quoted.
+* Only ``http`` and ``https`` URLs become links; any other ``link`` is shown as text.
+* The pages hold no JavaScript, no inline style and nothing from elsewhere, so they work under
+  the policy of :data:`HEADERS`, which every response must carry. The one stylesheet is
+  :data:`CSS` at ``/page.css``; :data:`FAVICON` at ``/favicon.ico`` spares the console a 404.
+* A visitor without a read token gets the sign-in form alone (``sign_in=True``), no data.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from types import MappingProxyType
+from typing import Any, Final
+from urllib.parse import urlencode, urlsplit
+
+import jinja2
+
+from watcher.models import Outcome
+from watcher.schema import format_duration
+
+HEADERS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+)
+"""The security headers for every response of the front door, pages or not."""
+
+CSS: Final[bytes] = resources.files("watcher.api").joinpath("page.css").read_bytes()
+"""The one stylesheet, to serve at ``/page.css`` as ``text/css``."""
+
+FAVICON: Final[bytes] = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    b'<circle cx="8" cy="8" r="6" fill="none" stroke="#24313f" stroke-width="2.5"/>'
+    b'<circle cx="8" cy="8" r="2" fill="#1a7f37"/></svg>'
+)
+"""The icon, to serve at ``/favicon.ico`` as :data:`FAVICON_TYPE`."""
+
+FAVICON_TYPE: Final = "image/svg+xml"
+
+STATES: Final = ("running", "waiting", "unreachable", "overdue")
+"""What the state filter offers before the outcomes present."""
+
+EXCERPT: Final = 160
+"""The most characters of a watch's detail the index shows; its own page shows all."""
+
+_TONES: Final = frozenset({"running", "waiting", *Outcome})
+
+_ENV: Final = jinja2.Environment(
+    loader=jinja2.PackageLoader("watcher.api", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _when(moment: str, today: str | None = None) -> str:
+    """``2026-12-01T14:03:07Z`` -> ``2026-12-01 14:03:07``; with ``today`` (``2026-12-01``)
+    only ``14:03:07`` on that day, else ``12-01 14:03:07``."""
+    shown = datetime.fromisoformat(moment).astimezone(UTC)
+    if today is None:
+        return shown.strftime("%Y-%m-%d %H:%M:%S")
+    return shown.strftime("%H:%M:%S" if shown.date().isoformat() == today else "%m-%d %H:%M:%S")
+
+
+_ENV.filters["when"] = _when
+
+
+def _seconds(moment: str | None) -> float | None:
+    return datetime.fromisoformat(moment).timestamp() if moment else None
+
+
+def _ago(moment: str | None, now: float) -> str:
+    then = _seconds(moment)
+    return "-" if then is None else format_duration(max(now - then, 0.0))
+
+
+def standing(entry: Mapping[str, Any]) -> str:
+    """Where a watch stands in one word: its outcome, else ``running`` or ``waiting``."""
+    if entry["outcome"]:
+        return str(entry["outcome"])
+    return "running" if entry["phase"] == "running" else "waiting"
+
+
+def matches(entry: Mapping[str, Any], server: str | None, state: str | None) -> bool:
+    """Whether a watch passes the filters (an empty or missing one passes everything).
+
+    ``state`` matches the outcome, the phase, ``running``/``waiting``, or ``unreachable`` and
+    ``overdue`` when the watch is so."""
+    if server and entry["server"] != server:
+        return False
+    if not state:
+        return True
+    if state in ("unreachable", "overdue"):
+        return bool(entry[state])
+    return state in (entry["outcome"], entry["phase"], standing(entry))
+
+
+def web_link(link: str | None) -> str | None:
+    """``link`` when it is an http(s) URL a browser may follow, else ``None``."""
+    if not link:
+        return None
+    parts = urlsplit(link)
+    return link if parts.scheme.lower() in ("http", "https") and parts.netloc else None
+
+
+def summary(watches: Sequence[Mapping[str, Any]]) -> str:
+    """``12 watches: 3 running, 8 succeeded, 1 failed``."""
+    if not watches:
+        return "no watches yet"
+    counts = Counter(standing(w) for w in watches)
+    order = ["running", "waiting", *Outcome, *sorted(counts)]
+    parts = [f"{counts.pop(s)} {s}" for s in order if s in counts]
+    head = "1 watch" if len(watches) == 1 else f"{len(watches)} watches"
+    return f"{head}: {', '.join(parts)}"
+
+
+def _row(entry: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """What the templates show of one watch beyond its entry."""
+    started, finished = _seconds(entry["started"]), _seconds(entry["finished"])
+    took = None if started is None else format_duration(max((finished or now) - started, 0.0))
+    word, detail = standing(entry), entry["detail"] or ""
+    return {
+        "entry": entry,
+        "href": "/watch?" + urlencode({"key": entry["key"]}),
+        "standing": word,
+        "tone": word if word in _TONES else "other",
+        "flags": [flag for flag in ("unreachable", "overdue") if entry[flag]],
+        "took": took or "-",
+        "link": web_link(entry["link"]),
+        "excerpt": detail if len(detail) <= EXCERPT else detail[:EXCERPT].rstrip() + "…",
+        "held_by": entry.get("held_by"),
+    }
+
+
+def _options(watches: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """The servers present, and the states to filter by: :data:`STATES`, then outcomes present."""
+    outcomes = {w["outcome"] for w in watches}
+    return sorted({w["server"] for w in watches}), [*STATES, *(o for o in Outcome if o in outcomes)]
+
+
+def _instances(instances: Iterable[Mapping[str, Any]], now: float) -> list[str]:
+    return [
+        f"{i['name']} (up {_ago(i['started'], now)}, heartbeat {_ago(i['heartbeat'], now)} ago)"
+        for i in instances
+    ]
+
+
+def _in_force(silences: Iterable[Mapping[str, Any]], now: float) -> list[Mapping[str, Any]]:
+    return [s for s in silences if (_seconds(s["until"]) or 0.0) > now]
+
+
+def _render(template: str, now: float | None = None, **values: Any) -> str:
+    """``now`` (when given) goes to the page's footer as an ISO time."""
+    if now is not None:
+        values["now"] = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _ENV.get_template(template).render(**values)
+
+
+def index(
+    doc: Mapping[str, Any],
+    *,
+    server: str | None = None,
+    state: str | None = None,
+    now: float,
+    refresh_s: int = 15,
+    sign_in: bool = False,
+    signed_in: bool = False,
+) -> str:
+    """The page at ``/``: every watch of ``doc`` that passes the filters, one row each.
+
+    Args:
+        doc: the ``status --json`` document (:func:`watcher.report.document` with ``holders``
+            and ``instances``) plus ``"silences"``: ``[{"id", "match", "until", "comment"}]``.
+        server: show only this server's watches (from the query string; empty shows all).
+        state: show only watches in this state (see :func:`matches`).
+        now: the Unix time of the page (durations of running watches, silences in force).
+        refresh_s: how often the browser reloads the page.
+        sign_in: the visitor needs a read token: show the sign-in form and nothing else.
+        signed_in: the visitor came in through the sign-in form: offer to sign out.
+
+    Returns:
+        The whole HTML document.
+    """
+    if sign_in:
+        return _render("sign-in.html")
+    watches = doc["watches"]
+    rows = [_row(w, now) for w in watches if matches(w, server, state)]
+    servers, states = _options(watches)
+    return _render(
+        "index.html",
+        now,
+        rows=rows,
+        total=len(watches),
+        summary=summary(watches),
+        servers=servers,
+        states=states,
+        server=server or "",
+        state=state or "",
+        instances=_instances(doc.get("instances", ()), now),
+        silences=_in_force(doc.get("silences", ()), now),
+        refresh_s=max(int(refresh_s), 1),
+        signed_in=signed_in,
+    )
+
+
+def watch(entry: Mapping[str, Any], events: Sequence[Mapping[str, Any]], *, now: float) -> str:
+    """The page of one watch: all its facts, its undelivered notifications and recent events.
+
+    Args:
+        entry: the watch's entry of the ``status --json`` document.
+        events: its recent notifications, newest first as given: ``{"event", "channel",
+            "created", "delivered", "silenced", "attempts", "last_error"}`` with ISO times or
+            ``None``, and ``silenced`` ``None`` or the id of the silence that held it back.
+        now: the Unix time of the page.
+
+    Returns:
+        The whole HTML document.
+    """
+    return _render("watch.html", now, row=_row(entry, now), events=events)
+
+
+def not_found(key: str) -> str:
+    """The page for a key that names no watch (to send with status 404)."""
+    return _render("not-found.html", key=key)
