@@ -251,6 +251,20 @@ async def test_notes_a_silence_held_back_are_counted_by_watch(store: Store) -> N
     assert await store.held_back() == {"w": 2} and await store.pending() == 1
 
 
+async def test_a_watchs_notifications_are_listed_newest_first(store: Store) -> None:
+    await store.save(record("w", started=10.0), [note("w"), note("w", Event.SUCCEEDED, n=1)])
+    [first] = await store.due(NOW, 10)
+    await store.delivered(first, NOW)
+    newest, oldest = await store.sent("w", 10)
+    assert (oldest.event, oldest.delivered, newest.event, newest.delivered) == (
+        "failed",
+        NOW,
+        "succeeded",
+        None,
+    )
+    assert len(await store.sent("w", 1)) == 1 and await store.sent("v", 10) == []
+
+
 async def test_an_expectation_is_kept_with_the_record(store: Store) -> None:
     learned = record("w", expect_s=5400.0, expect_auto=True)
     await store.save(learned, [])

@@ -131,8 +131,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_duration, help="give up after this long (e.g. 4h)")
     p.add_argument("--interval", type=_duration, help="first delay between polls")
     _notify_option(p)
+    _remote_options(p)
     p = command("cancel", "stop watching a watch (by its key)")
     p.add_argument("key", help="as `watcher status` or `watcher submit` shows it")
+    _remote_options(p)
+    p = command("token", "make an API token: `watcher token new` prints it and its hash")
+    p.add_argument("action", choices=["new"])
     p = command("silence", "hold back the notifications of matching watches for a while")
     p.add_argument("match", help="a server's name, or a glob of watch names or keys")
     p.add_argument("--for", dest="duration", type=_duration, required=True, metavar="D")
@@ -150,6 +154,13 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="watch simulated runs on four systems, no accounts needed")
     p.add_argument("--speed", type=float, default=1.0, help="poll faster (2 = twice as fast)")
     return top
+
+
+def _remote_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--url", help="a daemon's API (default $WATCHER_URL); without it, the local store"
+    )
+    p.add_argument("--token-file", help="the API token's file (default: $WATCHER_TOKEN)")
 
 
 def _notify_option(p: argparse.ArgumentParser) -> None:

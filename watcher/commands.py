@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import errno
 import gc
+import os
 import sqlite3
 import sys
 import time
@@ -20,11 +21,10 @@ from watcher.address import try_bind
 from watcher.config import ChannelConfig, Config, WatchConfig, load, state_of
 from watcher.daemon import Options, run
 from watcher.dispatch import matches
-from watcher.engine import Engine
 from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from watcher.models import Event
 from watcher.notify import Channel, render, sample
-from watcher.runner import SUBMITTED_KEYS, adhoc_watch, build_channels, build_specs
+from watcher.runner import SUBMITTED_KEYS, adhoc_watch, build_channels, build_specs, submit
 from watcher.status import show as show_status
 from watcher.stores import Store, open_store
 
@@ -41,6 +41,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from watcher.demo import demo
 
         return asyncio.run(demo(speed=args.speed))
+    if args.command == "token":
+        return _new_token()
+    if args.command in ("submit", "cancel") and (url := args.url or os.environ.get("WATCHER_URL")):
+        return _remote(args, url)  # through a daemon's API: no config, no database needed
     if args.command == "status":  # it reads the state only: no secrets, no servers needed
         state = args.state or state_of(args.config or default_config())
         return show_status(state, as_json=args.json)
@@ -52,6 +56,25 @@ def dispatch(args: argparse.Namespace) -> int:
         return _configured(args)
     finally:
         gc.enable()
+
+
+def _remote(args: argparse.Namespace, url: str) -> int:
+    from watcher import remote
+
+    token = remote.token_from(args.token_file, os.environ)
+    if args.command == "cancel":
+        return remote.run(remote.cancel(url, token, args.key))
+    settings = {key: getattr(args, key, None) for key in SUBMITTED_KEYS}
+    return remote.run(remote.submit(url, token, settings))
+
+
+def _new_token() -> int:
+    from watcher.api.tokens import new_token
+
+    token, hashed = new_token()
+    print(f"{token}\n\nGive the token to its client (it is shown only now); watches.toml keeps")
+    print(f'its hash:\n\n[[api.tokens]]\nname = "ci"\nscope = "submit"\nhash = "{hashed}"')
+    return EXIT_OK
 
 
 def _configured(args: argparse.Namespace) -> int:
@@ -141,15 +164,10 @@ async def _submit(config: Config, args: argparse.Namespace) -> int:
     """Add the run to the store a deployment polls from, and return: the running daemon (or
     one of the instances sharing the database) claims it within a second."""
     settings = {key: getattr(args, key, None) for key in SUBMITTED_KEYS}
-    watch = adhoc_watch(config, settings, "submit")
-    specs = build_specs(config.model_copy(update={"watches": [watch]}))
-    given = {key: value for key, value in settings.items() if value is not None}
-    now = time.time()
+    adhoc_watch(config, settings, "submit")  # a refused one is refused before the store opens
     async with _client(config) as store:
-        for spec in specs:
-            record = Engine.new_record(spec, now, now)
-            added = await store.submit(record, {**given, "id": spec.target.id})
-            print(f"{spec.key}  {'submitted' if added else 'already watched'}: {spec.name}")
+        for record, added in await submit(config, store, settings, time.time()):
+            print(f"{record.key}  {'submitted' if added else 'already watched'}: {record.name}")
     return EXIT_OK
 
 

@@ -31,6 +31,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from watcher import quiet, redact, statefile
 from watcher.address import parse_address
+from watcher.api.tokens import ApiConfig, read_tokens
 from watcher.errors import ConfigError
 from watcher.expand import expand, read_secret_files
 from watcher.models import DEFAULT_EVENTS, Event, Target
@@ -245,6 +246,7 @@ class Config(Model):
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
     watches: list[WatchConfig] = Field(default_factory=list)
+    api: ApiConfig | None = None
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Config:
@@ -302,6 +304,7 @@ def load(
         data = expand(raw, env) if "$" in text else raw
         if "_file" in text:
             data = read_secret_files(data, path.parent, env)
+        data = read_tokens(data, path.parent, env)
         data["daemon"] = _section(Daemon, data.get("daemon", {}), "daemon")
         data["defaults"] = _section(WatchSettings, data.get("defaults", {}), "defaults")
         config = Config.model_validate(_with_defaults(data))

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watcher import history, statefile
 from watcher.backoff import DELIVERY, Policy
@@ -52,6 +52,9 @@ from watcher.schema import format_duration
 from watcher.sdnotify import Notifier, watchdog_interval
 from watcher.spec import Spec
 from watcher.stores import Store, open_store
+
+if TYPE_CHECKING:
+    from watcher.api.server import Api
 
 log = logging.getLogger(__name__)
 _OUTCOMES = frozenset(str(outcome) for outcome in Outcome)
@@ -106,6 +109,7 @@ class Daemon:
         self.notifier = Notifier()
         self._serve_metrics = bool(config.daemon.metrics) and options.metrics
         self.metrics = Metrics(on=self._serve_metrics)
+        self.api: Api | None = None
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._jobs: Any = None  # APScheduler, imported only when a daemon runs
@@ -156,7 +160,7 @@ class Daemon:
         self.engine.show_times_in(zone(self.config.daemon.timezone))
         self._store = store
         self._on_signals()
-        if self._serve_metrics and self.config.daemon.metrics:
+        if self._serve_metrics and self.config.daemon.metrics and not self._api_serves_metrics:
             try:
                 await self.metrics.serve(self.config.daemon.metrics, refresh=self._status)
             except OSError as exc:
@@ -170,6 +174,7 @@ class Daemon:
             await self.engine.start()
             self._settle_memory()
             self._start_jobs()
+            await self._listen()
             if self.options.live:
                 self._spawn(self._live())
             self.notifier.ready(await self._status())
@@ -261,6 +266,8 @@ class Daemon:
         if self.stop.is_set():
             log.info("stopping: saving state")
         self.notifier.stopping()
+        if self.api is not None:
+            await self.api.close()
         if self._jobs is not None and self._jobs.running:
             self._jobs.shutdown(wait=False)
         await self.engine.stop(STOP_GRACE_S)
@@ -271,6 +278,50 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.metrics.close()
+
+    @property
+    def _api_serves_metrics(self) -> bool:
+        """``[api] listen`` and ``[daemon] metrics`` are one address: one server answers both."""
+        api = self.config.api
+        return (
+            api is not None and not self.options.once and api.listen == self.config.daemon.metrics
+        )
+
+    async def _listen(self) -> None:
+        """Start the ``[api]`` listener, if configured (a daemon's, never `--once`'s)."""
+        if self.config.api is None or self.options.once:
+            return
+        from watcher.api.server import Api  # aiohttp's server, for a daemon that listens only
+
+        metrics = self.metrics if self._api_serves_metrics and self._serve_metrics else None
+        self.api = Api(self.config.api, self, metrics=metrics)
+        try:
+            await self.api.start()
+        except ConfigError as exc:
+            raise ConfigError(f"{self._where}{exc}") from None
+        scheme = "https" if self.config.api.cert_file else "http"
+        log.info(
+            "API and status page on %s://%s (port %d)",
+            scheme,
+            self.config.api.listen,
+            self.api.port,
+        )
+
+    # what the API needs of the daemon it runs in (watcher.api.server.Service)
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def alive(self) -> bool:
+        return self.engine.alive
+
+    def submitted(self) -> None:
+        self.engine.tick()
+
+    async def facts(self) -> str:
+        return await self._status()
 
     async def _reloads(self) -> None:
         while True:

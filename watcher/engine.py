@@ -107,6 +107,11 @@ class Engine:
     def servers(self) -> dict[str, Server]:
         return self._poller.servers
 
+    @property
+    def alive(self) -> bool:
+        """Whether the loop that starts polls runs."""
+        return self._pump is not None and not self._pump.done()
+
     def show_times_in(self, tz: tzinfo) -> None:
         """Messages show times in ``tz`` (``[daemon] timezone``)."""
         self._poller.tz = tz

@@ -192,7 +192,7 @@ class Metrics:
             msg = "the metrics endpoint is already serving"
             raise RuntimeError(msg)
         app = web.Application()
-        app.router.add_get("/metrics", self._scrape)
+        app.router.add_get("/metrics", self.scrape)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -209,7 +209,8 @@ class Metrics:
         if runner is not None:
             await runner.cleanup()
 
-    async def _scrape(self, request: Any) -> Any:
+    async def scrape(self, request: Any) -> Any:
+        """``GET /metrics`` (here, or on the API's listener when both share an address)."""
         from aiohttp import web
         from prometheus_client import CONTENT_TYPE_LATEST
 

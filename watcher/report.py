@@ -96,6 +96,27 @@ def watch_entry(
     }
 
 
+def standing(entry: Mapping[str, Any]) -> str:
+    """Where a watch stands in one word: its outcome, else ``running`` or ``waiting``."""
+    if entry["outcome"]:
+        return str(entry["outcome"])
+    return "running" if entry["phase"] == "running" else "waiting"
+
+
+def matches(entry: Mapping[str, Any], server: str | None, state: str | None) -> bool:
+    """Whether a watch passes the filters (an empty or missing one passes everything).
+
+    ``state`` matches the outcome, the phase, ``running``/``waiting``, or ``unreachable`` and
+    ``overdue`` when the watch is so."""
+    if server and entry["server"] != server:
+        return False
+    if not state:
+        return True
+    if state in ("unreachable", "overdue"):
+        return bool(entry[state])
+    return state in (entry["outcome"], entry["phase"], standing(entry))
+
+
 def document(
     records: Iterable[WatchRecord],
     pending: Iterable[Note],

@@ -13,6 +13,7 @@ from typing import Any
 from watcher.backoff import Policy
 from watcher.client import Http
 from watcher.config import Config, WatchConfig
+from watcher.engine import Engine
 from watcher.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from watcher.models import Outcome, Target, WatchRecord
 from watcher.notify import Channel
@@ -20,6 +21,7 @@ from watcher.providers import KINDS, ServerConfig
 from watcher.quiet import Quiet, window, zone
 from watcher.schema import format_duration
 from watcher.spec import Server, Spec
+from watcher.stores import Store
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,21 @@ def adhoc_watch(config: Config, settings: Mapping[str, Any], where: str) -> Watc
         stripped = (re.sub(r"^watches\[0\]( \(.*?\))?[.:]? ?", "", p) for p in problems)
         raise ConfigError(f"{where}: " + "; ".join(stripped))
     return watch
+
+
+async def submit(
+    config: Config, store: Store, settings: Mapping[str, Any], now: float
+) -> list[tuple[WatchRecord, bool]]:
+    """Add the run ``settings`` names (the keys of :data:`SUBMITTED_KEYS`) to ``store``, for a
+    daemon to claim; each watch's record and whether it is new (``False``: already watched,
+    so a retried submission watches once). ConfigError if this configuration cannot run it."""
+    watch = adhoc_watch(config, settings, "submit")
+    given = {key: value for key, value in settings.items() if value is not None}
+    added = []
+    for spec in build_specs(config.model_copy(update={"watches": [watch]})):
+        record = Engine.new_record(spec, now, now)
+        added.append((record, await store.submit(record, {**given, "id": spec.target.id})))
+    return added
 
 
 def submitted_spec(config: Config, key: str, settings: Mapping[str, Any]) -> Spec | None:

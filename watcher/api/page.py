@@ -30,6 +30,7 @@ from urllib.parse import urlencode, urlsplit
 import jinja2
 
 from watcher.models import Outcome
+from watcher.report import matches, standing
 from watcher.schema import format_duration
 
 HEADERS: Final[Mapping[str, str]] = MappingProxyType(
@@ -90,27 +91,6 @@ def _seconds(moment: str | None) -> float | None:
 def _ago(moment: str | None, now: float) -> str:
     then = _seconds(moment)
     return "-" if then is None else format_duration(max(now - then, 0.0))
-
-
-def standing(entry: Mapping[str, Any]) -> str:
-    """Where a watch stands in one word: its outcome, else ``running`` or ``waiting``."""
-    if entry["outcome"]:
-        return str(entry["outcome"])
-    return "running" if entry["phase"] == "running" else "waiting"
-
-
-def matches(entry: Mapping[str, Any], server: str | None, state: str | None) -> bool:
-    """Whether a watch passes the filters (an empty or missing one passes everything).
-
-    ``state`` matches the outcome, the phase, ``running``/``waiting``, or ``unreachable`` and
-    ``overdue`` when the watch is so."""
-    if server and entry["server"] != server:
-        return False
-    if not state:
-        return True
-    if state in ("unreachable", "overdue"):
-        return bool(entry[state])
-    return state in (entry["outcome"], entry["phase"], standing(entry))
 
 
 def web_link(link: str | None) -> str | None:

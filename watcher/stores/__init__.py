@@ -34,6 +34,7 @@ __all__ = [
     "Active",
     "Configured",
     "Health",
+    "Sent",
     "Silence",
     "Store",
     "default_instance",
@@ -71,6 +72,19 @@ class Silence:
     until: float
     comment: str
     created: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One notification of a watch as its history shows it (the outbox row, sent or not)."""
+
+    event: str
+    channel: str
+    created: float
+    delivered: float | None
+    silenced: int | None
+    attempts: int
+    last_error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +243,10 @@ class Store(Protocol):
 
     async def silenced(self, note: Note, at: float, by: int) -> None:
         """Settle ``note`` unsent: silence ``by`` held it back (``status`` counts these)."""
+        ...
+
+    async def sent(self, key: str, limit: int) -> list[Sent]:
+        """The latest ``limit`` notifications of watch ``key``, newest first."""
         ...
 
     async def held_back(self) -> dict[str, int]:

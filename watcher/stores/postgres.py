@@ -36,7 +36,7 @@ import watcher
 from watcher import statefile
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
-from watcher.stores import DEFAULT_LEASE_S, Active, Configured, Silence, pgsql, sql
+from watcher.stores import DEFAULT_LEASE_S, Active, Configured, Sent, Silence, pgsql, sql
 from watcher.stores.batch import Batch, Save
 from watcher.stores.commit import GroupCommit, Health, Work
 from watcher.stores.sql import SILENCE_COLS
@@ -450,6 +450,10 @@ class PostgresStore:
     async def silences(self, now: float) -> list[Silence]:
         query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > $1 ORDER BY id"
         return [Silence(*row) for row in await self._fetch(query, now)]
+
+    async def sent(self, key: str, limit: int) -> list[Sent]:
+        query = sql.SENT.format(key="$1", limit="$2")
+        return [Sent(*row) for row in await self._fetch(query, key, limit)]
 
     async def held_back(self) -> dict[str, int]:
         return {str(key): int(n) for key, n in await self._fetch(sql.HELD_BACK)}

@@ -136,6 +136,10 @@ REMIND = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)"
 )
 SILENCE_COLS = "id, match, until, comment, created"
+SENT = (
+    "SELECT event, channel, created, delivered, silenced, attempts, last_error FROM outbox"
+    " WHERE watch = {key} AND reminder = 0 ORDER BY id DESC LIMIT {limit}"
+)
 HELD_BACK = "SELECT watch, count(*) FROM outbox WHERE silenced IS NOT NULL GROUP BY watch"
 NOTE_COLS = "watch, event, channel, title, body, dedup, id, attempts, next_try, last_error"
 NOTE_FIELDS = NOTE_COLS.split(", ")

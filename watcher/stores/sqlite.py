@@ -35,7 +35,7 @@ from typing import IO, Any
 import watcher
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
-from watcher.stores import DEFAULT_LEASE_S, Active, Configured, Silence, default_instance, sql
+from watcher.stores import DEFAULT_LEASE_S, Active, Configured, Sent, Silence, default_instance, sql
 from watcher.stores.commit import GroupCommit, Health, Work
 from watcher.stores.sql import SILENCE_COLS
 from watcher.stores.timing import Timings
@@ -365,6 +365,11 @@ class SqliteStore:
         query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > ? ORDER BY id"
         rows = await self._run(lambda c: c.execute(query, (now,)).fetchall())
         return [Silence(*row) for row in rows]
+
+    async def sent(self, key: str, limit: int) -> list[Sent]:
+        query = sql.SENT.format(key="?", limit="?")
+        rows = await self._run(lambda c: c.execute(query, (key, limit)).fetchall())
+        return [Sent(*row) for row in rows]
 
     async def held_back(self) -> dict[str, int]:
         rows = await self._run(lambda c: c.execute(sql.HELD_BACK).fetchall())

@@ -1,0 +1,252 @@
+"""The HTTP API of a real daemon on a free port: tokens and scopes, the limits on what a client
+sends, submissions polled to their end and notified once, silences, and `submit --url`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import Receiver, _free_port
+from tests.systems import config_text, server_table, soon
+from watcher.cli import main
+from watcher.config import load
+from watcher.daemon import Daemon, Options
+from watcher.simulators.rsa_governance import RsaSimulator
+
+READ, SUBMIT, ADMIN = (f"wt_{secrets.token_urlsafe(32)}" for _ in range(3))
+WRONG = f"wt_{secrets.token_urlsafe(32)}"
+SECRETS = (READ, SUBMIT, ADMIN, WRONG)
+
+
+def api_table(port: int, **keys: object) -> str:
+    """``[api]`` with a read token from a file, a submit token from the environment and an
+    admin token as its hash: every way a token may be given."""
+    lines = [f'listen = "127.0.0.1:{port}"', *(f"{k} = {json.dumps(v)}" for k, v in keys.items())]
+    admin = "sha256:" + hashlib.sha256(ADMIN.encode()).hexdigest()
+    return (
+        "[api]\n" + "\n".join(lines) + "\n"
+        '[[api.tokens]]\nname = "wall"\nscope = "read"\ntoken_file = "read.token"\n'
+        '[[api.tokens]]\nname = "ci"\nscope = "submit"\ntoken_env = "CI_TOKEN"\n'
+        f'[[api.tokens]]\nname = "ops"\nscope = "admin"\nhash = "{admin}"\n'
+    )
+
+
+def write(
+    folder: Path,
+    hook: str,
+    url: str,
+    state: str | None = None,
+    port: int | None = None,
+    **api: object,
+) -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "read.token").write_text(READ + "\n", "utf-8")
+    server = server_table("rsa_governance", "gov", url)
+    port = _free_port() if port is None else port
+    text = config_text(folder / "s.db", hook, server, "") + api_table(port, **api)
+    if state is not None:
+        text = text.replace(f'state = "{(folder / "s.db").as_posix()}"', f'state = "{state}"')
+    path = folder / "w.toml"
+    path.write_text(text, "utf-8")
+    return path
+
+
+@asynccontextmanager
+async def daemon(path: Path, name: str = "a") -> AsyncIterator[tuple[Daemon, str]]:
+    """A daemon of ``path`` with its API listening; its base URL."""
+    config = load(path, {"CI_TOKEN": SUBMIT})
+    config = config.model_copy(
+        update={"daemon": config.daemon.model_copy(update={"instance": name})}
+    )
+    stop = asyncio.Event()
+    service = Daemon(config, Options(config_path=path), stop=stop)
+    running = asyncio.create_task(service.run())
+    await soon(lambda: service.api is not None and service.api.port is not None or running.done())
+    assert service.api is not None and service.api.port is not None
+    try:
+        yield service, f"http://127.0.0.1:{service.api.port}"
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(running, 10) == 0
+
+
+@pytest.fixture
+async def rsa() -> AsyncIterator[RsaSimulator]:
+    sim = RsaSimulator({"5733": ["Running", "Running", "Completed"], "77": ["Running"] * 10**6})
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+async def call(
+    url: str, method: str, path: str, token: str | None = None, **kwargs: Any
+) -> tuple[int, dict[str, Any], Any]:
+    headers = dict(kwargs.pop("headers", {}))
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url + path, headers=headers, **kwargs) as resp,
+    ):
+        text = await resp.text()
+        body = json.loads(text) if resp.content_type == "application/json" else text
+        return resp.status, body, resp.headers
+
+
+async def test_tokens_scopes_and_what_a_client_may_send(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    answers: list[str] = []
+
+    async def said(*args: Any, **kwargs: Any) -> tuple[int, dict[str, Any], Any]:
+        status, body, headers = await call(*args, **kwargs)
+        answers.append(json.dumps(body) + json.dumps(dict(headers)))
+        return status, body, headers
+
+    async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
+        status, health, _ = await said(url, "GET", "/healthz")
+        assert status == 200 and health["status"] == "ok" and "watching" in health["facts"]
+
+        nobody = await said(url, "GET", "/api/v1/watches")
+        wrong = await said(url, "GET", "/api/v1/watches", WRONG)
+        assert nobody[0] == wrong[0] == 401 and nobody[1] == wrong[1]  # neither says which
+        assert wrong[2]["WWW-Authenticate"] == "Bearer"
+        assert (await said(url, "GET", "/api/v1/watches", READ))[0] == 200
+        run = {"server": "gov", "id": "5733", "name": "nightly"}
+        assert (await said(url, "POST", "/api/v1/watches", READ, json=run))[0] == 403
+
+        status, first, _ = await said(url, "POST", "/api/v1/watches", SUBMIT, json=run)
+        assert status == 201 and first["watch"]["key"] == "gov//5733"
+        status, again, _ = await said(url, "POST", "/api/v1/watches", SUBMIT, json=run)
+        assert status == 200 and again["watch"]["key"] == "gov//5733"  # a retried CI step
+        await soon(lambda: "nightly succeeded" in receiver.titles, timeout_s=10)
+        status, doc, _ = await said(url, "GET", "/api/v1/watches/gov//5733", READ)
+        assert status == 200 and doc["watch"]["outcome"] == "succeeded"
+        assert [e["event"] for e in doc["events"] if e["delivered"]][0] == "succeeded"
+        assert rsa.polls["5733"] == 3 and receiver.titles.count("nightly succeeded") == 1
+
+        big = {"server": "gov", "id": "1", "name": "x" * 70_000}
+        assert (await said(url, "POST", "/api/v1/watches", SUBMIT, json=big))[0] == 413
+        status, bad, _ = await said(url, "POST", "/api/v1/watches", SUBMIT, data=b"{nope")
+        assert status == 400 and bad["error"] == "the body is not JSON"
+        for body, named in [
+            ({**run, "bogus": 1}, "bogus"),
+            ({**run, "server": "nope"}, "nope"),
+            ({**run, "notify": ["pager"]}, "pager"),
+            ({**run, "id": "../../admin"}, "id"),
+            ({**run, "name": "a\nforged log line"}, "name"),
+        ]:
+            status, refused, _ = await said(url, "POST", "/api/v1/watches", SUBMIT, json=body)
+            assert status == 422 and named in refused["error"], refused
+            assert "forged" not in refused["error"]  # named, never echoed
+
+        long = {"server": "gov", "id": "77"}
+        assert (await said(url, "POST", "/api/v1/watches", SUBMIT, json=long))[0] == 201
+        assert (await said(url, "DELETE", "/api/v1/watches/gov//77", SUBMIT))[0] == 200
+        assert (await said(url, "DELETE", "/api/v1/watches/gov//nope", SUBMIT))[0] == 404
+
+        hush = {"match": "gov", "for": "2h", "comment": "maintenance"}
+        assert (await said(url, "POST", "/api/v1/silences", SUBMIT, json=hush))[0] == 403
+        status, made, _ = await said(url, "POST", "/api/v1/silences", ADMIN, json=hush)
+        assert status == 201 and made["silence"]["comment"] == "maintenance (by ops)"
+        status, listed, _ = await said(url, "GET", "/api/v1/silences", READ)
+        assert [s["match"] for s in listed["silences"]] == ["gov"]
+        never = {"match": "gov", "for": "0"}
+        assert (await said(url, "POST", "/api/v1/silences", ADMIN, json=never))[0] == 422
+        gone = f"/api/v1/silences/{made['silence']['id']}"
+        assert (await said(url, "DELETE", gone, ADMIN))[0] == 200
+        assert (await said(url, "DELETE", gone, ADMIN))[0] == 404
+
+        seen = [await said(url, "GET", "/api/v1/watches", WRONG) for _ in range(12)]
+        assert seen[-1][0] == 429 and int(seen[-1][2]["Retry-After"]) > 0
+        assert (await said(url, "GET", "/healthz"))[0] == 200  # not behind the limit
+    logged = caplog.text
+    assert "failed attempt" in logged and "ci submitted" in logged
+    for secret in SECRETS:
+        assert secret not in logged and not any(secret in answer for answer in answers)
+
+
+async def test_every_answer_carries_the_security_headers_and_no_cors(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
+        for path in ("/healthz", "/api/v1/watches", "/nope", "/"):
+            _, _, headers = await call(url, "GET", path, headers={"Origin": "https://evil"})
+            assert "default-src 'none'" in headers["Content-Security-Policy"]
+            assert headers["X-Content-Type-Options"] == "nosniff"
+            assert not any(h.lower().startswith("access-control") for h in headers)
+
+
+async def test_submit_and_cancel_through_the_api_need_only_a_token(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = tmp_path / "ci.token"
+    token.write_text(SUBMIT, "utf-8")
+    async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
+
+        def cli(*args: str) -> int:
+            return main([*args, "--url", url, "--token-file", str(token)])
+
+        assert await asyncio.to_thread(cli, "submit", "gov", "77", "--name", "deploy") == 0
+        assert await asyncio.to_thread(cli, "submit", "gov", "77", "--name", "deploy") == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out == ["gov//77  submitted: deploy", "gov//77  already watched: deploy"]
+        assert await asyncio.to_thread(cli, "cancel", "gov//77") == 0
+        token.write_text(READ, "utf-8")  # a read token may not submit
+        assert await asyncio.to_thread(cli, "submit", "gov", "78") == 2
+        err = capsys.readouterr().err
+        assert "refused (403)" in err and READ not in err
+    assert await asyncio.to_thread(cli, "submit", "gov", "78") == 1  # the daemon is gone
+    assert "cannot reach the API" in capsys.readouterr().err
+
+
+async def test_a_listener_that_cannot_bind_is_a_config_error(
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CI_TOKEN", SUBMIT)
+    async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
+        port = int(url.rsplit(":", 1)[1])
+        second = write(tmp_path / "b", receiver.url, rsa.url, port=port)
+        assert await asyncio.to_thread(main, ["run", "-c", str(second)]) == 2
+    assert f"api.listen: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+async def test_with_two_instances_a_watch_submitted_to_one_is_seen_and_cancelled_through_the_other(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, pg_url: str
+) -> None:
+    paths = []
+    for name in ("a", "b"):
+        path = write(tmp_path / name, receiver.url, rsa.url, state=pg_url)
+        path.write_text(path.read_text("utf-8").replace("[daemon]\n", '[daemon]\nlease = "3s"\n'))
+        paths.append(path)
+    async with daemon(paths[0], "a") as (_, one), daemon(paths[1], "b") as (_, other):
+        run = {"server": "gov", "id": "77", "name": "deploy"}
+        assert (await call(one, "POST", "/api/v1/watches", SUBMIT, json=run))[0] == 201
+        assert (await call(other, "POST", "/api/v1/watches", SUBMIT, json=run))[0] == 200
+        await soon(lambda: rsa.polls["77"] >= 3, timeout_s=10)
+        status, doc, _ = await call(other, "GET", "/api/v1/watches/gov//77", READ)
+        assert status == 200 and doc["watch"]["name"] == "deploy" and doc["watch"]["polls"] > 0
+        assert (await call(other, "DELETE", "/api/v1/watches/gov//77", SUBMIT))[0] == 200
+        async with asyncio.timeout(10):  # the holder's next renewal lets go of it
+            while True:
+                polled = rsa.polls["77"]
+                await asyncio.sleep(0.5)  # polls come every 50 ms while it is held
+                if rsa.polls["77"] == polled:
+                    break
+        status, listed, _ = await call(one, "GET", "/api/v1/watches", READ)
+        assert {i["name"] for i in listed["instances"]} == {"a", "b"}
