@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import secrets
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -82,7 +83,9 @@ async def daemon(path: Path, name: str = "a") -> AsyncIterator[tuple[Daemon, str
 
 @pytest.fixture
 async def rsa() -> AsyncIterator[RsaSimulator]:
-    sim = RsaSimulator({"5733": ["Running", "Running", "Completed"], "77": ["Running"] * 10**6})
+    sim = RsaSimulator(
+        {"5733": ["Running", "Running", "Completed"], "77": ["Running"] * 10**6, "9": ["Aborted"]}
+    )
     await sim.start()
     yield sim
     await sim.stop()
@@ -250,3 +253,108 @@ async def test_with_two_instances_a_watch_submitted_to_one_is_seen_and_cancelled
                     break
         status, listed, _ = await call(one, "GET", "/api/v1/watches", READ)
         assert {i["name"] for i in listed["instances"]} == {"a", "b"}
+
+
+async def test_one_server_answers_the_api_and_the_metrics_on_one_address(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url)
+    address = load(path, {"CI_TOKEN": SUBMIT}).api.listen  # type: ignore[union-attr]
+    text = path.read_text("utf-8").replace("[daemon]\n", f'[daemon]\nmetrics = "{address}"\n')
+    path.write_text(text, "utf-8")
+    async with daemon(path) as (service, url):
+        status, scraped, _ = await call(url, "GET", "/metrics")
+        assert status == 200 and "watcher_outbox_pending" in scraped
+        assert (await call(url, "GET", "/api/v1/watches", READ))[0] == 200
+
+
+async def test_tls_from_cert_file_and_key_file(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = await asyncio.create_subprocess_exec(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", str(key), "-out", str(cert),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await made.wait() == 0
+    path = write(tmp_path, receiver.url, rsa.url, cert_file=str(cert), key_file=str(key))
+    async with daemon(path) as (_, url):
+        trusted = ssl.create_default_context(cafile=str(cert))
+        secure = url.replace("http://", "https://")
+        status, health, _ = await call(secure, "GET", "/healthz", ssl=trusted)
+        assert status == 200 and health["status"] == "ok"
+        with pytest.raises(aiohttp.ClientError):  # plain HTTP gets no answer
+            await call(url, "GET", "/healthz")
+
+
+async def test_a_reload_rotates_the_tokens_without_a_restart(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI_TOKEN", SUBMIT)
+    path = write(tmp_path, receiver.url, rsa.url)
+    async with daemon(path) as (service, url):
+        assert (await call(url, "GET", "/api/v1/watches", READ))[0] == 200
+        (tmp_path / "read.token").write_text(WRONG, "utf-8")  # the wall display's new token
+        await service.reload()
+        assert (await call(url, "GET", "/api/v1/watches", READ))[0] == 401
+        assert (await call(url, "GET", "/api/v1/watches", WRONG))[0] == 200
+
+
+async def test_submit_takes_the_url_and_the_token_from_the_environment(
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
+        monkeypatch.setenv("WATCHER_URL", url)
+        monkeypatch.setenv("WATCHER_TOKEN", SUBMIT)
+        monkeypatch.chdir(tmp_path / "..")  # no watches.toml here: none is needed
+        assert await asyncio.to_thread(main, ["submit", "gov", "5733"]) == 0
+        assert capsys.readouterr().out == "gov//5733  submitted: run 5733 on gov\n"
+        monkeypatch.setenv("WATCHER_TOKEN", "")
+        assert await asyncio.to_thread(main, ["submit", "gov", "5733"]) == 2
+        assert "$WATCHER_TOKEN is empty" in capsys.readouterr().err
+
+
+def test_check_says_where_the_api_listens_and_which_tokens_it_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CI_TOKEN", SUBMIT)
+    path = write(tmp_path, "json://127.0.0.1:9/hook", "http://127.0.0.1:9/aveksa")
+    assert main(["check", "-c", str(path)]) == 0
+    said = capsys.readouterr().out
+    assert "  api: http://127.0.0.1:" in said
+    assert "(tokens: wall read, ci submit, ops admin; anonymous read off)" in said
+    assert SUBMIT not in said and READ not in said
+
+
+async def test_wait_through_the_api_exits_as_wait_does_for_the_runs_submit_handed_over(
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr("watcher.remote.POLL_EVERY_S", 0.05)
+    token = tmp_path / "ci.token"
+    token.write_text(SUBMIT, "utf-8")
+    async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
+
+        def cli(*args: str) -> int:
+            return main([*args, "--url", url, "--token-file", str(token)])
+
+        for run in ("5733", "77", "9"):
+            assert await asyncio.to_thread(cli, "submit", "gov", run) == 0
+        capsys.readouterr()
+        assert await asyncio.to_thread(cli, "wait", "gov//5733") == 0
+        said = capsys.readouterr().out
+        assert said == "run 5733 on gov: succeeded (remote state Completed, 3 polls)\n"
+        assert await asyncio.to_thread(cli, "wait", "gov//5733", "gov//9") == 1
+        assert await asyncio.to_thread(cli, "wait", "gov//77", "--timeout", "0.3") == 3
+        assert "run 77 on gov: not finished (remote state Running" in capsys.readouterr().out
+        assert await asyncio.to_thread(cli, "wait", "gov//nope") == 2
+        assert "refused (404): no watch with that key" in capsys.readouterr().err

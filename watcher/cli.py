@@ -123,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_duration, help="first delay between polls")
     _notify_option(p)
     _once_options(p)
+    _remote_options(p, waits=True)
     p = command("submit", "hand one run to the running deployment and return")
     p.add_argument("server", help="a server name from the config")
     p.add_argument("id", nargs="?", help="the run id (optional with --task for ArcGIS)")
@@ -156,9 +157,10 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _remote_options(p: argparse.ArgumentParser) -> None:
+def _remote_options(p: argparse.ArgumentParser, *, waits: bool = False) -> None:
+    also = "; then the ids are the keys `submit` printed" if waits else ""
     p.add_argument(
-        "--url", help="a daemon's API (default $WATCHER_URL); without it, the local store"
+        "--url", help=f"a daemon's API (default $WATCHER_URL); without it, the local store{also}"
     )
     p.add_argument("--token-file", help="the API token's file (default: $WATCHER_TOKEN)")
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 
 from watcher import statefile
 from watcher.address import try_bind
+from watcher.api.tokens import ApiConfig
 from watcher.config import ChannelConfig, Config, WatchConfig, load, state_of
 from watcher.daemon import Options, run
 from watcher.dispatch import matches
@@ -43,7 +44,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(demo(speed=args.speed))
     if args.command == "token":
         return _new_token()
-    if args.command in ("submit", "cancel") and (url := args.url or os.environ.get("WATCHER_URL")):
+    remote = args.command in ("submit", "cancel", "wait")
+    if remote and (url := args.url or os.environ.get("WATCHER_URL")):
         return _remote(args, url)  # through a daemon's API: no config, no database needed
     if args.command == "status":  # it reads the state only: no secrets, no servers needed
         state = args.state or state_of(args.config or default_config())
@@ -64,6 +66,12 @@ def _remote(args: argparse.Namespace, url: str) -> int:
     token = remote.token_from(args.token_file, os.environ)
     if args.command == "cancel":
         return remote.run(remote.cancel(url, token, args.key))
+    if args.command == "wait":  # the keys `submit` printed
+        keys = [args.server, *args.ids]
+        waited = remote.wait(
+            url, token, keys, timeout_s=args.timeout, settle_s=args.settle, as_json=args.json
+        )
+        return remote.run(waited)
     settings = {key: getattr(args, key, None) for key in SUBMITTED_KEYS}
     return remote.run(remote.submit(url, token, settings))
 
@@ -94,6 +102,11 @@ def _configured(args: argparse.Namespace) -> int:
         return asyncio.run(_cancel(config, args.key))
     if args.command in ("silence", "silences", "unsilence"):
         return asyncio.run(_silences(config, args))
+    return _watch(config, path, args, once)
+
+
+def _watch(config: Config, path: str, args: argparse.Namespace, once: bool) -> int:
+    """``run``, ``run --once`` and ``wait``."""
     if once and config.daemon.state.startswith(statefile.DATABASE_URL_PREFIXES):
         command = "wait" if args.command == "wait" else "run --once"
         raise ConfigError(
@@ -112,7 +125,9 @@ def _configured(args: argparse.Namespace) -> int:
         live=once and not args.json and _terminal(args),
     )
     if metrics:
-        _metrics_note(config, path, in_use_ok=False)
+        _address_note(path, "daemon.metrics", config.daemon.metrics, in_use_ok=False)
+    if config.api is not None and not once and config.api.listen != config.daemon.metrics:
+        _address_note(path, "api.listen", config.api.listen, in_use_ok=False)
     if args.command == "wait":
         config = config.model_copy(update={"watches": _adhoc(config, args)})
     _something_to_watch(config, path, options.once)
@@ -235,11 +250,13 @@ async def _client(config: Config) -> AsyncIterator[Store]:
 def _check(config: Config, path: str) -> int:
     _something_to_watch(config, path, once=False)
     channels = _channels(config)
-    metrics = _metrics_note(config, path)
+    metrics = _address_note(path, "daemon.metrics", config.daemon.metrics)
     print(f"{path}: OK")
     print(f"  state: {statefile.describe(config.daemon.state)}")
     if metrics:
         print(f"  metrics: {metrics}")
+    if config.api is not None:
+        print(f"  api: {_api_note(config.api, path)}")
     for name, server in config.servers.items():
         print(f"  server {name}: {server.kind} at {server.url}")
     for name, channel in channels.items():
@@ -255,13 +272,14 @@ def _check(config: Config, path: str) -> int:
     return 0
 
 
-def _metrics_note(config: Config, path: str, *, in_use_ok: bool = True) -> str | None:
-    """What to say of the metrics address, once it has been bound and let go.
+def _address_note(
+    path: str, key: str, address: str | None, *, in_use_ok: bool = True
+) -> str | None:
+    """What to say of a listening address (``key`` names it), once it was bound and let go.
 
     ``check`` accepts an address in use (most likely by the daemon this config is for);
     ``run`` and ``wait`` need it free.
     """
-    address = config.daemon.metrics
     if address is None:
         return None
     try:
@@ -269,9 +287,18 @@ def _metrics_note(config: Config, path: str, *, in_use_ok: bool = True) -> str |
     except OSError as exc:
         if in_use_ok and exc.errno == errno.EADDRINUSE:
             return f"{address}, in use now (by a running watcher?); 'run' needs it free"
-        msg = f"{path}: daemon.metrics: cannot listen on {address}: {exc.strerror or exc}"
+        msg = f"{path}: {key}: cannot listen on {address}: {exc.strerror or exc}"
         raise ConfigError(msg) from None
     return address
+
+
+def _api_note(api: ApiConfig, path: str) -> str:
+    """``https://0.0.0.0:9477 (tokens: ci submit, wall read; anonymous read off)``."""
+    scheme = "https" if api.cert_file else "http"
+    where = _address_note(path, "api.listen", api.listen) if api.listen else api.listen
+    tokens = ", ".join(f"{t.name} {t.scope}" for t in api.tokens) or "none"
+    reads = "on" if api.anonymous_read else "off"
+    return f"{scheme}://{where} (tokens: {tokens}; anonymous read {reads})"
 
 
 async def _notify_test(path: str, name: str, event_name: str | None) -> int:

@@ -342,6 +342,8 @@ class Daemon:
             servers = {name: server for name, (_, server) in self._servers.items()}
             done = await self.engine.reload(build_specs(config), servers, channels)
             self.dispatcher.channels = channels
+            if self.api is not None:
+                self.api.reconfigure(config.api)
             self.config = config.model_copy(update={"watches": []})  # the engine has the specs
             del config
             self._settle_memory()

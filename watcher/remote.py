@@ -1,5 +1,8 @@
-"""``watcher submit --url`` and ``watcher cancel --url``: the same commands through a daemon's
-HTTP API, so a CI runner needs a token, not the database's credentials or the config.
+"""``watcher submit --url``, ``cancel --url`` and ``wait --url``: the same commands through a
+daemon's HTTP API, so a CI runner needs a token, not the database's credentials or the config.
+
+``wait --url URL KEY...`` is the other half of a hand-over: a later CI step (or another
+pipeline) waits for runs that ``submit`` handed to the daemons, and exits as ``wait`` does.
 
 The token comes from ``--token-file`` or ``$WATCHER_TOKEN`` and is sent only as
 ``Authorization: Bearer``; it is masked in everything watcher prints. An answer the user can act
@@ -10,18 +13,30 @@ that cannot be reached, or answers 5xx, is exit 1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import Coroutine, Mapping
+import time
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from watcher import redact
 from watcher.client import Http, Reply
-from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError, PollError
+from watcher.errors import (
+    EXIT_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_UNDELIVERED,
+    ConfigError,
+    PollError,
+)
+from watcher.report import plural
 
 TIMEOUT_S = 30.0
+POLL_EVERY_S = 5.0
+"""How often ``wait --url`` asks; the daemon polls the remote system at its own pace."""
 
 
 def token_from(token_file: str | None, env: Mapping[str, str]) -> str:
@@ -58,13 +73,81 @@ async def cancel(url: str, token: str, key: str) -> int:
     return EXIT_OK
 
 
+async def wait(
+    url: str,
+    token: str,
+    keys: Sequence[str],
+    *,
+    timeout_s: float | None = None,
+    settle_s: float = 60.0,
+    as_json: bool = False,
+) -> int:
+    """Ask ``url``'s API about ``keys`` until every one has ended and its notifications are
+    out (or ``settle_s`` more has passed); print a line per watch (or the JSON document) and
+    return ``wait``'s exit code. ``timeout_s``: give up waiting (exit 3, not finished)."""
+    began = time.monotonic()
+    ended_at: float | None = None
+    async with Http(connections=1) as http:
+        while True:
+            watches = [await _watch(http, url, token, key) for key in keys]
+            now = time.monotonic()
+            if ended_at is None and all(w["outcome"] for w in watches):
+                ended_at = now
+            if ended_at is not None and (
+                not any(w["undelivered"] for w in watches) or now - ended_at >= settle_s
+            ):
+                break
+            if ended_at is None and timeout_s is not None and now - began >= timeout_s:
+                break
+            await asyncio.sleep(POLL_EVERY_S)
+    code = _exit_code(watches)
+    if as_json:
+        print(json.dumps({"version": 1, "exit_code": code, "watches": watches}, indent=2))
+    else:
+        print("\n".join(_line(w) for w in watches))
+    return code
+
+
+def _exit_code(watches: Sequence[Mapping[str, Any]]) -> int:
+    """As ``wait``: 1 failed or cancelled, 3 any other end or not ended, 4 undelivered, else 0."""
+    outcomes = {w["outcome"] for w in watches}
+    if outcomes & {"failed", "cancelled"}:
+        return EXIT_FAILED
+    if outcomes != {"succeeded"}:
+        return EXIT_INCOMPLETE
+    return EXIT_UNDELIVERED if any(w["undelivered"] for w in watches) else EXIT_OK
+
+
+def _line(watch: Mapping[str, Any]) -> str:
+    """``nightly import: failed (remote state Aborted, 31 polls): disk full``."""
+    head = watch["outcome"] or "not finished"
+    state = f"remote state {watch['state']}" if watch["state"] else "no remote state"
+    line = f"{watch['name']}: {head} ({state}, {plural(watch['polls'], 'poll')})"
+    if watch["undelivered"]:
+        line += f", {plural(len(watch['undelivered']), 'notification')} not delivered"
+    return f"{line}: {watch['detail']}" if watch["detail"] else line
+
+
+async def _watch(http: Http, url: str, token: str, key: str) -> dict[str, Any]:
+    path = f"/api/v1/watches/{quote(key, safe='')}"
+    watch: dict[str, Any] = (await _call(url, token, "GET", path, http=http)).json()["watch"]
+    return watch
+
+
 async def _call(
-    url: str, token: str, method: str, path: str, body: Mapping[str, Any] | None = None
+    url: str,
+    token: str,
+    method: str,
+    path: str,
+    body: Mapping[str, Any] | None = None,
+    http: Http | None = None,
 ) -> Reply:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     data = None if body is None else json.dumps(body)
     try:
-        async with Http(connections=1) as http:
+        async with contextlib.AsyncExitStack() as stack:
+            if http is None:
+                http = await stack.enter_async_context(Http(connections=1))
             client = http.server(max_concurrency=1, timeout_s=TIMEOUT_S)
             reply = await client.request(method, url.rstrip("/") + path, headers=headers, data=data)
     except PollError as exc:

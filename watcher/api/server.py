@@ -134,6 +134,18 @@ class Api:
             await runner.cleanup()
         self._limiter.flush(force=True)
 
+    def reconfigure(self, config: ApiConfig | None) -> None:
+        """A reloaded ``[api]``: its tokens, ``anonymous_read`` and ``trusted_proxies`` apply at
+        once; a new address or certificate (or no ``[api]`` at all) only at the next start."""
+        if config is None:
+            log.warning("[api] was removed: the listener stays until the next start")
+            return
+        bound = ("listen", "cert_file", "key_file")
+        if any(getattr(config, key) != getattr(self._config, key) for key in bound):
+            log.warning("api.listen, cert_file or key_file changed: applied at the next start")
+            config = config.model_copy(update={key: getattr(self._config, key) for key in bound})
+        self._config, self._tokens = config, Tokens(config.tokens)
+
     def _tls(self) -> ssl.SSLContext | None:
         if self._config.cert_file is None or self._config.key_file is None:
             return None

@@ -68,7 +68,7 @@ class NewSilence(BaseModel):
 
     match: Annotated[str, StringConstraints(pattern=_NAME.pattern)]
     for_: Annotated[str | float, Field(alias="for")]
-    comment: Annotated[str, StringConstraints(max_length=500)] = ""
+    comment: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{0,500}$")] = ""
 
 
 class Refused(Exception):
