@@ -102,7 +102,8 @@ async def call(
         session.request(method, url + path, headers=headers, **kwargs) as resp,
     ):
         text = await resp.text()
-        body = json.loads(text) if resp.content_type == "application/json" else text
+        json_body = resp.content_type == "application/json" and method != "HEAD"
+        body = json.loads(text) if json_body else text
         return resp.status, body, resp.headers
 
 
@@ -149,6 +150,11 @@ async def test_tokens_scopes_and_what_a_client_may_send(
             ({**run, "notify": ["pager"]}, "pager"),
             ({**run, "id": "../../admin"}, "id"),
             ({**run, "name": "a\nforged log line"}, "name"),
+            ({**run, "name": "a\u2028forged"}, "name"),
+            ({**run, "id": "a..b"}, "id"),
+            ({**run, "id": 5733}, "id"),  # strict: a number is no run id
+            ({**run, "timeout": True}, "timeout"),
+            ({**run, "interval": 0.001}, "interval"),  # no client makes watcher hammer a server
         ]:
             status, refused, _ = await said(url, "POST", "/api/v1/watches", SUBMIT, json=body)
             assert status == 422 and named in refused["error"], refused
@@ -157,6 +163,7 @@ async def test_tokens_scopes_and_what_a_client_may_send(
         long = {"server": "gov", "id": "77"}
         assert (await said(url, "POST", "/api/v1/watches", SUBMIT, json=long))[0] == 201
         assert (await said(url, "DELETE", "/api/v1/watches/gov//77", SUBMIT))[0] == 200
+        assert (await said(url, "DELETE", "/api/v1/watches/gov//77", SUBMIT))[0] == 200  # again
         assert (await said(url, "DELETE", "/api/v1/watches/gov//nope", SUBMIT))[0] == 404
 
         hush = {"match": "gov", "for": "2h", "comment": "maintenance"}
@@ -165,11 +172,13 @@ async def test_tokens_scopes_and_what_a_client_may_send(
         assert status == 201 and made["silence"]["comment"] == "maintenance (by ops)"
         status, listed, _ = await said(url, "GET", "/api/v1/silences", READ)
         assert [s["match"] for s in listed["silences"]] == ["gov"]
-        never = {"match": "gov", "for": "0"}
-        assert (await said(url, "POST", "/api/v1/silences", ADMIN, json=never))[0] == 422
+        for never in ({"match": "gov", "for": "0"}, {"match": "gov", "for": True}):
+            assert (await said(url, "POST", "/api/v1/silences", ADMIN, json=never))[0] == 422
         gone = f"/api/v1/silences/{made['silence']['id']}"
         assert (await said(url, "DELETE", gone, ADMIN))[0] == 200
         assert (await said(url, "DELETE", gone, ADMIN))[0] == 404
+        assert (await said(url, "DELETE", "/api/v1/silences/\u00b2", ADMIN))[0] == 404
+        assert (await said(url, "DELETE", "/api/v1/silences/" + "9" * 30, ADMIN))[0] == 404
 
         seen = [await said(url, "GET", "/api/v1/watches", WRONG) for _ in range(12)]
         assert seen[-1][0] == 429 and int(seen[-1][2]["Retry-After"]) > 0
@@ -263,7 +272,8 @@ async def test_one_server_answers_the_api_and_the_metrics_on_one_address(
     text = path.read_text("utf-8").replace("[daemon]\n", f'[daemon]\nmetrics = "{address}"\n')
     path.write_text(text, "utf-8")
     async with daemon(path) as (service, url):
-        status, scraped, _ = await call(url, "GET", "/metrics")
+        assert (await call(url, "GET", "/metrics"))[0] == 401  # beside the API, it takes a token
+        status, scraped, _ = await call(url, "GET", "/metrics", READ)
         assert status == 200 and "watcher_outbox_pending" in scraped
         assert (await call(url, "GET", "/api/v1/watches", READ))[0] == 200
 
@@ -358,3 +368,59 @@ async def test_wait_through_the_api_exits_as_wait_does_for_the_runs_submit_hande
         assert "run 77 on gov: not finished (remote state Running" in capsys.readouterr().out
         assert await asyncio.to_thread(cli, "wait", "gov//nope") == 2
         assert "refused (404): no watch with that key" in capsys.readouterr().err
+
+
+async def test_odd_requests_get_an_answer_never_a_failure(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
+        deep = b"[" * 1000 + b"]" * 1000
+        status, said, _ = await call(url, "POST", "/api/v1/watches", SUBMIT, data=deep)
+        assert status == 400 and said["error"] == "the body is not JSON"
+        assert (await call(url, "POST", "/api/v1/watches", SUBMIT, json=[1]))[0] == 400
+        form = {"Content-Type": "application/x-www-form-urlencoded; charset=bogus"}
+        assert (await call(url, "POST", "/sign-in", headers=form, data=b"token=%ff"))[0] == 400
+        status, _, headers = await call(url, "PUT", "/api/v1/watches", SUBMIT)
+        assert status == 405 and "POST" in headers["Allow"]
+        assert (await call(url, "HEAD", "/healthz"))[0] == 200  # load balancers check with HEAD
+        basic = {"Authorization": "Basic dXNlcjpwdw=="}  # a proxy's own auth is no token
+        assert (await call(url, "GET", "/api/v1/watches", headers=basic))[0] == 401
+
+
+async def test_a_resubmission_with_other_settings_and_a_cancel_of_someone_elses_are_refused(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
+        run = {"server": "gov", "id": "77", "name": "deploy", "timeout": "1h"}
+        assert (await call(url, "POST", "/api/v1/watches", ADMIN, json=run))[0] == 201
+        changed = {**run, "timeout": "5m", "name": "other"}
+        status, said, _ = await call(url, "POST", "/api/v1/watches", ADMIN, json=changed)
+        assert status == 409 and said["error"].endswith("other settings: name, timeout")
+        status, said, _ = await call(url, "DELETE", "/api/v1/watches/gov//77", SUBMIT)
+        assert status == 403 and "another token" in said["error"]  # ops submitted it, not ci
+        assert (await call(url, "DELETE", "/api/v1/watches/gov//77", ADMIN))[0] == 200
+
+
+async def test_the_limit_counts_the_client_behind_a_trusted_proxy_and_never_locks_out_a_valid_token(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, trusted_proxies=["127.0.0.1"])
+    async with daemon(path) as (_, url):
+
+        async def attempt(token: str, *hops: str) -> int:
+            headers = [("X-Forwarded-For", hop) for hop in hops]
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(
+                    f"{url}/api/v1/watches",
+                    headers=[*headers, ("Authorization", f"Bearer {token}")],
+                ) as resp,
+            ):
+                return resp.status
+
+        # the client put a changing address first; the proxy appended the real one last
+        tries = [await attempt(WRONG, f"10.9.9.{i}", "10.0.0.1") for i in range(12)]
+        assert tries[-1] == 429
+        assert await attempt(READ, "10.0.0.1") == 200  # a valid token still passes
+        assert await attempt(WRONG, "10.0.0.2") == 401  # another client is not blocked
+        assert await attempt(WRONG, "not an address") == 401  # counted as the proxy's own

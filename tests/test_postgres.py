@@ -326,6 +326,17 @@ async def test_a_schema_from_a_newer_watcher_is_refused(pg_url: str) -> None:
         await PostgresStore.open(pg_url, instance="a")
 
 
+async def test_a_version_1_schema_learns_to_keep_expectations(pg_url: str) -> None:
+    async with instances(pg_url, "a"):
+        pass
+    await sql(pg_url, "ALTER TABLE watches DROP COLUMN expect_s, DROP COLUMN expect_auto")
+    await sql(pg_url, "UPDATE meta SET value = '1' WHERE key = 'schema'")
+    async with instances(pg_url, "a") as (store,):
+        learned = record("w", expect_s=900.0, expect_auto=True)
+        await store.save(learned, [])
+        assert (await store.load())["w"] == learned
+
+
 async def test_text_postgresql_cannot_store_is_made_safe(pg_url: str) -> None:
     async with instances(pg_url, "a") as (store,):
         await store.save(record("w", detail="bad\x00byte"), [note("w")])

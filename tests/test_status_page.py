@@ -14,7 +14,7 @@ from aiohttp import web
 from tests import browser
 from tests.conftest import Receiver, _free_port
 from tests.systems import config_text, server_table, soon, watch_table
-from tests.test_api import READ, SUBMIT, api_table, daemon
+from tests.test_api import ADMIN, READ, api_table, daemon
 from tests.test_page import Read, png_size
 from watcher.simulators.gardin import GardinSimulator
 
@@ -82,8 +82,14 @@ async def test_a_read_token_is_entered_once_and_kept_in_a_strict_cookie_that_nev
         async with session.get(f"{url}/") as resp:
             shown = await resp.text()
         assert 'action="/sign-in"' in shown and "q-long" not in shown  # no data without a token
-        async with session.post(f"{url}/sign-in", data={"token": SUBMIT[:-1]}) as resp:
-            assert resp.status == 200 and "q-long" not in await resp.text()  # a wrong one
+        for wrong in (READ[:-1], ADMIN):  # a wrong one, and one wider than read
+            async with session.post(f"{url}/sign-in", data={"token": wrong}) as resp:
+                said = await resp.text()
+                assert resp.status == 401 and "not accepted" in said and "q-long" not in said
+                assert "Set-Cookie" not in resp.headers
+        cross = {"Sec-Fetch-Site": "cross-site"}  # a form another site posts
+        async with session.post(f"{url}/sign-in", data={"token": READ}, headers=cross) as resp:
+            assert resp.status == 403 and "Set-Cookie" not in resp.headers
         async with session.post(
             f"{url}/sign-in", data={"token": READ}, allow_redirects=False
         ) as resp:
@@ -94,6 +100,13 @@ async def test_a_read_token_is_entered_once_and_kept_in_a_strict_cookie_that_nev
         headers = {"Cookie": kept}
         async with session.get(f"{url}/", headers=headers) as resp:
             assert "q-long" in await resp.text() and 'action="/sign-out"' in await resp.text()
+        stale = {"Cookie": f"watcher_read={READ[:-1]}"}  # a token rotated since
+        async with session.get(f"{url}/", headers=stale) as resp:
+            assert 'action="/sign-in"' in await resp.text()
+            assert (
+                "watcher_read=" in resp.headers["Set-Cookie"]
+                and "Max-Age=0" in resp.headers["Set-Cookie"]
+            )
         run = {"server": "lake", "id": "q-new"}
         async with session.post(f"{url}/api/v1/watches", json=run, headers=headers) as resp:
             assert resp.status == 401  # a cookie authorises no write

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from watcher.models import Event, Note, Outcome, WatchRecord
-from watcher.stores import Configured, Store, open_store
+from watcher.stores import Configured, Store, open_store, sql
 from watcher.stores.sqlite import SqliteStore
 
 NOW = 1000.0
@@ -407,7 +407,21 @@ async def test_a_version_2_state_file_is_migrated_and_keeps_its_watches(tmp_path
     assert await store.submitted() == {"sub": {"id": "1"}}
     await store.close()
     version = sqlite3.connect(tmp_path / "s.db").execute("PRAGMA user_version").fetchone()[0]
-    assert version == 3
+    assert version == 4
+
+
+async def test_a_version_3_state_file_learns_to_keep_expectations(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "s.db")
+    conn.executescript(V2_SCHEMA.replace("PRAGMA user_version = 2;", sql.MIGRATE_TO_3))
+    conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    store = SqliteStore(tmp_path / "s.db", instance="one")
+    [claimed] = await store.claim(10.0, 10)
+    assert claimed.expect_s is None and not claimed.expect_auto
+    learned = replace(claimed, expect_s=900.0, expect_auto=True)
+    await store.save(learned, [])
+    assert (await store.load(["w"]))["w"] == learned
+    await store.close()
 
 
 def test_commands_that_use_sqlite_never_import_the_database_driver() -> None:

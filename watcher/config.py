@@ -309,7 +309,7 @@ def load(
         data["defaults"] = _section(WatchSettings, data.get("defaults", {}), "defaults")
         config = Config.model_validate(_with_defaults(data))
     except ValueError as exc:
-        raise ConfigError(f"{path}: {_explain(exc, names=_watch_names(raw))}") from None
+        raise ConfigError(f"{path}: {explain(exc, names=_watch_names(raw))}") from None
     if state_writable and (problem := statefile.unwritable(config.daemon.state)):
         raise ConfigError(f"{path}: daemon.state: {problem}")
     return config
@@ -371,7 +371,7 @@ def _section(model: Callable[..., Any], value: Any, name: str) -> Any:
     try:
         return model(**value)
     except ValidationError as exc:
-        raise ValueError(_explain(exc, prefix=name)) from None
+        raise ValueError(explain(exc, prefix=name)) from None
 
 
 def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
@@ -396,7 +396,8 @@ def _watch_names(raw: Mapping[str, Any]) -> dict[int, str]:
     }
 
 
-def _explain(exc: ValueError, prefix: str = "", names: Mapping[int, str] | None = None) -> str:
+def explain(exc: ValueError, prefix: str = "", names: Mapping[int, str] | None = None) -> str:
+    """A validation error as ``key.path: what is wrong`` lines, never echoing the input."""
     if not isinstance(exc, ValidationError):
         return str(exc)
     lines = [_error_line(err, prefix, names or {}) for err in exc.errors(include_url=False)]

@@ -307,6 +307,18 @@ class Daemon:
             self.api.port,
         )
 
+    async def _relisten(self, config: Config) -> None:
+        """A reload: the listener takes the new tokens, or stops when ``[api]`` is gone."""
+        if self.api is None:
+            if config.api is not None:
+                log.warning("[api] was added: the listener starts at the next start")
+        elif config.api is None:
+            await self.api.close()
+            self.api = None
+            log.info("[api] was removed: the listener stopped")
+        else:
+            self.api.reconfigure(config.api)
+
     # what the API needs of the daemon it runs in (watcher.api.server.Service)
 
     @property
@@ -319,6 +331,10 @@ class Daemon:
 
     def submitted(self) -> None:
         self.engine.tick()
+
+    def configured(self, key: str) -> bool:
+        spec = self.engine.specs.get(key)
+        return spec is not None and spec.origin == "config"
 
     async def facts(self) -> str:
         return await self._status()
@@ -342,8 +358,7 @@ class Daemon:
             servers = {name: server for name, (_, server) in self._servers.items()}
             done = await self.engine.reload(build_specs(config), servers, channels)
             self.dispatcher.channels = channels
-            if self.api is not None:
-                self.api.reconfigure(config.api)
+            await self._relisten(config)
             self.config = config.model_copy(update={"watches": []})  # the engine has the specs
             del config
             self._settle_memory()

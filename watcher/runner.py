@@ -12,7 +12,7 @@ from typing import Any
 
 from watcher.backoff import Policy
 from watcher.client import Http
-from watcher.config import Config, WatchConfig
+from watcher.config import Config, WatchConfig, explain
 from watcher.engine import Engine
 from watcher.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from watcher.models import Outcome, Target, WatchRecord
@@ -81,7 +81,7 @@ def adhoc_watch(config: Config, settings: Mapping[str, Any], where: str) -> Watc
     try:
         watch = WatchConfig.model_validate(given)
     except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{where}: {explain(exc)}") from None
     if problems := config.watch_problems(0, watch):
         stripped = (re.sub(r"^watches\[0\]( \(.*?\))?[.:]? ?", "", p) for p in problems)
         raise ConfigError(f"{where}: " + "; ".join(stripped))

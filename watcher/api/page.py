@@ -180,7 +180,7 @@ def index(
         The whole HTML document.
     """
     if sign_in:
-        return _render("sign-in.html")
+        return sign_in_page()
     watches = doc["watches"]
     rows = [_row(w, now) for w in watches if matches(w, server, state)]
     servers, states = _options(watches)
@@ -220,3 +220,8 @@ def watch(entry: Mapping[str, Any], events: Sequence[Mapping[str, Any]], *, now:
 def not_found(key: str) -> str:
     """The page for a key that names no watch (to send with status 404)."""
     return _render("not-found.html", key=key)
+
+
+def sign_in_page(*, refused: bool = False) -> str:
+    """The form that asks for a read token (and says when the last one was not accepted)."""
+    return _render("sign-in.html", refused=refused)

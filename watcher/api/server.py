@@ -1,17 +1,18 @@
 """The ``[api]`` listener: routes, who may call them, and the limits on what a client may send.
 
-Every request passes, in order: the failed-attempt limit of its client address (429), the token
-(401 without a known one, 403 without the scope; the same answer whichever part was wrong), the
-body (64 KiB at most, 413; JSON, 400; a model that forbids unknown fields, 422 naming the field),
-then its handler. Errors are JSON ``{"error": ...}``. Every response carries the page's security
-headers, and none carries CORS headers: writes are authorised only by ``Authorization: Bearer``,
-which a page of another site cannot send, never by the page's cookie.
+Every request passes, in order: the token (401 without a known one, 403 without the scope; the
+same answer whichever part was wrong; 429 for a client address over the limit of failed
+attempts, see :mod:`watcher.api.access`), the body (64 KiB at most, 413; JSON, 400; a model
+that forbids unknown fields, 422 naming the field), then its handler. Errors are JSON
+``{"error": ...}``. Every response carries the page's security headers, and none carries CORS
+headers: writes are authorised only by ``Authorization: Bearer``, which a page of another site
+cannot send, never by the page's cookie.
 
 Routes and scopes: ``GET /healthz`` (none); ``GET /api/v1/watches[/{key}]``, ``GET
 /api/v1/silences``, the page (``read``); ``POST /api/v1/watches``, ``DELETE
 /api/v1/watches/{key}`` (``submit``); ``POST /api/v1/silences``, ``DELETE
-/api/v1/silences/{id}`` (``admin``). ``GET /metrics`` too when ``[daemon] metrics`` is the same
-address.
+/api/v1/silences/{id}`` (``admin``). ``GET /metrics`` (``read``) too when ``[daemon] metrics``
+is the same address. Every ``GET`` also answers ``HEAD``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from pydantic import ValidationError
 
 from watcher.address import parse_address
 from watcher.api import page, v1
-from watcher.api.tokens import ApiConfig, Limiter, Scope, TokenConfig, Tokens
+from watcher.api.access import COOKIE, COOKIE_AGE_S, Access, TooMany
+from watcher.api.tokens import ApiConfig, Limiter, Scope, TokenConfig
 from watcher.errors import ConfigError
 from watcher.metrics import Metrics
 from watcher.report import JSON_VERSION
@@ -39,8 +41,8 @@ from watcher.report import JSON_VERSION
 log = logging.getLogger(__name__)
 
 MAX_BODY: Final = 64 * 1024
-COOKIE: Final = "watcher_read"
-COOKIE_AGE_S: Final = 86400
+FACTS_FOR_S: Final = 1.0
+"""How long ``/healthz`` reuses what it read of the store: it needs no token."""
 TOKEN: Final = web.RequestKey("token", TokenConfig)
 """The token that authorised a request (not set for an anonymous read)."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -70,9 +72,9 @@ class Api:
     ) -> None:
         self._config = config
         self._service = service
-        self._tokens = Tokens(config.tokens)
-        self._limiter = Limiter(clock=clock)
+        self._access = Access(config, Limiter(clock=clock))
         self._metrics = metrics
+        self._facts: tuple[float, str] = (-math.inf, "")
         self._runner: web.AppRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.port: int | None = None
@@ -81,23 +83,23 @@ class Api:
         """The application: every route, behind the checks of the module docstring."""
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._answer_errors])
         app.on_response_prepare.append(_headers)
-        add = app.router.add_route
-        add("GET", "/healthz", self._healthz)
-        add("GET", "/api/v1/watches", self._guard("read", self._watches))
-        add("POST", "/api/v1/watches", self._guard("submit", self._submit))
-        add("GET", "/api/v1/watches/{key:.+}", self._guard("read", self._watch))
-        add("DELETE", "/api/v1/watches/{key:.+}", self._guard("submit", self._cancel))
-        add("GET", "/api/v1/silences", self._guard("read", self._silences))
-        add("POST", "/api/v1/silences", self._guard("admin", self._silence))
-        add("DELETE", "/api/v1/silences/{id}", self._guard("admin", self._unsilence))
-        add("GET", "/", self._index)
-        add("GET", "/watch", self._watch_page)
-        add("POST", "/sign-in", self._sign_in)
-        add("POST", "/sign-out", self._sign_out)
-        add("GET", "/page.css", _static(page.CSS, "text/css"))
-        add("GET", "/favicon.ico", _static(page.FAVICON, "image/svg+xml"))
+        r = app.router
+        r.add_get("/healthz", self._healthz)
+        r.add_get("/api/v1/watches", self._guard("read", self._watches))
+        r.add_post("/api/v1/watches", self._guard("submit", self._submit))
+        r.add_get("/api/v1/watches/{key:.+}", self._guard("read", self._watch))
+        r.add_delete("/api/v1/watches/{key:.+}", self._guard("submit", self._cancel))
+        r.add_get("/api/v1/silences", self._guard("read", self._silences))
+        r.add_post("/api/v1/silences", self._guard("admin", self._silence))
+        r.add_delete("/api/v1/silences/{id}", self._guard("admin", self._unsilence))
+        r.add_get("/", self._index)
+        r.add_get("/watch", self._watch_page)
+        r.add_post("/sign-in", self._sign_in)
+        r.add_post("/sign-out", self._sign_out)
+        r.add_get("/page.css", _static(page.CSS, "text/css"))
+        r.add_get("/favicon.ico", _static(page.FAVICON, page.FAVICON_TYPE))
         if self._metrics is not None:
-            add("GET", "/metrics", self._metrics.scrape)
+            r.add_get("/metrics", self._guard("read", self._metrics.scrape))
         return app
 
     async def start(self) -> None:
@@ -132,19 +134,17 @@ class Api:
                 await self._flusher
         if runner is not None:
             await runner.cleanup()
-        self._limiter.flush(force=True)
+        self._access.limiter.flush(force=True)
 
-    def reconfigure(self, config: ApiConfig | None) -> None:
+    def reconfigure(self, config: ApiConfig) -> None:
         """A reloaded ``[api]``: its tokens, ``anonymous_read`` and ``trusted_proxies`` apply at
-        once; a new address or certificate (or no ``[api]`` at all) only at the next start."""
-        if config is None:
-            log.warning("[api] was removed: the listener stays until the next start")
-            return
+        once; a new address or certificate at the next start."""
         bound = ("listen", "cert_file", "key_file")
         if any(getattr(config, key) != getattr(self._config, key) for key in bound):
             log.warning("api.listen, cert_file or key_file changed: applied at the next start")
             config = config.model_copy(update={key: getattr(self._config, key) for key in bound})
-        self._config, self._tokens = config, Tokens(config.tokens)
+        self._config = config
+        self._access.reconfigure(config)
 
     def _tls(self) -> ssl.SSLContext | None:
         if self._config.cert_file is None or self._config.key_file is None:
@@ -161,46 +161,15 @@ class Api:
     async def _flush(self) -> None:
         while True:  # failures of a quiet minute are logged though no new one comes
             await asyncio.sleep(60)
-            self._limiter.flush()
-
-    # --- who is asking --------------------------------------------------------------------
-
-    def _client(self, request: web.Request) -> str:
-        """The client's address: a trusted proxy's right-most ``X-Forwarded-For`` entry."""
-        remote = request.remote or ""
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if remote in self._config.trusted_proxies and forwarded.strip():
-            return forwarded.rsplit(",", 1)[-1].strip()
-        return remote
-
-    def _token(self, request: web.Request, needed: Scope, cookie: bool = False) -> TokenConfig:
-        """The token that authorises the request; :class:`v1.Refused` (401, 403, 429) if none."""
-        client = self._client(request)
-        if (wait_s := self._limiter.blocked(client)) is not None:
-            raise _TooMany(math.ceil(wait_s))
-        header = request.headers.get("Authorization")
-        if header is None and cookie and (kept := request.cookies.get(COOKIE)):
-            header = f"Bearer {kept}"
-        token = self._tokens.check(header)
-        if token is None:
-            self._limiter.failed(client)
-            raise v1.Refused(401, "a valid token is needed (Authorization: Bearer TOKEN)")
-        if not Tokens.allows(token, needed):
-            self._limiter.failed(client, token.name)
-            raise v1.Refused(403, "this token may not do that")
-        return token
+            self._access.limiter.flush()
 
     def _guard(self, needed: Scope, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            if needed != "read" or not self._anonymous(request):
-                request[TOKEN] = self._token(request, needed)
+            if needed != "read" or not self._access.anonymous(request):
+                request[TOKEN] = self._access.token(request, needed)
             return await handler(request)
 
         return guarded
-
-    def _anonymous(self, request: web.Request) -> bool:
-        """Whether a read without a token is let in (``anonymous_read``, and none was sent)."""
-        return self._config.anonymous_read and "Authorization" not in request.headers
 
     @web.middleware
     async def _answer_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -208,27 +177,40 @@ class Api:
             if (request.content_length or 0) > MAX_BODY:
                 raise v1.Refused(413, f"the body is larger than {MAX_BODY // 1024} KiB")
             return await handler(request)
-        except _TooMany as exc:
+        except TooMany as exc:
             return _error(exc.status, str(exc), {"Retry-After": exc.after})
         except v1.Refused as exc:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             return _error(exc.status, str(exc), headers)
         except ValidationError as exc:
             return _error(422, v1.problems(exc.errors(include_url=False, include_input=False)))
-        except web.HTTPException as exc:  # the router's 404 and 405, the body limit's 413
+        except web.HTTPException as exc:  # the router's 404 and 405 (with Allow), a 413
             if exc.status < 400:
                 raise
-            return _error(exc.status, exc.reason)
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return _error(exc.status, exc.reason, allow)
+        except Exception:
+            log.exception("API: %s %s failed", request.method, json.dumps(request.path))
+            return _error(500, "watcher failed to answer; its log says why")
 
     # --- /healthz and /api/v1 -------------------------------------------------------------
 
     async def _healthz(self, request: web.Request) -> web.StreamResponse:
         alive = self._service.alive
+        read_at, facts = self._facts
+        if time.monotonic() - read_at >= FACTS_FOR_S:
+            try:
+                facts = await self._service.facts()
+            except Exception as exc:  # the store cannot be read: not healthy
+                log.warning("/healthz: cannot read the state: %s", exc)
+                alive, facts = False, "the state cannot be read"
+            else:
+                self._facts = (time.monotonic(), facts)
         doc = {
             "version": JSON_VERSION,
             "status": "ok" if alive else "stopped",
             "instance": self._service.config.daemon.instance,
-            "facts": await self._service.facts(),
+            "facts": facts,
         }
         return web.json_response(doc, status=200 if alive else 503)
 
@@ -241,12 +223,12 @@ class Api:
         return web.json_response(await v1.watch(self._service.store, request.match_info["key"]))
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
-        status, doc = await v1.add(self._service, await _body(request))
+        status, doc = await v1.add(self._service, await _body(request), request[TOKEN].name)
         log.info("%s submitted %s", request[TOKEN].name, json.dumps(doc["watch"]["key"]))
         return web.json_response(doc, status=status)
 
     async def _cancel(self, request: web.Request) -> web.StreamResponse:
-        doc = await v1.cancel(self._service.store, request.match_info["key"])
+        doc = await v1.cancel(self._service, request.match_info["key"], request[TOKEN])
         log.info("%s cancelled %s", request[TOKEN].name, json.dumps(doc["cancelled"]))
         return web.json_response(doc)
 
@@ -263,31 +245,25 @@ class Api:
 
     # --- the page -------------------------------------------------------------------------
 
-    def _viewer(self, request: web.Request) -> tuple[bool, bool]:
-        """Whether the visitor may see the page, and whether by the sign-in cookie."""
-        header = "Authorization" in request.headers
-        if header or COOKIE in request.cookies:
-            with contextlib.suppress(v1.Refused):
-                self._token(request, "read", cookie=True)
-                return True, not header
-        return self._config.anonymous_read, False
-
     async def _index(self, request: web.Request) -> web.StreamResponse:
-        allowed, signed_in = self._viewer(request)
-        now = time.time()
-        if not allowed:
-            empty = {"version": JSON_VERSION, "watches": [], "instances": [], "silences": []}
-            response = _html(page.index(empty, now=now, sign_in=True))
+        viewer = self._access.viewer(request)
+        if not viewer.allowed:
+            response = _html(page.sign_in_page())
+        else:
+            query, now = request.query, time.time()
+            server, state = query.get("server") or None, query.get("state") or None
+            doc = await v1.watches(self._service.store, None, None)
+            signed_in = viewer.by_cookie
+            response = _html(
+                page.index(doc, server=server, state=state, now=now, signed_in=signed_in)
+            )
+        if viewer.stale_cookie:
             response.del_cookie(COOKIE, path="/")
-            return response
-        server, state = request.query.get("server") or None, request.query.get("state") or None
-        doc = await v1.watches(self._service.store, None, None)
-        html = page.index(doc, server=server, state=state, now=now, signed_in=signed_in)
-        return _html(html)
+        return response
 
     async def _watch_page(self, request: web.Request) -> web.StreamResponse:
-        if not self._viewer(request)[0]:
-            raise web.HTTPSeeOther("/")
+        if not self._access.viewer(request).allowed:
+            return _back_home()
         key = request.query.get("key", "")
         try:
             doc = await v1.watch(self._service.store, key)
@@ -296,38 +272,31 @@ class Api:
         return _html(page.watch(doc["watch"], doc["events"], now=time.time()))
 
     async def _sign_in(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (ValueError, LookupError):  # bytes of no charset, a charset of no name
+            raise v1.Refused(400, "the form cannot be read") from None
         given = form.get("token")
+        given = given.strip() if isinstance(given, str) else ""
+        if not self._access.sign_in(request, given):
+            return _html(page.sign_in_page(refused=True), status=401)
         response = _back_home()
-        client = self._client(request)
-        if (wait_s := self._limiter.blocked(client)) is not None:
-            raise _TooMany(math.ceil(wait_s))
-        if isinstance(given, str) and given.strip():
-            token = self._tokens.check(f"Bearer {given.strip()}")
-            if token is None or not Tokens.allows(token, "read"):
-                self._limiter.failed(client, token.name if token else None)
-            else:
-                response.set_cookie(
-                    COOKIE,
-                    given.strip(),
-                    httponly=True,
-                    samesite="Strict",
-                    secure=True,
-                    path="/",
-                    max_age=COOKIE_AGE_S,
-                )
+        response.set_cookie(
+            COOKIE,
+            given,
+            httponly=True,
+            samesite="Strict",
+            secure=True,
+            path="/",
+            max_age=COOKIE_AGE_S,
+        )
         return response
 
     async def _sign_out(self, request: web.Request) -> web.StreamResponse:
+        self._access.same_site(request)
         response = _back_home()
         response.del_cookie(COOKIE, path="/")
         return response
-
-
-class _TooMany(v1.Refused):
-    def __init__(self, after_s: int) -> None:
-        super().__init__(429, "too many failed attempts; try later")
-        self.after = str(max(after_s, 1))
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -338,7 +307,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise v1.Refused(413, f"the body is larger than {MAX_BODY // 1024} KiB") from None
     try:
         body = json.loads(raw)
-    except ValueError:  # bad JSON, or bytes that are not UTF-8
+    except (ValueError, RecursionError):  # bad JSON, bytes that are not UTF-8, or too deep
         raise v1.Refused(400, "the body is not JSON") from None
     if not isinstance(body, dict):
         raise v1.Refused(400, "the body must be a JSON object")

@@ -8,30 +8,48 @@ ones; what a client sends reaches the store and the engine only through the same
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Final, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from watcher import history
+from watcher.api.tokens import TokenConfig
 from watcher.config import Config
 from watcher.errors import ConfigError
 from watcher.report import JSON_VERSION, document, iso, matches, watch_entry
 from watcher.runner import submit
-from watcher.schema import check_duration, parse_duration
+from watcher.schema import Duration
 from watcher.stores import Sent, Silence, Store
 
-#: run ids and tasks a client may submit: no path separators, no ``..``, no control characters
-_ID: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@~+-]{0,199}$"
-#: names: printable, so none can forge a log line or a message's first line
-_NAME: Final = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 RECENT: Final = 50
 """How many of a watch's notifications its document lists."""
+MIN_INTERVAL_S: Final = 1.0
+"""The shortest first delay between polls a client may ask for (the remote system's sake)."""
 
-Id = Annotated[str, StringConstraints(pattern=_ID)]
-Name = Annotated[str, StringConstraints(pattern=_NAME.pattern)]
+
+def _printable(value: str) -> str:
+    """Text that cannot forge a log line or a message's first line."""
+    if not value.isprintable():
+        raise ValueError("must be printable text (no control, format or line-break characters)")
+    return value
+
+
+def _no_dots(value: str) -> str:
+    if ".." in value:
+        raise ValueError("must not hold '..'")
+    return value
+
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_printable)]
+#: run ids and tasks: no path separators, no ``..``, nothing a URL would have to escape
+Id = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@~+-]{0,199}$"),
+    AfterValidator(_no_dots),
+]
+Comment = Annotated[str, StringConstraints(max_length=500), AfterValidator(_printable)]
 
 
 class Service(Protocol):
@@ -46,29 +64,32 @@ class Service(Protocol):
     def submitted(self) -> None:
         """Claim what was just submitted, now rather than at the next tick."""
 
+    def configured(self, key: str) -> bool:
+        """Whether ``key`` is a watch of watches.toml (which stops by leaving it)."""
+
 
 class Submission(BaseModel):
     """``POST /api/v1/watches``: the fields of ``watcher submit``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    server: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    server: Text
     id: Id | None = None
     task: Id | None = None
-    name: Name | None = None
-    notify: list[Annotated[str, StringConstraints(max_length=200)]] | None = None
-    timeout: str | float | None = None
-    interval: str | float | None = None
+    name: Text | None = None
+    notify: list[Text] | None = None
+    timeout: Duration | None = None
+    interval: Annotated[Duration, Field(ge=MIN_INTERVAL_S)] | None = None
 
 
 class NewSilence(BaseModel):
     """``POST /api/v1/silences``: the fields of ``watcher silence``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    match: Annotated[str, StringConstraints(pattern=_NAME.pattern)]
-    for_: Annotated[str | float, Field(alias="for")]
-    comment: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{0,500}$")] = ""
+    match: Text
+    for_s: Annotated[Duration, Field(alias="for")]
+    comment: Comment = ""
 
 
 class Refused(Exception):
@@ -108,41 +129,52 @@ async def watch(store: Store, key: str) -> dict[str, Any]:
     return {"version": JSON_VERSION, "watch": entry, "events": [_sent(s) for s in sent]}
 
 
-async def add(service: Service, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
-    """Submit a run: 201 and the new watch, or 200 and the watch already watching it."""
-    given = Submission.model_validate(body)
-    settings = given.model_dump(exclude_none=True)
-    try:
-        added = await submit(service.config, service.store, settings, time.time())
+async def add(service: Service, body: Mapping[str, Any], by: str) -> tuple[int, dict[str, Any]]:
+    """Submit a run (``by``: the token's name, kept with it): 201 and the new watch; 200 and the
+    watch already watching it with the same settings (a retried CI step); 409 naming the
+    settings that differ from those it was submitted with."""
+    settings = Submission.model_validate(body).model_dump(exclude_none=True)
+    try:  # the id is one run: a comma, which would make it several, is no character of an Id
+        [(record, new)] = await submit(
+            service.config, service.store, {**settings, "by": by}, time.time()
+        )
     except ConfigError as exc:
         raise Refused(422, str(exc).removeprefix("submit: ")) from None
-    if len(added) != 1:
-        raise Refused(422, "id: names more than one run; submit one per request")
-    [(record, new)] = added
     if new:
         service.submitted()
+    else:
+        stored = (await service.store.submitted()).get(record.key)
+        if stored is not None and (differ := _differing(stored, settings)):
+            raise Refused(409, f"already watched with other settings: {', '.join(differ)}")
     current = (await service.store.load([record.key])).get(record.key, record)
     return (201 if new else 200), {"version": JSON_VERSION, "watch": watch_entry(current)}
 
 
-async def cancel(store: Store, key: str) -> dict[str, Any]:
-    """Stop a submitted watch; 404 if unknown, 409 if it is the configuration's own."""
-    if await store.cancel(key):
-        return {"version": JSON_VERSION, "cancelled": key}
-    if key not in await store.load([key]):
+def _differing(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
+    keys = ("name", "notify", "timeout", "interval")
+    return [key for key in keys if key in given and stored.get(key) != given[key]]
+
+
+async def cancel(service: Service, key: str, token: TokenConfig) -> dict[str, Any]:
+    """Stop a submitted watch: one this token submitted, or any with ``admin``. 200 also for
+    one already stopped (a retried step), 404 if unknown, 409 for one of watches.toml."""
+    store = service.store
+    stored = (await store.submitted()).get(key)
+    if stored is not None:
+        if token.scope != "admin" and stored.get("by") != token.name:
+            raise Refused(403, "submitted by another token: an admin token may cancel it")
+        await store.cancel(key)
+    elif service.configured(key):
+        raise Refused(409, "a watch of watches.toml stops by leaving it")
+    elif key not in await store.load([key]):
         raise Refused(404, "no watch with that key")
-    msg = "not a submitted watch that is still watched (one of watches.toml stops by leaving it)"
-    raise Refused(409, msg)
+    return {"version": JSON_VERSION, "cancelled": key}
 
 
 async def silence(store: Store, body: Mapping[str, Any], by: str) -> dict[str, Any]:
     """Record a silence; ``by`` (the token's name) is kept with its comment."""
     given = NewSilence.model_validate(body)
-    try:
-        for_s = check_duration(parse_duration(given.for_))
-    except ValueError as exc:
-        raise Refused(422, f"for: {exc}") from None
-    now = time.time()
+    for_s, now = given.for_s, time.time()
     comment = f"{given.comment} (by {by})" if given.comment else f"by {by}"
     silence_id = await store.silence(given.match, now + for_s, comment, now)
     [made] = [s for s in await store.silences(now) if s.id == silence_id]
@@ -157,7 +189,9 @@ async def silences(store: Store) -> dict[str, Any]:
 
 
 async def unsilence(store: Store, silence_id: str) -> dict[str, Any]:
-    if not silence_id.isdigit() or not await store.unsilence(int(silence_id)):
+    if not (silence_id.isascii() and silence_id.isdigit() and len(silence_id) < 19):
+        raise Refused(404, "no silence with that id")
+    if not await store.unsilence(int(silence_id)):
         raise Refused(404, "no silence with that id")
     return {"version": JSON_VERSION, "ended": int(silence_id)}
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Self
+from urllib.parse import quote
 
 from pydantic import SecretStr, model_validator
 
@@ -273,12 +274,14 @@ class ArcGis:
         return Observation(state=state, phase=Phase.RUNNING, memo=kept, discovered=new)
 
     async def _run(self, task: str, run_id: str) -> Run:
-        url = f"{self._config.url}/system/tasks/{task}/runs/{run_id}"
+        url = (
+            f"{self._config.url}/system/tasks/{quote(task, safe='')}/runs/{quote(run_id, safe='')}"
+        )
         return parse_run(await self._call(url, {}), f"GET {url}")
 
     async def _list(self, task: str) -> list[Run]:
         runs: list[Run] = []
-        start, url = 0, f"{self._config.url}/system/tasks/{task}/runs"
+        start, url = 0, f"{self._config.url}/system/tasks/{quote(task, safe='')}/runs"
         for _ in range(MAX_PAGES):
             data = await self._call(url, {"start": str(start)} if start else {})
             runs.extend(parse_runs(data, f"GET {url}"))

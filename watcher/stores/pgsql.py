@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # for annotations only: asyncpg is imported by watcher.stores
 
     Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_LOCK = 0x77617463_68657231  # pg_advisory_xact_lock key for creating the schema
 SYNC_LOCK = 0x77617463_68657232  # ... and for syncing the configured watches
 
@@ -45,11 +45,12 @@ CREATE TABLE IF NOT EXISTS watches (
     next_poll DOUBLE PRECISION, finished DOUBLE PRECISION, deadline DOUBLE PRECISION NOT NULL,
     polls INTEGER NOT NULL, attempt INTEGER NOT NULL, failures INTEGER NOT NULL,
     unreachable BOOLEAN NOT NULL, bad_replies INTEGER NOT NULL, memo TEXT NOT NULL,
-    overdue BOOLEAN NOT NULL DEFAULT FALSE, expect_s DOUBLE PRECISION,
-    expect_auto BOOLEAN NOT NULL DEFAULT FALSE,
+    overdue BOOLEAN NOT NULL DEFAULT FALSE,
     active BOOLEAN NOT NULL DEFAULT TRUE, origin TEXT NOT NULL DEFAULT 'config', settings TEXT,
     owner TEXT, lease_until TIMESTAMPTZ, fence BIGINT NOT NULL DEFAULT 0
 );
+ALTER TABLE watches ADD COLUMN IF NOT EXISTS expect_s DOUBLE PRECISION;
+ALTER TABLE watches ADD COLUMN IF NOT EXISTS expect_auto BOOLEAN NOT NULL DEFAULT FALSE;
 CREATE INDEX IF NOT EXISTS watches_due ON watches (next_poll) WHERE outcome IS NULL AND active;
 CREATE INDEX IF NOT EXISTS watches_parent ON watches (parent) WHERE parent IS NOT NULL;
 CREATE INDEX IF NOT EXISTS watches_owner ON watches (owner) WHERE owner IS NOT NULL;

@@ -1,6 +1,6 @@
 """The state file's schema, its statements, and rows to values and back (SQLite dialect).
 
-Version 3 of the schema: ``watches`` (one row per watch, with ``active`` for "the configuration
+Version 4 of the schema: ``watches`` (one row per watch, with ``active`` for "the configuration
 asks for it" and ``claimed`` for "a daemon holds it"; ``origin`` says whether the configuration
 gave it or it was submitted at run time, with its ``settings`` as JSON), ``outbox`` (one row per
 notification), ``meta`` (the digest of the configuration last synced) and ``instances`` (the
@@ -48,8 +48,6 @@ MIGRATE_TO_3 = """
 ALTER TABLE watches ADD COLUMN origin TEXT NOT NULL DEFAULT 'config';
 ALTER TABLE watches ADD COLUMN settings TEXT;
 ALTER TABLE watches ADD COLUMN overdue INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE watches ADD COLUMN expect_s REAL;
-ALTER TABLE watches ADD COLUMN expect_auto INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE outbox ADD COLUMN silenced INTEGER;
 ALTER TABLE outbox ADD COLUMN reminder INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE silences (
@@ -59,6 +57,11 @@ CREATE TABLE silences (
 CREATE TABLE instances (
     name TEXT PRIMARY KEY, started REAL NOT NULL, heartbeat REAL NOT NULL, version TEXT NOT NULL
 );
+"""
+
+MIGRATE_TO_4 = """
+ALTER TABLE watches ADD COLUMN expect_s REAL;
+ALTER TABLE watches ADD COLUMN expect_auto INTEGER NOT NULL DEFAULT 0;
 """
 
 RECORD_FIELDS = [f.name for f in fields(WatchRecord)]

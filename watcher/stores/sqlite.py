@@ -42,7 +42,7 @@ from watcher.stores.timing import Timings
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 CHECKPOINT_EVERY_S = 5.0
 FEW_KEYS = 100
 """``load`` of at most this many keys asks for them; more read the table once."""
@@ -73,8 +73,8 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
         )
         raise ConfigError(msg)
     if not readonly and version < SCHEMA_VERSION:
-        steps = [sql.TABLES, sql.MIGRATE_TO_2] if version < 2 else []
-        script = " ".join([*steps, sql.MIGRATE_TO_3, f"PRAGMA user_version = {SCHEMA_VERSION};"])
+        steps = [sql.TABLES, sql.MIGRATE_TO_2, sql.MIGRATE_TO_3, sql.MIGRATE_TO_4][version:]
+        script = " ".join([*steps, f"PRAGMA user_version = {SCHEMA_VERSION};"])
         conn.executescript(f"BEGIN; {script} COMMIT;")
     return conn
 

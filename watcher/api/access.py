@@ -1,0 +1,128 @@
+"""Who is asking: the client's address, the token a request carries, and the page's cookie.
+
+* Only ``Authorization: Bearer`` presents a token; another scheme (a proxy's basic auth) is as
+  if none was sent.
+* A valid token with the scope always passes. Only failures count towards the limit of their
+  client address, and only an address over it is refused (429), so a client guessing tokens
+  cannot lock out the valid clients behind the same NAT or proxy.
+* The page's cookie holds a token with the ``read`` scope alone (the sign-in form takes no
+  other), and authorises the page only: the API takes the header.
+* Behind ``trusted_proxies`` the client is the right-most ``X-Forwarded-For`` entry of all the
+  headers, which the nearest proxy wrote; one that is not an IP address is ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from watcher.api.tokens import ApiConfig, Limiter, Scope, TokenConfig, Tokens
+from watcher.api.v1 import Refused
+
+COOKIE: Final = "watcher_read"
+COOKIE_AGE_S: Final = 86400
+_SAME_SITE: Final = frozenset({"same-origin", "none"})
+
+
+class TooMany(Refused):
+    """429: the client address failed too often; ``after`` is the ``Retry-After`` value."""
+
+    def __init__(self, after_s: float) -> None:
+        super().__init__(429, "too many failed attempts; try later")
+        self.after = str(max(math.ceil(after_s), 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """What the page may show a visitor."""
+
+    allowed: bool
+    by_cookie: bool = False
+    stale_cookie: bool = False
+    """The visitor's cookie holds no valid read token (any more): it is deleted."""
+
+
+class Access:
+    """The checks of one listener; :meth:`reconfigure` swaps its tokens on a reload."""
+
+    def __init__(self, config: ApiConfig, limiter: Limiter) -> None:
+        self.limiter = limiter
+        self.reconfigure(config)
+
+    def reconfigure(self, config: ApiConfig) -> None:
+        self._config, self._tokens = config, Tokens(config.tokens)
+
+    def client(self, request: web.Request) -> str:
+        """The client's address (see the module docstring)."""
+        remote = request.remote or ""
+        if remote not in self._config.trusted_proxies:
+            return remote
+        hops = ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")
+        nearest = hops[-1].strip()
+        try:
+            return str(ipaddress.ip_address(nearest))
+        except ValueError:
+            return remote
+
+    def token(self, request: web.Request, needed: Scope, *, cookie: bool = False) -> TokenConfig:
+        """The token that authorises the request; :class:`Refused` 401, 403 or 429 if none."""
+        presented = bearer(request)
+        if presented is None and cookie:
+            presented = request.cookies.get(COOKIE)
+        token = self._tokens.check(f"Bearer {presented}") if presented else None
+        if token is not None and Tokens.allows(token, needed):
+            return token
+        client = self.client(request)
+        if (wait_s := self.limiter.blocked(client)) is not None:
+            raise TooMany(wait_s)
+        self.limiter.failed(client, token.name if token else None)
+        if token is None:
+            raise Refused(401, "a valid token is needed (Authorization: Bearer TOKEN)")
+        raise Refused(403, "this token may not do that")
+
+    def anonymous(self, request: web.Request) -> bool:
+        """A read without a token is let in: ``anonymous_read``, and no token was sent."""
+        return self._config.anonymous_read and bearer(request) is None
+
+    def viewer(self, request: web.Request) -> Viewer:
+        """Whether the page may be shown: a read token in the header or the cookie, or
+        ``anonymous_read``."""
+        kept = COOKIE in request.cookies
+        if bearer(request) is None and not kept:
+            return Viewer(self._config.anonymous_read)
+        try:
+            self.token(request, "read", cookie=True)
+        except TooMany:
+            return Viewer(self._config.anonymous_read)
+        except Refused:
+            return Viewer(self._config.anonymous_read, stale_cookie=kept)
+        return Viewer(True, by_cookie=bearer(request) is None)
+
+    def sign_in(self, request: web.Request, given: str) -> bool:
+        """Whether ``given`` is a token with the read scope alone (a wider one is never put in
+        a cookie); a wrong one counts as a failure. :class:`Refused` 403 for a form posted
+        from another site, 429 over the limit."""
+        self.same_site(request)
+        token = self._tokens.check(f"Bearer {given}") if given else None
+        if token is not None and token.scope == "read":
+            return True
+        client = self.client(request)
+        if (wait_s := self.limiter.blocked(client)) is not None:
+            raise TooMany(wait_s)
+        self.limiter.failed(client, token.name if token else None)
+        return False
+
+    def same_site(self, request: web.Request) -> None:
+        """:class:`Refused` 403 for a form another site posted (``Sec-Fetch-Site``)."""
+        if request.headers.get("Sec-Fetch-Site", "same-origin") not in _SAME_SITE:
+            raise Refused(403, "this form is posted from this page only")
+
+
+def bearer(request: web.Request) -> str | None:
+    """The token of ``Authorization: Bearer TOKEN``; ``None`` for none or another scheme."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
