@@ -399,6 +399,30 @@ def test_the_filters_are_a_plain_get_form_offering_what_is_present() -> None:
     assert found.first("button")["type"] == "submit"
 
 
+def test_a_long_list_shows_the_unfinished_first_and_says_how_many_it_left_out() -> None:
+    done = [
+        WatchRecord(
+            key=f"s//{i}",
+            name=f"done {i:03}",
+            server="s",
+            started=NOW - 600,
+            finished=NOW - 600 + i,
+            outcome=Outcome.SUCCEEDED,
+            deadline=NOW + 1e6,
+        )
+        for i in range(240)
+    ]
+    running = [
+        WatchRecord(key=f"s//r{i}", name=f"run {i}", server="s", started=NOW, deadline=NOW + 1e6)
+        for i in range(10)
+    ]
+    found = Read(page.index(document([*done, *running], []), now=NOW))
+    names = [row["watch"] for row in found.rows]
+    assert len(names) == page.MAX_ROWS and names[:10] == [f"run {i}" for i in range(10)]
+    assert names[10] == "done 239"  # then the latest to end
+    assert f"The first {page.MAX_ROWS} of 250 are listed" in found.text
+
+
 def test_instances_and_the_silences_in_force_are_shown() -> None:
     found = Read(page.index(make_doc(), now=NOW))
     assert "instances: host-a (up 2h, heartbeat 5s ago), host-b (up 1h, heartbeat 12s ago)" in (

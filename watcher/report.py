@@ -117,6 +117,19 @@ def matches(entry: Mapping[str, Any], server: str | None, state: str | None) -> 
     return state in (entry["outcome"], entry["phase"], standing(entry))
 
 
+def silence_entry(
+    match: str, until: float, comment: str, created: float, id: int
+) -> dict[str, Any]:
+    """One silence of the documents (``status --json``, the API)."""
+    return {
+        "id": id,
+        "match": match,
+        "until": iso(until),
+        "comment": comment,
+        "created": iso(created),
+    }
+
+
 def document(
     records: Iterable[WatchRecord],
     pending: Iterable[Note],

@@ -14,14 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from watcher import history, statefile
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
 from watcher.notify import describe_target
-from watcher.report import document, plural
+from watcher.report import document, plural, silence_entry
 from watcher.schema import format_duration
-from watcher.stores import Silence, open_store
+from watcher.stores import Silence, Store, open_store
 from watcher.stores.sql import HELD_BACK, SILENCE_COLS
 from watcher.stores.sqlite import connect, read_snapshot
 
@@ -164,17 +165,7 @@ def show(state: str, *, as_json: bool = False) -> int:
     except (sqlite3.Error, ConfigError) as exc:
         print(f"cannot read {statefile.describe(state)}: {exc}")
         return 1
-    if as_json:
-        doc = document(
-            view.records,
-            view.pending,
-            holders=view.holders,
-            instances=view.instances,
-            held_back=view.held_back,
-        )
-        text = json.dumps(doc, indent=2)
-    else:
-        text = render(view, time.time())
+    text = json.dumps(json_document(view), indent=2) if as_json else render(view, time.time())
     print(statefile.without_password(text, state))
     return 0
 
@@ -197,12 +188,40 @@ def _state_file(path: str) -> View:
     return View(records, pending, holders, instances, silences, held_back)
 
 
+def json_document(view: View) -> dict[str, Any]:
+    """The ``status --json`` document (the API's too): the watches, instances and silences."""
+    doc = document(
+        view.records,
+        view.pending,
+        holders=view.holders,
+        instances=view.instances,
+        held_back=view.held_back,
+    )
+    doc["silences"] = [
+        silence_entry(s.match, s.until, s.comment, s.created, s.id) for s in view.silences
+    ]
+    return doc
+
+
+async def read_view(state: str, store: Store) -> View:
+    """The view of a running daemon's ``state``, kept off its event loop where it can be: a
+    state file through a read-only connection of its own, in a thread (as ``watcher status``
+    reads it); a database through ``store``, whose driver does not block."""
+    if state.startswith(statefile.DATABASE_URL_PREFIXES):
+        return await _from(store)
+    return await asyncio.to_thread(_state_file, state)
+
+
 async def _database(url: str) -> View:
     store = await open_store(url, instance="watcher status", client=True)
     try:
-        records, pending = await store.snapshot()
-        holders, instances = await store.holders(), await store.instances()
-        silences, held_back = await store.silences(time.time()), await store.held_back()
-        return View(records, pending, holders, instances, silences, held_back)
+        return await _from(store)
     finally:
         await store.close()
+
+
+async def _from(store: Store) -> View:
+    records, pending = await store.snapshot()
+    holders, instances = await store.holders(), await store.instances()
+    silences, held_back = await store.silences(time.time()), await store.held_back()
+    return View(records, pending, holders, instances, silences, held_back)

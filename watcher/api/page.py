@@ -60,6 +60,9 @@ STATES: Final = ("running", "waiting", "unreachable", "overdue")
 
 EXCERPT: Final = 160
 """The most characters of a watch's detail the index shows; its own page shows all."""
+MAX_ROWS: Final = 200
+"""The page lists at most this many watches (the unfinished first): 10,000 rows would be 8 MiB
+of HTML that no one reads, rendered every refresh; the filters and the API reach the rest."""
 
 _TONES: Final = frozenset({"running", "waiting", *Outcome})
 
@@ -147,6 +150,12 @@ def _in_force(silences: Iterable[Mapping[str, Any]], now: float) -> list[Mapping
     return [s for s in silences if (_seconds(s["until"]) or 0.0) > now]
 
 
+def _unfinished_first(entry: Mapping[str, Any]) -> tuple[bool, float]:
+    """Open watches first, then the latest to end (a sort is stable: by name within)."""
+    ended = _seconds(entry["finished"])
+    return entry["outcome"] is not None, -(ended or 0.0)
+
+
 def _render(template: str, now: float | None = None, **values: Any) -> str:
     """``now`` (when given) goes to the page's footer as an ISO time."""
     if now is not None:
@@ -182,7 +191,8 @@ def index(
     if sign_in:
         return sign_in_page()
     watches = doc["watches"]
-    rows = [_row(w, now) for w in watches if matches(w, server, state)]
+    chosen = sorted((w for w in watches if matches(w, server, state)), key=_unfinished_first)
+    rows = [_row(w, now) for w in chosen[:MAX_ROWS]]
     servers, states = _options(watches)
     return _render(
         "index.html",
@@ -198,6 +208,7 @@ def index(
         silences=_in_force(doc.get("silences", ()), now),
         refresh_s=max(int(refresh_s), 1),
         signed_in=signed_in,
+        matched=len(chosen),
     )
 
 

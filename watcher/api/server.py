@@ -216,11 +216,11 @@ class Api:
 
     async def _watches(self, request: web.Request) -> web.StreamResponse:
         query = request.query
-        doc = await v1.watches(self._service.store, query.get("server"), query.get("state"))
+        doc = await v1.watches(self._service, query.get("server"), query.get("state"))
         return web.json_response(doc)
 
     async def _watch(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(await v1.watch(self._service.store, request.match_info["key"]))
+        return web.json_response(await v1.watch(self._service, request.match_info["key"]))
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
         status, doc = await v1.add(self._service, await _body(request), request[TOKEN].name)
@@ -252,7 +252,7 @@ class Api:
         else:
             query, now = request.query, time.time()
             server, state = query.get("server") or None, query.get("state") or None
-            doc = await v1.watches(self._service.store, None, None)
+            doc = await v1.watches(self._service, None, None)
             signed_in = viewer.by_cookie
             response = _html(
                 page.index(doc, server=server, state=state, now=now, signed_in=signed_in)
@@ -266,7 +266,7 @@ class Api:
             return _back_home()
         key = request.query.get("key", "")
         try:
-            doc = await v1.watch(self._service.store, key)
+            doc = await v1.watch(self._service, key)
         except v1.Refused:
             return _html(page.not_found(key), status=404)
         return _html(page.watch(doc["watch"], doc["events"], now=time.time()))

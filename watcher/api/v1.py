@@ -8,6 +8,7 @@ ones; what a client sends reaches the store and the engine only through the same
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Final, Protocol
@@ -18,9 +19,10 @@ from watcher import history
 from watcher.api.tokens import TokenConfig
 from watcher.config import Config
 from watcher.errors import ConfigError
-from watcher.report import JSON_VERSION, document, iso, matches, watch_entry
+from watcher.report import JSON_VERSION, iso, matches, silence_entry, watch_entry
 from watcher.runner import submit
 from watcher.schema import Duration
+from watcher.status import json_document, read_view
 from watcher.stores import Sent, Silence, Store
 
 RECENT: Final = 50
@@ -100,32 +102,30 @@ class Refused(Exception):
         self.status = status
 
 
-async def watches(store: Store, server: str | None, state: str | None) -> dict[str, Any]:
-    """The ``status --json`` document, with the silences in force; ``server`` and ``state``
-    keep only the watches that match (see :func:`watcher.report.matches`)."""
-    records, pending = await store.snapshot()
-    doc = document(
-        records,
-        pending,
-        holders=await store.holders(),
-        instances=await store.instances(),
-        held_back=await store.held_back(),
-    )
+async def watches(service: Service, server: str | None, state: str | None) -> dict[str, Any]:
+    """The ``status --json`` document; ``server`` and ``state`` keep only the watches that
+    match (see :func:`watcher.report.matches`). Read and built off the daemon's event loop
+    where it can be (see :func:`watcher.status.read_view`): 10,000 watches take a few hundred
+    milliseconds that polls would otherwise wait for."""
+    view = await read_view(service.config.daemon.state, service.store)
+    doc = await asyncio.to_thread(json_document, view)
     doc["watches"] = [w for w in doc["watches"] if matches(w, server, state)]
-    doc["silences"] = [silence_entry(s) for s in await store.silences(time.time())]
     return doc
 
 
-async def watch(store: Store, key: str) -> dict[str, Any]:
+async def watch(service: Service, key: str) -> dict[str, Any]:
     """One watch's document with its latest notifications; :class:`Refused` 404 if unknown."""
+    store = service.store
     record = (await store.load([key])).get(key)
     if record is None:
         raise Refused(404, "no watch with that key")
-    earlier = history.durations((await store.load()).values()).get(history.family_of(record), [])
-    entry = watch_entry(record, (), earlier, (await store.held_back()).get(key, 0))
+    view = await read_view(service.config.daemon.state, store)
+    taken = await asyncio.to_thread(history.durations, view.records)
+    entry = watch_entry(record, (), taken.get(history.family_of(record), []))
+    entry["held_back"] = view.held_back.get(key, 0)
+    entry["held_by"] = view.holders.get(key)
     sent = await store.sent(key, RECENT)
     entry["undelivered"] = [_sent(s) for s in sent if s.delivered is None]
-    entry["held_by"] = (await store.holders()).get(key)
     return {"version": JSON_VERSION, "watch": entry, "events": [_sent(s) for s in sent]}
 
 
@@ -178,13 +178,13 @@ async def silence(store: Store, body: Mapping[str, Any], by: str) -> dict[str, A
     comment = f"{given.comment} (by {by})" if given.comment else f"by {by}"
     silence_id = await store.silence(given.match, now + for_s, comment, now)
     [made] = [s for s in await store.silences(now) if s.id == silence_id]
-    return {"version": JSON_VERSION, "silence": silence_entry(made)}
+    return {"version": JSON_VERSION, "silence": _silence(made)}
 
 
 async def silences(store: Store) -> dict[str, Any]:
     return {
         "version": JSON_VERSION,
-        "silences": [silence_entry(s) for s in await store.silences(time.time())],
+        "silences": [_silence(s) for s in await store.silences(time.time())],
     }
 
 
@@ -196,14 +196,8 @@ async def unsilence(store: Store, silence_id: str) -> dict[str, Any]:
     return {"version": JSON_VERSION, "ended": int(silence_id)}
 
 
-def silence_entry(silence: Silence) -> dict[str, Any]:
-    return {
-        "id": silence.id,
-        "match": silence.match,
-        "until": iso(silence.until),
-        "comment": silence.comment,
-        "created": iso(silence.created),
-    }
+def _silence(silence: Silence) -> dict[str, Any]:
+    return silence_entry(silence.match, silence.until, silence.comment, silence.created, silence.id)
 
 
 def _sent(sent: Sent) -> dict[str, Any]:
