@@ -1,7 +1,11 @@
 """The HTTP front door beside the daemon (``[api]``): the JSON API, its tokens and the status page.
 
-* :mod:`watcher.api.tokens`: ``[[api.tokens]]``, their scopes, constant-time checks and the limit
-  on failed attempts per client address.
-* :mod:`watcher.api.page`: the server-rendered status page at ``/``.
-* :mod:`watcher.api.server`: the routes, the limits on what a client may send, and the listener.
+* :mod:`watcher.api.tokens`: ``[api]`` and ``[[api.tokens]]``, their scopes, constant-time
+  checks and the limit on failed attempts per client address.
+* :mod:`watcher.api.access`: who is asking: the client's address, the token a request carries,
+  the page's cookie.
+* :mod:`watcher.api.v1`: ``/api/v1``: the documents of ``status --json``, submissions and
+  silences, with the models that check what a client sends.
+* :mod:`watcher.api.page` renders the status page; :mod:`watcher.api.site` serves it.
+* :mod:`watcher.api.server`: the routes, the limits on what a client may send, the listener.
 """

@@ -32,7 +32,8 @@ from pydantic import ValidationError
 
 from watcher.address import parse_address
 from watcher.api import page, v1
-from watcher.api.access import COOKIE, COOKIE_AGE_S, Access, TooMany
+from watcher.api.access import Access, TooMany
+from watcher.api.site import Site
 from watcher.api.tokens import ApiConfig, Limiter, Scope, TokenConfig
 from watcher.errors import ConfigError
 from watcher.metrics import Metrics
@@ -92,12 +93,7 @@ class Api:
         r.add_get("/api/v1/silences", self._guard("read", self._silences))
         r.add_post("/api/v1/silences", self._guard("admin", self._silence))
         r.add_delete("/api/v1/silences/{id}", self._guard("admin", self._unsilence))
-        r.add_get("/", self._index)
-        r.add_get("/watch", self._watch_page)
-        r.add_post("/sign-in", self._sign_in)
-        r.add_post("/sign-out", self._sign_out)
-        r.add_get("/page.css", _static(page.CSS, "text/css"))
-        r.add_get("/favicon.ico", _static(page.FAVICON, page.FAVICON_TYPE))
+        Site(self._access, self._service).routes(r)
         if self._metrics is not None:
             r.add_get("/metrics", self._guard("read", self._metrics.scrape))
         return app
@@ -243,61 +239,6 @@ class Api:
     async def _unsilence(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(await v1.unsilence(self._service.store, request.match_info["id"]))
 
-    # --- the page -------------------------------------------------------------------------
-
-    async def _index(self, request: web.Request) -> web.StreamResponse:
-        viewer = self._access.viewer(request)
-        if not viewer.allowed:
-            response = _html(page.sign_in_page())
-        else:
-            query, now = request.query, time.time()
-            server, state = query.get("server") or None, query.get("state") or None
-            doc = await v1.watches(self._service, None, None)
-            signed_in = viewer.by_cookie
-            response = _html(
-                page.index(doc, server=server, state=state, now=now, signed_in=signed_in)
-            )
-        if viewer.stale_cookie:
-            response.del_cookie(COOKIE, path="/")
-        return response
-
-    async def _watch_page(self, request: web.Request) -> web.StreamResponse:
-        if not self._access.viewer(request).allowed:
-            return _back_home()
-        key = request.query.get("key", "")
-        try:
-            doc = await v1.watch(self._service, key)
-        except v1.Refused:
-            return _html(page.not_found(key), status=404)
-        return _html(page.watch(doc["watch"], doc["events"], now=time.time()))
-
-    async def _sign_in(self, request: web.Request) -> web.StreamResponse:
-        try:
-            form = await request.post()
-        except (ValueError, LookupError):  # bytes of no charset, a charset of no name
-            raise v1.Refused(400, "the form cannot be read") from None
-        given = form.get("token")
-        given = given.strip() if isinstance(given, str) else ""
-        if not self._access.sign_in(request, given):
-            return _html(page.sign_in_page(refused=True), status=401)
-        response = _back_home()
-        response.set_cookie(
-            COOKIE,
-            given,
-            httponly=True,
-            samesite="Strict",
-            secure=True,
-            path="/",
-            max_age=COOKIE_AGE_S,
-        )
-        return response
-
-    async def _sign_out(self, request: web.Request) -> web.StreamResponse:
-        self._access.same_site(request)
-        response = _back_home()
-        response.del_cookie(COOKIE, path="/")
-        return response
-
 
 async def _body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object; :class:`v1.Refused` 413, 400 otherwise."""
@@ -314,24 +255,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _back_home() -> web.Response:
-    """303 to the page: a form posted without JavaScript lands back on it."""
-    return web.Response(status=303, headers={"Location": "/"})
-
-
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
-
-
-def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
-
-
-def _static(body: bytes, content_type: str) -> Handler:
-    async def serve(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=body, content_type=content_type)
-
-    return serve
 
 
 async def _headers(request: web.Request, response: web.StreamResponse) -> None:
