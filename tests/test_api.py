@@ -127,6 +127,7 @@ async def test_tokens_scopes_and_what_a_client_may_send(
         assert nobody[0] == wrong[0] == 401 and nobody[1] == wrong[1]  # neither says which
         assert wrong[2]["WWW-Authenticate"] == "Bearer"
         assert (await said(url, "GET", "/api/v1/watches", READ))[0] == 200
+        assert (await said(url, "GET", "/api/v1/watches?limit=0", READ))[0] == 422
         run = {"server": "gov", "id": "5733", "name": "nightly"}
         assert (await said(url, "POST", "/api/v1/watches", READ, json=run))[0] == 403
 
@@ -162,6 +163,10 @@ async def test_tokens_scopes_and_what_a_client_may_send(
 
         long = {"server": "gov", "id": "77"}
         assert (await said(url, "POST", "/api/v1/watches", SUBMIT, json=long))[0] == 201
+        await asyncio.sleep(1.0)  # past the second a listing is shared for
+        status, listed, _ = await said(url, "GET", "/api/v1/watches?limit=1", READ)
+        assert [w["key"] for w in listed["watches"]] == ["gov//77"]  # the unfinished first
+        assert listed["matched"] == 2 and listed["counts"] == {"running": 1, "succeeded": 1}
         assert (await said(url, "DELETE", "/api/v1/watches/gov//77", SUBMIT))[0] == 200
         assert (await said(url, "DELETE", "/api/v1/watches/gov//77", SUBMIT))[0] == 200  # again
         assert (await said(url, "DELETE", "/api/v1/watches/gov//nope", SUBMIT))[0] == 404

@@ -116,7 +116,10 @@ def config(folder: Path, state: str, hook: str, url: str, ids: list[str] | None 
 
 
 class Instance:
-    """One `watcher run` process, named ``name`` among the instances."""
+    """One `watcher run` process, named ``name`` among the instances; every one still running
+    when its test ends is killed (:func:`no_instance_outlives_its_test`)."""
+
+    running: list[Instance] = []
 
     def __init__(self, folder: Path, path: Path, name: str) -> None:
         self.name, self.log = name, folder / f"{name}.log"
@@ -135,6 +138,7 @@ class Instance:
                 stderr=log,
                 env=env,
             )
+        Instance.running.append(self)
         return self
 
     def signal(self, sig: int) -> None:
@@ -149,16 +153,19 @@ class Instance:
         return await asyncio.wait_for(self.process.wait(), 20)
 
 
+@pytest.fixture(autouse=True)
+async def no_instance_outlives_its_test() -> AsyncIterator[None]:
+    yield
+    while Instance.running:
+        process = Instance.running.pop().process
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 @asynccontextmanager
 async def instances(folder: Path, path: Path, *names: str) -> AsyncIterator[list[Instance]]:
-    started = [await Instance(folder, path, name).start() for name in names]
-    try:
-        yield started
-    finally:
-        for instance in started:
-            if instance.process is not None and instance.process.returncode is None:
-                instance.process.kill()
-                await instance.process.wait()
+    yield [await Instance(folder, path, name).start() for name in names]
 
 
 async def until(check: Callable[[], object], timeout_s: float, what: str) -> None:

@@ -298,8 +298,11 @@ def test_the_table_has_a_head_of_column_headers() -> None:
 def test_the_summary_counts_watches_by_where_they_stand() -> None:
     found = Read(page.index(make_doc(), now=NOW))
     assert "10 watches: 2 running, 1 waiting, 5 succeeded, 1 failed, 1 cancelled" in found.text
-    assert page.summary([]) == "no watches yet"
-    assert page.summary([make_doc()["watches"][0]]) == "1 watch: 1 running"
+    assert page.summary({}) == page.summary({"running": 0}) == "no watches yet"
+    assert page.summary({"running": 1}) == "1 watch: 1 running"
+    assert page.summary({"failed": 1, "running": 2, "pending": 1}) == (
+        "4 watches: 2 running, 1 pending, 1 failed"
+    )
 
 
 def test_a_hostile_name_and_detail_are_text_not_markup() -> None:

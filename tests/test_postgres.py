@@ -161,6 +161,27 @@ async def test_a_notification_taken_over_is_delivered_once_by_its_new_holder(pg_
         assert (delivered, attempts) == (2.0, 1)
 
 
+async def test_an_instance_frozen_inside_a_transaction_loses_its_locks_after_a_lease(
+    pg_url: str,
+) -> None:
+    async with instances(pg_url, "a", "b") as (a, b):
+        await a.save(record("w"), [note("w")])
+        [mine] = await a.due(NOW, 10)
+        frozen = await a._pool.acquire()  # a stops mid-transaction, holding the note's row
+        await frozen.execute("BEGIN; SELECT 1 FROM outbox FOR UPDATE")
+        theirs: list[Any] = []
+
+        async def b_has_it() -> bool:
+            await b.renew()
+            theirs.extend(await b.due(NOW, 10))
+            return bool(theirs)
+
+        await until(b_has_it, timeout_s=LEASE_S * 3)  # not skipped for as long as a sleeps
+        assert theirs[0].id == mine.id
+        with contextlib.suppress(Exception):  # the server ended that session
+            await a._pool.release(frozen)
+
+
 async def test_retry_now_leaves_notifications_someone_holds_alone(pg_url: str) -> None:
     async with instances(pg_url, "a", "b", lease_s=30.0) as (a, b):
         await a.save(record("w"), [note("w"), note("w", channel="other")])

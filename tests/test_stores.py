@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from watcher.models import Event, Note, Outcome, WatchRecord
+from watcher.report import document, matches
 from watcher.stores import Configured, Store, open_store, sql
 from watcher.stores.sqlite import SqliteStore
 
@@ -263,6 +264,43 @@ async def test_a_watchs_notifications_are_listed_newest_first(store: Store) -> N
         None,
     )
     assert len(await store.sent("w", 1)) == 1 and await store.sent("v", 10) == []
+
+
+LISTED = [
+    record("a", name="a", server="gov", state="Running", phase="running"),
+    record("b", name="b", server="gov", state="New", phase="pending", unreachable=True),
+    record("c", name="c", server="gis", overdue=True, phase="running"),
+    record("d", name="d", server="gis"),  # not answered yet
+    record("e", name="e", server="gov", outcome=Outcome.FAILED, phase="failed", finished=50.0),
+    record("f", name="f", server="gis", outcome=Outcome.SUCCEEDED, finished=70.0, started=10.0),
+    record("g", name="g", server="gov", outcome=Outcome.SUCCEEDED, finished=60.0, started=30.0),
+]
+
+
+STATES = [None, "running", "waiting", "pending", "unreachable", "overdue", "failed", "succeeded"]
+
+
+@pytest.mark.parametrize("server", [None, "gov", "gis", "nope"])
+@pytest.mark.parametrize("standing", STATES)
+async def test_a_listing_filters_as_the_page_does_and_shows_the_unfinished_first(
+    store: Store, server: str | None, standing: str | None
+) -> None:
+    await store.sync(Configured.of(LISTED))
+    await store.save((await claim_all(store))["a"], [note("a")])
+    found = await store.listing(server, standing, 3)
+    entries = document(LISTED, [])["watches"]
+    wanted = [e["key"] for e in entries if matches(e, server, standing)]
+    finished = {r.key: r.finished for r in LISTED}
+    order = sorted(wanted, key=lambda k: (finished[k] is not None, -(finished[k] or 0), k))
+    assert [r.key for r in found.records] == order[:3] and found.matched == len(wanted)
+    assert found.servers == ["gis", "gov"] and sum(found.counts.values()) == len(LISTED)
+    shown = {r.key for r in found.records}
+    assert [n.watch for n in found.pending] == (["a"] if "a" in shown else [])
+
+
+async def test_the_runs_that_succeeded_are_listed_with_their_durations(store: Store) -> None:
+    await store.sync(Configured.of(LISTED))
+    assert sorted(await store.succeeded()) == [("gis", None, "f", 60.0), ("gov", None, "g", 30.0)]
 
 
 async def test_an_expectation_is_kept_with_the_record(store: Store) -> None:

@@ -112,6 +112,7 @@ class Daemon:
         self.api: Api | None = None
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._renewing: asyncio.Task[None] | None = None
         self._jobs: Any = None  # APScheduler, imported only when a daemon runs
 
     @property
@@ -220,7 +221,7 @@ class Daemon:
         self._jobs.add_job(_on_loop(self.engine.tick), "interval", seconds=CLAIM_EVERY_S)
         self._jobs.add_job(self._status_update, "interval", seconds=STATUS_EVERY_S)
         renew_every = self.config.daemon.lease / 3  # two renewals may fail before a lease runs out
-        self._jobs.add_job(self._renew, "interval", seconds=renew_every)
+        self._jobs.add_job(_on_loop(self._renewal), "interval", seconds=renew_every)
         if (every := watchdog_interval()) is not None:
             self.notifier.watchdog()
             self._jobs.add_job(_on_loop(self.notifier.watchdog), "interval", seconds=every)
@@ -270,6 +271,8 @@ class Daemon:
             await self.api.close()
         if self._jobs is not None and self._jobs.running:
             self._jobs.shutdown(wait=False)
+        if self._renewing is not None:
+            self._renewing.cancel()
         await self.engine.stop(STOP_GRACE_S)
         if self.options.once and not self.stop.is_set():
             await self._settle()
@@ -300,12 +303,8 @@ class Daemon:
         except ConfigError as exc:
             raise ConfigError(f"{self._where}{exc}") from None
         scheme = "https" if self.config.api.cert_file else "http"
-        log.info(
-            "API and status page on %s://%s (port %d)",
-            scheme,
-            self.config.api.listen,
-            self.api.port,
-        )
+        host = self.config.api.listen.rsplit(":", 1)[0]  # the port may have been 0
+        log.info("API and status page on %s://%s:%d/", scheme, host, self.api.port)
 
     async def _relisten(self, config: Config) -> None:
         """A reload: the listener takes the new tokens, or stops when ``[api]`` is gone."""
@@ -391,6 +390,12 @@ class Daemon:
         if not self._store.lease_ok:
             line += "; leases lapsed: claiming and delivering wait for the database"
         return line
+
+    def _renewal(self) -> None:
+        """Renew, unless a renewal still waits for the database: one at a time, and no word
+        for each one skipped (the store says once that leases are at risk)."""
+        if self._renewing is None or self._renewing.done():
+            self._renewing = asyncio.get_running_loop().create_task(self._renew())
 
     async def _renew(self) -> None:
         try:

@@ -146,6 +146,8 @@ What to try next:
   watcher notify-test CHANNEL    sends a test notification through one channel
   watcher wait SERVER ID         in a CI step: waits for one run, notifies, exits 0/1/3
   watcher run -c my.toml         as a service: see systemd/watcher.service and README.md
+  [api] in my.toml               uncomment it, run, and open http://127.0.0.1:9477/: the status
+                                 page, and the API a CI step hands its runs to (README.md)
 """
 
 

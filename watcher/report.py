@@ -138,15 +138,17 @@ def document(
     holders: Mapping[str, str] | None = None,
     instances: Sequence[tuple[str, float, float]] = (),
     held_back: Mapping[str, int] | None = None,
+    taken: Mapping[tuple[str, str], Sequence[float]] | None = None,
 ) -> dict[str, Any]:
     """The ``--json`` document: every watch with its undelivered notifications; ``exit_code``
     for `wait` and `run --once`; ``instances`` and each watch's ``held_by`` for `status`;
-    ``held_back``: how many notifications of each watch silences held back."""
+    ``held_back``: how many notifications of each watch silences held back; ``taken``: the
+    durations of earlier runs by family, when ``records`` are not all of them."""
     notes: dict[str, list[Note]] = {}
     for note in pending:
         notes.setdefault(note.watch, []).append(note)
     records = list(records)
-    taken = history.durations(records)
+    taken = history.durations(records) if taken is None else taken
     watches = []
     for record in records:
         earlier = taken.get(history.family_of(record), [])

@@ -203,15 +203,6 @@ def json_document(view: View) -> dict[str, Any]:
     return doc
 
 
-async def read_view(state: str, store: Store) -> View:
-    """The view of a running daemon's ``state``, kept off its event loop where it can be: a
-    state file through a read-only connection of its own, in a thread (as ``watcher status``
-    reads it); a database through ``store``, whose driver does not block."""
-    if state.startswith(statefile.DATABASE_URL_PREFIXES):
-        return await _from(store)
-    return await asyncio.to_thread(_state_file, state)
-
-
 async def _database(url: str) -> View:
     store = await open_store(url, instance="watcher status", client=True)
     try:

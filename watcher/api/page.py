@@ -104,14 +104,15 @@ def web_link(link: str | None) -> str | None:
     return link if parts.scheme.lower() in ("http", "https") and parts.netloc else None
 
 
-def summary(watches: Sequence[Mapping[str, Any]]) -> str:
-    """``12 watches: 3 running, 8 succeeded, 1 failed``."""
-    if not watches:
+def summary(counts: Mapping[str, int]) -> str:
+    """``12 watches: 3 running, 8 succeeded, 1 failed`` from the count of each state."""
+    left = {state: n for state, n in counts.items() if n}
+    if not left:
         return "no watches yet"
-    counts = Counter(standing(w) for w in watches)
-    order = ["running", "waiting", *Outcome, *sorted(counts)]
-    parts = [f"{counts.pop(s)} {s}" for s in order if s in counts]
-    head = "1 watch" if len(watches) == 1 else f"{len(watches)} watches"
+    total = sum(left.values())
+    order = ["running", "pending", "waiting", "unknown", *Outcome, *sorted(left)]
+    parts = [f"{left.pop(s)} {s}" for s in order if s in left]
+    head = "1 watch" if total == 1 else f"{total} watches"
     return f"{head}: {', '.join(parts)}"
 
 
@@ -133,10 +134,9 @@ def _row(entry: Mapping[str, Any], now: float) -> dict[str, Any]:
     }
 
 
-def _options(watches: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
-    """The servers present, and the states to filter by: :data:`STATES`, then outcomes present."""
-    outcomes = {w["outcome"] for w in watches}
-    return sorted({w["server"] for w in watches}), [*STATES, *(o for o in Outcome if o in outcomes)]
+def _states(counts: Mapping[str, int]) -> list[str]:
+    """The states to filter by: :data:`STATES`, then the outcomes present."""
+    return [*STATES, *(o for o in Outcome if counts.get(o))]
 
 
 def _instances(instances: Iterable[Mapping[str, Any]], now: float) -> list[str]:
@@ -173,11 +173,15 @@ def index(
     sign_in: bool = False,
     signed_in: bool = False,
 ) -> str:
-    """The page at ``/``: every watch of ``doc`` that passes the filters, one row each.
+    """The page at ``/``: the watches of ``doc`` that pass the filters, one row each (at most
+    :data:`MAX_ROWS`, the unfinished first).
 
     Args:
         doc: the ``status --json`` document (:func:`watcher.report.document` with ``holders``
             and ``instances``) plus ``"silences"``: ``[{"id", "match", "until", "comment"}]``.
+            A listing of a store (``GET /api/v1/watches``) also carries ``counts`` (every
+            watch by state), ``servers`` and ``matched`` (how many pass its filters), and may
+            hold only the watches shown.
         server: show only this server's watches (from the query string; empty shows all).
         state: show only watches in this state (see :func:`matches`).
         now: the Unix time of the page (durations of running watches, silences in force).
@@ -193,22 +197,23 @@ def index(
     watches = doc["watches"]
     chosen = sorted((w for w in watches if matches(w, server, state)), key=_unfinished_first)
     rows = [_row(w, now) for w in chosen[:MAX_ROWS]]
-    servers, states = _options(watches)
+    counts = doc.get("counts") or Counter(standing(w) for w in watches)
+    servers = doc.get("servers") or sorted({w["server"] for w in watches})
     return _render(
         "index.html",
         now,
         rows=rows,
-        total=len(watches),
-        summary=summary(watches),
+        total=sum(counts.values()),
+        summary=summary(counts),
         servers=servers,
-        states=states,
+        states=_states(counts),
         server=server or "",
         state=state or "",
         instances=_instances(doc.get("instances", ()), now),
         silences=_in_force(doc.get("silences", ()), now),
         refresh_s=max(int(refresh_s), 1),
         signed_in=signed_in,
-        matched=len(chosen),
+        matched=doc.get("matched", len(chosen)),
     )
 
 

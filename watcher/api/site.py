@@ -7,9 +7,9 @@ is a POST answered with a 303, so all of it works without JavaScript (the page h
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -19,12 +19,22 @@ from watcher.api.access import COOKIE, COOKIE_AGE_S, Access
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class Views(Protocol):
+    """The documents the page shows (the listener's, shared among those who ask at once)."""
+
+    async def listing(self, server: str | None, state: str | None, limit: int) -> dict[str, Any]:
+        """:func:`watcher.api.v1.watches`."""
+
+    async def one(self, key: str) -> dict[str, Any]:
+        """:func:`watcher.api.v1.watch`."""
+
+
 class Site:
     """The page's handlers, reading through ``service`` and checked by ``access``."""
 
-    def __init__(self, access: Access, service: v1.Service) -> None:
+    def __init__(self, access: Access, views: Views) -> None:
         self._access = access
-        self._service = service
+        self._views = views
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/", self.index)
@@ -41,10 +51,8 @@ class Site:
         else:
             query, now = request.query, time.time()
             server, state = query.get("server") or None, query.get("state") or None
-            doc = await v1.watches(self._service, None, None)
-            shown = await asyncio.to_thread(  # 200 rows: some milliseconds polls need not wait
-                page.index, doc, server=server, state=state, now=now, signed_in=viewer.by_cookie
-            )
+            doc = await self._views.listing(server, state, page.MAX_ROWS)
+            shown = page.index(doc, server=server, state=state, now=now, signed_in=viewer.by_cookie)
             response = _html(shown)
         if viewer.stale_cookie:
             response.del_cookie(COOKIE, path="/")
@@ -55,7 +63,7 @@ class Site:
             return _back_home()
         key = request.query.get("key", "")
         try:
-            doc = await v1.watch(self._service, key)
+            doc = await self._views.one(key)
         except v1.Refused:
             return _html(page.not_found(key), status=404)
         return _html(page.watch(doc["watch"], doc["events"], now=time.time()))

@@ -289,8 +289,8 @@ class Limiter:
         more = len(self._addresses) - len(shown)
         names = ", ".join(map(_printable, self._names))
         log.warning(
-            "API: %s failed attempt(s) from %s%s%s",
-            self._count,
+            "API: %s from %s%s%s",
+            f"{self._count} failed attempt" + ("s" if self._count != 1 else ""),
             ", ".join(shown),
             f" and {more} more" if more else "",
             f" (tokens: {names})" if names else "",

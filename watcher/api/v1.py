@@ -8,7 +8,6 @@ ones; what a client sends reaches the store and the engine only through the same
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Final, Protocol
@@ -19,12 +18,15 @@ from watcher import history
 from watcher.api.tokens import TokenConfig
 from watcher.config import Config
 from watcher.errors import ConfigError
-from watcher.report import JSON_VERSION, iso, matches, silence_entry, watch_entry
+from watcher.report import JSON_VERSION, document, iso, silence_entry, watch_entry
 from watcher.runner import submit
 from watcher.schema import Duration
-from watcher.status import json_document, read_view
 from watcher.stores import Sent, Silence, Store
 
+LIMIT: Final = 1000
+"""How many watches ``GET /api/v1/watches`` lists unless asked (``?limit=``, up to
+:data:`MAX_LIMIT`)."""
+MAX_LIMIT: Final = 100_000
 RECENT: Final = 50
 """How many of a watch's notifications its document lists."""
 MIN_INTERVAL_S: Final = 1.0
@@ -102,28 +104,57 @@ class Refused(Exception):
         self.status = status
 
 
-async def watches(service: Service, server: str | None, state: str | None) -> dict[str, Any]:
-    """The ``status --json`` document; ``server`` and ``state`` keep only the watches that
-    match (see :func:`watcher.report.matches`). Read and built off the daemon's event loop
-    where it can be (see :func:`watcher.status.read_view`): 10,000 watches take a few hundred
-    milliseconds that polls would otherwise wait for."""
-    view = await read_view(service.config.daemon.state, service.store)
-    doc = await asyncio.to_thread(json_document, view)
-    doc["watches"] = [w for w in doc["watches"] if matches(w, server, state)]
+async def watches(
+    service: Service,
+    server: str | None,
+    state: str | None,
+    limit: int,
+    earlier: Mapping[tuple[str, str], Sequence[float]],
+) -> dict[str, Any]:
+    """The ``status --json`` document of at most ``limit`` watches that match ``server`` and
+    ``state`` (see :func:`watcher.report.matches`), the unfinished first, with ``matched`` (how
+    many match), ``counts`` (every watch by state), ``servers`` and the silences in force;
+    ``earlier``: the durations of the runs that succeeded, by family (:func:`taken`).
+
+    A few bounded queries, however many watches there are: the page of 10,000 reads 200."""
+    store = service.store
+    found = await store.listing(server, state, limit)
+    shown = {record.key for record in found.records}
+    holders = {key: who for key, who in (await store.holders()).items() if key in shown}
+    doc = document(
+        found.records,
+        found.pending,
+        holders=holders,
+        instances=await store.instances(),
+        held_back=await store.held_back(),
+        taken=earlier,
+    )
+    doc["matched"], doc["counts"], doc["servers"] = found.matched, found.counts, found.servers
+    doc["silences"] = [_silence(s) for s in await store.silences(time.time())]
     return doc
 
 
-async def watch(service: Service, key: str) -> dict[str, Any]:
+def taken(
+    succeeded: Sequence[tuple[str, str | None, str, float]],
+) -> dict[tuple[str, str], list[float]]:
+    """The durations of the runs that succeeded, by family (see :mod:`watcher.history`)."""
+    found: dict[tuple[str, str], list[float]] = {}
+    for server, task, name, took_s in succeeded:
+        found.setdefault(history.family(server, task, name), []).append(took_s)
+    return found
+
+
+async def watch(
+    service: Service, key: str, earlier: Mapping[tuple[str, str], Sequence[float]]
+) -> dict[str, Any]:
     """One watch's document with its latest notifications; :class:`Refused` 404 if unknown."""
     store = service.store
     record = (await store.load([key])).get(key)
     if record is None:
         raise Refused(404, "no watch with that key")
-    view = await read_view(service.config.daemon.state, store)
-    taken = await asyncio.to_thread(history.durations, view.records)
-    entry = watch_entry(record, (), taken.get(history.family_of(record), []))
-    entry["held_back"] = view.held_back.get(key, 0)
-    entry["held_by"] = view.holders.get(key)
+    family = earlier.get(history.family_of(record), [])
+    entry = watch_entry(record, (), family, (await store.held_back()).get(key, 0))
+    entry["held_by"] = (await store.holders()).get(key)
     sent = await store.sent(key, RECENT)
     entry["undelivered"] = [_sent(s) for s in sent if s.delivered is None]
     return {"version": JSON_VERSION, "watch": entry, "events": [_sent(s) for s in sent]}
@@ -164,11 +195,15 @@ async def cancel(service: Service, key: str, token: TokenConfig) -> dict[str, An
         if token.scope != "admin" and stored.get("by") != token.name:
             raise Refused(403, "submitted by another token: an admin token may cancel it")
         await store.cancel(key)
-    elif service.configured(key):
-        raise Refused(409, "a watch of watches.toml stops by leaving it")
-    elif key not in await store.load([key]):
+        return {"version": JSON_VERSION, "cancelled": key}
+    record = (await store.load([key])).get(key)
+    if record is None:
         raise Refused(404, "no watch with that key")
-    return {"version": JSON_VERSION, "cancelled": key}
+    if record.parent:
+        raise Refused(409, f"a run that watch {record.parent} found: cancel that one")
+    if service.configured(key):
+        raise Refused(409, "a watch of watches.toml stops by leaving it")
+    return {"version": JSON_VERSION, "cancelled": key}  # stopped already: a retried step
 
 
 async def silence(store: Store, body: Mapping[str, Any], by: str) -> dict[str, Any]:

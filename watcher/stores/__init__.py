@@ -34,6 +34,7 @@ __all__ = [
     "Active",
     "Configured",
     "Health",
+    "Listing",
     "Sent",
     "Silence",
     "Store",
@@ -85,6 +86,23 @@ class Sent:
     silenced: int | None
     attempts: int
     last_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What the status page and ``GET /api/v1/watches`` show, read with a few bounded queries
+    however many watches there are."""
+
+    records: list[WatchRecord]
+    """At most the limit asked for: the unfinished first (by name), then the latest to end."""
+    matched: int
+    """How many active watches pass the filters."""
+    counts: dict[str, int]
+    """Every active watch by state (as :meth:`Store.counts`)."""
+    servers: list[str]
+    """The servers of the active watches."""
+    pending: list[Note]
+    """The undelivered notifications of ``records``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +261,15 @@ class Store(Protocol):
 
     async def silenced(self, note: Note, at: float, by: int) -> None:
         """Settle ``note`` unsent: silence ``by`` held it back (``status`` counts these)."""
+        ...
+
+    async def listing(self, server: str | None, state: str | None, limit: int) -> Listing:
+        """The active watches of ``server`` in ``state`` (see :class:`Listing`)."""
+        ...
+
+    async def succeeded(self) -> list[tuple[str, str | None, str, float]]:
+        """Server, task, name and duration of every run that succeeded (for
+        :mod:`watcher.history`)."""
         ...
 
     async def sent(self, key: str, limit: int) -> list[Sent]:

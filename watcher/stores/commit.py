@@ -200,5 +200,6 @@ def _settle(
             continue
         if error is not None:
             done.set_exception(error)
+            done.exception()  # retrieved: close() says what was lost, once, awaited or not
         else:
             done.set_result(results[i])

@@ -36,7 +36,16 @@ import watcher
 from watcher import statefile
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
-from watcher.stores import DEFAULT_LEASE_S, Active, Configured, Sent, Silence, pgsql, sql
+from watcher.stores import (
+    DEFAULT_LEASE_S,
+    Active,
+    Configured,
+    Listing,
+    Sent,
+    Silence,
+    pgsql,
+    sql,
+)
 from watcher.stores.batch import Batch, Save
 from watcher.stores.commit import GroupCommit, Health, Work
 from watcher.stores.sql import SILENCE_COLS
@@ -125,7 +134,13 @@ class PostgresStore:
             max_size=POOL_SIZE,
             timeout=CONNECT_TIMEOUT_S,
             command_timeout=COMMAND_TIMEOUT_S,
-            server_settings={"application_name": f"watcher {instance}"[:63]},
+            server_settings={
+                "application_name": f"watcher {instance}"[:63],
+                # an instance frozen inside a transaction (SIGSTOP, a VM pause) would keep its
+                # row locks, and FOR UPDATE SKIP LOCKED would skip its work for as long: the
+                # server ends such a session after a lease, so others take over in time
+                "idle_in_transaction_session_timeout": str(int(lease_s * 1000)),
+            },
         )
         try:
             await _wait_for(pool, where, url, wait_s)
@@ -450,6 +465,27 @@ class PostgresStore:
     async def silences(self, now: float) -> list[Silence]:
         query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > $1 ORDER BY id"
         return [Silence(*row) for row in await self._fetch(query, now)]
+
+    async def listing(self, server: str | None, state: str | None, limit: int) -> Listing:
+        named = {"server": "$1::text", "state": "$2::text"}
+        rows = await self._fetch(sql.LIST.format(**named, limit=int(limit)), server, state)
+        later = self._timings.waiting  # retimed in memory, not yet written
+        records = [later.get(row[0]) or sql.row_to_record(row) for row in rows]
+        where = " AND watch = ANY($1::text[]) ORDER BY id"
+        keys = [r.key for r in records]
+        notes = await self._fetch(sql.PENDING.format(cols=sql.NOTE_COLS) + where, keys)
+        [(matched,)] = await self._fetch(sql.LIST_COUNT.format(**named), server, state)
+        return Listing(
+            records,
+            int(matched),
+            await self.counts(),
+            [str(name) for (name,) in await self._fetch(sql.SERVERS)],
+            [sql.row_to_note(row) for row in notes],
+        )
+
+    async def succeeded(self) -> list[tuple[str, str | None, str, float]]:
+        rows = await self._fetch(sql.SUCCEEDED)
+        return [(str(a), b, str(c), float(d)) for a, b, c, d in rows]
 
     async def sent(self, key: str, limit: int) -> list[Sent]:
         query = sql.SENT.format(key="$1", limit="$2")

@@ -122,6 +122,26 @@ COUNTS = (
     " WHEN phase IN ('pending', 'running') THEN phase ELSE 'unknown' END, COUNT(*)"
     " FROM watches WHERE active GROUP BY 1"
 )
+# --- a listing (the status page, GET /api/v1/watches): {server} and {state} are parameters ---
+#: the active watches of a server (NULL: all) in a state (NULL: any; the rule of
+#: watcher.report.matches: the outcome, the phase, running, waiting, unreachable or overdue)
+LISTED = (
+    " FROM watches WHERE active AND ({server} IS NULL OR server = {server}) AND ({state} IS NULL"
+    " OR outcome = {state} OR phase = {state}"
+    " OR ({state} = 'running' AND outcome IS NULL AND phase = 'running')"
+    " OR ({state} = 'waiting' AND outcome IS NULL AND (phase IS NULL OR phase <> 'running'))"
+    " OR ({state} = 'unreachable' AND unreachable) OR ({state} = 'overdue' AND overdue))"
+)
+#: ... the unfinished first (by name), then the latest to end
+LIST = (
+    f"SELECT {COLS}" + LISTED + " ORDER BY outcome IS NOT NULL, finished DESC, name LIMIT {limit}"
+)
+LIST_COUNT = "SELECT count(*)" + LISTED
+SERVERS = "SELECT DISTINCT server FROM watches WHERE active ORDER BY server"
+SUCCEEDED = (
+    "SELECT server, task, name, finished - started FROM watches"
+    " WHERE outcome = 'succeeded' AND finished IS NOT NULL"
+)
 ENQUEUE = (
     "INSERT OR IGNORE INTO outbox (watch, event, channel, title, body, dedup, created, next_try)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

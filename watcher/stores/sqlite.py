@@ -29,13 +29,23 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 import watcher
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
-from watcher.stores import DEFAULT_LEASE_S, Active, Configured, Sent, Silence, default_instance, sql
+from watcher.stores import (
+    DEFAULT_LEASE_S,
+    Active,
+    Configured,
+    Listing,
+    Sent,
+    Silence,
+    default_instance,
+    sql,
+)
 from watcher.stores.commit import GroupCommit, Health, Work
 from watcher.stores.sql import SILENCE_COLS
 from watcher.stores.timing import Timings
@@ -365,6 +375,32 @@ class SqliteStore:
         query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > ? ORDER BY id"
         rows = await self._run(lambda c: c.execute(query, (now,)).fetchall())
         return [Silence(*row) for row in rows]
+
+    async def listing(self, server: str | None, state: str | None, limit: int) -> Listing:
+        def read(c: sqlite3.Connection) -> Listing:
+            given = {"server": server, "state": state}
+            named = {"server": ":server", "state": ":state"}
+            rows = c.execute(sql.LIST.format(**named, limit=int(limit)), given).fetchall()
+            records = [sql.row_to_record(row) for row in rows]
+            keys = [r.key for r in records]
+            where = f" AND watch IN ({', '.join('?' for _ in keys)}) ORDER BY id"
+            notes = c.execute(sql.PENDING.format(cols=sql.NOTE_COLS) + where, keys) if keys else []
+            return Listing(
+                records,
+                int(c.execute(sql.LIST_COUNT.format(**named), given).fetchone()[0]),
+                {str(state): int(n) for state, n in c.execute(sql.COUNTS)},
+                [str(name) for (name,) in c.execute(sql.SERVERS)],
+                [sql.row_to_note(row) for row in notes],
+            )
+
+        found: Listing = await self._run(read)
+        later = self._timings.waiting  # retimed in memory, not yet written
+        records = [later.get(r.key, r) for r in found.records]
+        return replace(found, records=records)
+
+    async def succeeded(self) -> list[tuple[str, str | None, str, float]]:
+        rows = await self._run(lambda c: c.execute(sql.SUCCEEDED).fetchall())
+        return [(str(a), b, str(c), float(d)) for a, b, c, d in rows]
 
     async def sent(self, key: str, limit: int) -> list[Sent]:
         query = sql.SENT.format(key="?", limit="?")
