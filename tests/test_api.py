@@ -429,3 +429,24 @@ async def test_the_limit_counts_the_client_behind_a_trusted_proxy_and_never_lock
         assert await attempt(READ, "10.0.0.1") == 200  # a valid token still passes
         assert await attempt(WRONG, "10.0.0.2") == 401  # another client is not blocked
         assert await attempt(WRONG, "not an address") == 401  # counted as the proxy's own
+
+
+async def test_a_client_stuck_in_the_middle_of_a_request_does_not_hold_up_a_stop(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    config = load(write(tmp_path, receiver.url, rsa.url), {"CI_TOKEN": SUBMIT})
+    stop = asyncio.Event()
+    service = Daemon(config, Options(), stop=stop)
+    running = asyncio.create_task(service.run())
+    await soon(lambda: service.api is not None and service.api.port is not None)
+    assert service.api is not None and service.api.port is not None
+    _, writer = await asyncio.open_connection("127.0.0.1", service.api.port)
+    head = f"POST /api/v1/watches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SUBMIT}\r\n"
+    writer.write(f"{head}Content-Length: 1000\r\n\r\n{{".encode())  # and no more of the body
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    began = asyncio.get_running_loop().time()
+    stop.set()
+    assert await asyncio.wait_for(running, 30) == 0
+    assert asyncio.get_running_loop().time() - began < 5  # not aiohttp's 60 s for requests
+    writer.close()

@@ -193,7 +193,7 @@ class Metrics:
             raise RuntimeError(msg)
         app = web.Application()
         app.router.add_get("/metrics", self.scrape)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)  # never delay a stop
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()

@@ -43,6 +43,8 @@ from watcher.report import JSON_VERSION
 log = logging.getLogger(__name__)
 
 MAX_BODY: Final = 64 * 1024
+STOP_S: Final = 2.0
+"""How long a stop waits for requests in flight (a slow client must not hold up SIGTERM)."""
 HISTORY_FRESH_S: Final = 60.0
 FACTS_FOR_S: Final = 1.0
 """How long ``/healthz`` reuses what it read of the store: it needs no token."""
@@ -111,7 +113,7 @@ class Api:
         """
         host, port = parse_address(self._config.listen)
         context = self._tls()
-        runner = web.AppRunner(self.app(), access_log=None)
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=STOP_S)
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port, ssl_context=context).start()
