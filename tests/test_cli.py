@@ -247,3 +247,24 @@ def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
         parse(["wait", "--help"])
     out = capsys.readouterr().out
     assert "4  every watch succeeded, but notifications were still undelivered" in out
+
+
+def test_a_daemon_keeps_the_specs_of_its_watches_and_not_their_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from watcher import commands
+    from watcher.config import WatchConfig
+
+    watches = "".join(watch_table("rsa_governance", "gov", str(i)) for i in range(50))
+    server = server_table("rsa_governance", "gov", "http://127.0.0.1:9/aveksa")
+    path = tmp_path / "w.toml"
+    path.write_text(config_text(tmp_path / "s.db", "json://127.0.0.1:9/h", server, watches))
+    alive: list[int] = []
+
+    async def run(config: object, options: object, specs: list[object]) -> int:
+        alive.append(sum(isinstance(o, WatchConfig) for o in gc.get_objects()))
+        return len(specs) - 50  # 0: every watch became a spec
+
+    monkeypatch.setattr(commands, "run", run)
+    assert main(["run", "-c", str(path)]) == 0
+    assert alive == [0]  # 50,000 models would cost 1.3 KB each for as long as the daemon runs

@@ -89,24 +89,32 @@ def _configured(args: argparse.Namespace) -> int:
     path = args.config or default_config()
     if args.command == "notify-test":
         return asyncio.run(_notify_test(path, args.channel, args.event))
-    once = args.command == "wait" or getattr(args, "once", False)
-    state = getattr(args, "state", None)
-    config = load(path, state_writable=state is None)
-    if state is not None:  # a CI run's own, beside a daemon's
-        config = _with_state(config, state)
+    if args.command in ("run", "wait"):
+        # loads the config itself: no frame here may keep its watches alive while it runs
+        return _watch(path, args, once=args.command == "wait" or args.once)
+    config = _load(path, args)
     if args.command == "check":
         return _check(config, path)
     if args.command == "submit":
         return asyncio.run(_submit(config, args))
     if args.command == "cancel":
         return asyncio.run(_cancel(config, args.key))
-    if args.command in ("silence", "silences", "unsilence"):
-        return asyncio.run(_silences(config, args))
-    return _watch(config, path, args, once)
+    return asyncio.run(_silences(config, args))  # silence, silences, unsilence
 
 
-def _watch(config: Config, path: str, args: argparse.Namespace, once: bool) -> int:
-    """``run``, ``run --once`` and ``wait``."""
+def _load(path: str, args: argparse.Namespace) -> Config:
+    """The config at ``path``, with the state ``--state`` names, if any."""
+    state = getattr(args, "state", None)
+    config = load(path, state_writable=state is None)
+    if state is not None:  # a CI run's own, beside a daemon's
+        config = _with_state(config, state)
+    return config
+
+
+def _watch(path: str, args: argparse.Namespace, *, once: bool) -> int:
+    """``run``, ``run --once`` and ``wait``. The configuration's watches become specs, then
+    only the specs are kept: 50,000 watch models would cost 1.3 KB each for the whole run."""
+    config = _load(path, args)
     if once and config.daemon.state.startswith(statefile.DATABASE_URL_PREFIXES):
         command = "wait" if args.command == "wait" else "run --once"
         raise ConfigError(
