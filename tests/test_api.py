@@ -371,6 +371,9 @@ async def test_wait_through_the_api_exits_as_wait_does_for_the_runs_submit_hande
         assert await asyncio.to_thread(cli, "wait", "gov//5733", "gov//9") == 1
         assert await asyncio.to_thread(cli, "wait", "gov//77", "--timeout", "0.3") == 3
         assert "run 77 on gov: not finished (remote state Running" in capsys.readouterr().out
+        assert await asyncio.to_thread(cli, "cancel", "gov//77") == 0
+        assert await asyncio.to_thread(cli, "wait", "gov//77") == 3  # at once: it will not end
+        assert "run 77 on gov: no longer watched (remote state Running" in capsys.readouterr().out
         assert await asyncio.to_thread(cli, "wait", "gov//nope") == 2
         assert "refused (404): no watch with that key" in capsys.readouterr().err
 

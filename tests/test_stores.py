@@ -298,6 +298,12 @@ async def test_a_listing_filters_as_the_page_does_and_shows_the_unfinished_first
     assert [n.watch for n in found.pending] == (["a"] if "a" in shown else [])
 
 
+async def test_a_cancelled_watch_is_no_longer_watched(store: Store) -> None:
+    assert await store.submit(record("sub"), {"id": "1"})
+    assert await store.watched("sub") and not await store.watched("nope")
+    assert await store.cancel("sub") and not await store.watched("sub")
+
+
 async def test_the_runs_that_succeeded_are_listed_with_their_durations(store: Store) -> None:
     await store.sync(Configured.of(LISTED))
     assert sorted(await store.succeeded()) == [("gis", None, "f", 60.0), ("gov", None, "g", 30.0)]

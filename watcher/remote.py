@@ -84,14 +84,15 @@ async def wait(
 ) -> int:
     """Ask ``url``'s API about ``keys`` until every one has ended and its notifications are
     out (or ``settle_s`` more has passed); print a line per watch (or the JSON document) and
-    return ``wait``'s exit code. ``timeout_s``: give up waiting (exit 3, not finished)."""
+    return ``wait``'s exit code. ``timeout_s``: give up waiting (exit 3, not finished). A watch
+    no longer watched (cancelled, or left out of watches.toml) will not end: exit 3 at once."""
     began = time.monotonic()
     ended_at: float | None = None
     async with Http(connections=1) as http:
         while True:
             watches = [await _watch(http, url, token, key) for key in keys]
             now = time.monotonic()
-            if ended_at is None and all(w["outcome"] for w in watches):
+            if ended_at is None and all(w["outcome"] or not w["watched"] for w in watches):
                 ended_at = now
             if ended_at is not None and (
                 not any(w["undelivered"] for w in watches) or now - ended_at >= settle_s
@@ -120,7 +121,7 @@ def _exit_code(watches: Sequence[Mapping[str, Any]]) -> int:
 
 def _line(watch: Mapping[str, Any]) -> str:
     """``nightly import: failed (remote state Aborted, 31 polls): disk full``."""
-    head = watch["outcome"] or "not finished"
+    head = watch["outcome"] or ("not finished" if watch["watched"] else "no longer watched")
     state = f"remote state {watch['state']}" if watch["state"] else "no remote state"
     line = f"{watch['name']}: {head} ({state}, {plural(watch['polls'], 'poll')})"
     if watch["undelivered"]:

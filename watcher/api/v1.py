@@ -155,6 +155,7 @@ async def watch(
     family = earlier.get(history.family_of(record), [])
     entry = watch_entry(record, (), family, (await store.held_back()).get(key, 0))
     entry["held_by"] = (await store.holders()).get(key)
+    entry["watched"] = await store.watched(key)  # False: cancelled, or left out of watches.toml
     sent = await store.sent(key, RECENT)
     entry["undelivered"] = [_sent(s) for s in sent if s.delivered is None]
     return {"version": JSON_VERSION, "watch": entry, "events": [_sent(s) for s in sent]}

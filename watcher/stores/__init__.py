@@ -267,6 +267,11 @@ class Store(Protocol):
         """The active watches of ``server`` in ``state`` (see :class:`Listing`)."""
         ...
 
+    async def watched(self, key: str) -> bool:
+        """Whether watch ``key`` is still watched (not cancelled, nor left out of
+        watches.toml); ``False`` for a key the store does not know."""
+        ...
+
     async def succeeded(self) -> list[tuple[str, str | None, str, float]]:
         """Server, task, name and duration of every run that succeeded (for
         :mod:`watcher.history`)."""

@@ -483,6 +483,10 @@ class PostgresStore:
             [sql.row_to_note(row) for row in notes],
         )
 
+    async def watched(self, key: str) -> bool:
+        [(count,)] = await self._fetch(sql.WATCHED.format(key="$1"), key)
+        return bool(count)
+
     async def succeeded(self) -> list[tuple[str, str | None, str, float]]:
         rows = await self._fetch(sql.SUCCEEDED)
         return [(str(a), b, str(c), float(d)) for a, b, c, d in rows]

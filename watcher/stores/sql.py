@@ -137,6 +137,7 @@ LIST = (
     f"SELECT {COLS}" + LISTED + " ORDER BY outcome IS NOT NULL, finished DESC, name LIMIT {limit}"
 )
 LIST_COUNT = "SELECT count(*)" + LISTED
+WATCHED = "SELECT count(*) FROM watches WHERE key = {key} AND active"
 SERVERS = "SELECT DISTINCT server FROM watches WHERE active ORDER BY server"
 SUCCEEDED = (
     "SELECT server, task, name, finished - started FROM watches"

@@ -398,6 +398,10 @@ class SqliteStore:
         records = [later.get(r.key, r) for r in found.records]
         return replace(found, records=records)
 
+    async def watched(self, key: str) -> bool:
+        query = sql.WATCHED.format(key="?")
+        return bool(await self._run(lambda c: c.execute(query, (key,)).fetchone()[0]))
+
     async def succeeded(self) -> list[tuple[str, str | None, str, float]]:
         rows = await self._run(lambda c: c.execute(sql.SUCCEEDED).fetchall())
         return [(str(a), b, str(c), float(d)) for a, b, c, d in rows]
