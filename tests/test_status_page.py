@@ -95,7 +95,8 @@ async def test_a_read_token_is_entered_once_and_kept_in_a_strict_cookie_that_nev
         ) as resp:
             assert resp.status == 303
             cookie = resp.headers["Set-Cookie"]
-        assert all(flag in cookie for flag in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/"))
+        flags = ("HttpOnly", "Secure", "SameSite=Strict", "Path=/", "Max-Age=86400")  # a day
+        assert all(flag in cookie for flag in flags)
         kept = cookie.split(";", 1)[0]
         headers = {"Cookie": kept}
         async with session.get(f"{url}/", headers=headers) as resp:

@@ -16,6 +16,7 @@ from watcher import history
 from watcher.models import Note, WatchRecord
 from watcher.notify import describe_target
 from watcher.schema import format_duration
+from watcher.stores import Silence
 
 #: the version of the ``--json`` document; a change that breaks a reader bumps it
 JSON_VERSION = 1
@@ -117,16 +118,14 @@ def matches(entry: Mapping[str, Any], server: str | None, state: str | None) -> 
     return state in (entry["outcome"], entry["phase"], standing(entry))
 
 
-def silence_entry(
-    match: str, until: float, comment: str, created: float, id: int
-) -> dict[str, Any]:
+def silence_entry(silence: Silence) -> dict[str, Any]:
     """One silence of the documents (``status --json``, the API)."""
     return {
-        "id": id,
-        "match": match,
-        "until": iso(until),
-        "comment": comment,
-        "created": iso(created),
+        "id": silence.id,
+        "match": silence.match,
+        "until": iso(silence.until),
+        "comment": silence.comment,
+        "created": iso(silence.created),
     }
 
 

@@ -197,9 +197,7 @@ def json_document(view: View) -> dict[str, Any]:
         instances=view.instances,
         held_back=view.held_back,
     )
-    doc["silences"] = [
-        silence_entry(s.match, s.until, s.comment, s.created, s.id) for s in view.silences
-    ]
+    doc["silences"] = [silence_entry(s) for s in view.silences]
     return doc
 
 

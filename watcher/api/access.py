@@ -76,10 +76,7 @@ class Access:
         token = self._tokens.check(f"Bearer {presented}") if presented else None
         if token is not None and Tokens.allows(token, needed):
             return token
-        client = self.client(request)
-        if (wait_s := self.limiter.blocked(client)) is not None:
-            raise TooMany(wait_s)
-        self.limiter.failed(client, token.name if token else None)
+        self._failed(request, token)
         if token is None:
             raise Refused(401, "a valid token is needed (Authorization: Bearer TOKEN)")
         raise Refused(403, "this token may not do that")
@@ -110,11 +107,15 @@ class Access:
         token = self._tokens.check(f"Bearer {given}") if given else None
         if token is not None and token.scope == "read":
             return True
+        self._failed(request, token)
+        return False
+
+    def _failed(self, request: web.Request, token: TokenConfig | None) -> None:
+        """Count a failed attempt of the request's client; :class:`TooMany` over the limit."""
         client = self.client(request)
         if (wait_s := self.limiter.blocked(client)) is not None:
             raise TooMany(wait_s)
         self.limiter.failed(client, token.name if token else None)
-        return False
 
     def same_site(self, request: web.Request) -> None:
         """:class:`Refused` 403 for a form another site posted (``Sec-Fetch-Site``)."""

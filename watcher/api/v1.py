@@ -21,7 +21,7 @@ from watcher.errors import ConfigError
 from watcher.report import JSON_VERSION, document, iso, silence_entry, watch_entry
 from watcher.runner import submit
 from watcher.schema import Duration
-from watcher.stores import Sent, Silence, Store
+from watcher.stores import Sent, Store
 
 LIMIT: Final = 1000
 """How many watches ``GET /api/v1/watches`` lists unless asked (``?limit=``, up to
@@ -130,7 +130,7 @@ async def watches(
         taken=earlier,
     )
     doc["matched"], doc["counts"], doc["servers"] = found.matched, found.counts, found.servers
-    doc["silences"] = [_silence(s) for s in await store.silences(time.time())]
+    doc["silences"] = [silence_entry(s) for s in await store.silences(time.time())]
     return doc
 
 
@@ -214,13 +214,13 @@ async def silence(store: Store, body: Mapping[str, Any], by: str) -> dict[str, A
     comment = f"{given.comment} (by {by})" if given.comment else f"by {by}"
     silence_id = await store.silence(given.match, now + for_s, comment, now)
     [made] = [s for s in await store.silences(now) if s.id == silence_id]
-    return {"version": JSON_VERSION, "silence": _silence(made)}
+    return {"version": JSON_VERSION, "silence": silence_entry(made)}
 
 
 async def silences(store: Store) -> dict[str, Any]:
     return {
         "version": JSON_VERSION,
-        "silences": [_silence(s) for s in await store.silences(time.time())],
+        "silences": [silence_entry(s) for s in await store.silences(time.time())],
     }
 
 
@@ -230,10 +230,6 @@ async def unsilence(store: Store, silence_id: str) -> dict[str, Any]:
     if not await store.unsilence(int(silence_id)):
         raise Refused(404, "no silence with that id")
     return {"version": JSON_VERSION, "ended": int(silence_id)}
-
-
-def _silence(silence: Silence) -> dict[str, Any]:
-    return silence_entry(silence.match, silence.until, silence.comment, silence.created, silence.id)
 
 
 def _sent(sent: Sent) -> dict[str, Any]:

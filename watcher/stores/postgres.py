@@ -429,16 +429,7 @@ class PostgresStore:
         await self._mark(note, pgsql.DELIVERED, at)
 
     async def remind(self, note: Note, at: float, now: float) -> None:
-        row = [
-            note.watch,
-            str(note.event),
-            note.channel,
-            note.title,
-            note.body,
-            note.dedup,
-            now,
-            at,
-        ]
+        row = sql.reminder_row(note, at, now)
 
         async def run(conn: Conn, batch: Plan) -> None:
             await conn.execute(pgsql.REMIND, *(pgsql.clean(value) for value in row))

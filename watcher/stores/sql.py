@@ -160,6 +160,13 @@ REMIND = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)"
 )
 SILENCE_COLS = "id, match, until, comment, created"
+
+
+def reminder_row(note: Note, at: float, now: float) -> tuple[Any, ...]:
+    """The values of :data:`REMIND` (and PostgreSQL's): a reminder due ``at``, made ``now``."""
+    return (note.watch, str(note.event), note.channel, note.title, note.body, note.dedup, now, at)
+
+
 SENT = (
     "SELECT event, channel, created, delivered, silenced, attempts, last_error FROM outbox"
     " WHERE watch = {key} AND reminder = 0 ORDER BY id DESC LIMIT {limit}"

@@ -344,16 +344,7 @@ class SqliteStore:
         await self._write(lambda c: c.execute(update, (at, note.id)))
 
     async def remind(self, note: Note, at: float, now: float) -> None:
-        row = (
-            note.watch,
-            str(note.event),
-            note.channel,
-            note.title,
-            note.body,
-            note.dedup,
-            now,
-            at,
-        )
+        row = sql.reminder_row(note, at, now)
         await self._write(lambda c: c.execute(sql.REMIND, row))
 
     async def settle(self, note: Note, at: float) -> None:
