@@ -209,7 +209,7 @@ class Engine:
         auto = [spec for spec in self.specs.values() if spec.expect_auto]
         if not auto:
             return
-        taken = history.durations((await self._store.load()).values())
+        taken = history.by_family(await self._store.succeeded())  # not every whole record
         for spec in auto:
             kind = history.family(spec.target.server, spec.target.task, spec.name)
             expect_s = history.expected(taken.get(kind, []))

@@ -39,6 +39,17 @@ def durations(records: Iterable[WatchRecord]) -> dict[tuple[str, str], list[floa
     return found
 
 
+def by_family(
+    succeeded: Iterable[tuple[str, str | None, str, float]],
+) -> dict[tuple[str, str], list[float]]:
+    """:func:`durations` from what :meth:`~watcher.stores.Store.succeeded` reads: server, task,
+    name and duration of each run that succeeded (no whole records needed)."""
+    found: dict[tuple[str, str], list[float]] = {}
+    for server, task, name, took_s in succeeded:
+        found.setdefault(family(server, task, name), []).append(took_s)
+    return found
+
+
 def usual(taken: Sequence[float]) -> float | None:
     """The median duration, once there are :data:`ENOUGH` runs."""
     return statistics.median(taken) if len(taken) >= ENOUGH else None

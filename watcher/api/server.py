@@ -30,6 +30,7 @@ from typing import Any, Final, Protocol
 from aiohttp import web
 from pydantic import ValidationError
 
+from watcher import history
 from watcher.address import parse_address
 from watcher.api import page, v1
 from watcher.api.access import Access, TooMany
@@ -247,7 +248,7 @@ class Api:
         return taken
 
     async def _read_earlier(self) -> dict[tuple[str, str], list[float]]:
-        return v1.taken(await self._service.store.succeeded())
+        return history.by_family(await self._service.store.succeeded())
 
     async def _watch(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(await self.one(request.match_info["key"]))

@@ -114,7 +114,8 @@ async def watches(
     """The ``status --json`` document of at most ``limit`` watches that match ``server`` and
     ``state`` (see :func:`watcher.report.matches`), the unfinished first, with ``matched`` (how
     many match), ``counts`` (every watch by state), ``servers`` and the silences in force;
-    ``earlier``: the durations of the runs that succeeded, by family (:func:`taken`).
+    ``earlier``: the durations of the runs that succeeded, by family
+    (:func:`watcher.history.by_family`).
 
     A few bounded queries, however many watches there are: the page of 10,000 reads 200."""
     store = service.store
@@ -132,16 +133,6 @@ async def watches(
     doc["matched"], doc["counts"], doc["servers"] = found.matched, found.counts, found.servers
     doc["silences"] = [silence_entry(s) for s in await store.silences(time.time())]
     return doc
-
-
-def taken(
-    succeeded: Sequence[tuple[str, str | None, str, float]],
-) -> dict[tuple[str, str], list[float]]:
-    """The durations of the runs that succeeded, by family (see :mod:`watcher.history`)."""
-    found: dict[tuple[str, str], list[float]] = {}
-    for server, task, name, took_s in succeeded:
-        found.setdefault(history.family(server, task, name), []).append(took_s)
-    return found
 
 
 async def watch(
