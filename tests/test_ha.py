@@ -176,6 +176,18 @@ async def until(check: Callable[[], object], timeout_s: float, what: str) -> Non
         await asyncio.sleep(0.1)
 
 
+async def settles(read: Callable[[], int], quiet_s: float, timeout_s: float, what: str) -> None:
+    """Until ``read()`` has not changed for ``quiet_s``; an AssertionError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last, since = read(), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:g}s: {what}")
+        await asyncio.sleep(0.1)
+        if (value := read()) != last:
+            last, since = value, time.monotonic()
+
+
 async def _value(check: Callable[[], object]) -> object:
     value = check()
     return await value if asyncio.iscoroutine(value) else value
@@ -328,10 +340,8 @@ async def test_cancel_stops_a_submitted_watch_its_daemon_holds(
             key = out.split()[0]
             await until(lambda: sim.polls["forever"] > 2, 10, "polling")
             assert await _cli("cancel", key, "-c", path) == (0, f"{key}: cancelled\n")
-            await asyncio.sleep(LEASE_S / 3 + 1.5)  # the next renewal drops it
-            polls = sim.polls["forever"]
-            await asyncio.sleep(1.0)
-            assert sim.polls["forever"] == polls
+            # a renewal (every LEASE_S / 3) drops it: polls stop, and stay stopped
+            await settles(lambda: sim.polls["forever"], 1.0, 15, "polling stops")
             assert (await _cli("cancel", key, "-c", path))[0] == 1
             assert await a.stop() == 0
 

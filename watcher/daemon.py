@@ -403,11 +403,11 @@ class Daemon:
         except Exception:  # the next renewal tries again; the store says when leases run out
             log.exception("renewing this instance's leases failed")
             return
+        if lost:  # first: a cancelled watch is not polled again while the shares are worked out
+            log.info("let go of %d watches: cancelled, or held by another instance now", len(lost))
+            self.engine.lost(lost)
         with contextlib.suppress(Exception):  # unreachable: the store has said so already
             await self._balance()
-        if lost:
-            log.info("%d watches are held by other instances now", len(lost))
-            self.engine.lost(lost)
         if shed := await self.engine.shed():
             log.info("let go of %d watches for the other instances to take", shed)
 
