@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import Receiver, _free_port
+from tests.postgres import Server
 from tests.systems import config_text, server_table, soon
 from watcher.cli import main
 from watcher.config import load
@@ -305,7 +306,11 @@ async def test_tls_from_cert_file_and_key_file(
 
 
 async def test_a_reload_rotates_the_tokens_without_a_restart(
-    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("CI_TOKEN", SUBMIT)
     path = write(tmp_path, receiver.url, rsa.url)
@@ -315,6 +320,33 @@ async def test_a_reload_rotates_the_tokens_without_a_restart(
         await service.reload()
         assert (await call(url, "GET", "/api/v1/watches", READ))[0] == 401
         assert (await call(url, "GET", "/api/v1/watches", WRONG))[0] == 200
+
+        caplog.set_level(logging.WARNING, "watcher")
+        port = url.rsplit(":", 1)[1]
+        text = path.read_text("utf-8").replace(f":{port}", f":{_free_port()}")
+        path.write_text(text, "utf-8")
+        await service.reload()
+        assert "api.listen, cert_file or key_file changed: applied at the next start" in caplog.text
+        assert (await call(url, "GET", "/api/v1/watches", WRONG))[0] == 200  # where it was
+
+
+async def test_healthz_answers_503_while_the_state_cannot_be_read(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, postgres: Server, pg_url: str
+) -> None:
+    async with daemon(write(tmp_path, receiver.url, rsa.url, state=pg_url)) as (_, url):
+        assert (await call(url, "GET", "/healthz"))[0] == 200
+        await asyncio.to_thread(postgres.stop)
+        try:
+            await asyncio.sleep(1.0)  # past the second the facts are kept for
+            async with asyncio.timeout(10):  # a load balancer's check gets an answer
+                status, health, _ = await call(url, "GET", "/healthz")
+            assert status == 503 and health["status"] == "unavailable"
+            assert health["facts"] == "the state cannot be read"
+        finally:
+            await asyncio.to_thread(postgres.start)
+        async with asyncio.timeout(20):  # and healthy again once the database is back
+            while (await call(url, "GET", "/healthz"))[0] != 200:
+                await asyncio.sleep(0.2)
 
 
 async def test_submit_takes_the_url_and_the_token_from_the_environment(

@@ -228,6 +228,43 @@ def test_an_internal_error_exits_70_not_1(
     assert "internal error: RuntimeError: bug" in capsys.readouterr().err
 
 
+async def test_a_bug_that_ends_the_polling_loop_ends_the_daemon_with_70(
+    tmp_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Not a daemon that runs on and polls nothing: it exits, and systemd starts it again."""
+    from watcher import cli
+    from watcher.schedule import Schedule
+
+    sim = RsaSimulator({"1": ["Running"] * 1000})
+    url = await sim.start()
+    path = write_config(
+        tmp_path,
+        receiver.url,
+        server_table("rsa_governance", "gov", url),
+        watch_table("rsa_governance", "gov", "1"),
+        interval=0.05,
+    )
+    pop_due = Schedule.pop_due
+
+    def buggy(self: Schedule, now: float) -> list[tuple[float, str]]:
+        if sim.polls["1"] >= 3:
+            raise RuntimeError("a bug in the loop")
+        return pop_due(self, now)
+
+    monkeypatch.setattr(Schedule, "pop_due", buggy)
+    try:
+        code = await asyncio.wait_for(asyncio.to_thread(cli.main, ["run", "-c", str(path)]), 20)
+    finally:
+        await sim.stop()
+    assert code == 70
+    assert "internal error: RuntimeError: a bug in the loop" in capsys.readouterr().err
+    (record,), _ = read_snapshot(tmp_path / "s.db")
+    assert record.polls >= 3  # what it had polled is saved
+
+
 async def test_an_outcome_is_queued_once_per_channel_whatever_poll_found_it(
     tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -252,7 +252,10 @@ class Daemon:
                 loop.add_signal_handler(sig, handler)
 
     async def _wait(self) -> None:
-        waiters: list[asyncio.Task[Any]] = [asyncio.create_task(self.stop.wait())]
+        waiters: list[asyncio.Task[Any]] = [
+            asyncio.create_task(self.stop.wait()),
+            asyncio.create_task(self.engine.broken()),
+        ]
         if self.options.once:
             waiters.append(asyncio.create_task(self.engine.wait_done()))
         else:
@@ -323,10 +326,6 @@ class Daemon:
     @property
     def store(self) -> Store:
         return self._store
-
-    @property
-    def alive(self) -> bool:
-        return self.engine.alive
 
     def submitted(self) -> None:
         self.engine.tick()

@@ -107,11 +107,6 @@ class Engine:
     def servers(self) -> dict[str, Server]:
         return self._poller.servers
 
-    @property
-    def alive(self) -> bool:
-        """Whether the loop that starts polls runs."""
-        return self._pump is not None and not self._pump.done()
-
     def show_times_in(self, tz: tzinfo) -> None:
         """Messages show times in ``tz`` (``[daemon] timezone``)."""
         self._poller.tz = tz
@@ -440,6 +435,13 @@ class Engine:
             for key, record in records.items()
             if record.done or not self.specs[key].discovers
         ]
+
+    async def broken(self) -> None:
+        """Raise what ended the loop that starts polls. Only a bug ends it before ``stop``: the
+        daemon then exits 70 and systemd starts it again, rather than running and polling
+        nothing."""
+        assert self._pump is not None, "the engine has not started"
+        await asyncio.shield(self._pump)
 
     async def wait_done(self) -> None:
         """Return once every watch has an outcome."""
