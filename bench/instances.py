@@ -28,20 +28,18 @@ import itertools
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import tables
+from harness import PhaseError, attempt, ids, machine, session
 from loopback import Loopback
 from postgres_server import Database, DatabaseError, Server, binaries
-from side_by_side import PhaseError, ids, machine
-from watcher_proc import CHILDREN, WatcherRun, kill_all, write_config
+from watcher_proc import WatcherRun, kill_all, write_config
 
 T = TypeVar("T")
 HOLDINGS = "SELECT owner, count(*) FROM watches WHERE owner IS NOT NULL GROUP BY owner"
@@ -51,6 +49,8 @@ STILL_OWED = (
     " + (SELECT count(*) FROM watches WHERE key = ANY($2::text[])"
     " AND (last_poll IS NULL OR last_poll <= $3))"
 )
+PHASE_ERRORS = (PhaseError, DatabaseError, OSError)
+"""What a phase may end with: it becomes a note and the other phases go on."""
 EVEN_WITHIN = 1.15
 """Shared: every instance holds watches and none more than this times an equal part."""
 CHECK_EVERY_S = 0.1
@@ -242,25 +242,19 @@ def describe(held: dict[str, int]) -> str:
     return ", ".join(f"{owner} {n:,}" for owner, n in sorted(held.items())) or "none"
 
 
-def attempt(results: Results, name: str, phase: Callable[[], T]) -> T | None:
-    """Run one phase; a failure becomes a note and the other phases go on."""
-    print(f"... {name}", file=sys.stderr, flush=True)
-    try:
-        return phase()
-    except (PhaseError, DatabaseError, OSError) as exc:
-        results.notes.append(f"{name}: {exc}")
-        return None
-
-
 def run_all(bench: Bench, s: Settings) -> Results:
     r = Results()
-    r.sqlite = attempt(r, f"SQLite, {s.watches:,} watches at 1s", bench.sqlite)
+
+    def phase(name: str, work: Callable[[], T]) -> T | None:
+        return attempt(r.notes, name, work, PHASE_ERRORS)
+
+    r.sqlite = phase(f"SQLite, {s.watches:,} watches at 1s", bench.sqlite)
     for count in INSTANCES:
         name = f"PostgreSQL, {count} instance{'s' if count > 1 else ''}"
-        if load := attempt(r, name, partial(bench.postgres, count)):
+        if load := phase(name, partial(bench.postgres, count)):
             r.postgres.append(load)
     for i in range(1, s.handovers + 1):
-        r.handovers.append(attempt(r, f"hand-over after kill -9, run {i}", bench.handover))
+        r.handovers.append(phase(f"hand-over after kill -9, run {i}", bench.handover))
     return r
 
 
@@ -332,41 +326,20 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Settings, bool]:
     return dataclasses.replace(quick, handovers=1), args.keep
 
 
-def _terminated(signum: int, frame: object) -> NoReturn:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     settings, keep = parse(argv)
-    signal.signal(signal.SIGTERM, _terminated)
     if (folder := binaries()) is None:
         sys.exit("instances: PostgreSQL is not installed (no initdb found)")
-    tmp = Path(tempfile.mkdtemp(prefix="watcher-instances-"))
-    server = pg = None
-    try:
-        server = Loopback(tmp)
-        CHILDREN.append(server.process)
+    with session("instances", keep=keep) as (tmp, server):
         pg = Server.started(folder)
-        print("\n".join([*machine(server), f"database  PostgreSQL {pg.version()}"]), flush=True)
-        results = run_all(Bench(tmp, server, pg, settings), settings)
-    except KeyboardInterrupt:
-        print("interrupted; every process stopped", file=sys.stderr)
-        raise SystemExit(130) from None
-    except (RuntimeError, subprocess.SubprocessError) as exc:  # a server did not come up
-        print(f"instances: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-    finally:
-        kill_all()
-        if pg is not None:
+        try:
+            print("\n".join([*machine(server), f"database  PostgreSQL {pg.version()}"]), flush=True)
+            results = run_all(Bench(tmp, server, pg, settings), settings)
+        finally:
+            kill_all()  # the instances, before their database goes
             if keep:
                 shutil.copy(pg.home / "server.log", tmp / "postgresql.log")
             pg.remove()
-        if server is not None:
-            server.stop()
-        if keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     print(render(results, settings))
 
 

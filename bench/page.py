@@ -32,27 +32,22 @@ import dataclasses
 import http.client
 import math
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import NoReturn, TypeVar
 
 import side_by_side
 import tables
+from harness import attempt, counts, ids, machine, session
 from loopback import Loopback, free_port
-from side_by_side import PhaseError, counts, ids, machine
-from watcher_proc import CHILDREN, STOP_TIMEOUT_S, WatcherRun, kill_all, write_config
+from watcher_proc import STOP_TIMEOUT_S, WatcherRun, write_config
 
 HERE = Path(__file__).resolve().parent
-T = TypeVar("T")
 HOST = "127.0.0.1"
 PAGE, API, HEALTH = "/", "/api/v1/watches", "/healthz"
 QUICK_S = 0.1
@@ -296,20 +291,10 @@ class Bench:
         return time.monotonic() - began
 
 
-def attempt(results: Results, name: str, phase: Callable[[], T]) -> T | None:
-    """Run one phase; a :class:`PhaseError` becomes a note and the other phases go on."""
-    print(f"... {name}", file=sys.stderr, flush=True)
-    try:
-        return phase()
-    except PhaseError as exc:
-        results.notes.append(f"{name}: {exc}")
-        return None
-
-
 def run_all(bench: Bench, s: Settings) -> Results:
     r = Results()
     for n in s.watches:
-        if run := attempt(r, f"watcher run, {n:,} watches at 1s", partial(bench.measure, n)):
+        if run := attempt(r.notes, f"watcher run, {n:,} watches at 1s", partial(bench.measure, n)):
             r.runs.append(run)
     return r
 
@@ -426,34 +411,11 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Namespa
     return dataclasses.replace(quick, startup_s=60.0, stop_s=30.0), args
 
 
-def _terminated(signum: int, frame: object) -> NoReturn:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     settings, args = parse(argv)
-    signal.signal(signal.SIGTERM, _terminated)
-    tmp = Path(tempfile.mkdtemp(prefix="watcher-page-"))
-    server = None
-    try:
-        server = Loopback(tmp, prefer_nginx=args.server == "auto")
-        CHILDREN.append(server.process)
+    with session("page", keep=args.keep, prefer_nginx=args.server == "auto") as (tmp, server):
         print("\n".join([*machine(server), code_line(settings.code)]), flush=True)
         results = run_all(Bench(tmp, server, settings), settings)
-    except KeyboardInterrupt:
-        print("interrupted; every process stopped", file=sys.stderr)
-        raise SystemExit(130) from None
-    except RuntimeError as exc:  # the loopback server did not come up
-        print(f"page: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-    finally:
-        kill_all()
-        if server is not None:
-            server.stop()
-        if args.keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     print(render(results))
 
 

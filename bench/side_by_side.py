@@ -26,38 +26,25 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
-import os
-import platform
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from importlib.metadata import version
 from pathlib import Path
-from typing import NoReturn, TypeVar
 
 import tables
+from harness import PhaseError, attempt, counts, ids, machine, session
 from loopback import DONE_PREFIX, Loopback
 from watcher_proc import (
-    CHILDREN,
     STOP_TIMEOUT_S,
     WatcherRun,
-    kill_all,
     watcher_command,
     write_config,
 )
 
 HERE = Path(__file__).resolve().parent
-T = TypeVar("T")
-
-
-class PhaseError(Exception):
-    """A phase could not measure what it came for (its process stalled, died or timed out)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -246,62 +233,21 @@ class Bench:
         return time.perf_counter() - began
 
 
-def ids(n: int) -> list[str]:
-    return [f"q{i:05d}" for i in range(n)]
-
-
-def attempt(results: tables.Results, name: str, phase: Callable[[], T]) -> T | None:
-    """Run one phase; a :class:`PhaseError` becomes a note and the other phases go on."""
-    print(f"... {name}", file=sys.stderr, flush=True)
-    try:
-        return phase()
-    except PhaseError as exc:
-        results.notes.append(f"{name}: {exc}")
-        return None
-
-
 def run_all(bench: Bench, s: Settings) -> tables.Results:
     r = tables.Results()
-    r.bare = attempt(r, "bare aiohttp loop", bench.bare)
+    r.bare = attempt(r.notes, "bare aiohttp loop", bench.bare)
     for n in s.watches:
-        if load := attempt(r, f"watcher run, {n:,} watches at 1s", partial(bench.load, n)):
+        if load := attempt(r.notes, f"watcher run, {n:,} watches at 1s", partial(bench.load, n)):
             r.loads.append(load)
     top = max(s.watches)
-    r.idle = attempt(r, f"idle, 1 and {top:,} watches at 1h", partial(bench.idle, top))
+    r.idle = attempt(r.notes, f"idle, 1 and {top:,} watches at 1h", partial(bench.idle, top))
     if not s.skip_overload:
-        r.overload = attempt(r, f"overload, {s.overload_watches:,} at 100ms", bench.overload)
+        r.overload = attempt(r.notes, f"overload, {s.overload_watches:,} at 100ms", bench.overload)
     restart = f"restart, {s.restart_watches:,} watches in the state file"
-    r.restart = attempt(r, restart, bench.restart)
+    r.restart = attempt(r.notes, restart, bench.restart)
     if not s.skip_once:
-        r.once = attempt(r, "run --once", bench.once)
+        r.once = attempt(r.notes, "run --once", bench.once)
     return r
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
-def machine(server: Loopback) -> list[str]:
-    load = Path("/proc/loadavg").read_text().split()[:3]
-    return [
-        f"machine   nproc {len(os.sched_getaffinity(0))}, {cpu_model()}, "
-        f"load average {' '.join(load)} at start",
-        f"software  Python {platform.python_version()}, aiohttp {version('aiohttp')}, "
-        f"watcher {version('watcher')}; server: {server.name}",
-    ]
-
-
-def counts(text: str) -> list[int]:
-    try:
-        watches = sorted({int(n) for n in text.replace("_", "").split(",") if n.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
-    if not watches or watches[0] < 1:
-        raise argparse.ArgumentTypeError("give at least one number of watches, each >= 1")
-    return watches
 
 
 def parse(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Namespace]:
@@ -325,34 +271,14 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Namespa
     return dataclasses.replace(quick, overload_watches=1000, overload_s=5.0), args
 
 
-def _terminated(signum: int, frame: object) -> NoReturn:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     settings, args = parse(argv)
-    signal.signal(signal.SIGTERM, _terminated)
-    tmp = Path(tempfile.mkdtemp(prefix="watcher-sbs-"))
-    server = None
-    try:
-        server = Loopback(tmp, prefer_nginx=args.server == "auto")
-        CHILDREN.append(server.process)
+    with session("side_by_side", keep=args.keep, prefer_nginx=args.server == "auto") as (
+        tmp,
+        server,
+    ):
         print("\n".join(machine(server)), flush=True)
         results = run_all(Bench(tmp, server, settings), settings)
-    except KeyboardInterrupt:
-        print("interrupted; every process stopped", file=sys.stderr)
-        raise SystemExit(130) from None
-    except RuntimeError as exc:  # the loopback server did not come up
-        print(f"side_by_side: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-    finally:
-        kill_all()
-        if server is not None:
-            server.stop()
-        if args.keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     print(tables.render(results))
 
 
