@@ -208,9 +208,9 @@ class Store(Protocol):
         submitted watch (the configuration's own watches stop by leaving it)."""
         ...
 
-    async def submitted(self) -> dict[str, dict[str, Any]]:
+    async def submitted(self, key: str | None = None) -> dict[str, dict[str, Any]]:
         """The active submitted watches and their settings (the runs they found come with
-        :meth:`sync`'s answer, as those of configured watches do)."""
+        :meth:`sync`'s answer, as those of configured watches do); only ``key``'s if given."""
         ...
 
     async def holders(self) -> dict[str, str]:

@@ -368,8 +368,11 @@ class PostgresStore:
     async def counts(self) -> dict[str, int]:
         return {str(state): int(n) for state, n in await self._fetch(sql.COUNTS)}
 
-    async def submitted(self) -> dict[str, dict[str, Any]]:
-        rows = await self._fetch(pgsql.SUBMITTED)
+    async def submitted(self, key: str | None = None) -> dict[str, dict[str, Any]]:
+        if key is None:
+            rows = await self._fetch(sql.SETTINGS)
+        else:
+            rows = await self._fetch(sql.SETTINGS + " AND key = $1", key)
         return {key: json.loads(settings or "{}") for key, settings in rows}
 
     async def holders(self) -> dict[str, str]:

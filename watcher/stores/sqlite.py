@@ -292,9 +292,9 @@ class SqliteStore:
         done: bool = await self._write(work)
         return done
 
-    async def submitted(self) -> dict[str, dict[str, Any]]:
-        query = "SELECT key, settings FROM watches WHERE active AND origin = 'submitted'"
-        rows = await self._run(lambda c: c.execute(query).fetchall())
+    async def submitted(self, key: str | None = None) -> dict[str, dict[str, Any]]:
+        query, args = (sql.SETTINGS, []) if key is None else (sql.SETTINGS + " AND key = ?", [key])
+        rows = await self._run(lambda c: c.execute(query, args).fetchall())
         return {key: json.loads(settings or "{}") for key, settings in rows}
 
     async def holders(self) -> dict[str, str]:
