@@ -295,6 +295,35 @@ def test_a_new_token_is_found_by_its_hash() -> None:
     assert new_token()[0] != secret
 
 
+@pytest.mark.parametrize("name", ["ops", 'night "ops" \\ team', "équipe 🌙"])
+def test_token_new_prints_an_entry_that_loads_and_takes_its_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    from watcher.cli import main
+    from watcher.config import load
+
+    assert main(["token", "new", "--name", name, "--scope", "admin"]) == 0
+    out = capsys.readouterr().out
+    secret, entry = out.split("\n")[0], out[out.index("[[api.tokens]]") :]
+    path = tmp_path / "w.toml"
+    path.write_text(f'[daemon]\nstate = "{tmp_path / "s.db"}"\n[api]\nlisten = "9477"\n{entry}')
+    (token,) = load(path).api.tokens  # type: ignore[union-attr]
+    assert (token.name, token.scope) == (name, "admin")
+    assert Tokens([token]).check(f"Bearer {secret}") == token
+
+
+@pytest.mark.parametrize("name", ["", "a\tb", "x" * 101])
+def test_token_new_refuses_a_name_the_config_would_not_take(
+    capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    from watcher.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["token", "new", "--name", name])
+    assert exited.value.code == 2
+    assert "--name: 1 to 100 printable characters" in capsys.readouterr().err
+
+
 # Limiter
 
 

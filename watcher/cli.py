@@ -38,6 +38,13 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _token_name(text: str) -> str:
+    """As ``[[api.tokens]] name`` takes it: 1 to 100 printable characters."""
+    if not 0 < len(text) <= 100 or not text.isprintable():
+        raise argparse.ArgumentTypeError("1 to 100 printable characters")
+    return text
+
+
 def _grace(text: str) -> float:
     """A duration that may also be zero (``--settle 0``: do not wait)."""
     from watcher.schema import check_duration, parse_duration
@@ -138,6 +145,8 @@ def parser() -> argparse.ArgumentParser:
     _remote_options(p)
     p = command("token", "make an API token: `watcher token new` prints it and its hash")
     p.add_argument("action", choices=["new"])
+    p.add_argument("--name", type=_token_name, default="ci", help="who uses it (default: ci)")
+    p.add_argument("--scope", choices=["read", "submit", "admin"], default="submit")
     p = command("silence", "hold back the notifications of matching watches for a while")
     p.add_argument("match", help="a server's name, or a glob of watch names or keys")
     p.add_argument("--for", dest="duration", type=_duration, required=True, metavar="D")

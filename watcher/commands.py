@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import errno
 import gc
+import json
 import os
 import sqlite3
 import sys
@@ -43,7 +44,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(demo(speed=args.speed))
     if args.command == "token":
-        return _new_token()
+        return _new_token(args.name, args.scope)
     remote = args.command in ("submit", "cancel", "wait")
     if remote and (url := args.url or os.environ.get("WATCHER_URL")):
         return _remote(args, url)  # through a daemon's API: no config, no database needed
@@ -76,12 +77,13 @@ def _remote(args: argparse.Namespace, url: str) -> int:
     return remote.run(remote.submit(url, token, settings))
 
 
-def _new_token() -> int:
+def _new_token(name: str, scope: str) -> int:
     from watcher.api.tokens import new_token
 
     token, hashed = new_token()
     print(f"{token}\n\nGive the token to its client (it is shown only now); watches.toml keeps")
-    print(f'its hash:\n\n[[api.tokens]]\nname = "ci"\nscope = "submit"\nhash = "{hashed}"')
+    quoted = json.dumps(name, ensure_ascii=False)  # a TOML string too: the name is printable
+    print(f'its hash:\n\n[[api.tokens]]\nname = {quoted}\nscope = "{scope}"\nhash = "{hashed}"')
     return EXIT_OK
 
 
