@@ -137,9 +137,13 @@ async def test_tokens_scopes_and_what_a_client_may_send(
         status, again, _ = await said(url, "POST", "/api/v1/watches", SUBMIT, json=run)
         assert status == 200 and again["watch"]["key"] == "gov//5733"  # a retried CI step
         await soon(lambda: "nightly succeeded" in receiver.titles, timeout_s=10)
-        status, doc, _ = await said(url, "GET", "/api/v1/watches/gov//5733", READ)
+        async with asyncio.timeout(10):  # the delivery is recorded just after it arrived
+            delivered: list[str] = []
+            while delivered[:1] != ["succeeded"]:
+                status, doc, _ = await said(url, "GET", "/api/v1/watches/gov//5733", READ)
+                delivered = [e["event"] for e in doc["events"] if e["delivered"]]
+                await asyncio.sleep(0.05)
         assert status == 200 and doc["watch"]["outcome"] == "succeeded"
-        assert [e["event"] for e in doc["events"] if e["delivered"]][0] == "succeeded"
         assert rsa.polls["5733"] == 3 and receiver.titles.count("nightly succeeded") == 1
 
         big = {"server": "gov", "id": "1", "name": "x" * 70_000}
@@ -403,6 +407,9 @@ async def test_wait_through_the_api_exits_as_wait_does_for_the_runs_submit_hande
         assert await asyncio.to_thread(cli, "wait", "gov//5733", "gov//9") == 1
         assert await asyncio.to_thread(cli, "wait", "gov//77", "--timeout", "0.3") == 3
         assert "run 77 on gov: not finished (remote state Running" in capsys.readouterr().out
+        assert await asyncio.to_thread(cli, "wait", "gov//77", "gov//9", "--fail-fast") == 1
+        said = capsys.readouterr().out  # 77 runs on, and is not waited for
+        assert "run 9 on gov: failed" in said and "run 77 on gov: not finished" in said
         assert await asyncio.to_thread(cli, "cancel", "gov//77") == 0
         assert await asyncio.to_thread(cli, "wait", "gov//77") == 3  # at once: it will not end
         assert "run 77 on gov: no longer watched (remote state Running" in capsys.readouterr().out

@@ -26,6 +26,7 @@ PLAN: dict[str, list[Step]] = {
     "5": ["Completed"],  # already over when watcher first looks
     "6": ["Aborted"],
     "7": ["Running"] * 15 + ["Completed"],
+    "8": ["Running"] * 10**6,  # never ends while a test runs
 }
 
 
@@ -79,6 +80,36 @@ async def test_wait_takes_several_ids_and_says_each_result(
     assert sorted(line.split(":")[0] for line in out) == ["run 1 on gov", "run 5 on gov"]
     outcomes = sorted(title for title in receiver.titles if "succeeded" in title)
     assert outcomes == ["run 1 on gov succeeded", "run 5 on gov succeeded"]
+
+
+@pytest.mark.parametrize("command", [["run", "--once"], ["wait", "gov", "2", "8"]])
+async def test_fail_fast_ends_at_the_first_failure_with_its_notification_out(
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, ["2", "8"])
+    code = await asyncio.wait_for(cli(*command, "--fail-fast", "-c", path), 30)
+    assert code == 1  # run 8 would never have ended
+    two, eight = sorted(capsys.readouterr().out.splitlines())
+    name = "run 2" if command[0] == "run" else "run 2 on gov"  # wait names its runs so
+    assert two.startswith(f"{name}: failed after ") and "remote state Aborted" in two
+    assert "not finished" in eight and "remote state Running" in eight
+    assert f"{name} failed" in receiver.titles  # delivered before it exits
+
+
+async def test_fail_fast_ends_at_once_for_a_run_that_failed_before(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, [])
+    assert await cli("wait", "gov", "6", "-c", path) == 1
+    polls = rsa.polls["8"]
+    code = await asyncio.wait_for(cli("wait", "gov", "6", "8", "--fail-fast", "-c", path), 30)
+    assert code == 1
+    assert "run 6 on gov: already finished: failed" in capsys.readouterr().out
+    assert rsa.polls["8"] - polls <= 1  # not waited for
 
 
 @pytest.mark.parametrize("command", [["run", "--once"], ["wait", "gov", "1", "2"]])

@@ -186,6 +186,11 @@ def _notify_option(p: argparse.ArgumentParser) -> None:
 
 def _once_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="the results as one JSON document on stdout")
+    p.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="end as soon as a watch ends other than succeeded (the others are not waited for)",
+    )
     p.add_argument("--state", help="a state file of this run's own (default: [daemon] state)")
     p.add_argument(
         "--metrics", action="store_true", help="serve [daemon] metrics (wait and --once do not)"

@@ -70,7 +70,13 @@ def _remote(args: argparse.Namespace, url: str) -> int:
     if args.command == "wait":  # the keys `submit` printed
         keys = [args.server, *args.ids]
         waited = remote.wait(
-            url, token, keys, timeout_s=args.timeout, settle_s=args.settle, as_json=args.json
+            url,
+            token,
+            keys,
+            timeout_s=args.timeout,
+            settle_s=args.settle,
+            as_json=args.json,
+            fail_fast=args.fail_fast,
         )
         return remote.run(waited)
     settings = {key: getattr(args, key, None) for key in SUBMITTED_KEYS}
@@ -133,6 +139,7 @@ def _watch(path: str, args: argparse.Namespace, *, once: bool) -> int:
         metrics=metrics,
         json=once and args.json,
         live=once and not args.json and _terminal(args),
+        fail_fast=once and args.fail_fast,
     )
     if metrics:
         _address_note(path, "daemon.metrics", config.daemon.metrics, in_use_ok=False)

@@ -81,6 +81,7 @@ class Options:
         json: once: the results as one JSON document on stdout, instead of a line per watch.
         live: once: redraw a line per watch on stderr (a terminal) instead of logging each
             state change.
+        fail_fast: once: exit as soon as a watch ends other than succeeded.
     """
 
     once: bool = False
@@ -90,6 +91,7 @@ class Options:
     metrics: bool = True
     json: bool = False
     live: bool = False
+    fail_fast: bool = False
 
 
 class Daemon:
@@ -257,7 +259,7 @@ class Daemon:
             asyncio.create_task(self.engine.broken()),
         ]
         if self.options.once:
-            waiters.append(asyncio.create_task(self.engine.wait_done()))
+            waiters.append(asyncio.create_task(self.engine.wait_done(self.options.fail_fast)))
         else:
             waiters.append(asyncio.create_task(self._reloads()))
         done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

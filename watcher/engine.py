@@ -31,7 +31,7 @@ from typing import Any
 
 from watcher import history
 from watcher.metrics import Metrics
-from watcher.models import WatchRecord
+from watcher.models import Outcome, WatchRecord
 from watcher.notify import Channel
 from watcher.poll import Poller, with_settings
 from watcher.schedule import Schedule
@@ -95,6 +95,7 @@ class Engine:
         self._open: set[str] = set()  # watches without an outcome: "all done" is cheap to ask
         self._kids: dict[str, set[str]] = {}  # discovering watch -> the runs it found
         self._all_done = asyncio.Event()
+        self._not_succeeded = asyncio.Event()  # a watch has ended other than succeeded
         self._wake: asyncio.Future[None] | None = None
         self._armed_at: float | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -374,6 +375,8 @@ class Engine:
         self.held.pop(key, None)
         if key in self.specs and record.done:
             self._open.discard(key)
+            if record.outcome != Outcome.SUCCEEDED:
+                self._not_succeeded.set()
             self._check_all_done()
 
     def adopt(self, parent: Spec, child: Spec, record: WatchRecord) -> None:
@@ -443,9 +446,20 @@ class Engine:
         assert self._pump is not None, "the engine has not started"
         await asyncio.shield(self._pump)
 
-    async def wait_done(self) -> None:
-        """Return once every watch has an outcome."""
-        await self._all_done.wait()
+    async def wait_done(self, fail_fast: bool = False) -> None:
+        """Return once every watch has an outcome; with ``fail_fast``, also as soon as one has
+        ended other than succeeded (before this run, too)."""
+        if not fail_fast:
+            await self._all_done.wait()
+            return
+        if any(r.done and r.outcome != Outcome.SUCCEEDED for r in await self.results()):
+            return
+        ends = [asyncio.create_task(e.wait()) for e in (self._all_done, self._not_succeeded)]
+        try:
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for end in ends:
+                end.cancel()
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop starting polls; let polls in flight finish (and save) for up to ``grace_s``."""

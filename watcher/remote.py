@@ -81,22 +81,25 @@ async def wait(
     timeout_s: float | None = None,
     settle_s: float = 60.0,
     as_json: bool = False,
+    fail_fast: bool = False,
 ) -> int:
     """Ask ``url``'s API about ``keys`` until every one has ended and its notifications are
     out (or ``settle_s`` more has passed); print a line per watch (or the JSON document) and
     return ``wait``'s exit code. ``timeout_s``: give up waiting (exit 3, not finished). A watch
-    no longer watched (cancelled, or left out of watches.toml) will not end: exit 3 at once."""
+    no longer watched (cancelled, or left out of watches.toml) will not end: exit 3 at once.
+    ``fail_fast``: stop at the first that ended other than succeeded."""
     began = time.monotonic()
     ended_at: float | None = None
     async with Http(connections=1) as http:
         while True:
             watches = [await _watch(http, url, token, key) for key in keys]
             now = time.monotonic()
-            if ended_at is None and all(w["outcome"] or not w["watched"] for w in watches):
+            ended = [w for w in watches if w["outcome"] or not w["watched"]]
+            failed = any(w["outcome"] != "succeeded" for w in ended)
+            if ended_at is None and (len(ended) == len(watches) or fail_fast and failed):
                 ended_at = now
-            if ended_at is not None and (
-                not any(w["undelivered"] for w in watches) or now - ended_at >= settle_s
-            ):
+            out = not any(w["undelivered"] for w in ended)  # the notifications of their ends
+            if ended_at is not None and (out or now - ended_at >= settle_s):
                 break
             if ended_at is None and timeout_s is not None and now - began >= timeout_s:
                 break
