@@ -129,6 +129,11 @@ async def test_tokens_scopes_and_what_a_client_may_send(
         assert wrong[2]["WWW-Authenticate"] == "Bearer"
         assert (await said(url, "GET", "/api/v1/watches", READ))[0] == 200
         assert (await said(url, "GET", "/api/v1/watches?limit=0", READ))[0] == 422
+        huge = "/api/v1/watches?limit=" + "1" * 5000  # more digits than int() takes
+        assert (await said(url, "GET", huge, READ))[0] == 422
+        for nul in ("/api/v1/watches/a%00b", "/api/v1/watches?server=%00", "/watch?key=a%00"):
+            status, refused, _ = await said(url, "GET", nul, READ)  # no store keeps a NUL
+            assert status == 400 and refused["error"] == "the path or query holds a NUL character"
         run = {"server": "gov", "id": "5733", "name": "nightly"}
         assert (await said(url, "POST", "/api/v1/watches", READ, json=run))[0] == 403
 
@@ -161,6 +166,7 @@ async def test_tokens_scopes_and_what_a_client_may_send(
             ({**run, "id": 5733}, "id"),  # strict: a number is no run id
             ({**run, "timeout": True}, "timeout"),
             ({**run, "interval": 0.001}, "interval"),  # no client makes watcher hammer a server
+            ({**run, "timeout": "forged" * 1000}, "timeout"),
         ]:
             status, refused, _ = await said(url, "POST", "/api/v1/watches", SUBMIT, json=body)
             assert status == 422 and named in refused["error"], refused
@@ -182,8 +188,9 @@ async def test_tokens_scopes_and_what_a_client_may_send(
         assert status == 201 and made["silence"]["comment"] == "maintenance (by ops)"
         status, listed, _ = await said(url, "GET", "/api/v1/silences", READ)
         assert [s["match"] for s in listed["silences"]] == ["gov"]
-        for never in ({"match": "gov", "for": "0"}, {"match": "gov", "for": True}):
-            assert (await said(url, "POST", "/api/v1/silences", ADMIN, json=never))[0] == 422
+        for never in ("0", True, 1e-300, "0.5s"):  # a silence lasts a second at least
+            hushed = {"match": "gov", "for": never}
+            assert (await said(url, "POST", "/api/v1/silences", ADMIN, json=hushed))[0] == 422
         gone = f"/api/v1/silences/{made['silence']['id']}"
         assert (await said(url, "DELETE", gone, ADMIN))[0] == 200
         assert (await said(url, "DELETE", gone, ADMIN))[0] == 404
@@ -332,6 +339,27 @@ async def test_a_reload_rotates_the_tokens_without_a_restart(
         await service.reload()
         assert "api.listen, cert_file or key_file changed: applied at the next start" in caplog.text
         assert (await call(url, "GET", "/api/v1/watches", WRONG))[0] == 200  # where it was
+
+
+async def test_healthz_reads_the_state_once_for_all_who_ask_at_once(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    async with daemon(write(tmp_path, receiver.url, rsa.url)) as (service, url):
+        reads, facts = [0], service.facts
+
+        async def counted() -> str:
+            reads[0] += 1
+            return await facts()
+
+        service.facts = counted  # type: ignore[method-assign]
+        async with aiohttp.ClientSession() as session:
+
+            async def health() -> int:
+                async with session.get(f"{url}/healthz") as resp:
+                    return resp.status
+
+            assert await asyncio.gather(*(health() for _ in range(50))) == [200] * 50
+        assert reads == [1]  # a flood that needs no token costs the store one read
 
 
 async def test_healthz_answers_503_while_the_state_cannot_be_read(

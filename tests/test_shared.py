@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from watcher.api.shared import Shared
+from watcher.api.shared import KEPT, Busy, Shared
 
 
 class Builds:
@@ -57,3 +57,19 @@ async def test_a_failed_build_is_not_handed_out_again() -> None:
         await shared.get("page", builds.build)
     builds.fail = False
     assert await shared.get("page", builds.build) == 2
+
+
+async def test_past_kept_different_builds_at_once_a_new_one_is_busy_until_one_is_stale() -> None:
+    now = [0.0]
+    shared, builds = Shared(fresh_s=1.0, clock=lambda: now[0]), Builds()
+    waiting = [asyncio.create_task(shared.get(limit, builds.build)) for limit in range(KEPT)]
+    await asyncio.sleep(0)
+    with pytest.raises(Busy):  # a client varying its filters cannot start builds without end
+        await shared.get("one more", builds.build)
+    builds.release.set()
+    assert await asyncio.gather(*waiting) == list(range(1, KEPT + 1))
+    with pytest.raises(Busy):  # still fresh, so still kept
+        await shared.get("one more", builds.build)
+    assert await shared.get(0, builds.build) == 1  # and handed out
+    now[0] = 1.5
+    assert await shared.get("one more", builds.build) == KEPT + 1

@@ -143,6 +143,8 @@ async def test_a_held_save_keeps_the_watch_and_release_lets_it_go(store: Store) 
     assert await store.save(replace(claimed, state="Running"), hold=True)
     assert await store.claim(NOW, 10) == []
     assert await store.holders() == {"w": store.instance}
+    assert await store.holders(["w", "other"]) == {"w": store.instance}
+    assert await store.holders(["other"]) == {}
     await store.release(["w"])
     assert await store.holders() == {}
     [again] = await store.claim(NOW, 10)

@@ -157,7 +157,7 @@ def test_read_tokens_output_validates_as_api_config(tmp_path: Path) -> None:
         ({"listen": "127.0.0.2:0"}, "127.0.0.2:0"),
         ({"listen": "[::1]:9477"}, "[::1]:9477"),
         ({"listen": "0.0.0.0:9477", "plain_http": True}, "0.0.0.0:9477"),
-        ({"listen": "[::]:9477", "trusted_proxies": ["10.0.0.1"]}, "[::]:9477"),
+        ({"listen": "[::]:9477", "plain_http": True, "trusted_proxies": ["10.0.0.1"]}, "[::]:9477"),
         ({"listen": "0.0.0.0:9477", "cert_file": "c.pem", "key_file": "k.pem"}, "0.0.0.0:9477"),
     ],
 )
@@ -174,6 +174,8 @@ def test_an_api_config_that_is_safe_is_accepted(keys: dict[str, Any], listen: st
             "plain_http = true behind a proxy that terminates TLS",
         ),
         ({"listen": "[::]:9477"}, "listen [::]:9477 is not loopback"),
+        # a proxy in front says who the client is, not that nobody can get past it
+        ({"listen": "0.0.0.0:9477", "trusted_proxies": ["10.0.0.1"]}, "is not loopback"),
         ({"listen": "watcher.example.com:9477"}, "is not loopback"),
         ({"listen": "9477", "cert_file": "c.pem"}, "give both cert_file and key_file, or neither"),
         ({"listen": "9477", "key_file": "k.pem"}, "give both cert_file and key_file, or neither"),

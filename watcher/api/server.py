@@ -21,11 +21,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
+from urllib.parse import unquote
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -34,7 +34,7 @@ from watcher import history
 from watcher.address import parse_address
 from watcher.api import page, v1
 from watcher.api.access import Access, TooMany
-from watcher.api.shared import Shared
+from watcher.api.shared import Busy, Shared
 from watcher.api.site import Site
 from watcher.api.tokens import ApiConfig, Limiter, Scope, TokenConfig
 from watcher.errors import ConfigError
@@ -76,7 +76,7 @@ class Api:
         self._service = service
         self._access = Access(config, Limiter(clock=clock))
         self._metrics = metrics
-        self._facts: tuple[float, str] = (-math.inf, "")
+        self._health = Shared(fresh_s=FACTS_FOR_S)  # /healthz needs no token: one read a second
         self._shared = Shared()
         self._history = Shared(fresh_s=HISTORY_FRESH_S)
         self._runner: web.AppRunner | None = None
@@ -175,9 +175,13 @@ class Api:
         try:
             if (request.content_length or 0) > MAX_BODY:
                 raise v1.Refused(413, f"the body is larger than {MAX_BODY // 1024} KiB")
+            if "\x00" in request.path or "\x00" in unquote(request.query_string):
+                raise v1.Refused(400, "the path or query holds a NUL character")
             return await handler(request)
         except TooMany as exc:
             return _error(exc.status, str(exc), {"Retry-After": exc.after})
+        except Busy as exc:
+            return _error(503, str(exc), {"Retry-After": "1"})
         except v1.Refused as exc:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             return _error(exc.status, str(exc), headers)
@@ -195,16 +199,12 @@ class Api:
     # --- /healthz and /api/v1 -------------------------------------------------------------
 
     async def _healthz(self, request: web.Request) -> web.StreamResponse:
-        read_at, facts = self._facts
         healthy = True  # the engine runs while the listener does: a bug that ends it ends both
-        if time.monotonic() - read_at >= FACTS_FOR_S:
-            try:
-                facts = await self._service.facts()
-            except Exception as exc:  # the store cannot be read: not healthy
-                log.warning("/healthz: cannot read the state: %s", exc)
-                healthy, facts = False, "the state cannot be read"
-            else:
-                self._facts = (time.monotonic(), facts)
+        try:
+            facts: str = await self._health.get("facts", self._service.facts)
+        except Exception as exc:  # the store cannot be read: not healthy
+            log.warning("/healthz: cannot read the state: %s", exc)
+            healthy, facts = False, "the state cannot be read"
         doc = {
             "version": JSON_VERSION,
             "status": "ok" if healthy else "unavailable",
@@ -216,7 +216,9 @@ class Api:
     async def _watches(self, request: web.Request) -> web.StreamResponse:
         query = request.query
         limit = query.get("limit", str(v1.LIMIT))
-        if not (limit.isascii() and limit.isdigit() and 0 < int(limit) <= v1.MAX_LIMIT):
+        if not (limit.isascii() and limit.isdigit() and len(limit) <= 6) or not (
+            0 < int(limit) <= v1.MAX_LIMIT
+        ):
             raise v1.Refused(422, f"limit: must be a number from 1 to {v1.MAX_LIMIT}")
         doc = await self.listing(
             query.get("server") or None, query.get("state") or None, int(limit)

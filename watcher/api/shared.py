@@ -15,7 +15,11 @@ from typing import Any, Final
 FRESH_S: Final = 1.0
 """How long a finished build is handed out again."""
 KEPT: Final = 64
-"""How many different builds (filters) are kept at most."""
+"""How many different builds (filters) are kept or in flight at most; past that, :class:`Busy`."""
+
+
+class Busy(Exception):
+    """As many different builds as :data:`KEPT` are in flight or fresh: ask again in a second."""
 
 
 class Shared:
@@ -34,11 +38,12 @@ class Shared:
         A build that failed is not reused: the next request builds again."""
         now = self._clock()
         made = self._made.get(key)
-        if made is None or (
-            made[1].done() and (now - made[0] >= self._fresh_s or _failed(made[1]))
-        ):
+        if made is None or self._stale(made, now):
+            self._made.pop(key, None)
             if len(self._made) >= KEPT:
                 self._forget(now)
+                if len(self._made) >= KEPT:
+                    raise Busy(f"{KEPT} different listings are being built: ask again in a second")
             made = self._made[key] = (now, asyncio.ensure_future(build()))
         return await asyncio.shield(made[1])  # one client leaving cancels not the others' build
 
@@ -47,8 +52,8 @@ class Shared:
         return task.done() and (now - at >= self._fresh_s or _failed(task))
 
     def _forget(self, now: float) -> None:
-        for key, (at, task) in list(self._made.items()):
-            if task.done() and now - at >= self._fresh_s:
+        for key, made in list(self._made.items()):
+            if self._stale(made, now):
                 del self._made[key]
 
 

@@ -106,12 +106,11 @@ class ApiConfig(Model):
     def _safe(self) -> Self:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("give both cert_file and key_file, or neither")
-        exposed = not self.plain_http and not self.trusted_proxies and self.cert_file is None
+        exposed = not self.plain_http and self.cert_file is None
         if exposed and not _loopback(parse_address(self.listen)[0]):
             raise ValueError(
                 f"listen {self.listen} is not loopback: give cert_file and key_file, or set"
-                " plain_http = true behind a proxy that terminates TLS (or list it in"
-                " trusted_proxies)"
+                " plain_http = true behind a proxy that terminates TLS"
             )
         return self
 

@@ -12,7 +12,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Final, Protocol
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from watcher import history
 from watcher.api.tokens import TokenConfig
@@ -20,8 +27,8 @@ from watcher.config import Config
 from watcher.errors import ConfigError
 from watcher.report import JSON_VERSION, document, iso, silence_entry, watch_entry
 from watcher.runner import submit
-from watcher.schema import Duration
-from watcher.stores import Sent, Store
+from watcher.schema import check_duration, parse_duration
+from watcher.stores import Sent, Silence, Store
 
 LIMIT: Final = 1000
 """How many watches ``GET /api/v1/watches`` lists unless asked (``?limit=``, up to
@@ -31,6 +38,8 @@ RECENT: Final = 50
 """How many of a watch's notifications its document lists."""
 MIN_INTERVAL_S: Final = 1.0
 """The shortest first delay between polls a client may ask for (the remote system's sake)."""
+MIN_SILENCE_S: Final = 1.0
+"""The shortest silence a client may ask for."""
 
 
 def _printable(value: str) -> str:
@@ -54,6 +63,18 @@ Id = Annotated[
     AfterValidator(_no_dots),
 ]
 Comment = Annotated[str, StringConstraints(max_length=500), AfterValidator(_printable)]
+
+
+def _duration(value: Any) -> float:
+    """As watches.toml takes it, but the error does not repeat what was sent."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise ValueError("must be a duration such as '90s', '15m', '1h30m' or seconds") from None
+    return check_duration(seconds)
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
 
 
 class Service(Protocol):
@@ -92,7 +113,7 @@ class NewSilence(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     match: Text
-    for_s: Annotated[Duration, Field(alias="for")]
+    for_s: Annotated[Duration, Field(alias="for", ge=MIN_SILENCE_S)]
     comment: Comment = ""
 
 
@@ -120,8 +141,7 @@ async def watches(
     A few bounded queries, however many watches there are: the page of 10,000 reads 200."""
     store = service.store
     found = await store.listing(server, state, limit)
-    shown = {record.key for record in found.records}
-    holders = {key: who for key, who in (await store.holders()).items() if key in shown}
+    holders = await store.holders([record.key for record in found.records])
     doc = document(
         found.records,
         found.pending,
@@ -145,7 +165,7 @@ async def watch(
         raise Refused(404, "no watch with that key")
     family = earlier.get(history.family_of(record), [])
     entry = watch_entry(record, (), family, (await store.held_back()).get(key, 0))
-    entry["held_by"] = (await store.holders()).get(key)
+    entry["held_by"] = (await store.holders([key])).get(key)
     entry["watched"] = await store.watched(key)  # False: cancelled, or left out of watches.toml
     sent = await store.sent(key, RECENT)
     entry["undelivered"] = [_sent(s) for s in sent if s.delivered is None]
@@ -204,7 +224,7 @@ async def silence(store: Store, body: Mapping[str, Any], by: str) -> dict[str, A
     for_s, now = given.for_s, time.time()
     comment = f"{given.comment} (by {by})" if given.comment else f"by {by}"
     silence_id = await store.silence(given.match, now + for_s, comment, now)
-    [made] = [s for s in await store.silences(now) if s.id == silence_id]
+    made = Silence(silence_id, given.match, now + for_s, comment, now)
     return {"version": JSON_VERSION, "silence": silence_entry(made)}
 
 

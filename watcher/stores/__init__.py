@@ -213,8 +213,8 @@ class Store(Protocol):
         :meth:`sync`'s answer, as those of configured watches do); only ``key``'s if given."""
         ...
 
-    async def holders(self) -> dict[str, str]:
-        """The watches held now, and which instance holds each."""
+    async def holders(self, keys: Sequence[str] | None = None) -> dict[str, str]:
+        """The watches held now (of ``keys`` only, if given), and which instance holds each."""
         ...
 
     async def instances(self) -> list[tuple[str, float, float]]:

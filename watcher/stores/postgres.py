@@ -375,8 +375,12 @@ class PostgresStore:
             rows = await self._fetch(sql.SETTINGS + " AND key = $1", key)
         return {key: json.loads(settings or "{}") for key, settings in rows}
 
-    async def holders(self) -> dict[str, str]:
-        return {key: owner for key, owner in await self._fetch(pgsql.HOLDERS)}
+    async def holders(self, keys: Sequence[str] | None = None) -> dict[str, str]:
+        if keys is None:
+            rows = await self._fetch(pgsql.HOLDERS)
+        else:
+            rows = await self._fetch(pgsql.HOLDERS + " AND key = ANY($1::text[])", list(keys))
+        return {key: owner for key, owner in rows}
 
     async def instances(self) -> list[tuple[str, float, float]]:
         return [(name, started, beat) for name, started, beat in await self._fetch(pgsql.INSTANCES)]

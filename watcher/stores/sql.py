@@ -90,6 +90,8 @@ ADD = (
 WANTED = "SELECT key FROM temp.wanted"
 SUBMITTED = "SELECT key FROM watches WHERE active AND origin = 'submitted'"
 SETTINGS = "SELECT key, settings FROM watches WHERE active AND origin = 'submitted'"
+IN_JSON = "(SELECT value FROM json_each(?))"
+"""``x IN`` the values of a JSON array given as one parameter (SQLite caps their number)."""
 # what the configuration gave and no longer names stops; runs found by a kept watch stay
 DEACTIVATE = (
     f"UPDATE watches SET active = 0 WHERE active AND origin = 'config'"

@@ -297,9 +297,11 @@ class SqliteStore:
         rows = await self._run(lambda c: c.execute(query, args).fetchall())
         return {key: json.loads(settings or "{}") for key, settings in rows}
 
-    async def holders(self) -> dict[str, str]:
-        query = "SELECT key FROM watches WHERE claimed AND active"
-        rows = await self._run(lambda c: c.execute(query))
+    async def holders(self, keys: Sequence[str] | None = None) -> dict[str, str]:
+        query, args = "SELECT key FROM watches WHERE claimed AND active", []
+        if keys is not None:
+            query, args = query + f" AND key IN {sql.IN_JSON}", [json.dumps(list(keys))]
+        rows = await self._run(lambda c: c.execute(query, args))
         return {key: self.instance for (key,) in rows}
 
     async def instances(self) -> list[tuple[str, float, float]]:
@@ -373,9 +375,9 @@ class SqliteStore:
             named = {"server": ":server", "state": ":state"}
             rows = c.execute(sql.LIST.format(**named, limit=int(limit)), given).fetchall()
             records = [sql.row_to_record(row) for row in rows]
-            keys = [r.key for r in records]
-            where = f" AND watch IN ({', '.join('?' for _ in keys)}) ORDER BY id"
-            notes = c.execute(sql.PENDING.format(cols=sql.NOTE_COLS) + where, keys) if keys else []
+            keys = json.dumps([r.key for r in records])  # one parameter, however many
+            where = f" AND watch IN {sql.IN_JSON} ORDER BY id"
+            notes = c.execute(sql.PENDING.format(cols=sql.NOTE_COLS) + where, [keys])
             return Listing(
                 records,
                 int(c.execute(sql.LIST_COUNT.format(**named), given).fetchone()[0]),
