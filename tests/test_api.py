@@ -381,6 +381,47 @@ async def test_healthz_answers_503_while_the_state_cannot_be_read(
                 await asyncio.sleep(0.2)
 
 
+async def test_wait_through_the_api_outlasts_a_restart_of_the_daemon(
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr("watcher.remote.POLL_EVERY_S", 0.05)
+    token = tmp_path / "ci.token"
+    token.write_text(SUBMIT, "utf-8")
+    path = write(tmp_path, receiver.url, rsa.url)
+    async with daemon(path) as (_, url):
+        remote = ["--url", url, "--token-file", str(token)]
+        assert await asyncio.to_thread(main, ["submit", "gov", "77", *remote]) == 0
+        waiting = asyncio.ensure_future(asyncio.to_thread(main, ["wait", "gov//77", *remote]))
+        await soon(lambda: rsa.polls["77"] >= 2, timeout_s=10)
+    await asyncio.sleep(0.5)  # a deploy: the daemon is down, the CI step waits on
+    assert not waiting.done()
+    rsa.add_run("77", ["Completed"])
+    async with daemon(path) as (_, again):
+        assert again == url
+        assert await asyncio.wait_for(waiting, 20) == 0
+    out, err = capsys.readouterr()
+    assert "run 77 on gov: succeeded" in out
+    assert f"cannot reach the API at {url}" in err and "asking again every 0.05s" in err
+    assert f"the API at {url} answers again" in err
+
+
+async def test_wait_through_the_api_gives_up_on_a_daemon_that_never_answers_with_3(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("watcher.remote.POLL_EVERY_S", 0.05)
+    monkeypatch.setattr("watcher.remote.UNREACHABLE_S", 0.5)
+    monkeypatch.setenv("WATCHER_TOKEN", SUBMIT)
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    assert await asyncio.to_thread(main, ["wait", "gov//77", "--url", url]) == 3
+    err = capsys.readouterr().err
+    assert err.count("cannot reach the API") == 2 and err.rstrip().endswith("; gave up")
+    assert SUBMIT not in err
+
+
 async def test_submit_takes_the_url_and_the_token_from_the_environment(
     tmp_path: Path,
     receiver: Receiver,

@@ -7,7 +7,9 @@ pipeline) waits for runs that ``submit`` handed to the daemons, and exits as ``w
 The token comes from ``--token-file`` or ``$WATCHER_TOKEN`` and is sent only as
 ``Authorization: Bearer``; it is masked in everything watcher prints. An answer the user can act
 on (401, 403, 404, 409, 422) is a ConfigError (exit 2) carrying the API's own words; a daemon
-that cannot be reached, or answers 5xx, is exit 1.
+that cannot be reached, or answers 5xx, is exit 1 for ``submit`` and ``cancel``. ``wait`` asks
+again for up to :data:`UNREACHABLE_S` (a daemon restarting or being deployed), then gives up
+with 3: the runs could not be watched.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import sys
 import time
 from collections.abc import Coroutine, Mapping, Sequence
@@ -37,6 +40,8 @@ from watcher.report import plural
 TIMEOUT_S = 30.0
 POLL_EVERY_S = 5.0
 """How often ``wait --url`` asks; the daemon polls the remote system at its own pace."""
+UNREACHABLE_S = 300.0
+"""How long ``wait --url`` goes on asking a daemon that does not answer before it gives up."""
 
 
 def token_from(token_file: str | None, env: Mapping[str, str]) -> str:
@@ -89,10 +94,11 @@ async def wait(
     no longer watched (cancelled, or left out of watches.toml) will not end: exit 3 at once.
     ``fail_fast``: stop at the first that ended other than succeeded."""
     began = time.monotonic()
+    deadline = math.inf if timeout_s is None else began + timeout_s
     ended_at: float | None = None
     async with Http(connections=1) as http:
         while True:
-            watches = [await _watch(http, url, token, key) for key in keys]
+            watches = await _documents(http, url, token, keys, deadline)
             now = time.monotonic()
             ended = [w for w in watches if w["outcome"] or not w["watched"]]
             failed = any(w["outcome"] != "succeeded" for w in ended)
@@ -132,6 +138,30 @@ def _line(watch: Mapping[str, Any]) -> str:
     return f"{line}: {watch['detail']}" if watch["detail"] else line
 
 
+async def _documents(
+    http: Http, url: str, token: str, keys: Sequence[str], deadline: float
+) -> list[dict[str, Any]]:
+    """The documents of ``keys``. A daemon that does not answer may be restarting: it is asked
+    again every :data:`POLL_EVERY_S` for up to :data:`UNREACHABLE_S`, or until ``deadline``
+    (then :class:`_Unreachable`, exit 3: the runs could not be watched)."""
+    down_since: float | None = None
+    while True:
+        try:
+            watches = [await _watch(http, url, token, key) for key in keys]
+        except _Unreachable as exc:
+            now = time.monotonic()
+            if down_since is None:
+                down_since = now
+                print(redact.scrub(f"{exc}; asking again every {POLL_EVERY_S:g}s"), file=sys.stderr)
+            if now - down_since >= UNREACHABLE_S or now >= deadline:
+                raise _Unreachable(f"{exc}; gave up", EXIT_INCOMPLETE) from None
+            await asyncio.sleep(POLL_EVERY_S)
+            continue
+        if down_since is not None:
+            print(f"watcher: the API at {url} answers again", file=sys.stderr)
+        return watches
+
+
 async def _watch(http: Http, url: str, token: str, key: str) -> dict[str, Any]:
     path = f"/api/v1/watches/{quote(key, safe='')}"
     watch: dict[str, Any] = (await _call(url, token, "GET", path, http=http)).json()["watch"]
@@ -168,13 +198,17 @@ async def _call(
 
 
 class _Unreachable(Exception):
-    """Exit 1: not the user's input, but the daemon (down, or failing)."""
+    """Not the user's input, but the daemon (down, or failing): exit ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def run(call: Coroutine[Any, Any, int]) -> int:
-    """Run a coroutine of this module; exit 1 (with the reason on stderr) if unreachable."""
+    """Run a coroutine of this module; the reason on stderr and its code if unreachable."""
     try:
         return asyncio.run(call)
     except _Unreachable as exc:
         print(redact.scrub(str(exc)), file=sys.stderr)
-        return EXIT_FAILED
+        return exc.code
