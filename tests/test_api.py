@@ -129,6 +129,11 @@ async def test_tokens_scopes_and_what_a_client_may_send(
         assert wrong[2]["WWW-Authenticate"] == "Bearer"
         assert (await said(url, "GET", "/api/v1/watches", READ))[0] == 200
         assert (await said(url, "GET", "/api/v1/watches?limit=0", READ))[0] == 422
+        port = url.rsplit(":", 1)[1]
+        for host, answer in [("rebound.example", 421), (f"localhost:{port}", 200), ("[::1]", 200)]:
+            # a page of another site, its name rebound to 127.0.0.1, gets nothing
+            got = await said(url, "GET", "/healthz", headers={"Host": host})
+            assert got[0] == answer, host
         huge = "/api/v1/watches?limit=" + "1" * 5000  # more digits than int() takes
         assert (await said(url, "GET", huge, READ))[0] == 422
         for nul in ("/api/v1/watches/a%00b", "/api/v1/watches?server=%00", "/watch?key=a%00"):
@@ -540,6 +545,11 @@ async def test_the_limit_counts_the_client_behind_a_trusted_proxy_and_never_lock
         assert await attempt(READ, "10.0.0.1") == 200  # a valid token still passes
         assert await attempt(WRONG, "10.0.0.2") == 401  # another client is not blocked
         assert await attempt(WRONG, "not an address") == 401  # counted as the proxy's own
+        async with (  # the proxy sends the public name: answered
+            aiohttp.ClientSession() as session,
+            session.get(f"{url}/healthz", headers={"Host": "watcher.example.com"}) as resp,
+        ):
+            assert resp.status == 200
 
 
 async def test_a_client_stuck_in_the_middle_of_a_request_does_not_hold_up_a_stop(

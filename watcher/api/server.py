@@ -36,7 +36,7 @@ from watcher.api import page, v1
 from watcher.api.access import Access, TooMany
 from watcher.api.shared import Busy, Shared
 from watcher.api.site import Site
-from watcher.api.tokens import ApiConfig, Limiter, Scope, TokenConfig
+from watcher.api.tokens import ApiConfig, Limiter, Scope, TokenConfig, loopback
 from watcher.errors import ConfigError
 from watcher.metrics import Metrics
 from watcher.report import JSON_VERSION
@@ -49,6 +49,10 @@ STOP_S: Final = 2.0
 HISTORY_FRESH_S: Final = 60.0
 FACTS_FOR_S: Final = 1.0
 """How long ``/healthz`` reuses what it read of the store: it needs no token."""
+MISDIRECTED: Final = (
+    "this listener is on loopback and answers requests for loopback host names only (behind a"
+    " proxy that sends its own Host, list the proxy in trusted_proxies)"
+)
 TOKEN: Final = web.RequestKey("token", TokenConfig)
 """The token that authorised a request (not set for an anonymous read)."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -173,10 +177,7 @@ class Api:
     @web.middleware
     async def _answer_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if (request.content_length or 0) > MAX_BODY:
-                raise v1.Refused(413, f"the body is larger than {MAX_BODY // 1024} KiB")
-            if "\x00" in request.path or "\x00" in unquote(request.query_string):
-                raise v1.Refused(400, "the path or query holds a NUL character")
+            self._screen(request)
             return await handler(request)
         except TooMany as exc:
             return _error(exc.status, str(exc), {"Retry-After": exc.after})
@@ -195,6 +196,16 @@ class Api:
         except Exception:
             log.exception("API: %s %s failed", request.method, json.dumps(request.path))
             return _error(500, "watcher failed to answer; its log says why")
+
+    def _screen(self, request: web.Request) -> None:
+        """Refuse, before any handler: a body too large, a NUL (no store keeps one), and a host
+        name other than loopback's on a loopback listener (DNS rebinding)."""
+        if (request.content_length or 0) > MAX_BODY:
+            raise v1.Refused(413, f"the body is larger than {MAX_BODY // 1024} KiB")
+        if "\x00" in request.path or "\x00" in unquote(request.query_string):
+            raise v1.Refused(400, "the path or query holds a NUL character")
+        if self._config.loopback_only and not loopback(request.url.host or ""):
+            raise v1.Refused(421, MISDIRECTED)
 
     # --- /healthz and /api/v1 -------------------------------------------------------------
 

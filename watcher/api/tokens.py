@@ -107,15 +107,22 @@ class ApiConfig(Model):
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("give both cert_file and key_file, or neither")
         exposed = not self.plain_http and self.cert_file is None
-        if exposed and not _loopback(parse_address(self.listen)[0]):
+        if exposed and not loopback(parse_address(self.listen)[0]):
             raise ValueError(
                 f"listen {self.listen} is not loopback: give cert_file and key_file, or set"
                 " plain_http = true behind a proxy that terminates TLS"
             )
         return self
 
+    @property
+    def loopback_only(self) -> bool:
+        """On loopback with no proxy in front: only requests for a loopback host name are
+        answered, so a web page cannot reach the API through DNS rebinding."""
+        return not self.trusted_proxies and loopback(parse_address(self.listen)[0])
 
-def _loopback(host: str) -> bool:
+
+def loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an IP address, no port) is this machine's loopback."""
     if host == "localhost":
         return True
     try:
