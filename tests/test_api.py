@@ -299,6 +299,12 @@ async def test_one_server_answers_the_api_and_the_metrics_on_one_address(
         assert status == 200 and "watcher_outbox_pending" in scraped
         assert (await call(url, "GET", "/api/v1/watches", READ))[0] == 200
 
+        path.write_text(text[: text.index("[api]")], "utf-8")  # the API goes; /metrics stays
+        await service.reload()
+        status, scraped, _ = await call(url, "GET", "/metrics")
+        assert status == 200 and "watcher_outbox_pending" in scraped  # as on its own: no token
+        assert (await call(url, "GET", "/api/v1/watches", READ))[0] == 404
+
 
 async def test_tls_from_cert_file_and_key_file(
     tmp_path: Path, receiver: Receiver, rsa: RsaSimulator

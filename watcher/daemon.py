@@ -317,9 +317,15 @@ class Daemon:
             if config.api is not None:
                 log.warning("[api] was added: the listener starts at the next start")
         elif config.api is None:
+            served_metrics = self._api_serves_metrics and self._serve_metrics
             await self.api.close()
             self.api = None
             log.info("[api] was removed: the listener stopped")
+            if served_metrics and (address := self.config.daemon.metrics):
+                try:  # /metrics had come with the listener: it goes on, on its own
+                    await self.metrics.serve(address, refresh=self._status)
+                except OSError as exc:
+                    log.warning("daemon.metrics: cannot listen on %s: %s", address, exc)
         else:
             self.api.reconfigure(config.api)
 
