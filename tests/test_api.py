@@ -451,6 +451,32 @@ async def test_submit_takes_the_url_and_the_token_from_the_environment(
         assert "$WATCHER_TOKEN is empty" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("htp://watcher.example.com", "--url: not an http:// or https:// URL with a host name"),
+        ("http://", "--url: not an http:// or https:// URL with a host name"),
+        ("watcher.example.com", "--url: not an http:// or https:// URL with a host name"),
+        ("http://127.0.0.1:99999", "--url: not a URL (port out of range 0-65535)"),
+        ("http://[::1", "--url: not a URL (invalid ipv6 url)"),
+        ("https://ci:hunter22@watcher.example.com", "--url: holds a user name or password"),
+    ],
+)
+@pytest.mark.parametrize("command", [["submit", "gov", "1"], ["cancel", "k"], ["wait", "k"]])
+def test_a_url_that_is_no_api_is_exit_2_at_once_and_not_repeated(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    said: str,
+    command: list[str],
+) -> None:
+    monkeypatch.setenv("WATCHER_TOKEN", SUBMIT)
+    assert main([*command, "--url", url]) == 2
+    err = capsys.readouterr().err
+    assert err == f"watcher: {said}\n" or err.startswith(f"watcher: {said};")
+    assert "hunter22" not in err
+
+
 def test_check_says_where_the_api_listens_and_which_tokens_it_takes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -64,6 +64,7 @@ def dispatch(args: argparse.Namespace) -> int:
 def _remote(args: argparse.Namespace, url: str) -> int:
     from watcher import remote
 
+    url = remote.api_url(url, "--url" if args.url else "$WATCHER_URL")
     token = remote.token_from(args.token_file, os.environ)
     if args.command == "cancel":
         return remote.run(remote.cancel(url, token, args.key))

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from yarl import URL
+
 from watcher import redact
 from watcher.client import Http, Reply
 from watcher.errors import (
@@ -42,6 +44,20 @@ POLL_EVERY_S = 5.0
 """How often ``wait --url`` asks; the daemon polls the remote system at its own pace."""
 UNREACHABLE_S = 300.0
 """How long ``wait --url`` goes on asking a daemon that does not answer before it gives up."""
+
+
+def api_url(text: str, where: str) -> str:
+    """``text`` if it is the base URL of an API (``http(s)://host[:port][/path]``), else a
+    ConfigError naming ``where`` (``--url`` or ``$WATCHER_URL``)."""
+    try:  # not repeated in the messages: a broken URL may still hold a password
+        url = URL(text)
+    except ValueError as exc:  # a port out of range, a broken [IPv6] address
+        raise ConfigError(f"{where}: not a URL ({str(exc).lower()})") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"{where}: not an http:// or https:// URL with a host name")
+    if url.user is not None or url.password is not None:
+        raise ConfigError(f"{where}: holds a user name or password; the API takes a token only")
+    return text
 
 
 def token_from(token_file: str | None, env: Mapping[str, str]) -> str:
