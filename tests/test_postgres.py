@@ -182,6 +182,16 @@ async def test_an_instance_frozen_inside_a_transaction_loses_its_locks_after_a_l
             await a._pool.release(frozen)
 
 
+async def test_a_flood_of_slow_reads_leaves_connections_for_a_renewal(pg_url: str) -> None:
+    async with instances(pg_url, "a") as (store,):
+        await store.sync(Configured.of([record("w")]))
+        await store.claim(NOW, 10)
+        slow = [asyncio.ensure_future(store._fetch("SELECT pg_sleep(1)")) for _ in range(10)]
+        await asyncio.sleep(0.2)  # every read that can is on the server now
+        await asyncio.wait_for(store.renew(), 0.5)  # not behind a second of reads
+        await asyncio.gather(*slow)
+
+
 async def test_retry_now_leaves_notifications_someone_holds_alone(pg_url: str) -> None:
     async with instances(pg_url, "a", "b", lease_s=30.0) as (a, b):
         await a.save(record("w"), [note("w"), note("w", channel="other")])

@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 POOL_SIZE: Final = 4
+READERS: Final = 2
+"""How many of the pool's connections reads may take at once: the others stay free for the
+writes, so a flood of status reads (the API's, the page's) never holds up a lease renewal."""
 CONNECT_TIMEOUT_S: Final = 10.0
 COMMAND_TIMEOUT_S: Final = 60.0
 WAIT_FIRST_S: Final = 0.5
@@ -93,6 +96,7 @@ class PostgresStore:
 
     def __init__(self, pool: asyncpg.Pool, where: str, instance: str, lease_s: float) -> None:
         self._pool = pool
+        self._readers = asyncio.Semaphore(READERS)
         self.client = False
         self.where = where
         self.instance = instance
@@ -345,13 +349,14 @@ class PostgresStore:
     # --- reads ---------------------------------------------------------------------------
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        try:
-            return await self._pool.fetch(query, *args)
-        except Exception as exc:
-            if not _is_outage(exc):
-                raise
-            await self._pool.expire_connections()  # a restarted server: once on a fresh one
-            return await self._pool.fetch(query, *args)
+        async with self._readers:
+            try:
+                return await self._pool.fetch(query, *args)
+            except Exception as exc:
+                if not _is_outage(exc):
+                    raise
+                await self._pool.expire_connections()  # a restarted server: once on a fresh one
+                return await self._pool.fetch(query, *args)
 
     async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]:
         if keys is None:
