@@ -395,16 +395,22 @@ async def test_healthz_answers_503_while_the_state_cannot_be_read(
                 await asyncio.sleep(0.2)
 
 
+@pytest.fixture
+def token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file of a submit token, for `--token-file`; `wait --url` asks every 50 ms."""
+    monkeypatch.setattr("watcher.remote.POLL_EVERY_S", 0.05)
+    path = tmp_path / "ci.token"
+    path.write_text(SUBMIT, "utf-8")
+    return path
+
+
 async def test_wait_through_the_api_outlasts_a_restart_of_the_daemon(
     tmp_path: Path,
     receiver: Receiver,
     rsa: RsaSimulator,
-    monkeypatch: pytest.MonkeyPatch,
+    token: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr("watcher.remote.POLL_EVERY_S", 0.05)
-    token = tmp_path / "ci.token"
-    token.write_text(SUBMIT, "utf-8")
     path = write(tmp_path, receiver.url, rsa.url)
     async with daemon(path) as (_, url):
         remote = ["--url", url, "--token-file", str(token)]
@@ -496,12 +502,9 @@ async def test_wait_through_the_api_exits_as_wait_does_for_the_runs_submit_hande
     tmp_path: Path,
     receiver: Receiver,
     rsa: RsaSimulator,
-    monkeypatch: pytest.MonkeyPatch,
+    token: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr("watcher.remote.POLL_EVERY_S", 0.05)
-    token = tmp_path / "ci.token"
-    token.write_text(SUBMIT, "utf-8")
     async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
 
         def cli(*args: str) -> int:
