@@ -131,7 +131,9 @@ async def test_tokens_scopes_and_what_a_client_may_send(
         assert (await said(url, "GET", "/api/v1/watches", READ))[0] == 200
         assert (await said(url, "GET", "/api/v1/watches?limit=0", READ))[0] == 422
         port = url.rsplit(":", 1)[1]
-        for host, answer in [("rebound.example", 421), (f"localhost:{port}", 200), ("[::1]", 200)]:
+        hosts = [("rebound.example", 421), (f"localhost:{port}", 200), ("[::1]", 200)]
+        hosts += [("127.0.0.1:99999", 400), ("localhost:abc", 400)]  # no 500, no traceback
+        for host, answer in hosts:
             # a page of another site, its name rebound to 127.0.0.1, gets nothing
             got = await said(url, "GET", "/healthz", headers={"Host": host})
             assert got[0] == answer, host
@@ -140,6 +142,7 @@ async def test_tokens_scopes_and_what_a_client_may_send(
         for nul in ("/api/v1/watches/a%00b", "/api/v1/watches?server=%00", "/watch?key=a%00"):
             status, refused, _ = await said(url, "GET", nul, READ)  # no store keeps a NUL
             assert status == 400 and refused["error"] == "the path or query holds a NUL character"
+        assert (await said(url, "GET", "/api/v1/watches?server=%2500", READ))[0] == 200  # "%00"
         run = {"server": "gov", "id": "5733", "name": "nightly"}
         assert (await said(url, "POST", "/api/v1/watches", READ, json=run))[0] == 403
 
@@ -377,8 +380,14 @@ async def test_healthz_reads_the_state_once_for_all_who_ask_at_once(
 
 
 async def test_healthz_answers_503_while_the_state_cannot_be_read(
-    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, postgres: Server, pg_url: str
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    postgres: Server,
+    pg_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, "watcher")
     async with daemon(write(tmp_path, receiver.url, rsa.url, state=pg_url)) as (_, url):
         assert (await call(url, "GET", "/healthz"))[0] == 200
         await asyncio.to_thread(postgres.stop)
@@ -388,6 +397,12 @@ async def test_healthz_answers_503_while_the_state_cannot_be_read(
                 status, health, _ = await call(url, "GET", "/healthz")
             assert status == 503 and health["status"] == "unavailable"
             assert health["facts"] == "the state cannot be read"
+            said = caplog.text.count("/healthz: cannot read the state")
+            began = time.monotonic()
+            for _ in range(20):  # a load balancer asking, hard
+                assert (await call(url, "GET", "/healthz"))[0] == 503
+            more = caplog.text.count("/healthz: cannot read the state") - said
+            assert more <= 1 + int(time.monotonic() - began)  # a failed read is shared too
         finally:
             await asyncio.to_thread(postgres.start)
         async with asyncio.timeout(20):  # and healthy again once the database is back
@@ -429,6 +444,32 @@ async def test_wait_through_the_api_outlasts_a_restart_of_the_daemon(
     assert f"the API at {url} answers again" in err
 
 
+async def test_wait_through_the_api_keeps_a_known_end_when_the_daemon_goes_while_it_settles(
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    token: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    receiver.fail_first = 10**6  # the failure's notification stays undelivered
+    async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
+        remote = ["--url", url, "--token-file", str(token)]
+        assert await asyncio.to_thread(main, ["submit", "gov", "9", *remote]) == 0
+        wait = ["wait", "gov//9", "--settle", "2", *remote]
+        waiting = asyncio.ensure_future(asyncio.to_thread(main, wait))
+
+        async def outcome() -> str | None:
+            return (await call(url, "GET", "/api/v1/watches/gov//9", READ))[1]["watch"]["outcome"]
+
+        async with asyncio.timeout(10):  # until the daemon has seen it fail
+            while await outcome() is None:
+                await asyncio.sleep(0.05)
+    # the daemon is gone while wait settles: the failure it saw is still the answer, in time
+    assert await asyncio.wait_for(waiting, 10) == 1
+    out = capsys.readouterr().out
+    assert "run 9 on gov: failed" in out and "1 notification not delivered" in out
+
+
 async def test_wait_through_the_api_gives_up_on_a_daemon_that_never_answers_with_3(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -466,8 +507,10 @@ async def test_submit_takes_the_url_and_the_token_from_the_environment(
         ("htp://watcher.example.com", "--url: not an http:// or https:// URL with a host name"),
         ("http://", "--url: not an http:// or https:// URL with a host name"),
         ("watcher.example.com", "--url: not an http:// or https:// URL with a host name"),
-        ("http://127.0.0.1:99999", "--url: not a URL (port out of range 0-65535)"),
-        ("http://[::1", "--url: not a URL (invalid ipv6 url)"),
+        ("http://127.0.0.1:99999", "--url: not a URL"),
+        ("http://[::1", "--url: not a URL"),
+        ("https://ci:hunter22@exa\u2100mple.com", "--url: not a URL"),  # yarl would repeat it
+        ("https://ci:hunter22@xn--zz.com", "--url: not a URL"),  # no IDNA name
         ("https://ci:hunter22@watcher.example.com", "--url: holds a user name or password"),
     ],
 )

@@ -183,7 +183,7 @@ async def test_an_instance_frozen_inside_a_transaction_loses_its_locks_after_a_l
 
 
 async def test_a_flood_of_slow_reads_leaves_connections_for_a_renewal(pg_url: str) -> None:
-    async with instances(pg_url, "a") as (store,):
+    async with instances(pg_url, "a", lease_s=30.0) as (store,):  # renew() gives up at 15 s
         await store.sync(Configured.of([record("w")]))
         await store.claim(NOW, 10)
         slow = [asyncio.ensure_future(store._fetch("SELECT pg_sleep(2)")) for _ in range(10)]

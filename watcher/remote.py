@@ -49,11 +49,12 @@ UNREACHABLE_S = 300.0
 def api_url(text: str, where: str) -> str:
     """``text`` if it is the base URL of an API (``http(s)://host[:port][/path]``), else a
     ConfigError naming ``where`` (``--url`` or ``$WATCHER_URL``)."""
-    try:  # not repeated in the messages: a broken URL may still hold a password
+    try:  # not repeated in the messages, nor yarl's words: a broken URL may hold a password
         url = URL(text)
-    except ValueError as exc:  # a port out of range, a broken [IPv6] address
-        raise ConfigError(f"{where}: not a URL ({str(exc).lower()})") from None
-    if url.scheme not in ("http", "https") or not url.host:
+        scheme, host, port = url.scheme, url.host, url.port
+    except ValueError:  # a port out of range, a broken [IPv6] address, a bad IDNA name
+        raise ConfigError(f"{where}: not a URL") from None
+    if scheme not in ("http", "https") or not host or port == 0:
         raise ConfigError(f"{where}: not an http:// or https:// URL with a host name")
     if url.user is not None or url.password is not None:
         raise ConfigError(f"{where}: holds a user name or password; the API takes a token only")
@@ -114,7 +115,14 @@ async def wait(
     ended_at: float | None = None
     async with Http(connections=1) as http:
         while True:
-            watches = await _documents(http, url, token, keys, deadline)
+            until = deadline if ended_at is None else min(deadline, ended_at + settle_s)
+            try:
+                watches = await _documents(http, url, token, keys, until)
+            except _Unreachable as exc:
+                if ended_at is None:
+                    raise
+                print(redact.scrub(str(exc)), file=sys.stderr)  # the ends are known already
+                break
             now = time.monotonic()
             ended = [w for w in watches if w["outcome"] or not w["watched"]]
             failed = any(w["outcome"] != "succeeded" for w in ended)

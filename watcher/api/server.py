@@ -25,7 +25,6 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
-from urllib.parse import unquote
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -202,20 +201,21 @@ class Api:
         name other than loopback's on a loopback listener (DNS rebinding)."""
         if (request.content_length or 0) > MAX_BODY:
             raise v1.Refused(413, f"the body is larger than {MAX_BODY // 1024} KiB")
-        if "\x00" in request.path or "\x00" in unquote(request.query_string):
+        if "\x00" in request.path or "\x00" in request.query_string:  # both decoded
             raise v1.Refused(400, "the path or query holds a NUL character")
-        if self._config.loopback_only and not loopback(request.url.host or ""):
-            raise v1.Refused(421, MISDIRECTED)
+        if self._config.loopback_only:
+            try:
+                host = request.url.host or ""
+            except ValueError:  # Host: 127.0.0.1:99999
+                raise v1.Refused(400, "the Host header names no host") from None
+            if not loopback(host):
+                raise v1.Refused(421, MISDIRECTED)
 
     # --- /healthz and /api/v1 -------------------------------------------------------------
 
     async def _healthz(self, request: web.Request) -> web.StreamResponse:
-        healthy = True  # the engine runs while the listener does: a bug that ends it ends both
-        try:
-            facts: str = await self._health.get("facts", self._service.facts)
-        except Exception as exc:  # the store cannot be read: not healthy
-            log.warning("/healthz: cannot read the state: %s", exc)
-            healthy, facts = False, "the state cannot be read"
+        # the engine runs while the listener does: a bug that ends it ends both
+        healthy, facts = await self._health.get("facts", self._health_facts)
         doc = {
             "version": JSON_VERSION,
             "status": "ok" if healthy else "unavailable",
@@ -223,6 +223,15 @@ class Api:
             "facts": facts,
         }
         return web.json_response(doc, status=200 if healthy else 503)
+
+    async def _health_facts(self) -> tuple[bool, str]:
+        """Whether the state can be read, and the STATUS line; a failure is an answer too, so
+        it is shared for its second as well (and logged once)."""
+        try:
+            return True, await self._service.facts()
+        except Exception as exc:
+            log.warning("/healthz: cannot read the state: %s", exc)
+            return False, "the state cannot be read"
 
     async def _watches(self, request: web.Request) -> web.StreamResponse:
         query = request.query

@@ -45,6 +45,7 @@ class Shared:
                 if len(self._made) >= KEPT:
                     raise Busy(f"{KEPT} different listings are being built: ask again in a second")
             made = self._made[key] = (now, asyncio.ensure_future(build()))
+            made[1].add_done_callback(_failed)  # retrieved, even if every client has left
         return await asyncio.shield(made[1])  # one client leaving cancels not the others' build
 
     def _stale(self, made: tuple[float, asyncio.Task[Any]], now: float) -> bool:

@@ -195,7 +195,9 @@ CANCEL = (
     " WHERE active AND (key = $1 OR parent = $1) AND"
     " (SELECT origin = 'submitted' AND active FROM watches WHERE key = $1) RETURNING key"
 )
-HOLDERS = "SELECT key, owner FROM watches WHERE owner IS NOT NULL AND lease_until > now()"
+HOLDERS = (
+    "SELECT key, owner FROM watches WHERE owner IS NOT NULL AND lease_until > now() AND active"
+)
 INSTANCES = (
     "SELECT name, extract(epoch FROM started)::float8, extract(epoch FROM heartbeat)::float8"
     " FROM instances ORDER BY name"
