@@ -455,7 +455,7 @@ async def test_wait_through_the_api_keeps_a_known_end_when_the_daemon_goes_while
     async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
         remote = ["--url", url, "--token-file", str(token)]
         assert await asyncio.to_thread(main, ["submit", "gov", "9", *remote]) == 0
-        wait = ["wait", "gov//9", "--settle", "2", *remote]
+        wait = ["wait", "gov//9", "--settle", "5", *remote]
         waiting = asyncio.ensure_future(asyncio.to_thread(main, wait))
 
         async def outcome() -> str | None:
@@ -464,8 +464,9 @@ async def test_wait_through_the_api_keeps_a_known_end_when_the_daemon_goes_while
         async with asyncio.timeout(10):  # until the daemon has seen it fail
             while await outcome() is None:
                 await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # and wait, asking every 50 ms, has seen it too
     # the daemon is gone while wait settles: the failure it saw is still the answer, in time
-    assert await asyncio.wait_for(waiting, 10) == 1
+    assert await asyncio.wait_for(waiting, 20) == 1
     out = capsys.readouterr().out
     assert "run 9 on gov: failed" in out and "1 notification not delivered" in out
 
