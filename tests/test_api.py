@@ -379,6 +379,22 @@ async def test_healthz_reads_the_state_once_for_all_who_ask_at_once(
         assert reads[0] <= 1 + int(took_s)  # a flood that needs no token: one read a second
 
 
+async def test_healthz_answers_503_when_the_state_does_not_answer_in_time(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("watcher.api.server.FACTS_WITHIN_S", 0.3)
+    async with daemon(write(tmp_path, receiver.url, rsa.url)) as (service, url):
+
+        async def stuck() -> str:  # a database behind a network partition
+            await asyncio.sleep(60)
+            return "never"
+
+        service.facts = stuck  # type: ignore[method-assign]
+        async with asyncio.timeout(5):  # an answer, not a load balancer's own timeout
+            status, health, _ = await call(url, "GET", "/healthz")
+        assert status == 503 and health["facts"] == "the state cannot be read"
+
+
 async def test_healthz_answers_503_while_the_state_cannot_be_read(
     tmp_path: Path,
     receiver: Receiver,

@@ -48,6 +48,9 @@ STOP_S: Final = 2.0
 HISTORY_FRESH_S: Final = 60.0
 FACTS_FOR_S: Final = 1.0
 """How long ``/healthz`` reuses what it read of the store: it needs no token."""
+FACTS_WITHIN_S = 5.0
+"""How long ``/healthz`` waits for the store: a load balancer is better off with a 503 than
+with no answer (a database behind a network partition)."""
 MISDIRECTED: Final = (
     "this listener is on loopback and answers requests for loopback host names only (behind a"
     " proxy that sends its own Host, list the proxy in trusted_proxies)"
@@ -228,10 +231,13 @@ class Api:
         """Whether the state can be read, and the STATUS line; a failure is an answer too, so
         it is shared for its second as well (and logged once)."""
         try:
-            return True, await self._service.facts()
+            async with asyncio.timeout(FACTS_WITHIN_S):
+                return True, await self._service.facts()
+        except TimeoutError:
+            log.warning("/healthz: no answer from the state within %gs", FACTS_WITHIN_S)
         except Exception as exc:
             log.warning("/healthz: cannot read the state: %s", exc)
-            return False, "the state cannot be read"
+        return False, "the state cannot be read"
 
     async def _watches(self, request: web.Request) -> web.StreamResponse:
         query = request.query
