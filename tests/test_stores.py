@@ -252,6 +252,8 @@ async def test_notes_a_silence_held_back_are_counted_by_watch(store: Store) -> N
         if due.watch == "w":
             await store.silenced(due, NOW, by)
     assert await store.held_back() == {"w": 2} and await store.pending() == 1
+    assert await store.held_back(["w", "other"]) == {"w": 2}  # one watch's, read alone
+    assert await store.held_back(["other"]) == {}
 
 
 async def test_a_watchs_notifications_are_listed_newest_first(store: Store) -> None:

@@ -141,13 +141,13 @@ async def watches(
     A few bounded queries, however many watches there are: the page of 10,000 reads 200."""
     store = service.store
     found = await store.listing(server, state, limit)
-    holders = await store.holders([record.key for record in found.records])
+    shown = [record.key for record in found.records]
     doc = document(
         found.records,
         found.pending,
-        holders=holders,
+        holders=await store.holders(shown),
         instances=await store.instances(),
-        held_back=await store.held_back(),
+        held_back=await store.held_back(shown),
         taken=earlier,
     )
     doc["matched"], doc["counts"], doc["servers"] = found.matched, found.counts, found.servers
@@ -164,7 +164,7 @@ async def watch(
     if record is None:
         raise Refused(404, "no watch with that key")
     family = earlier.get(history.family_of(record), [])
-    entry = watch_entry(record, (), family, (await store.held_back()).get(key, 0))
+    entry = watch_entry(record, (), family, (await store.held_back([key])).get(key, 0))
     entry["held_by"] = (await store.holders([key])).get(key)
     entry["watched"] = await store.watched(key)  # False: cancelled, or left out of watches.toml
     sent = await store.sent(key, RECENT)

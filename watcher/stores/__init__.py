@@ -281,8 +281,9 @@ class Store(Protocol):
         """The latest ``limit`` notifications of watch ``key``, newest first."""
         ...
 
-    async def held_back(self) -> dict[str, int]:
-        """How many notifications silences held back, by watch key."""
+    async def held_back(self, keys: Sequence[str] | None = None) -> dict[str, int]:
+        """How many notifications silences held back, by watch key (of ``keys`` only, if
+        given)."""
         ...
 
     async def silence(self, match: str, until: float, comment: str, now: float) -> int:

@@ -498,8 +498,13 @@ class PostgresStore:
         query = sql.SENT.format(key="$1", limit="$2")
         return [Sent(*row) for row in await self._fetch(query, key, limit)]
 
-    async def held_back(self) -> dict[str, int]:
-        return {str(key): int(n) for key, n in await self._fetch(sql.HELD_BACK)}
+    async def held_back(self, keys: Sequence[str] | None = None) -> dict[str, int]:
+        if keys is None:
+            rows = await self._fetch(sql.HELD_BACK)
+        else:
+            only = sql.HELD_BACK_OF.format(only=" AND watch = ANY($1::text[])")
+            rows = await self._fetch(only, list(keys))
+        return {str(key): int(n) for key, n in rows}
 
     async def unsilence(self, silence_id: int) -> bool:
         async def run(conn: Conn, batch: Plan) -> bool:

@@ -174,7 +174,8 @@ SENT = (
     "SELECT event, channel, created, delivered, silenced, attempts, last_error FROM outbox"
     " WHERE watch = {key} AND reminder = 0 ORDER BY id DESC LIMIT {limit}"
 )
-HELD_BACK = "SELECT watch, count(*) FROM outbox WHERE silenced IS NOT NULL GROUP BY watch"
+HELD_BACK_OF = "SELECT watch, count(*) FROM outbox WHERE silenced IS NOT NULL{only} GROUP BY watch"
+HELD_BACK = HELD_BACK_OF.format(only="")
 NOTE_COLS = "watch, event, channel, title, body, dedup, id, attempts, next_try, last_error"
 NOTE_FIELDS = NOTE_COLS.split(", ")
 #: SQLite result codes meaning "no writes possible now", not "this write is bad"

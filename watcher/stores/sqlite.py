@@ -404,8 +404,12 @@ class SqliteStore:
         rows = await self._run(lambda c: c.execute(query, (key, limit)).fetchall())
         return [Sent(*row) for row in rows]
 
-    async def held_back(self) -> dict[str, int]:
-        rows = await self._run(lambda c: c.execute(sql.HELD_BACK).fetchall())
+    async def held_back(self, keys: Sequence[str] | None = None) -> dict[str, int]:
+        query, args = sql.HELD_BACK, []
+        if keys is not None:
+            query = sql.HELD_BACK_OF.format(only=f" AND watch IN {sql.IN_JSON}")
+            args = [json.dumps(list(keys))]
+        rows = await self._run(lambda c: c.execute(query, args).fetchall())
         return {str(key): int(n) for key, n in rows}
 
     async def unsilence(self, silence_id: int) -> bool:
