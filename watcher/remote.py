@@ -7,7 +7,9 @@ pipeline) waits for runs that ``submit`` handed to the daemons, and exits as ``w
 The token comes from ``--token-file`` or ``$WATCHER_TOKEN`` and is sent only as
 ``Authorization: Bearer``; it is masked in everything watcher prints. An answer the user can act
 on (401, 403, 404, 409, 422) is a ConfigError (exit 2) carrying the API's own words; a daemon
-that cannot be reached, or answers 5xx, is exit 1 for ``submit`` and ``cancel``. ``wait`` asks
+that cannot be reached, or answers 5xx, is exit 1 for ``submit`` and ``cancel``. A 429 or 503
+with ``Retry-After`` (a quota, a flood of readers) is waited out for up to :data:`BUSY_FOR_S`,
+then counts as no answer. ``wait`` asks
 again for up to :data:`UNREACHABLE_S` (a daemon restarting or being deployed), then gives up
 with 3: the runs could not be watched.
 """
@@ -28,7 +30,7 @@ from urllib.parse import quote
 from yarl import URL
 
 from watcher import redact
-from watcher.client import Http, Reply
+from watcher.client import Http, Reply, retry_after
 from watcher.errors import (
     EXIT_FAILED,
     EXIT_INCOMPLETE,
@@ -44,6 +46,9 @@ POLL_EVERY_S = 5.0
 """How often ``wait --url`` asks; the daemon polls the remote system at its own pace."""
 UNREACHABLE_S = 300.0
 """How long ``wait --url`` goes on asking a daemon that does not answer before it gives up."""
+BUSY_FOR_S = 120.0
+"""How long one request waits out a daemon that asks it to come back later (429 or 503 with
+``Retry-After``: a quota, a flood of readers) before that counts as no answer."""
 
 
 def api_url(text: str, where: str) -> str:
@@ -202,23 +207,49 @@ async def _call(
 ) -> Reply:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     data = None if body is None else json.dumps(body)
+    waited_s = 0.0
     try:
         async with contextlib.AsyncExitStack() as stack:
             if http is None:
                 http = await stack.enter_async_context(Http(connections=1))
             client = http.server(max_concurrency=1, timeout_s=TIMEOUT_S)
-            reply = await client.request(method, url.rstrip("/") + path, headers=headers, data=data)
+            while True:
+                reply = await client.request(
+                    method, url.rstrip("/") + path, headers=headers, data=data
+                )
+                if (after_s := _come_back_in(reply, waited_s)) is None:
+                    break
+                if not waited_s:
+                    busy = f"watcher: the API at {url} answered {reply.status}: {_said(reply)}"
+                    print(f"{busy}; asking again in {after_s:g}s", file=sys.stderr)
+                await asyncio.sleep(after_s)
+                waited_s += after_s
     except PollError as exc:
         raise _Unreachable(f"watcher: cannot reach the API at {url}: {exc}") from None
     if reply.ok:
         return reply
+    said = _said(reply)
+    if reply.status >= 500 or reply.status == 429:  # a limit of the daemon's, not the input
+        raise _Unreachable(f"watcher: the API at {url} answered {reply.status}: {said}")
+    raise ConfigError(f"the API at {url} refused ({reply.status}): {said}")
+
+
+def _come_back_in(reply: Reply, waited_s: float) -> float | None:
+    """Seconds to wait before asking again, when the daemon said so (429 or 503 with
+    ``Retry-After``: a limit, a flood) and the wait stays within :data:`BUSY_FOR_S`."""
+    if reply.status not in (429, 503) or (after_s := retry_after(reply.headers)) is None:
+        return None
+    after_s = max(after_s, 1.0)
+    return after_s if waited_s + after_s <= BUSY_FOR_S else None
+
+
+def _said(reply: Reply) -> str:
+    """The API's ``error`` text (a proxy's page shortened), secrets masked."""
     try:
         said = str(reply.json().get("error", reply.text))
     except (PollError, AttributeError):
         said = reply.text[:200]
-    if reply.status >= 500:
-        raise _Unreachable(f"watcher: the API at {url} answered {reply.status}: {said}")
-    raise ConfigError(f"the API at {url} refused ({reply.status}): {redact.scrub(said)}")
+    return redact.scrub(said)
 
 
 class _Unreachable(Exception):
