@@ -62,7 +62,11 @@ def api_url(text: str, where: str) -> str:
 
 
 def token_from(token_file: str | None, env: Mapping[str, str]) -> str:
-    """The API token: the content of ``token_file``, else ``$WATCHER_TOKEN``."""
+    """The API token: the content of ``token_file``, else ``$WATCHER_TOKEN``.
+
+    A token is one line: surrounding whitespace and a CR (a file saved with CRLF) are dropped;
+    anything else (a second line, an inner space or control character) is a ConfigError naming
+    the file, never showing the token (an HTTP header cannot carry it as it is)."""
     if token_file is not None:
         try:
             token = Path(token_file).read_text(encoding="utf-8").strip()
@@ -75,6 +79,10 @@ def token_from(token_file: str | None, env: Mapping[str, str]) -> str:
     if not token:
         raise ConfigError(f"--url needs a token: {where} is empty (or give --token-file)")
     redact.register(token)
+    if len(token.splitlines()) > 1:
+        raise ConfigError(f"{where}: holds more than one line; give the token alone on one line")
+    if not token.isprintable() or any(char.isspace() for char in token):
+        raise ConfigError(f"{where}: holds a space or a control character inside the token")
     return token
 
 
@@ -159,7 +167,7 @@ def _line(watch: Mapping[str, Any]) -> str:
     line = f"{watch['name']}: {head} ({state}, {plural(watch['polls'], 'poll')})"
     if watch["undelivered"]:
         line += f", {plural(len(watch['undelivered']), 'notification')} not delivered"
-    return f"{line}: {watch['detail']}" if watch["detail"] else line
+    return redact.escape(f"{line}: {watch['detail']}" if watch["detail"] else line)
 
 
 async def _documents(
@@ -216,6 +224,7 @@ async def _call(
         said = str(reply.json().get("error", reply.text))
     except (PollError, AttributeError):
         said = reply.text[:200]
+    said = redact.escape(said)  # whatever answered: a proxy's page, say
     if reply.status >= 500:
         raise _Unreachable(f"watcher: the API at {url} answered {reply.status}: {said}")
     raise ConfigError(f"the API at {url} refused ({reply.status}): {redact.scrub(said)}")
