@@ -26,6 +26,7 @@ from watcher.dispatch import matches
 from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from watcher.models import Event
 from watcher.notify import Channel, render, sample
+from watcher.redact import scrub
 from watcher.runner import SUBMITTED_KEYS, adhoc_watch, build_channels, build_specs, submit
 from watcher.status import show as show_status
 from watcher.stores import Store, open_store
@@ -266,27 +267,30 @@ async def _client(config: Config) -> AsyncIterator[Store]:
 
 
 def _check(config: Config, path: str) -> int:
+    """What the configuration holds, secrets masked as the logs mask them: apprise's privacy
+    form of a channel URL still shows the tokens some services keep in the path."""
     _something_to_watch(config, path, once=False)
     channels = _channels(config)
     metrics = _address_note(path, "daemon.metrics", config.daemon.metrics)
-    print(f"{path}: OK")
-    print(f"  state: {statefile.describe(config.daemon.state)}")
+    lines = [f"{path}: OK", f"  state: {statefile.describe(config.daemon.state)}"]
     if metrics:
-        print(f"  metrics: {metrics}")
+        lines.append(f"  metrics: {metrics}")
     if config.api is not None:
-        print(f"  api: {_api_note(config.api, path)}")
+        lines.append(f"  api: {_api_note(config.api, path)}")
     for name, server in config.servers.items():
-        print(f"  server {name}: {server.kind} at {server.url}")
+        lines.append(f"  server {name}: {server.kind} at {server.url}")
     for name, channel in channels.items():
-        print(f"  channel {name}: {channel.describe()} on {', '.join(sorted(channel.events))}")
-    for spec in build_specs(config):
-        print(
-            f"  watch {spec.name!r}: {spec.target.key} -> {', '.join(spec.notify) or 'no channels'}"
+        lines.append(
+            f"  channel {name}: {channel.describe()} on {', '.join(sorted(channel.events))}"
         )
+    for spec in build_specs(config):
+        notify = ", ".join(spec.notify) or "no channels"
+        lines.append(f"  watch {spec.name!r}: {spec.target.key} -> {notify}")
     if not config.watches:
-        print(
+        lines.append(
             "  no watches yet: 'run' waits for some (add them, then reload); 'run --once' exits 2"
         )
+    print(scrub("\n".join(lines)))
     return 0
 
 
@@ -344,5 +348,5 @@ async def _notify_test(path: str, name: str, event_name: str | None) -> int:
     if error:
         print(f"channel {name}: delivery failed: {error}", file=sys.stderr)
         return 1
-    print(f"channel {name}: delivered to {channel.describe()}")
+    print(scrub(f"channel {name}: delivered to {channel.describe()}"))
     return 0

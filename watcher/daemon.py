@@ -38,7 +38,7 @@ from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_UNDELIVERED, ConfigErr
 from watcher.metrics import Metrics
 from watcher.models import Outcome
 from watcher.quiet import zone
-from watcher.redact import scrub
+from watcher.redact import escape, scrub
 from watcher.report import LiveView, document, plural, result_line
 from watcher.runner import (
     build_channels,
@@ -210,7 +210,7 @@ class Daemon:
                     + (f": {note.last_error}" if note.last_error else "")
                     for note in undelivered
                 ]
-            text = "\n".join(lines)
+            text = "\n".join(escape(line) for line in lines)  # remote text: one line each
         print(scrub(text), flush=True)
         return code
 

@@ -2,7 +2,8 @@
 
 Under systemd (``$JOURNAL_STREAM`` set) lines carry no timestamp (journald adds its own) and
 start with a syslog priority prefix (``<4>`` for warnings), so ``journalctl -p warning`` works.
-Every handler masks secrets (:class:`watcher.redact.ScrubFilter`).
+Every handler masks secrets and escapes line breaks, control characters and bidi overrides
+(:class:`watcher.redact.ScrubFilter`): one record is one line whatever remote text it quotes.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Literal
 
-from watcher.redact import ScrubFilter
+from watcher.redact import UNSAFE, ScrubFilter
 
 LogFormat = Literal["auto", "text", "journal", "json"]
 
@@ -54,8 +56,15 @@ class JsonFormatter(logging.Formatter):
             if (value := getattr(record, name, None)) is not None:
                 entry[name] = value
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        # json escapes C0 controls only: DEL, C1 and the bidi controls would pass raw
+        return UNSAFE.sub(_json_escape, json.dumps(entry, ensure_ascii=False))
+
+
+def _json_escape(found: re.Match[str]) -> str:
+    return f"\\u{ord(found.group()):04x}"
 
 
 def formatter(kind: LogFormat) -> logging.Formatter:
@@ -69,10 +78,10 @@ def formatter(kind: LogFormat) -> logging.Formatter:
 
 
 def setup(kind: LogFormat = "auto", verbose: bool = False) -> None:
-    """Send every log record to stderr in ``kind`` format, secrets masked."""
+    """Send every log record to stderr in ``kind`` format, secrets masked, one line each."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(kind))
-    handler.addFilter(ScrubFilter())
+    handler.addFilter(ScrubFilter(FIELDS))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

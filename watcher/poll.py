@@ -5,6 +5,10 @@ the notifications the step raised for each channel that wants them, and saves th
 with those notifications and any runs the poll found in one transaction. It hands the server's
 slot back as soon as the answer is in, and tells the engine when the save landed, so the next
 poll of the watch can never overtake it.
+
+Remote text is data: every configured secret is masked in what a provider returns (state,
+detail, link, run ids, error texts) here, where the answer enters watcher, before anything
+stores, logs, notifies or shows it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from watcher.metrics import Metrics, PollResult
 from watcher.models import Event, Note, Observation, Outcome, WatchRecord
 from watcher.notify import Channel, context_for, render
 from watcher.providers.base import Discoverer
+from watcher.redact import scrub
 from watcher.spec import Server, Spec
 from watcher.stores import Store
 
@@ -124,16 +129,19 @@ class Poller:
         return after, hold
 
     async def _observe(self, spec: Spec, record: WatchRecord) -> Observation | PollError:
+        """The provider's answer, secrets masked."""
         provider = self.servers[spec.target.server].provider
         try:
             if spec.filters is not None and isinstance(provider, Discoverer):
-                return await provider.discover(spec.filters, record.memo)
-            return await provider.observe(spec.target, record.memo)
+                seen = await provider.discover(spec.filters, record.memo)
+            else:
+                seen = await provider.observe(spec.target, record.memo)
         except PollError as exc:
-            return exc
+            return masked_error(exc)
         except Exception as exc:  # a provider surprised by an answer must not stop the daemon
             log.warning("%s: unexpected answer", spec.name, exc_info=True)
-            return BadReplyError(f"unexpected answer ({type(exc).__name__}: {exc})")
+            return masked_error(BadReplyError(f"unexpected answer ({type(exc).__name__}: {exc})"))
+        return masked_observation(seen, spec.name)
 
     def _notes(
         self, spec: Spec, record: WatchRecord, events: Iterable[Event], now: float
@@ -211,6 +219,35 @@ def _expecting(spec: Spec, record: WatchRecord) -> WatchRecord:
     if record.expect_s == spec.policy.expect_s and record.expect_auto == spec.expect_auto:
         return record
     return replace(record, expect_s=spec.policy.expect_s, expect_auto=spec.expect_auto)
+
+
+def masked_observation(seen: Observation, name: str) -> Observation:
+    """``seen`` with every configured secret masked. A run found whose id holds one is left out
+    (its watch could neither poll it nor show it); ``name``: the watch's, for that warning."""
+    texts = (seen.state, seen.detail, seen.link or "", seen.run_id or "", seen.attention)
+    joined = "\n".join((*texts, *seen.discovered))
+    if scrub(joined) == joined:  # one search per poll when, as nearly always, none is there
+        return seen
+    runs = tuple(run for run in seen.discovered if scrub(run) == run)
+    if len(runs) < len(seen.discovered):
+        log.warning("%s: a run found holds a secret in its id; it is not watched", name)
+    return replace(
+        seen,
+        state=scrub(seen.state),
+        detail=scrub(seen.detail),
+        link=None if seen.link is None else scrub(seen.link),
+        run_id=None if seen.run_id is None else scrub(seen.run_id),
+        attention=scrub(seen.attention),
+        discovered=runs,
+    )
+
+
+def masked_error(error: PollError) -> PollError:
+    """``error`` with every configured secret masked in its message (most are already)."""
+    said = str(error)
+    if (masked := scrub(said)) != said:
+        error.args = (masked,)
+    return error
 
 
 def _kind(result: Observation | PollError) -> PollResult:

@@ -67,7 +67,11 @@ def api_url(text: str, where: str) -> str:
 
 
 def token_from(token_file: str | None, env: Mapping[str, str]) -> str:
-    """The API token: the content of ``token_file``, else ``$WATCHER_TOKEN``."""
+    """The API token: the content of ``token_file``, else ``$WATCHER_TOKEN``.
+
+    A token is one line: surrounding whitespace and a CR (a file saved with CRLF) are dropped;
+    anything else (a second line, an inner space or control character) is a ConfigError naming
+    the file, never showing the token (an HTTP header cannot carry it as it is)."""
     if token_file is not None:
         try:
             token = Path(token_file).read_text(encoding="utf-8").strip()
@@ -80,6 +84,10 @@ def token_from(token_file: str | None, env: Mapping[str, str]) -> str:
     if not token:
         raise ConfigError(f"--url needs a token: {where} is empty (or give --token-file)")
     redact.register(token)
+    if len(token.splitlines()) > 1:
+        raise ConfigError(f"{where}: holds more than one line; give the token alone on one line")
+    if not token.isprintable() or any(char.isspace() for char in token):
+        raise ConfigError(f"{where}: holds a space or a control character inside the token")
     return token
 
 
@@ -164,7 +172,7 @@ def _line(watch: Mapping[str, Any]) -> str:
     line = f"{watch['name']}: {head} ({state}, {plural(watch['polls'], 'poll')})"
     if watch["undelivered"]:
         line += f", {plural(len(watch['undelivered']), 'notification')} not delivered"
-    return f"{line}: {watch['detail']}" if watch["detail"] else line
+    return redact.escape(f"{line}: {watch['detail']}" if watch["detail"] else line)
 
 
 async def _documents(
@@ -249,7 +257,7 @@ def _said(reply: Reply) -> str:
         said = str(reply.json().get("error", reply.text))
     except (PollError, AttributeError):
         said = reply.text[:200]
-    return redact.scrub(said)
+    return redact.escape(redact.scrub(said))  # whatever answered: a proxy's page, say
 
 
 class _Unreachable(Exception):

@@ -4,6 +4,9 @@
 * :func:`document`: the one JSON document of ``--json`` (the same shape for all three
   commands; README documents it).
 * :class:`LiveView`: on a terminal, one line per watch redrawn in place while they run.
+
+The lines show remote text (states, details, names) escaped (:func:`watcher.redact.escape`),
+so a line break, a control character or a bidi override in it cannot forge or recolour a line.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import IO, Any
 from watcher import history
 from watcher.models import Note, WatchRecord
 from watcher.notify import describe_target
+from watcher.redact import escape
 from watcher.schema import format_duration
 from watcher.stores import Silence
 
@@ -50,7 +54,7 @@ def result_line(record: WatchRecord, now: float) -> str:
         if record.unreachable:
             head += ", unreachable"
     line = f"{record.name}: {head} ({state}, {plural(record.polls, 'poll')})"
-    return f"{line}: {record.detail}" if record.detail else line
+    return escape(f"{line}: {record.detail}" if record.detail else line)
 
 
 def watch_entry(
@@ -192,7 +196,7 @@ class LiveView:
         done = sum(r.done for r in records)
         lines.append(f"{done}/{len(records)} done")
         self.clear()
-        self._out.write("".join(f"{line}\x1b[K\n" for line in lines))
+        self._out.write("".join(f"{escape(line)}\x1b[K\n" for line in lines))
         self._out.flush()
         self._drawn = len(lines)
 

@@ -20,6 +20,7 @@ from watcher import history, statefile
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
 from watcher.notify import describe_target
+from watcher.redact import escape
 from watcher.report import document, plural, silence_entry
 from watcher.schema import format_duration
 from watcher.stores import Silence, Store, open_store
@@ -95,27 +96,28 @@ def expectation(record: WatchRecord, runs: int) -> str:
     return format_duration(record.expect_s) + learned
 
 
-def table(rows: Sequence[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
+def table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """The rows as aligned lines; each cell escaped to one line (:func:`watcher.redact.escape`)."""
+    shown = [tuple(escape(cell) for cell in r) for r in rows]
+    widths = [max(len(r[i]) for r in shown) for i in range(len(shown[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in shown]
 
 
 def render(view: View, now: float) -> str:
-    """The whole status report as text."""
+    """The whole status report as text. Remote text (states, details, names) is shown escaped:
+    a line break, a control character or a bidi override in it cannot break the table."""
     records, pending = view.records, view.pending
-    lines = [_instance_line(view.instances, now)] if view.instances else []
-    lines.append(_watches(view, now) if records else "no watches yet")
+    lines = [_instance_line(view.instances, now), ""] if view.instances else []
+    lines += _watches(view, now) if records else ["no watches yet"]
     if pending:
-        lines.append(f"\n{len(pending)} notifications not delivered yet:")
+        lines += ["", f"{len(pending)} notifications not delivered yet:"]
         lines += [
             f"  {n.event} of {n.watch} to {n.channel}: {n.attempts} tries"
             + (f", last error: {n.last_error}" if n.last_error else "")
             for n in pending
         ]
     else:
-        lines.append("\nall notifications delivered")
+        lines += ["", "all notifications delivered"]
     if held := sum(view.held_back.values()):
         lines.append(f"{plural(held, 'notification')} held back by silences")
     lines += [
@@ -123,10 +125,10 @@ def render(view: View, now: float) -> str:
         + (f" ({s.comment})" if s.comment else "")
         for s in view.silences
     ]
-    return "\n".join(lines)
+    return "\n".join(escape(line) for line in lines)
 
 
-def _watches(view: View, now: float) -> str:
+def _watches(view: View, now: float) -> list[str]:
     """The table of watches, with who holds each when a daemon runs and when each is overdue
     when any watch has an ``expect``."""
     taken = history.durations(view.records)
@@ -148,7 +150,7 @@ def _instance_line(instances: Sequence[tuple[str, float, float]], now: float) ->
         f"heartbeat {format_duration(max(now - beat, 0.0))} ago)"
         for name, started, beat in instances
     ]
-    return f"instances: {', '.join(said)}\n"
+    return f"instances: {', '.join(said)}"
 
 
 def show(state: str, *, as_json: bool = False) -> int:
