@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from watcher.api.limits import Limited, Limiter, Refusals, client_key
+from watcher.api.limits import Limited, Limiter, Quota, Refusals, client_key
 from watcher.api.tokens import (
     MIN_SECRET_BITS,
     ApiConfig,
@@ -291,6 +291,66 @@ def test_a_host_that_is_no_host_name_is_refused(host: str) -> None:
     with pytest.raises(ValidationError) as caught:
         ApiConfig.model_validate({"listen": "9477", "hosts": [host]})
     assert "is not a host name (no scheme, port or path" in str(caught.value)
+
+
+def test_quotas_default_to_1000_active_and_60_a_minute_and_a_token_may_have_its_own() -> None:
+    config = ApiConfig.model_validate(
+        {
+            "listen": "9477",
+            "submissions_per_minute": 10,
+            "tokens": [entry(hash=HASH, max_active=5), entry(name="b", hash=token_hash(OTHER))],
+        }
+    )
+    assert ApiConfig(listen="9477").max_active_per_token == 1000
+    assert ApiConfig(listen="9477").submissions_per_minute == 60
+    quota = Quota(config, Refusals())
+    assert (quota.max_active("ci"), quota.per_minute("ci")) == (5, 10)
+    assert (quota.max_active("b"), quota.per_minute("b")) == (1000, 10)
+    for wrong in ({"max_active_per_token": 0}, {"submissions_per_minute": -1}):
+        with pytest.raises(ValidationError):
+            ApiConfig.model_validate({"listen": "9477", **wrong})
+    with pytest.raises(ValidationError):
+        ApiConfig.model_validate({"listen": "9477", "tokens": [entry(hash=HASH, max_active=0)]})
+
+
+class Active:
+    """A store that says how many watches a token has active."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    async def active_submitted(self, by: str) -> int:
+        return self.count
+
+
+async def test_a_quota_counts_a_minute_of_submissions_and_the_active_ones() -> None:
+    clock, metrics = Clock(), Metrics()
+    config = ApiConfig(listen="9477", submissions_per_minute=3, max_active_per_token=2)
+    quota = Quota(config, Refusals(metrics=metrics, clock=clock), clock=clock)
+    store: Any = Active(1)
+
+    async def never() -> bool:
+        return False
+
+    for _ in range(3):
+        await quota.admit("ci", store, never)
+        clock.now += 10
+    with pytest.raises(Limited) as caught:
+        await quota.admit("ci", store, never)  # 3 in the last minute: the first 30 s ago
+    assert caught.value.after == "30" and "3 submissions a minute" in str(caught.value)
+    await quota.admit("ops", store, never)  # each token has its own
+    clock.now += 40
+    await quota.admit("ci", store, never)  # the first left the minute
+    store.count = 2
+    with pytest.raises(Limited) as caught:
+        await quota.admit("ops", store, never)
+    assert caught.value.after == "60" and "max_active_per_token" in str(caught.value)
+
+    async def watched() -> bool:
+        return True
+
+    await quota.admit("ops", store, watched)  # a run it watches already: not a new one
+    assert refusals(metrics)["quota"] == 2
 
 
 def test_trusted_proxies_are_kept_as_the_server_sees_addresses() -> None:
