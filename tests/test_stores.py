@@ -405,6 +405,20 @@ async def test_cancelling_a_submitted_watch_stops_it_and_the_runs_it_found(store
     assert (await store.load(["sub"]))["sub"].started == 0.0  # resumed with its state
 
 
+async def test_active_submitted_counts_a_tokens_watches_that_have_not_ended(store: Store) -> None:
+    await store.sync(Configured.of([record("conf")]))
+    for key, by in [("a", "ci"), ("b", "ci"), ("c", "ci"), ("d", "ops"), ("e", 'o"ps')]:
+        assert await store.submit(record(key), {"server": "s", "id": key, "by": by})
+    claimed = await claim_all(store)
+    ended = replace(claimed["a"], outcome=Outcome.SUCCEEDED, finished=NOW, next_poll=None)
+    assert await store.save(ended)
+    assert await store.cancel("b")
+    assert await store.active_submitted("ci") == 1  # a ended, b was cancelled: c is left
+    assert await store.active_submitted("ops") == 1
+    assert await store.active_submitted('o"ps') == 1
+    assert await store.active_submitted("nobody") == 0
+
+
 # --- instances -------------------------------------------------------------------------------
 
 

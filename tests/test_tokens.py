@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import base64
+import heapq
 import hmac
 import logging
+import secrets
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from watcher.api.limits import Limited, Limiter, Quota, Refusals, client_key
 from watcher.api.tokens import (
+    MIN_SECRET_BITS,
     ApiConfig,
-    Limiter,
     Scope,
     TokenConfig,
     Tokens,
     new_token,
     read_tokens,
+    secret_bits,
     token_hash,
 )
+from watcher.metrics import Metrics
 
-SECRET = "s3cret-token-0123456789"
-OTHER = "another-token-abcdefghij"
+SECRET = "wt_jB4_eNnCkZu9LmxUd5E5XbiORJBbMwI5_5BUnyrEd-I"
+OTHER = "wt_aJl_RFcmFES3Ax6vulloTTP6svVrS5PNAB7lQp7oivs"
 HASH = token_hash(SECRET)
 
 
@@ -109,16 +116,61 @@ def test_a_hash_given_is_kept_and_the_input_is_not_changed(tmp_path: Path) -> No
             {},
             "api.tokens[0].token_file: the token in short.token is too short",
         ),
+        (
+            entry(token_env="CI_TOKEN"),
+            {"CI_TOKEN": "correcthorsebatterystaple"},
+            "api.tokens[0].token_env: the token in $CI_TOKEN is too easy to guess (about 62 bits;"
+            " at least 100): repeats, sequences and words count for little:"
+            " use `watcher token new`",
+        ),
+        (
+            entry(token_file="weak.token"),
+            {},
+            "api.tokens[0].token_file: the token in weak.token is too easy to guess",
+        ),
     ],
 )
 def test_a_token_entry_that_is_wrong_is_named(
     tmp_path: Path, tokens_entry: dict[str, Any], env: dict[str, str], expected: str
 ) -> None:
     (tmp_path / "short.token").write_text("short-token", encoding="utf-8")
+    (tmp_path / "weak.token").write_text("Password1234567890!\n", encoding="utf-8")
     with pytest.raises(ValueError) as caught:
         read_tokens(api(tokens_entry), tmp_path, env)
     assert expected in str(caught.value)
-    assert SECRET not in str(caught.value) and "short-token" not in str(caught.value)
+    for secret in (SECRET, "short-token", "correcthorse", "Password123"):
+        assert secret not in str(caught.value)
+
+
+GENERATED = {
+    "watcher token new": lambda: new_token()[0],
+    "openssl rand -hex 32": lambda: secrets.token_hex(32),
+    "openssl rand -base64 32": lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+    "uuid4": lambda: str(uuid.uuid4()),
+}
+
+
+@pytest.mark.parametrize("make", GENERATED.values(), ids=GENERATED.keys())
+def test_a_generated_secret_has_enough_bits_every_time(make: Any) -> None:
+    assert min(secret_bits(make()) for _ in range(2000)) >= MIN_SECRET_BITS + 20
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "correcthorsebatterystaple",
+        "CorrectHorseBatteryStaple1!",
+        "Password1234567890!",
+        "a" * 40,
+        "abc" * 14,
+        "ab" * 30,
+        "qwer1234" * 8,
+        "0123456789" * 4,
+        "MyCompanyWatcherToken2024!",
+    ],
+)
+def test_a_secret_a_person_would_choose_has_too_few_bits(secret: str) -> None:
+    assert secret_bits(secret) < MIN_SECRET_BITS
 
 
 def test_a_missing_token_file_names_every_place_looked(tmp_path: Path) -> None:
@@ -205,6 +257,100 @@ def test_an_api_config_that_is_wrong_is_refused(keys: dict[str, Any], expected: 
         ApiConfig.model_validate(keys)
     assert expected in str(caught.value)
     assert "metrics" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("hosts", "host", "answered"),
+    [
+        (None, "localhost", True),
+        (None, "LocalHost.", True),
+        (None, "127.0.0.1", True),
+        (None, "10.1.2.3", True),  # an IP address is never a rebound name
+        (None, "::1", True),
+        (None, "[2001:db8::1]", True),
+        (None, "rebound.example", False),
+        (None, "localhost.rebound.example", False),
+        (["Watcher.Example.COM."], "watcher.example.com", True),
+        (["watcher.example.com"], "WATCHER.example.com.", True),
+        (["watcher.example.com"], "localhost", False),
+        ([], "localhost", False),
+        ([], "127.0.0.1", True),
+    ],
+)
+def test_the_listener_answers_its_host_names_and_ip_addresses(
+    hosts: list[str] | None, host: str, answered: bool
+) -> None:
+    keys = {"listen": "9477"} if hosts is None else {"listen": "9477", "hosts": hosts}
+    assert ApiConfig.model_validate(keys).answers(host) is answered
+
+
+@pytest.mark.parametrize(
+    "host", ["https://watcher.example.com", "watcher.example.com:443", "a/b", "-a.com", "é.fr", ""]
+)
+def test_a_host_that_is_no_host_name_is_refused(host: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ApiConfig.model_validate({"listen": "9477", "hosts": [host]})
+    assert "is not a host name (no scheme, port or path" in str(caught.value)
+
+
+def test_quotas_default_to_1000_active_and_60_a_minute_and_a_token_may_have_its_own() -> None:
+    config = ApiConfig.model_validate(
+        {
+            "listen": "9477",
+            "submissions_per_minute": 10,
+            "tokens": [entry(hash=HASH, max_active=5), entry(name="b", hash=token_hash(OTHER))],
+        }
+    )
+    assert ApiConfig(listen="9477").max_active_per_token == 1000
+    assert ApiConfig(listen="9477").submissions_per_minute == 60
+    quota = Quota(config, Refusals())
+    assert (quota.max_active("ci"), quota.per_minute("ci")) == (5, 10)
+    assert (quota.max_active("b"), quota.per_minute("b")) == (1000, 10)
+    for wrong in ({"max_active_per_token": 0}, {"submissions_per_minute": -1}):
+        with pytest.raises(ValidationError):
+            ApiConfig.model_validate({"listen": "9477", **wrong})
+    with pytest.raises(ValidationError):
+        ApiConfig.model_validate({"listen": "9477", "tokens": [entry(hash=HASH, max_active=0)]})
+
+
+class Active:
+    """A store that says how many watches a token has active."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    async def active_submitted(self, by: str) -> int:
+        return self.count
+
+
+async def test_a_quota_counts_a_minute_of_submissions_and_the_active_ones() -> None:
+    clock, metrics = Clock(), Metrics()
+    config = ApiConfig(listen="9477", submissions_per_minute=3, max_active_per_token=2)
+    quota = Quota(config, Refusals(metrics=metrics, clock=clock), clock=clock)
+    store: Any = Active(1)
+
+    async def never() -> bool:
+        return False
+
+    for _ in range(3):
+        await quota.admit("ci", store, never)
+        clock.now += 10
+    with pytest.raises(Limited) as caught:
+        await quota.admit("ci", store, never)  # 3 in the last minute: the first 30 s ago
+    assert caught.value.after == "30" and "3 submissions a minute" in str(caught.value)
+    await quota.admit("ops", store, never)  # each token has its own
+    clock.now += 40
+    await quota.admit("ci", store, never)  # the first left the minute
+    store.count = 2
+    with pytest.raises(Limited) as caught:
+        await quota.admit("ops", store, never)
+    assert caught.value.after == "60" and "max_active_per_token" in str(caught.value)
+
+    async def watched() -> bool:
+        return True
+
+    await quota.admit("ops", store, watched)  # a run it watches already: not a new one
+    assert refusals(metrics)["quota"] == 2
 
 
 def test_trusted_proxies_are_kept_as_the_server_sees_addresses() -> None:
@@ -343,54 +489,123 @@ def fail(limiter: Limiter, address: str, times: int, clock: Clock, step_s: float
         clock.now += step_s
 
 
-def test_an_address_is_refused_after_max_failures_until_its_window_ends() -> None:
+def refusals(metrics: Metrics) -> dict[str, float]:
+    """``watcher_api_refusals_total`` by reason, as scraped."""
+    prefix = 'watcher_api_refusals_total{reason="'
+    lines = [line for line in metrics.text().decode().splitlines() if line.startswith(prefix)]
+    return {line[len(prefix) :].split('"')[0]: float(line.split()[-1]) for line in lines}
+
+
+def test_an_address_is_free_for_max_failures_then_its_turns_are_spaced_doubling_to_the_bound() -> (
+    None
+):
     clock = Clock()
-    limiter = Limiter(max_failures=10, window_s=60, clock=clock)
-    fail(limiter, "10.0.0.1", 9, clock)
-    assert limiter.blocked("10.0.0.1") is None
-    limiter.failed("10.0.0.1")  # the tenth, 9 s after the first
-    assert limiter.blocked("10.0.0.1") == 51
-    clock.now += 50.5
-    assert limiter.blocked("10.0.0.1") == pytest.approx(0.5)
-    clock.now += 0.5
-    assert limiter.blocked("10.0.0.1") is None
-    limiter.failed("10.0.0.1")  # a new window, counting from one
-    assert limiter.blocked("10.0.0.1") is None
+    limiter = Limiter(max_failures=10, first_delay_s=0.25, max_delay_s=4.0, clock=clock)
+    fail(limiter, "10.0.0.1", 10, clock, step_s=0)
+    assert limiter.turn("10.0.0.2") == 0  # another address is not slowed
+    waits = []
+    for _ in range(8):  # one client after the other, each checked in its turn and failing
+        wait_s = limiter.turn("10.0.0.1")
+        waits.append(wait_s)
+        clock.now += wait_s
+        limiter.failed("10.0.0.1")
+    assert waits == [0, 0.25, 0.5, 1, 2, 4, 4, 4]
 
 
-def test_failures_spread_over_more_than_a_window_never_block() -> None:
+def test_a_turn_further_off_than_the_bound_is_refused_at_once_and_counted() -> None:
+    clock, metrics = Clock(), Metrics()
+    limiter = Limiter(max_failures=1, refusals=Refusals(metrics=metrics, clock=clock), clock=clock)
+    limiter.failed("10.0.0.1")
+    assert [limiter.turn("10.0.0.1") for _ in range(4)] == [0, 0.25, 0.75, 1.75]  # 4 at once
+    assert limiter.turn("10.0.0.1") == 3.75  # 3.75 + 4: more than 4 s off
+    with pytest.raises(Limited) as caught:
+        limiter.turn("10.0.0.1")
+    assert caught.value.after == "4"  # when its turn would be 4 s off
+    assert str(caught.value) == "too many failed attempts from this address; try again later"
+    assert refusals(metrics) == {
+        "unauthorized": 1,
+        "forbidden": 0,
+        "too_many_failures": 1,
+        "quota": 0,
+    }
+
+
+@pytest.mark.parametrize("parallel", [1, 16, 100])
+def test_2000_wrong_tokens_take_more_than_a_minute_whatever_the_parallelism(
+    parallel: int,
+) -> None:
+    """Attackers that never wait between attempts (a 429 retried after 50 ms): within a minute
+    of the clock, far fewer than 2,000 of their tokens are checked, and every attempt counts."""
+    clock, metrics = Clock(), Metrics()
+    limiter = Limiter(refusals=Refusals(metrics=metrics, clock=clock), clock=clock)
+    start, checked, refused = clock.now, 0, 0
+    events = [(start, i, "send") for i in range(parallel)]  # (when, attacker, what)
+    while (event := heapq.heappop(events))[0] < start + 60:
+        clock.now, attacker, kind = event
+        if kind == "check":  # its turn came: a wrong token, checked
+            limiter.failed("10.0.0.1")
+            checked += 1
+            heapq.heappush(events, (clock.now + 0.05, attacker, "send"))
+            continue
+        try:
+            wait_s = limiter.turn("10.0.0.1")
+        except Limited:
+            refused += 1
+            heapq.heappush(events, (clock.now + 0.05, attacker, "send"))
+        else:
+            heapq.heappush(events, (clock.now + wait_s, attacker, "check"))
+    assert checked < 2000 * 60 / 60
+    assert checked <= 10 + 20  # 10 free, then 0.25 s, 0.5 s, 1 s, 2 s and every 4 s
+    counted = refusals(metrics)
+    assert counted["unauthorized"] == checked and counted["too_many_failures"] == refused
+
+
+def test_the_penalty_is_forgotten_after_a_window_without_failures() -> None:
     clock = Clock()
     limiter = Limiter(max_failures=3, window_s=60, clock=clock)
-    fail(limiter, "10.0.0.1", 12, clock, step_s=30)
-    assert limiter.blocked("10.0.0.1") is None
+    fail(limiter, "10.0.0.1", 3, clock, step_s=0)
+    assert limiter.turn("10.0.0.1") == 0 and limiter.turn("10.0.0.1") == 0.25
+    clock.now += 59
+    assert limiter.turn("10.0.0.1") == 0  # still penalised, but its turn has come
+    assert limiter.turn("10.0.0.1") == 1  # the next one after it, 1 s on
+    clock.now += 1
+    assert limiter.turn("10.0.0.1") == 0  # a minute without a failure
+    fail(limiter, "10.0.0.1", 2, clock, step_s=0)
+    assert limiter.turn("10.0.0.1") == 0  # counting from one again: free
+    assert limiter.turn("10.0.0.1") == 0
 
 
-def test_addresses_are_counted_apart() -> None:
+def test_addresses_are_counted_apart_and_an_ipv6_client_by_its_64() -> None:
     clock = Clock()
     limiter = Limiter(max_failures=3, clock=clock)
     fail(limiter, "10.0.0.1", 3, clock, step_s=0)
     fail(limiter, "10.0.0.2", 2, clock, step_s=0)
-    assert limiter.blocked("10.0.0.1") == 60
-    assert limiter.blocked("10.0.0.2") is None
-    assert limiter.blocked("10.0.0.3") is None
+    for i in range(3):
+        limiter.failed(f"2001:db8:1:2::{i + 1}")  # one host, rotating its address
+    assert limiter.turn("10.0.0.1") == 0 and limiter.turn("10.0.0.1") > 0
+    assert limiter.turn("10.0.0.2") == 0 and limiter.turn("10.0.0.2") == 0
+    assert limiter.turn("2001:db8:1:2::ff") == 0 and limiter.turn("2001:db8:1:2:ab::1") > 0
+    assert limiter.turn("2001:db8:1:3::1") == 0 and limiter.turn("2001:db8:1:3::1") == 0
+    assert client_key("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert client_key("::1") == "::1" and client_key("proxy") == "proxy"
 
 
-def test_at_most_max_addresses_are_tracked_and_the_oldest_goes_first() -> None:
+def test_at_most_max_addresses_are_tracked_and_the_one_that_failed_longest_ago_goes_first() -> None:
     clock = Clock()
     limiter = Limiter(max_failures=2, max_addresses=3, clock=clock)
     fail(limiter, "a", 2, clock)
     fail(limiter, "b", 2, clock)
     fail(limiter, "c", 1, clock)
     fail(limiter, "d", 1, clock)
-    assert limiter.blocked("a") is None
-    assert limiter.blocked("b") is not None
+    assert limiter.turn("a") == 0 and limiter.turn("a") == 0  # forgotten
+    assert limiter.turn("b") == 0 and limiter.turn("b") > 0
     for i in range(10_000):
         limiter.failed(f"10.{i}")
-    assert len(limiter._windows) == 3
+    assert len(limiter._addresses) == 3
 
 
 def records(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "watcher.api.tokens"]
+    return [r.getMessage() for r in caplog.records if r.name == "watcher.api.limits"]
 
 
 def test_failures_are_logged_once_a_minute_with_names_and_never_a_token(

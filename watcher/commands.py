@@ -315,12 +315,14 @@ def _address_note(
 
 
 def _api_note(api: ApiConfig, path: str) -> str:
-    """``https://0.0.0.0:9477 (tokens: ci submit, wall read; anonymous read off)``."""
+    """``https://0.0.0.0:9477 (tokens: ci submit, wall read; anonymous read off), for
+    localhost``: the host names it answers to, beside IP addresses."""
     scheme = "https" if api.cert_file else "http"
     where = _address_note(path, "api.listen", api.listen) if api.listen else api.listen
     tokens = ", ".join(f"{t.name} {t.scope}" for t in api.tokens) or "none"
     reads = "on" if api.anonymous_read else "off"
-    return f"{scheme}://{where} (tokens: {tokens}; anonymous read {reads})"
+    hosts = ", ".join(api.hosts) or "IP addresses only"
+    return f"{scheme}://{where} (tokens: {tokens}; anonymous read {reads}), for {hosts}"
 
 
 async def _notify_test(path: str, name: str, event_name: str | None) -> int:

@@ -302,7 +302,7 @@ class Daemon:
         from watcher.api.server import Api  # aiohttp's server, for a daemon that listens only
 
         metrics = self.metrics if self._api_serves_metrics and self._serve_metrics else None
-        self.api = Api(self.config.api, self, metrics=metrics)
+        self.api = Api(self.config.api, self, metrics=metrics, counters=self.metrics)
         try:
             await self.api.start()
         except ConfigError as exc:

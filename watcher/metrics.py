@@ -23,6 +23,9 @@ instance owns its own ``CollectorRegistry``, never the global default one, so se
 * ``watcher_store_unwritable`` (gauge): 1 while the state file takes no writes (a full disk);
   ``watcher_store_unsaved_writes`` counts what is kept in memory meanwhile.
 * ``watcher_silences`` (gauge): silences in force (``watcher silence``).
+* ``watcher_api_refusals_total{reason}`` (counter): API requests refused: ``unauthorized``
+  (401), ``forbidden`` (403), ``too_many_failures`` (429: the client failed too often) and
+  ``quota`` (429: a token's submissions over its quota).
 
 A process that serves no metrics (``run --once``, ``wait``, a daemon without ``metrics``) keeps a
 ``Metrics(on=False)``, whose hooks do nothing and which never imports prometheus-client.
@@ -41,9 +44,11 @@ from watcher.address import DEFAULT_HOST, parse_address, try_bind
 from watcher.models import Outcome
 from watcher.stores.commit import Health
 
-__all__ = ["DEFAULT_HOST", "Metrics", "PollResult", "parse_address", "try_bind"]
+__all__ = ["DEFAULT_HOST", "Metrics", "PollResult", "Refusal", "parse_address", "try_bind"]
 
 PollResult = Literal["ok", "transient", "bad_reply", "permanent"]
+Refusal = Literal["unauthorized", "forbidden", "too_many_failures", "quota"]
+_REFUSALS: Final[tuple[Refusal, ...]] = ("unauthorized", "forbidden", "too_many_failures", "quota")
 
 _BUCKETS_S: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _PHASES: Final = ("pending", "running", "unknown")
@@ -98,6 +103,11 @@ class Metrics:
         self._unsaved = Gauge(
             "watcher_store_unsaved_writes", "Writes kept in memory for the state file", registry=reg
         )
+        self._refusals = Counter(
+            "watcher_api_refusals", "API requests refused", ["reason"], registry=reg
+        )
+        for reason in _REFUSALS:  # each reads 0 before its first
+            self._refusals.labels(reason)
 
     def polled(self, server: str, seconds: float, result: PollResult) -> None:
         """Count one poll of ``server`` that took ``seconds`` and ended in ``result``."""
@@ -117,6 +127,11 @@ class Metrics:
         """The labelled series one kind of poll updates (looked up once, not per poll)."""
         last_ok = self._last_ok.labels(server) if result == "ok" else None
         return self._polls.labels(server, result), self._poll_s.labels(server), last_ok
+
+    def refused(self, reason: Refusal) -> None:
+        """Count one API request refused for ``reason``."""
+        if self._on:
+            self._refusals.labels(reason).inc()
 
     def delivered(self, channel: str) -> None:
         """Count one notification delivered to ``channel``."""

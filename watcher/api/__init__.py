@@ -1,7 +1,9 @@
 """The HTTP front door beside the daemon (``[api]``): the JSON API, its tokens and the status page.
 
 * :mod:`watcher.api.tokens`: ``[api]`` and ``[[api.tokens]]``, their scopes, constant-time
-  checks and the limit on failed attempts per client address.
+  checks and the host names answered.
+* :mod:`watcher.api.limits`: what one client may try: failed attempts per address (slowed past
+  a limit), submissions per token (quotas), and the count of what was refused.
 * :mod:`watcher.api.access`: who is asking: the client's address, the token a request carries,
   the page's cookie.
 * :mod:`watcher.api.v1`: ``/api/v1``: the documents of ``status --json``, submissions and

@@ -1,12 +1,13 @@
 """The ``[api]`` listener: routes, who may call them, and the limits on what a client may send.
 
-Every request passes, in order: the token (401 without a known one, 403 without the scope; the
-same answer whichever part was wrong; 429 for a client address over the limit of failed
-attempts, see :mod:`watcher.api.access`), the body (64 KiB at most, 413; JSON, 400; a model
-that forbids unknown fields, 422 naming the field), then its handler. Errors are JSON
-``{"error": ...}``. Every response carries the page's security headers, and none carries CORS
-headers: writes are authorised only by ``Authorization: Bearer``, which a page of another site
-cannot send, never by the page's cookie.
+Every request passes, in order: the ``Host`` (421 for a name not in ``[api] hosts``, 400 for
+one that names no host), the token (401 without a known one, 403 without the scope; the same
+answer whichever part was wrong; checked in its client's turn past the limit of failed
+attempts, 429 if that is too far off: see :mod:`watcher.api.limits`), the body (64 KiB at
+most, 413; JSON, 400; a model that forbids unknown fields, 422 naming the field), then its
+handler. Errors are JSON ``{"error": ...}``. Every response carries the page's security
+headers, and none carries CORS headers: writes are authorised only by ``Authorization:
+Bearer``, which a page of another site cannot send, never by the page's cookie.
 
 Routes and scopes: ``GET /healthz`` (none); ``GET /api/v1/watches[/{key}]``, ``GET
 /api/v1/silences``, the page (``read``); ``POST /api/v1/watches``, ``DELETE
@@ -26,16 +27,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import ValidationError
 
 from watcher import history
 from watcher.address import parse_address
 from watcher.api import page, v1
-from watcher.api.access import Access, TooMany
+from watcher.api.access import Access
+from watcher.api.limits import Limited
 from watcher.api.shared import Busy, Shared
 from watcher.api.site import Site
-from watcher.api.tokens import ApiConfig, Limiter, Scope, TokenConfig, loopback
+from watcher.api.tokens import ApiConfig, Scope, TokenConfig
 from watcher.errors import ConfigError
 from watcher.metrics import Metrics
 from watcher.report import JSON_VERSION
@@ -52,8 +54,8 @@ FACTS_WITHIN_S = 5.0
 """How long ``/healthz`` waits for the store: a load balancer is better off with a 503 than
 with no answer (a database behind a network partition)."""
 MISDIRECTED: Final = (
-    "this listener is on loopback and answers requests for loopback host names only (behind a"
-    " proxy that sends its own Host, list the proxy in trusted_proxies)"
+    "this listener answers the host names in [api] hosts only (and IP addresses): add the name"
+    " clients use to reach it"
 )
 TOKEN: Final = web.RequestKey("token", TokenConfig)
 """The token that authorised a request (not set for an anonymous read)."""
@@ -76,11 +78,14 @@ class Api:
         service: Service,
         *,
         metrics: Metrics | None = None,
+        counters: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``metrics``: served on ``/metrics`` here; ``counters``: where refusals are counted
+        (``metrics`` unless given: the daemon's, served here or on their own address)."""
         self._config = config
         self._service = service
-        self._access = Access(config, Limiter(clock=clock))
+        self._access = Access(config, metrics=counters or metrics, clock=clock)
         self._metrics = metrics
         self._health = Shared(fresh_s=FACTS_FOR_S)  # /healthz needs no token: one read a second
         self._shared = Shared()
@@ -142,8 +147,8 @@ class Api:
         self._access.limiter.flush(force=True)
 
     def reconfigure(self, config: ApiConfig) -> None:
-        """A reloaded ``[api]``: its tokens, ``anonymous_read`` and ``trusted_proxies`` apply at
-        once; a new address or certificate at the next start."""
+        """A reloaded ``[api]``: its tokens, ``anonymous_read``, ``trusted_proxies``, ``hosts``
+        and quotas apply at once; a new address or certificate at the next start."""
         bound = ("listen", "cert_file", "key_file")
         if any(getattr(config, key) != getattr(self._config, key) for key in bound):
             log.warning("api.listen, cert_file or key_file changed: applied at the next start")
@@ -171,7 +176,7 @@ class Api:
     def _guard(self, needed: Scope, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
             if needed != "read" or not self._access.anonymous(request):
-                request[TOKEN] = self._access.token(request, needed)
+                request[TOKEN] = await self._access.token(request, needed)
             return await handler(request)
 
         return guarded
@@ -181,8 +186,8 @@ class Api:
         try:
             self._screen(request)
             return await handler(request)
-        except TooMany as exc:
-            return _error(exc.status, str(exc), {"Retry-After": exc.after})
+        except Limited as exc:  # too many failures, or over a quota: counted where refused
+            return _error(429, str(exc), {"Retry-After": exc.after})
         except Busy as exc:
             return _error(503, str(exc), {"Retry-After": "1"})
         except v1.Refused as exc:
@@ -201,18 +206,22 @@ class Api:
 
     def _screen(self, request: web.Request) -> None:
         """Refuse, before any handler: a body too large, a NUL (no store keeps one), and a host
-        name other than loopback's on a loopback listener (DNS rebinding)."""
+        name not in ``hosts`` (DNS rebinding: a page whose name now points at the listener).
+        A request without ``Host`` (HTTP/1.0) names nothing to rebind."""
         if (request.content_length or 0) > MAX_BODY:
             raise v1.Refused(413, f"the body is larger than {MAX_BODY // 1024} KiB")
         if "\x00" in request.path or "\x00" in request.query_string:  # both decoded
             raise v1.Refused(400, "the path or query holds a NUL character")
-        if self._config.loopback_only:
-            try:
-                host = request.url.host or ""
-            except ValueError:  # Host: 127.0.0.1:99999
-                raise v1.Refused(400, "the Host header names no host") from None
-            if not loopback(host):
-                raise v1.Refused(421, MISDIRECTED)
+        if hdrs.HOST not in request.headers:
+            return
+        try:
+            host = request.url.host or ""
+        except ValueError:  # Host: 127.0.0.1:99999
+            host = ""
+        if not host:
+            raise v1.Refused(400, "the Host header names no host")
+        if not self._config.answers(host):
+            raise v1.Refused(421, MISDIRECTED)
 
     # --- /healthz and /api/v1 -------------------------------------------------------------
 
@@ -278,7 +287,8 @@ class Api:
         return web.json_response(await self.one(request.match_info["key"]))
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
-        status, doc = await v1.add(self._service, await _body(request), request[TOKEN].name)
+        by, quota = request[TOKEN].name, self._access.quota
+        status, doc = await v1.add(self._service, await _body(request), by, quota)
         log.info("%s submitted %s", request[TOKEN].name, json.dumps(doc["watch"]["key"]))
         return web.json_response(doc, status=status)
 

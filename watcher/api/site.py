@@ -45,7 +45,7 @@ class Site:
         router.add_get("/favicon.ico", _static(page.FAVICON, page.FAVICON_TYPE))
 
     async def index(self, request: web.Request) -> web.StreamResponse:
-        viewer = self._access.viewer(request)
+        viewer = await self._access.viewer(request)
         if not viewer.allowed:
             response = _html(page.sign_in_page())
         else:
@@ -59,7 +59,7 @@ class Site:
         return response
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
-        if not self._access.viewer(request).allowed:
+        if not (await self._access.viewer(request)).allowed:
             return _back_home()
         key = request.query.get("key", "")
         try:
@@ -75,7 +75,7 @@ class Site:
             raise v1.Refused(400, "the form cannot be read") from None
         given = form.get("token")
         given = given.strip() if isinstance(given, str) else ""
-        if not self._access.sign_in(request, given):
+        if not await self._access.sign_in(request, given):
             return _html(page.sign_in_page(refused=True), status=401)
         response = _back_home()
         response.set_cookie(

@@ -1,17 +1,18 @@
-"""``[api]``: the listener's settings, its tokens, their scopes and the limit on failed attempts.
+"""``[api]``: the listener's settings, its tokens and their scopes.
 
 * A token's secret is never written in watches.toml. ``token_file`` (absolute, else under
   ``$CREDENTIALS_DIRECTORY``, else beside the config) or ``token_env`` is read at load time by
   :func:`read_tokens` and replaced by ``hash = "sha256:<hex>"``, which may also be given as is;
-  only the hash is kept. :func:`new_token` makes a random token and its hash.
+  only the hash is kept. A secret that is short or easy to guess (:func:`secret_bits`) is
+  refused. :func:`new_token` makes a random token and its hash.
 * A token is presented only as ``Authorization: Bearer <token>``. :meth:`Tokens.check` hashes it
   and compares the digest bytes in constant time with every configured hash, so neither timing
   nor a non-ASCII header tells anything about the others.
 * Scopes nest: ``admin`` ⊇ ``submit`` ⊇ ``read``. The server answers one uniform 401 (no token or
   an unknown one, with ``WWW-Authenticate: Bearer``) and one uniform 403 (too small a scope).
-* :class:`Limiter` counts those failures per client address: after ``max_failures`` in a window
-  the address is refused (429 with ``Retry-After``) until the window ends. Failures are logged as
-  one summary line at most once a minute, with token names when known and never a token.
+* ``hosts`` are the names the listener answers to (:meth:`ApiConfig.answers`): a page whose
+  name was rebound to the listener's address (DNS rebinding) gets 421, behind a proxy too.
+* The limits on failed attempts and on submissions are in :mod:`watcher.api.limits`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import logging
 import math
 import re
 import secrets
-import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+import string
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self
 
@@ -35,17 +34,19 @@ from watcher.address import parse_address
 from watcher.expand import read_secret
 from watcher.schema import Model
 
-log = logging.getLogger(__name__)
-
 Scope = Literal["read", "submit", "admin"]
 _RANK: Final[Mapping[Scope, int]] = {"read": 0, "submit": 1, "admin": 2}
 _HASH: Final = re.compile(r"sha256:[0-9a-f]{64}")
 _SOURCES: Final = ("token_file", "token_env", "hash")
 #: The shortest secret accepted from ``token_file`` or ``token_env``.
 MIN_SECRET_CHARS: Final = 16
-#: Failures are logged at most this often, as one line.
-LOG_EVERY_S: Final = 60.0
-_ADDRESSES_SHOWN: Final = 5
+#: The fewest bits :func:`secret_bits` must find in a secret from ``token_file``/``token_env``.
+MIN_SECRET_BITS: Final = 100
+_WORD: Final = re.compile(r"[A-Z]?[a-z]{4,}|[A-Z]{4,}")
+_WORD_LETTER_BITS: Final = 2.5  # a word of a dictionary of ~30,000 holds ~15 bits, not 5 x 4.7
+_CLASSES: Final = ((string.ascii_lowercase, 26), (string.ascii_uppercase, 26), (string.digits, 10))
+_OTHERS: Final = 33  # the printable ASCII that is no letter or digit
+_LABEL: Final = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 
 
 def _sha256(value: str) -> str:
@@ -61,12 +62,39 @@ def _ip(value: str) -> str:
         raise ValueError(f"{value!r} is not an IP address") from None
 
 
+def _literal(host: str) -> bool:
+    """Whether ``host`` (no port) is an IP address: ``127.0.0.1``, ``::1`` or ``[::1]``."""
+    try:
+        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _host(value: str) -> str:
+    name = value.lower().removesuffix(".")
+    if _literal(name):
+        return name
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        msg = f"{value!r} is not a host name (no scheme, port or path; a name that is not ASCII"
+        raise ValueError(f"{msg} in its xn-- form)")
+    return name
+
+
+def _loopback_names() -> list[str]:
+    return ["localhost"]
+
+
 class TokenConfig(Model):
     """One ``[[api.tokens]]`` entry, as :func:`read_tokens` leaves it: a name, a scope, a hash."""
 
     name: str = Field(min_length=1, max_length=100)
     scope: Scope
     hash: Annotated[str, AfterValidator(_sha256)]
+    max_active: int | None = Field(default=None, ge=1, le=1_000_000)
+    """This token's own ``[api] max_active_per_token``."""
+    submissions_per_minute: int | None = Field(default=None, ge=1, le=100_000)
+    """This token's own ``[api] submissions_per_minute``."""
 
 
 class ApiConfig(Model):
@@ -78,6 +106,12 @@ class ApiConfig(Model):
     anonymous_read: bool = False
     trusted_proxies: list[Annotated[str, AfterValidator(_ip)]] = Field(default_factory=list)
     plain_http: bool = False
+    hosts: list[Annotated[str, AfterValidator(_host)]] = Field(default_factory=_loopback_names)
+    """The host names the listener answers to (an IP address it always answers)."""
+    max_active_per_token: int = Field(default=1000, ge=1, le=1_000_000)
+    """Submitted watches that have not ended, per token."""
+    submissions_per_minute: int = Field(default=60, ge=1, le=100_000)
+    """Submissions per token in any minute, per instance."""
     tokens: list[TokenConfig] = Field(default_factory=list)
 
     @field_validator("listen")
@@ -114,11 +148,11 @@ class ApiConfig(Model):
             )
         return self
 
-    @property
-    def loopback_only(self) -> bool:
-        """On loopback with no proxy in front: only requests for a loopback host name are
-        answered, so a web page cannot reach the API through DNS rebinding."""
-        return not self.trusted_proxies and loopback(parse_address(self.listen)[0])
+    def answers(self, host: str) -> bool:
+        """Whether a request for ``host`` (a ``Host`` header's name, without its port) is
+        answered: an IP address always (DNS rebinding needs a name), a name in ``hosts``
+        (in any case, with or without a trailing dot)."""
+        return _literal(host) or host.lower().removesuffix(".") in self.hosts
 
 
 def loopback(host: str) -> bool:
@@ -193,7 +227,46 @@ def _hashed(entry: dict[str, Any], where: str, base: Path, env: Mapping[str, str
     if len(secret) < MIN_SECRET_CHARS:
         msg = f"{key}: the token in {origin} is too short (at least {MIN_SECRET_CHARS} characters)"
         raise ValueError(f"{msg}: use `watcher token new`")
+    if (bits := secret_bits(secret)) < MIN_SECRET_BITS:
+        msg = (
+            f"{key}: the token in {origin} is too easy to guess (about {bits:.0f} bits; at least"
+            f" {MIN_SECRET_BITS}): repeats, sequences and words count for little"
+        )
+        raise ValueError(f"{msg}: use `watcher token new`")
     return {**{k: v for k, v in entry.items() if k != source}, "hash": token_hash(secret)}
+
+
+def secret_bits(secret: str) -> float:
+    """About how many bits of guessing ``secret`` takes, low for what a person would choose.
+
+    Each character counts ``log2`` of the size of the character classes the secret uses
+    (lowercase, uppercase, digits, others), except: a letter of a word-like run (``Horse``,
+    ``password``, ``ABCD``) counts 2.5 bits; a character that continues a run of three or more
+    equal or stepping characters (``aaa``, ``123``, ``cba``), or that ends a 4-character piece
+    seen before in it (``abcdabcd``), counts nothing. `watcher token new`, ``openssl rand -hex
+    32``, ``openssl rand -base64 32`` and a UUID find about 150 or more;
+    ``correcthorsebatterystaple`` finds 62, ``Password1234567890!`` 46.
+    """
+    size = sum(n for chars, n in _CLASSES if any(c in chars for c in secret))
+    size += _OTHERS if any(not (c.isascii() and c.isalnum()) for c in secret) else 0
+    per_char = math.log2(size)
+    in_words = {i for found in _WORD.finditer(secret) for i in range(*found.span())}
+    seen: set[str] = set()
+    bits = 0.0
+    for i in range(len(secret)):
+        if i >= 4:
+            seen.add(secret[i - 4 : i])  # the pieces that begin before this one
+        if not (_continues(secret, i) or (i >= 3 and secret[i - 3 : i + 1] in seen)):
+            bits += _WORD_LETTER_BITS if i in in_words else per_char
+    return bits
+
+
+def _continues(secret: str, i: int) -> bool:
+    """Whether character ``i`` continues a run of equal or stepping characters."""
+    if i < 2:
+        return False
+    step = ord(secret[i]) - ord(secret[i - 1])
+    return abs(step) <= 1 and step == ord(secret[i - 1]) - ord(secret[i - 2])
 
 
 class Tokens:
@@ -223,96 +296,3 @@ class Tokens:
     def allows(token: TokenConfig, needed: Scope) -> bool:
         """Whether ``token``'s scope covers ``needed``: admin ⊇ submit ⊇ read."""
         return _RANK[token.scope] >= _RANK[needed]
-
-
-@dataclass(slots=True)
-class _Window:
-    start: float
-    failures: int = 0
-
-
-class Limiter:
-    """Failed attempts per client address, and the summary line that logs them.
-
-    The server calls :meth:`blocked` before checking a token and :meth:`failed` after every 401
-    and 403. An address's window starts at its first failure; at ``max_failures`` it is refused
-    until ``window_s`` after that start. Successes reset nothing: holding one token does not
-    clear the count while guessing another. At most ``max_addresses`` are tracked; beyond that
-    the one whose window started first is forgotten.
-    """
-
-    def __init__(
-        self,
-        max_failures: int = 10,
-        window_s: float = 60.0,
-        *,
-        max_addresses: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.max_failures, self.window_s, self.max_addresses = max_failures, window_s, max_addresses
-        self._clock = clock
-        self._windows: dict[str, _Window] = {}  # in the order their windows started
-        self._logged_at = -math.inf
-        self._count = 0
-        self._addresses: dict[str, None] = {}
-        self._names: dict[str, None] = {}
-
-    def blocked(self, address: str) -> float | None:
-        """Seconds until ``address`` may try again (round up for ``Retry-After``), or ``None``."""
-        window = self._windows.get(address)
-        if window is None or window.failures < self.max_failures:
-            return None
-        left = window.start + self.window_s - self._clock()
-        return left if left > 0 else None
-
-    def failed(self, address: str, token_name: str | None = None) -> None:
-        """Count a failed attempt from ``address``, with the token's name when one was known."""
-        now = self._clock()
-        self._forget_before(now - self.window_s)
-        window = self._windows.get(address)
-        if window is None:
-            if len(self._windows) >= self.max_addresses:
-                del self._windows[next(iter(self._windows))]
-            window = self._windows[address] = _Window(now)
-        window.failures += 1
-        self._count += 1
-        if len(self._addresses) < self.max_addresses:
-            self._addresses[address] = None
-        if token_name is not None:
-            self._names[token_name] = None
-        self.flush()
-
-    def flush(self, *, force: bool = False) -> None:
-        """Log the failures not yet logged, if a minute has passed since the last line.
-
-        Args:
-            force: log them now whatever the time (at shutdown).
-        """
-        now = self._clock()
-        if not self._count or (not force and now - self._logged_at < LOG_EVERY_S):
-            return
-        shown = [_printable(a) for a in list(self._addresses)[:_ADDRESSES_SHOWN]]
-        more = len(self._addresses) - len(shown)
-        names = ", ".join(map(_printable, self._names))
-        log.warning(
-            "API: %s from %s%s%s",
-            f"{self._count} failed attempt" + ("s" if self._count != 1 else ""),
-            ", ".join(shown),
-            f" and {more} more" if more else "",
-            f" (tokens: {names})" if names else "",
-        )
-        self._logged_at, self._count = now, 0
-        self._addresses.clear()
-        self._names.clear()
-
-    def _forget_before(self, cutoff: float) -> None:
-        while self._windows:
-            first = next(iter(self._windows))
-            if self._windows[first].start > cutoff:
-                return
-            del self._windows[first]
-
-
-def _printable(text: str) -> str:
-    """``text`` as is, or its repr when a newline or control character could forge a line."""
-    return text if text.isprintable() else repr(text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Final, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Final, Protocol
 
 from pydantic import (
     AfterValidator,
@@ -26,9 +26,12 @@ from watcher.api.tokens import TokenConfig
 from watcher.config import Config
 from watcher.errors import ConfigError
 from watcher.report import JSON_VERSION, document, iso, silence_entry, watch_entry
-from watcher.runner import submit
+from watcher.runner import adhoc_watch, build_specs, submit
 from watcher.schema import check_duration, parse_duration
 from watcher.stores import Sent, Silence, Store
+
+if TYPE_CHECKING:  # watcher.api.limits needs Refused's module no more than this one needs it
+    from watcher.api.limits import Quota
 
 LIMIT: Final = 1000
 """How many watches ``GET /api/v1/watches`` lists unless asked (``?limit=``, up to
@@ -172,11 +175,16 @@ async def watch(
     return {"version": JSON_VERSION, "watch": entry, "events": [_sent(s) for s in sent]}
 
 
-async def add(service: Service, body: Mapping[str, Any], by: str) -> tuple[int, dict[str, Any]]:
+async def add(
+    service: Service, body: Mapping[str, Any], by: str, quota: Quota | None = None
+) -> tuple[int, dict[str, Any]]:
     """Submit a run (``by``: the token's name, kept with it): 201 and the new watch; 200 and the
     watch already watching it with the same settings (a retried CI step); 409 naming the
-    settings that differ from those it was submitted with."""
+    settings that differ from those it was submitted with; :class:`~watcher.api.limits.Limited`
+    past the token's ``quota`` (a run it watches already passes the limit of active ones)."""
     settings = Submission.model_validate(body).model_dump(exclude_none=True)
+    if quota is not None:
+        await quota.admit(by, service.store, lambda: _watching(service, settings))
     try:  # the id is one run: a comma, which would make it several, is no character of an Id
         [(record, new)] = await submit(
             service.config, service.store, {**settings, "by": by}, time.time()
@@ -191,6 +199,17 @@ async def add(service: Service, body: Mapping[str, Any], by: str) -> tuple[int, 
             raise Refused(409, f"already watched with other settings: {', '.join(differ)}")
     current = (await service.store.load([record.key])).get(record.key, record)
     return (201 if new else 200), {"version": JSON_VERSION, "watch": watch_entry(current)}
+
+
+async def _watching(service: Service, settings: Mapping[str, Any]) -> bool:
+    """Whether the run ``settings`` name is watched already; ``True`` for settings this
+    configuration cannot run (`submit` refuses them with 422, naming the problem)."""
+    try:
+        watch = adhoc_watch(service.config, settings, "submit")
+    except ConfigError:
+        return True
+    config = service.config.model_copy(update={"watches": [watch]})
+    return all([await service.store.watched(spec.key) for spec in build_specs(config)])
 
 
 def _differing(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:

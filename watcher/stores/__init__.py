@@ -213,6 +213,10 @@ class Store(Protocol):
         :meth:`sync`'s answer, as those of configured watches do); only ``key``'s if given."""
         ...
 
+    async def active_submitted(self, by: str) -> int:
+        """How many watches token ``by`` submitted are neither finished nor cancelled."""
+        ...
+
     async def holders(self, keys: Sequence[str] | None = None) -> dict[str, str]:
         """The watches held now (of ``keys`` only, if given), and which instance holds each."""
         ...

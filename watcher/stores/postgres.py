@@ -380,6 +380,11 @@ class PostgresStore:
             rows = await self._fetch(sql.SETTINGS + " AND key = $1", key)
         return {key: json.loads(settings or "{}") for key, settings in rows}
 
+    async def active_submitted(self, by: str) -> int:
+        query = sql.ACTIVE_SUBMITTED.format(by="settings::jsonb ->> 'by'", name="$1")
+        [(count,)] = await self._fetch(query, by)
+        return int(count)
+
     async def holders(self, keys: Sequence[str] | None = None) -> dict[str, str]:
         if keys is None:
             rows = await self._fetch(pgsql.HOLDERS)

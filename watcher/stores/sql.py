@@ -90,6 +90,12 @@ ADD = (
 WANTED = "SELECT key FROM temp.wanted"
 SUBMITTED = "SELECT key FROM watches WHERE active AND origin = 'submitted'"
 SETTINGS = "SELECT key, settings FROM watches WHERE active AND origin = 'submitted'"
+#: submitted watches not finished nor cancelled of one token; {by}: the submitter in the
+#: settings' JSON, {name}: the token's name as a parameter
+ACTIVE_SUBMITTED = (
+    "SELECT count(*) FROM watches WHERE active AND origin = 'submitted' AND outcome IS NULL"
+    " AND {by} = {name}"
+)
 IN_JSON = "(SELECT value FROM json_each(?))"
 """``x IN`` the values of a JSON array given as one parameter (SQLite caps their number)."""
 # what the configuration gave and no longer names stops; runs found by a kept watch stay

@@ -297,6 +297,10 @@ class SqliteStore:
         rows = await self._run(lambda c: c.execute(query, args).fetchall())
         return {key: json.loads(settings or "{}") for key, settings in rows}
 
+    async def active_submitted(self, by: str) -> int:
+        query = sql.ACTIVE_SUBMITTED.format(by="json_extract(settings, '$.by')", name="?")
+        return int((await self._run(lambda c: c.execute(query, (by,)).fetchone()))[0])
+
     async def holders(self, keys: Sequence[str] | None = None) -> dict[str, str]:
         query, args = "SELECT key FROM watches WHERE claimed AND active", []
         if keys is not None:
