@@ -30,6 +30,7 @@ from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from watcher import redact
 from watcher.address import parse_address
 from watcher.expand import read_secret
 from watcher.schema import Model
@@ -233,6 +234,7 @@ def _hashed(entry: dict[str, Any], where: str, base: Path, env: Mapping[str, str
             f" {MIN_SECRET_BITS}): repeats, sequences and words count for little"
         )
         raise ValueError(f"{msg}: use `watcher token new`")
+    redact.register(secret)  # a remote answer or a client that echoes it shows it masked
     return {**{k: v for k, v in entry.items() if k != source}, "hash": token_hash(secret)}
 
 
