@@ -93,6 +93,18 @@ async def closed_within(reader: asyncio.StreamReader, timeout_s: float) -> float
     return time.monotonic() - began
 
 
+POST = f"POST /api/v1/watches HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {SUBMIT}\r\n"
+
+
+def counted(caplog: pytest.LogCaptureFixture, what: str) -> int:
+    """How many ``what`` the listener's minute lines sum up."""
+    start = "API listener, within a minute: "
+    lines = [r.getMessage().removeprefix(start) for r in caplog.records
+             if r.getMessage().startswith(start)]  # fmt: skip
+    tallies = [part.rsplit(": ", 1) for line in lines for part in line.split("; ")]
+    return sum(int(n.replace(",", "")) for said, n in tallies if said == what)
+
+
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 ONCE = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
@@ -119,10 +131,8 @@ async def test_1100_idle_connections_from_one_address_leave_a_new_client_served(
         stopping = time.monotonic()
     assert time.monotonic() - stopping < 5
     lines = [r.getMessage() for r in caplog.records if r.name == "watcher.api.conns"]
-    assert 1 <= len(lines) <= 3 and f"{conns.EVICTED}: " in lines[-1], lines
-    counted = sum(int(line.rsplit(f"{conns.EVICTED}: ", 1)[1].split(";")[0].replace(",", ""))
-                  for line in lines)  # fmt: skip
-    assert counted == 1100 - conns.PER_ADDRESS + 1  # and the client of /healthz
+    assert 1 <= len(lines) <= 3, lines
+    assert counted(caplog, conns.EVICTED) == 1100 - conns.PER_ADDRESS + 1  # and /healthz's
 
 
 async def test_a_thousand_idle_connections_from_ten_addresses_yield_to_a_new_one_and_a_stop(
@@ -152,10 +162,9 @@ async def test_a_new_connection_is_refused_only_when_every_one_at_the_cap_is_bus
 ) -> None:
     monkeypatch.setattr(conns, "PER_ADDRESS", 3)
     monkeypatch.setattr(conns, "TOTAL", 5)
-    caplog.set_level(logging.WARNING, "watcher.api.conns")
+    caplog.set_level(logging.WARNING)
     post = (
-        f"POST /api/v1/watches HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {SUBMIT}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(run(0))}\r\n"
+        f"{POST}Content-Type: application/json\r\nContent-Length: {len(run(0))}\r\n"
         "Expect: 100-continue\r\n\r\n"
     ).encode()
     async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
@@ -178,13 +187,20 @@ async def test_a_new_connection_is_refused_only_when_every_one_at_the_cap_is_bus
             assert status == 201
     said = caplog.text
     assert f"{conns.REFUSED}: 1" in said and f"{conns.EVICTED}: " in said
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], said
 
 
 async def test_a_silent_or_slow_client_is_closed_and_an_idle_one_after_the_keep_alive(
-    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(conns, "HEAD_S", 0.5)
+    monkeypatch.setattr(conns, "BODY_S", 0.5)
     monkeypatch.setattr(conns, "KEEPALIVE_S", 3.0)
+    caplog.set_level(logging.INFO)
     async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
         port = port_of(url)
         silent, _ = await connect(port)
@@ -198,12 +214,20 @@ async def test_a_silent_or_slow_client_is_closed_and_an_idle_one_after_the_keep_
             await asyncio.sleep(0.1)
         assert reader.at_eof() and time.monotonic() - began < 2.5  # before the keep-alive
 
+        form = "Content-Type: application/x-www-form-urlencoded\r\n"
+        for head in (POST, f"POST /sign-in HTTP/1.1\r\nHost: 127.0.0.1\r\n{form}"):
+            reader, writer = await connect(port)  # a body that never ends
+            writer.write(f"{head}Content-Length: 1000\r\n\r\n{{".encode())
+            assert 0.3 < await closed_within(reader, 3) < 2.5
+
         reader, writer = await connect(port)
         writer.write(HEALTHZ)
         answer = await reader.readuntil(b"}")
         assert parse(answer)[0] == 200
         idle_s = await closed_within(reader, 10)  # the head timer sleeps between requests
         assert 2.0 < idle_s < 8, idle_s
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert counted(caplog, conns.BODY_LATE) == 2
 
 
 BAD_HEADS = [

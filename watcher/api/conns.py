@@ -2,8 +2,8 @@
 told when it sends what HTTP cannot parse.
 
 * A client has :data:`HEAD_S` to send a request's head (and a TLS handshake), counted from
-  connecting and from the first byte of each later request; a connection idle between requests
-  is closed after :data:`KEEPALIVE_S`.
+  connecting and from the first byte of each later request, then :data:`BODY_S` from the head
+  for the whole body; a connection idle between requests is closed after :data:`KEEPALIVE_S`.
 * At most :data:`TOTAL` connections are open, :data:`PER_ADDRESS` of them from one client
   address (a trusted proxy's count against the total only). A connection past a cap closes the
   connection of that address (or of all) that has been idle longest; only when every one is busy
@@ -35,6 +35,9 @@ from aiohttp.http_exceptions import BadStatusLine, HttpProcessingError, LineTooL
 log = logging.getLogger(__name__)
 
 HEAD_S: Final = 10.0
+BODY_S: Final = 10.0
+"""Bodies are 64 KiB at most: 6.4 KB/s, whereas a client holding a request open forever would
+hold its connection, which no new one can then take over."""
 KEEPALIVE_S: Final = 20.0
 """Longer than the page's 15 s refresh, so a wall display keeps its connection."""
 TOTAL: Final = 1000
@@ -47,6 +50,7 @@ TOLD_PER_MINUTE: Final = 10
 EVICTED: Final = "idle connections closed to make room"
 REFUSED: Final = "connections refused, every one at the cap being busy"
 MORE_UNPARSABLE: Final = "more requests HTTP cannot parse"
+BODY_LATE: Final = "connections closed, a request's body late"
 Dress = Callable[[web.StreamResponse], None]
 """Puts the listener's headers (security policy, ``Server``, HSTS) on a response."""
 
@@ -114,8 +118,8 @@ class Report:
 
 
 class Conn(web.RequestHandler):
-    """One client connection: whether a request is in progress, since when it is idle, and
-    its head timer."""
+    """One client connection: whether a request is in progress, since when it is idle, and the
+    timer of the head (while idle) or of the body (while busy) it waits for."""
 
     def __init__(self, door: Door, loop: asyncio.AbstractEventLoop) -> None:
         no_log = cast(logging.Logger, None)  # as web.AppRunner(access_log=None): no access log
@@ -124,30 +128,33 @@ class Conn(web.RequestHandler):
         self.busy = False
         self.idle_since_s = loop.time()
         self._clock = loop
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._payload: StreamReader | None = None
+        self._timer: asyncio.TimerHandle | None = None  # for the head when idle, else the body
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0] if isinstance(peer, tuple) else peer)
-        self._time_head()
+        self._time(HEAD_S)
         super().connection_made(transport)
         if not self.door.admit(self):  # closed after connection_made has started the handler
             self.force_close()
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._stop_head_timer()
+        self._stop_timer()
         self.door.forget(self)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if data and not self.busy and self._head_timer is None:
-            self._time_head()  # the first byte of a request head
+        if data and not self.busy and self._timer is None:
+            self._time(HEAD_S)  # the first byte of a request head
         super().data_received(data)
 
-    def begin(self) -> None:
-        """A request's head has arrived: it is in progress until its answer is sent."""
-        self.busy = True
-        self._stop_head_timer()
+    def begin(self, payload: StreamReader) -> None:
+        """A request's head has arrived: it is in progress until its answer is sent, and its
+        body (``payload``) is due within :data:`BODY_S`."""
+        self.busy, self._payload = True, payload
+        self._stop_timer()
+        self._time(BODY_S)
 
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
@@ -155,7 +162,8 @@ class Conn(web.RequestHandler):
         try:
             return await super().finish_response(request, resp, start_time)
         finally:
-            self.busy, self.idle_since_s = False, self._clock.time()
+            self.busy, self.idle_since_s, self._payload = False, self._clock.time(), None
+            self._stop_timer()
 
     def handle_error(
         self,
@@ -184,18 +192,23 @@ class Conn(web.RequestHandler):
         self.door.dress(answer)
         return answer
 
-    def _time_head(self) -> None:
-        self._head_timer = self._clock.call_later(HEAD_S, self._head_late)
+    def _time(self, delay_s: float) -> None:
+        self._timer = self._clock.call_later(delay_s, self._late)
 
-    def _stop_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    def _head_late(self) -> None:
-        self._head_timer = None
-        if not self.busy:
-            self.force_close()
+    def _late(self) -> None:
+        """A request's head, or its body, is late: the connection is closed (a handler still
+        reading the body gets a :class:`ConnectionError`)."""
+        self._timer = None
+        if self._payload is not None and self._payload.is_eof():
+            return  # the body is in: the request is being answered
+        if self.busy:
+            self.door.report.count(BODY_LATE)
+        self.force_close()
 
 
 class Door(web.Server):
@@ -212,7 +225,7 @@ class Door(web.Server):
             task: asyncio.Task[None],
         ) -> web.BaseRequest:
             if isinstance(protocol, Conn):
-                protocol.begin()  # whether its head was parsed or not
+                protocol.begin(payload)  # whether its head was parsed or not
             return factory(message, payload, protocol, writer, task)
 
         super().__init__(made.request_handler, request_factory=request)

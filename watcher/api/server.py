@@ -317,6 +317,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise v1.Refused(413, f"the body is larger than {MAX_BODY // 1024} KiB") from None
+    except ConnectionError:  # the client went, or its body was late (conns.BODY_S)
+        raise v1.Refused(408, "the connection closed before the body was in") from None
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # bad JSON, bytes that are not UTF-8, or too deep
