@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from watcher.api import conns
+
 ROOT = Path(__file__).parent.parent
 UNIT_PATH = ROOT / "systemd" / "watcher.service"
 UNIT_TEXT = UNIT_PATH.read_text(encoding="utf-8")
@@ -87,6 +89,10 @@ def test_exec_start_runs_the_daemon_from_the_venv_without_a_config_path() -> Non
 @pytest.mark.parametrize("key", ["WatchdogSec", "TimeoutStopSec", "RestartSec"])
 def test_timers_are_set(key: str) -> None:
     assert re.fullmatch(r"[1-9]\d*(s|min)?", one(key)), f"{key}={one(key)}"
+
+
+def test_open_files_suffice_for_the_api_connections_and_the_polling() -> None:
+    assert int(one("LimitNOFILE")) >= conns.TOTAL + conns.RESERVE_FILES
 
 
 def test_network_is_limited_to_what_a_poller_needs() -> None:

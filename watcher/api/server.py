@@ -6,8 +6,10 @@ answer whichever part was wrong; checked in its client's turn past the limit of 
 attempts, 429 if that is too far off: see :mod:`watcher.api.limits`), the body (64 KiB at
 most, 413; JSON, 400; a model that forbids unknown fields, 422 naming the field), then its
 handler. Errors are JSON ``{"error": ...}``. Every response carries the page's security
-headers, and none carries CORS headers: writes are authorised only by ``Authorization:
-Bearer``, which a page of another site cannot send, never by the page's cookie.
+headers (HSTS too with TLS) and ``Server: watcher``, and none carries CORS headers: writes are
+authorised only by ``Authorization: Bearer``, which a page of another site cannot send, never
+by the page's cookie. How long a client may take and how many connections it may hold:
+:mod:`watcher.api.conns`.
 
 Routes and scopes: ``GET /healthz`` (none); ``GET /api/v1/watches[/{key}]``, ``GET
 /api/v1/silences``, the page (``read``); ``POST /api/v1/watches``, ``DELETE
@@ -35,6 +37,7 @@ from watcher.address import parse_address
 from watcher.api import page, v1
 from watcher.api.access import Access
 from watcher.api.limits import Limited
+from watcher.api.listener import Listener
 from watcher.api.shared import Busy, Shared
 from watcher.api.site import Site
 from watcher.api.tokens import ApiConfig, Scope, TokenConfig
@@ -57,6 +60,7 @@ MISDIRECTED: Final = (
     "this listener answers the host names in [api] hosts only (and IP addresses): add the name"
     " clients use to reach it"
 )
+HSTS: Final = "max-age=31536000"
 TOKEN: Final = web.RequestKey("token", TokenConfig)
 """The token that authorised a request (not set for an anonymous read)."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -90,14 +94,14 @@ class Api:
         self._health = Shared(fresh_s=FACTS_FOR_S)  # /healthz needs no token: one read a second
         self._shared = Shared()
         self._history = Shared(fresh_s=HISTORY_FRESH_S)
-        self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.port: int | None = None
 
     def app(self) -> web.Application:
         """The application: every route, behind the checks of the module docstring."""
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._answer_errors])
-        app.on_response_prepare.append(_headers)
+        app.on_response_prepare.append(self._headers)
         r = app.router
         r.add_get("/healthz", self._healthz)
         r.add_get("/api/v1/watches", self._guard("read", self._watches))
@@ -121,29 +125,24 @@ class Api:
         """
         host, port = parse_address(self._config.listen)
         context = self._tls()
-        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=STOP_S)
-        await runner.setup()
+        listener = Listener(self.app(), self._dress, self._proxy, STOP_S)
         try:
-            await web.TCPSite(runner, host, port, ssl_context=context).start()
+            self.port = await listener.open(host, port, context)
         except OSError as exc:
-            await runner.cleanup()
             msg = f"api.listen: cannot listen on {self._config.listen}: {exc.strerror or exc}"
             raise ConfigError(msg) from None
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner, self.port = runner, int(runner.addresses[0][1])
+        self._listener = listener
         self._flusher = asyncio.create_task(self._flush())
 
     async def close(self) -> None:
         """Stop listening; does nothing when not listening."""
-        runner, self._runner = self._runner, None
+        listener, self._listener = self._listener, None
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
-        if runner is not None:
-            await runner.cleanup()
+        if listener is not None:
+            await listener.close()
         self._access.limiter.flush(force=True)
 
     def reconfigure(self, config: ApiConfig) -> None:
@@ -155,6 +154,20 @@ class Api:
             config = config.model_copy(update={key: getattr(self._config, key) for key in bound})
         self._config = config
         self._access.reconfigure(config)
+
+    def _proxy(self, address: str) -> bool:
+        """A trusted proxy's connections count against the total only, not per address."""
+        return address in self._config.trusted_proxies
+
+    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        self._dress(response)
+
+    def _dress(self, response: web.StreamResponse) -> None:
+        response.headers.update(page.HEADERS)
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["Server"] = "watcher"  # aiohttp's names Python's and its own version
+        if self._config.cert_file is not None:
+            response.headers["Strict-Transport-Security"] = HSTS
 
     def _tls(self) -> ssl.SSLContext | None:
         if self._config.cert_file is None or self._config.key_file is None:
@@ -315,6 +328,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise v1.Refused(413, f"the body is larger than {MAX_BODY // 1024} KiB") from None
+    except ConnectionError:  # the client went, or its body was late (conns.BODY_S)
+        raise v1.Refused(408, "the connection closed before the body was in") from None
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # bad JSON, bytes that are not UTF-8, or too deep
@@ -326,8 +341,3 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
-
-
-async def _headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.update(page.HEADERS)
-    response.headers.setdefault("Cache-Control", "no-store")

@@ -71,7 +71,7 @@ class Site:
     async def sign_in(self, request: web.Request) -> web.StreamResponse:
         try:
             form = await request.post()
-        except (ValueError, LookupError):  # bytes of no charset, a charset of no name
+        except (ValueError, LookupError, ConnectionError):  # no charset, or late (BODY_S)
             raise v1.Refused(400, "the form cannot be read") from None
         given = form.get("token")
         given = given.strip() if isinstance(given, str) else ""
