@@ -149,6 +149,7 @@ async def test_a_scrape_reports_what_was_recorded(served: Metrics) -> None:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
+        assert response.headers["Server"] == "watcher"  # no versions to look up exploits by
         text = await response.text()
     samples = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value

@@ -208,7 +208,11 @@ class Metrics:
             raise RuntimeError(msg)
         app = web.Application()
         app.router.add_get("/metrics", self.scrape)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)  # never delay a stop
+        app.on_response_prepare.append(_no_versions)
+        # keep-alive as the API's: an idle scraper's connection is not held for an hour
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=2.0, keepalive_timeout=20.0
+        )  # and never delay a stop
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()
@@ -232,3 +236,7 @@ class Metrics:
         if self._refresh is not None:
             await self._refresh()
         return web.Response(body=self.text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _no_versions(request: Any, response: Any) -> None:
+    response.headers["Server"] = "watcher"  # not aiohttp's banner with its and Python's versions
