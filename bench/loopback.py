@@ -4,7 +4,9 @@ The server answers ``GET /v2/query/{id}/status`` for any id without checking the
 ``IN_PROGRESS`` (non-terminal), or ``COMPLETED`` for ids starting with ``done-``. It is nginx
 when the ``nginx`` binary is on PATH (one worker, ``stub_status`` counts requests), else an
 aiohttp server in its own process (a counter at ``/_bench/count``). Either way
-:meth:`Loopback.requests` is the number of status requests served so far.
+:meth:`Loopback.requests` is the number of status requests served so far, and
+:meth:`Loopback.probe_times` when each poll of the run :data:`PROBE` came (nginx logs them to a
+file, the aiohttp server keeps them at ``/_bench/probe``).
 
 Run as a script, this module is the aiohttp server or the bare loop, each in its own process::
 
@@ -32,6 +34,9 @@ from aiohttp import ClientSession, TCPConnector, web
 TOKEN = "bench-token"
 DONE_PREFIX = "done-"
 COUNT_PATH = "/_bench/count"
+PROBE_PATH = "/_bench/probe"
+PROBE = "probe"
+"""The run whose polls are timed, one by one."""
 START_TIMEOUT_S = 15.0
 BASELINE_WARMUP_S = 1.0
 
@@ -60,6 +65,7 @@ def free_port() -> int:
 def nginx_config(tmp: Path, port: int) -> str:
     """An nginx configuration serving the two answers and ``stub_status`` on ``port``."""
     running, done = status_body("$1", "IN_PROGRESS"), status_body("$1", "COMPLETED")
+    probe = status_body(PROBE, "IN_PROGRESS")
     return f"""
 worker_processes 1;
 daemon off;
@@ -68,6 +74,7 @@ error_log {tmp}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
+    log_format probe '$msec';
     keepalive_requests 100000000;
     keepalive_timeout 300s;
     client_body_temp_path {tmp}/nginx-body;
@@ -78,6 +85,10 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         default_type application/json;
+        location ~ ^/v2/query/{PROBE}/status/?$ {{
+            access_log {tmp}/probe.log probe;
+            return 200 '{probe}';
+        }}
         location ~ ^/v2/query/({DONE_PREFIX}[^/]+)/status/?$ {{ return 200 '{done}'; }}
         location ~ ^/v2/query/([^/]+)/status/?$ {{ return 200 '{running}'; }}
         location = {COUNT_PATH} {{ stub_status; }}
@@ -96,6 +107,7 @@ class Loopback:
 
     def __init__(self, tmp: Path, *, prefer_nginx: bool = True) -> None:
         self.nginx = prefer_nginx and shutil.which("nginx") is not None
+        self._probe_log = tmp / "probe.log"
         self._reads = 0
         if self.nginx:
             self.port = free_port()
@@ -137,6 +149,16 @@ class Loopback:
         self._reads += 1  # stub_status counts every request, this one included
         return int(text.splitlines()[2].split()[2]) - self._reads
 
+    def probe_times(self) -> list[float]:
+        """When each poll of :data:`PROBE` was served so far (Unix times, in order)."""
+        if self.nginx:
+            if not self._probe_log.exists():
+                return []
+            return [float(line) for line in self._probe_log.read_text().split()]
+        with urllib.request.urlopen(self.url + PROBE_PATH, timeout=5) as reply:
+            times: list[float] = json.loads(reply.read())
+        return times
+
     def stop(self) -> None:
         """Stop the server: SIGTERM, then SIGKILL after 5 s."""
         if self.process.poll() is None:
@@ -154,20 +176,27 @@ class Loopback:
 async def serve() -> None:
     """Serve until killed; prints the port first."""
     served = 0
+    probed: list[float] = []
 
     async def status(request: web.Request) -> web.Response:
         nonlocal served
         served += 1
         query_id = request.match_info["query_id"]
+        if query_id == PROBE:
+            probed.append(time.time())
         state = "COMPLETED" if query_id.startswith(DONE_PREFIX) else "IN_PROGRESS"
         return web.Response(text=status_body(query_id, state), content_type="application/json")
 
     async def count(request: web.Request) -> web.Response:
         return web.Response(text=str(served))
 
+    async def probe(request: web.Request) -> web.Response:
+        return web.json_response(probed)
+
     app = web.Application()
     app.router.add_get("/v2/query/{query_id}/status", status)
     app.router.add_get(COUNT_PATH, count)
+    app.router.add_get(PROBE_PATH, probe)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from watcher.api.shared import KEPT, Busy, Shared
+from watcher.api.shared import BUILDING, KEPT, Budget, Busy, Crowded, Gate, Shared
 
 
 class Builds:
@@ -59,17 +59,65 @@ async def test_a_failed_build_is_not_handed_out_again() -> None:
     assert await shared.get("page", builds.build) == 2
 
 
-async def test_past_kept_different_builds_at_once_a_new_one_is_busy_until_one_is_stale() -> None:
-    now = [0.0]
-    shared, builds = Shared(fresh_s=1.0, clock=lambda: now[0]), Builds()
-    waiting = [asyncio.create_task(shared.get(limit, builds.build)) for limit in range(KEPT)]
+async def test_past_building_different_builds_in_flight_a_new_one_is_busy() -> None:
+    shared, builds = Shared(clock=lambda: 0.0), Builds()
+    waiting = [asyncio.create_task(shared.get(n, builds.build)) for n in range(BUILDING)]
     await asyncio.sleep(0)
     with pytest.raises(Busy):  # a client varying its filters cannot start builds without end
         await shared.get("one more", builds.build)
+    shared.forget()  # a write: what is in flight is no longer handed out, yet still counts
+    with pytest.raises(Busy):
+        await shared.get(0, builds.build)
     builds.release.set()
-    assert await asyncio.gather(*waiting) == list(range(1, KEPT + 1))
+    assert await asyncio.gather(*waiting) == list(range(1, BUILDING + 1))
+    assert await shared.get("one more", builds.build) == BUILDING + 1
+
+
+async def test_past_kept_different_builds_a_new_one_is_busy_until_one_is_stale() -> None:
+    now = [0.0]
+    shared, builds = Shared(fresh_s=1.0, clock=lambda: now[0]), Builds()
+    builds.release.set()
+    assert [await shared.get(n, builds.build) for n in range(KEPT)] == list(range(1, KEPT + 1))
     with pytest.raises(Busy):  # still fresh, so still kept
         await shared.get("one more", builds.build)
     assert await shared.get(0, builds.build) == 1  # and handed out
     now[0] = 1.5
     assert await shared.get("one more", builds.build) == KEPT + 1
+
+
+async def test_after_a_write_the_next_request_builds_anew() -> None:
+    shared, builds = Shared(clock=lambda: 0.0), Builds()
+    builds.release.set()
+    assert await shared.get("page", builds.build) == 1
+    assert await shared.get("page", builds.build) == 1  # fresh
+    shared.forget()
+    assert await shared.get("page", builds.build) == 2
+
+
+def test_a_client_past_its_share_is_429_and_all_past_theirs_503() -> None:
+    gate = Gate(per_client=2, at_once=3)
+    with gate.enter("a"), gate.enter("a"):
+        with pytest.raises(Crowded) as mine, gate.enter("a"):
+            pass
+        assert mine.value.status == 429
+        with gate.enter("b"), pytest.raises(Crowded) as everyone, gate.enter("c"):
+            pass
+        assert everyone.value.status == 503
+    with gate.enter("a"), gate.enter("a"), gate.enter("c"):  # all given back
+        pass
+
+
+async def test_new_builds_spend_a_budget_that_refills_and_shared_ones_spend_none() -> None:
+    now = [0.0]
+    budget = Budget(per_s=100, burst_s=2.0, clock=lambda: now[0])
+    shared, builds = Shared(clock=lambda: now[0], budget=budget), Builds()
+    builds.release.set()
+    assert await shared.get("a", builds.build, cost=150) == 1
+    assert await shared.get("a", builds.build, cost=150) == 1  # shared: nothing spent
+    with pytest.raises(Busy):  # 50 left of the 200 two seconds allow at once
+        await shared.get("b", builds.build, cost=150)
+    now[0] = 1.0  # 100 more
+    assert await shared.get("b", builds.build, cost=150) == 2
+    now[0] = 60.0
+    with pytest.raises(Busy):  # never more than two seconds' worth
+        await shared.get("c", builds.build, cost=201)

@@ -302,6 +302,29 @@ async def test_a_listing_filters_as_the_page_does_and_shows_the_unfinished_first
     assert [n.watch for n in found.pending] == (["a"] if "a" in shown else [])
 
 
+async def test_a_listing_goes_on_page_by_page_from_where_the_last_one_stopped(
+    store: Store,
+) -> None:
+    ended = {"outcome": Outcome.SUCCEEDED, "finished": 70.0}
+    twins = [record(f"t{i}", name="same", server="gov") for i in range(4)]  # one name, by key
+    alike = [record(f"f{i}", name="done", server="gov", **ended) for i in range(3)]
+    await store.sync(Configured.of([*LISTED, *twins, *alike, record("n", outcome=Outcome.FAILED)]))
+    for server, state in [(None, None), ("gov", None), ("gov", "succeeded"), (None, "waiting")]:
+        whole = await store.listing(server, state, 100)
+        assert whole.following is None
+        pages, after = [], None
+        while True:
+            page = await store.listing(server, state, 2, after)
+            assert page.matched == whole.matched and len(page.records) <= 2
+            pages.append([r.key for r in page.records])
+            if (after := page.following) is None:
+                break
+        assert [key for keys in pages for key in keys] == [r.key for r in whole.records]
+        assert len(pages) == max(1, -(-len(whole.records) // 2))  # no empty page at the end
+    keys = [r.key for r in (await store.listing(None, None, 100)).records]
+    assert keys[4:8] == ["t0", "t1", "t2", "t3"] and keys[-1] == "n"  # no end time: last
+
+
 async def test_a_cancelled_watch_is_no_longer_watched(store: Store) -> None:
     assert await store.submit(record("sub"), {"id": "1"})
     assert await store.watched("sub") and not await store.watched("nope")

@@ -5,11 +5,15 @@ one that names no host), the token (401 without a known one, 403 without the sco
 answer whichever part was wrong; checked in its client's turn past the limit of failed
 attempts, 429 if that is too far off: see :mod:`watcher.api.limits`), the body (64 KiB at
 most, 413; JSON, 400; a model that forbids unknown fields, 422 naming the field), then its
-handler. Errors are JSON ``{"error": ...}``. Every response carries the page's security
-headers (HSTS too with TLS) and ``Server: watcher``, and none carries CORS headers: writes are
-authorised only by ``Authorization: Bearer``, which a page of another site cannot send, never
-by the page's cookie. How long a client may take and how many connections it may hold:
-:mod:`watcher.api.conns`.
+handler. A read (a ``GET`` other than ``/healthz`` and the assets) is let in only while its
+client and all clients are within their share of reads in flight (429 and 503 with
+``Retry-After``, see :mod:`watcher.api.shared`), and reads the store apart from the polling
+(SQLite: on reader threads, see :func:`watcher.stores.for_clients`); a write that succeeded
+makes the shared listings stale. Errors are JSON ``{"error": ...}``. Every response carries
+the page's security headers (HSTS too with TLS) and ``Server: watcher``, and none carries CORS
+headers: writes are authorised only by ``Authorization: Bearer``, which a page of another site
+cannot send, never by the page's cookie. How long a client may take and how many connections
+it may hold: :mod:`watcher.api.conns`.
 
 Routes and scopes: ``GET /healthz`` (none); ``GET /api/v1/watches[/{key}]``, ``GET
 /api/v1/silences``, the page (``read``); ``POST /api/v1/watches``, ``DELETE
@@ -38,12 +42,23 @@ from watcher.api import page, v1
 from watcher.api.access import Access
 from watcher.api.limits import Limited
 from watcher.api.listener import Listener
-from watcher.api.shared import Busy, Shared
+from watcher.api.shared import (
+    BUILD_ROWS,
+    REFUSED_AFTER_S,
+    RETRY_AFTER_S,
+    ROWS_PER_S,
+    Budget,
+    Busy,
+    Crowded,
+    Gate,
+    Shared,
+)
 from watcher.api.site import Site
 from watcher.api.tokens import ApiConfig, Scope, TokenConfig
 from watcher.errors import ConfigError
 from watcher.metrics import Metrics
 from watcher.report import JSON_VERSION
+from watcher.stores import Place, for_clients
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +76,9 @@ MISDIRECTED: Final = (
     " clients use to reach it"
 )
 HSTS: Final = "max-age=31536000"
+UNCOUNTED: Final = frozenset({"/healthz", "/page.css", "/favicon.ico"})
+"""Reads that are not counted against a client's share (see :class:`Gate`): they are shared
+or constant."""
 TOKEN: Final = web.RequestKey("token", TokenConfig)
 """The token that authorised a request (not set for an anonymous read)."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -92,7 +110,8 @@ class Api:
         self._access = Access(config, metrics=counters or metrics, clock=clock)
         self._metrics = metrics
         self._health = Shared(fresh_s=FACTS_FOR_S)  # /healthz needs no token: one read a second
-        self._shared = Shared()
+        self._shared = Shared(budget=Budget(ROWS_PER_S, clock=clock))
+        self._gate = Gate()
         self._history = Shared(fresh_s=HISTORY_FRESH_S)
         self._listener: Listener | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -100,7 +119,8 @@ class Api:
 
     def app(self) -> web.Application:
         """The application: every route, behind the checks of the module docstring."""
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._answer_errors])
+        middlewares = [self._answer_errors, self._bounded]
+        app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
         app.on_response_prepare.append(self._headers)
         r = app.router
         r.add_get("/healthz", self._healthz)
@@ -217,6 +237,26 @@ class Api:
             log.exception("API: %s %s failed", request.method, json.dumps(request.path))
             return _error(500, "watcher failed to answer; its log says why")
 
+    @web.middleware
+    async def _bounded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Reads within the client's and everyone's share (429 and 503 past them, see
+        :class:`Gate`); a write that succeeded makes the shared listings stale, so the writer
+        reads what it wrote."""
+        if request.method not in ("GET", "HEAD"):
+            response = await handler(request)
+            if response.status < 400:
+                self._shared.forget()
+            return response
+        if request.path in UNCOUNTED:
+            return await handler(request)
+        try:
+            with self._gate.enter(self._access.client(request)), for_clients():
+                return await handler(request)
+        except (Crowded, Busy) as exc:
+            status, said = exc.status if isinstance(exc, Crowded) else 503, str(exc)
+        await asyncio.sleep(REFUSED_AFTER_S)  # asking again at once costs the asker too
+        return _error(status, said, {"Retry-After": str(RETRY_AFTER_S)})
+
     def _screen(self, request: web.Request) -> None:
         """Refuse, before any handler: a body too large, a NUL (no store keeps one), and a host
         name not in ``hosts`` (DNS rebinding: a page whose name now points at the listener).
@@ -268,16 +308,20 @@ class Api:
             0 < int(limit) <= v1.MAX_LIMIT
         ):
             raise v1.Refused(422, f"limit: must be a number from 1 to {v1.MAX_LIMIT}")
-        doc = await self.listing(
-            query.get("server") or None, query.get("state") or None, int(limit)
-        )
-        return web.json_response(doc)
+        given = query.get("cursor")
+        after = v1.read_cursor(given) if given else None
+        server, state = query.get("server") or None, query.get("state") or None
+        return web.json_response(await self.listing(server, state, int(limit), after))
 
-    async def listing(self, server: str | None, state: str | None, limit: int) -> dict[str, Any]:
+    async def listing(
+        self, server: str | None, state: str | None, limit: int, after: Place | None = None
+    ) -> dict[str, Any]:
         """:func:`v1.watches`, built once for all who ask within a second (the page too)."""
         earlier = await self.earlier()
         doc: dict[str, Any] = await self._shared.get(
-            (server, state, limit), lambda: v1.watches(self._service, server, state, limit, earlier)
+            (server, state, limit, after),
+            lambda: v1.watches(self._service, server, state, limit, earlier, after),
+            cost=limit + BUILD_ROWS,
         )
         return doc
 

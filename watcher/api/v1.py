@@ -8,6 +8,10 @@ ones; what a client sends reaches the store and the engine only through the same
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Final, Protocol
@@ -28,15 +32,19 @@ from watcher.errors import ConfigError
 from watcher.report import JSON_VERSION, document, iso, silence_entry, watch_entry
 from watcher.runner import adhoc_watch, build_specs, submit
 from watcher.schema import check_duration, parse_duration
-from watcher.stores import Sent, Silence, Store
+from watcher.stores import Place, Sent, Silence, Store
 
 if TYPE_CHECKING:  # watcher.api.limits needs Refused's module no more than this one needs it
     from watcher.api.limits import Quota
 
-LIMIT: Final = 1000
-"""How many watches ``GET /api/v1/watches`` lists unless asked (``?limit=``, up to
-:data:`MAX_LIMIT`)."""
-MAX_LIMIT: Final = 100_000
+LIMIT: Final = 100
+"""How many watches a page of ``GET /api/v1/watches`` lists unless asked (``?limit=``, up to
+:data:`MAX_LIMIT`); its ``next`` (``?cursor=``) gets the next page."""
+MAX_LIMIT: Final = 1000
+"""The largest page: building one takes the interpreter for milliseconds, not seconds."""
+MAX_CURSOR: Final = 2048
+"""The longest cursor taken (one holds a watch's name and key)."""
+BAD_CURSOR: Final = "cursor: not one this API gave (start again without it)"
 RECENT: Final = 50
 """How many of a watch's notifications its document lists."""
 MIN_INTERVAL_S: Final = 1.0
@@ -128,22 +136,59 @@ class Refused(Exception):
         self.status = status
 
 
+def cursor(place: Place) -> str:
+    """The opaque ``next`` of a listing that stopped at ``place``."""
+    text = json.dumps([place.done, place.finished, place.name, place.key], ensure_ascii=False)
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def read_cursor(text: str) -> Place:
+    """The place a :func:`cursor` names; :class:`Refused` 422 (never echoing it) otherwise."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        done, finished, name, key = json.loads(raw)
+    except (ValueError, TypeError, binascii.Error, RecursionError):
+        raise Refused(422, BAD_CURSOR) from None
+    if not (
+        len(text) <= MAX_CURSOR
+        and type(done) is bool
+        and type(finished) in (int, float)
+        and math.isfinite(finished)
+        and all(_storable(value) for value in (name, key))
+    ):
+        raise Refused(422, BAD_CURSOR)
+    return Place(done, float(finished), name, key)
+
+
+def _storable(value: object) -> bool:
+    """A text every store can compare with: no NUL, no lone surrogate."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def watches(
     service: Service,
     server: str | None,
     state: str | None,
     limit: int,
     earlier: Mapping[tuple[str, str], Sequence[float]],
+    after: Place | None = None,
 ) -> dict[str, Any]:
     """The ``status --json`` document of at most ``limit`` watches that match ``server`` and
-    ``state`` (see :func:`watcher.report.matches`), the unfinished first, with ``matched`` (how
-    many match), ``counts`` (every watch by state), ``servers`` and the silences in force;
-    ``earlier``: the durations of the runs that succeeded, by family
-    (:func:`watcher.history.by_family`).
+    ``state`` (see :func:`watcher.report.matches`) in the order of :class:`Place` (the
+    unfinished first), from the one after ``after`` on, with ``next`` (the :func:`cursor` of
+    the next page, ``None`` on the last), ``matched`` (how many match, on every page),
+    ``counts`` (every watch by state), ``servers`` and the silences in force; ``earlier``: the
+    durations of the runs that succeeded, by family (:func:`watcher.history.by_family`).
 
     A few bounded queries, however many watches there are: the page of 10,000 reads 200."""
     store = service.store
-    found = await store.listing(server, state, limit)
+    found = await store.listing(server, state, limit, after)
     shown = [record.key for record in found.records]
     doc = document(
         found.records,
@@ -154,6 +199,7 @@ async def watches(
         taken=earlier,
     )
     doc["matched"], doc["counts"], doc["servers"] = found.matched, found.counts, found.servers
+    doc["next"] = None if found.following is None else cursor(found.following)
     doc["silences"] = [silence_entry(s) for s in await store.silences(time.time())]
     return doc
 

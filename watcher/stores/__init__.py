@@ -14,6 +14,11 @@ it. An instance that stops renewing (it died, or lost the database) loses what i
 others once the lease has run out; its late writes are refused (``save`` returns ``False``), since
 each claim carries a fencing token the write must still match. With one instance (SQLite) every
 lease holds for ever and these methods answer accordingly.
+
+Reads made within :func:`for_clients` serve a client (the HTTP API, the page): a store runs them
+apart from the polling where it can (SQLite: on reader threads, see
+:mod:`watcher.stores.readers`), so however many a client asks for, the engine's own reads and
+writes do not wait behind them.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -35,12 +42,15 @@ __all__ = [
     "Configured",
     "Health",
     "Listing",
+    "Place",
     "Sent",
     "Silence",
     "Store",
     "default_instance",
     "digest",
+    "for_clients",
     "open_store",
+    "serving_clients",
 ]
 
 DEFAULT_LEASE_S: Final = 15.0
@@ -89,12 +99,31 @@ class Sent:
 
 
 @dataclass(frozen=True, slots=True)
+class Place:
+    """Where a watch stands in a listing's order: the unfinished first, then the latest to
+    end (a watch without an end time last), then by name, then by key. Unique (the key is), so
+    a page that starts after a place neither repeats nor skips a watch that did not move."""
+
+    done: bool
+    finished: float
+    name: str
+    key: str
+
+    @classmethod
+    def of(cls, record: WatchRecord) -> Place:
+        done = record.outcome is not None
+        return cls(done, record.finished or 0.0, record.name, record.key)
+
+
+@dataclass(frozen=True, slots=True)
 class Listing:
     """What the status page and ``GET /api/v1/watches`` show, read with a few bounded queries
     however many watches there are."""
 
     records: list[WatchRecord]
-    """At most the limit asked for: the unfinished first (by name), then the latest to end."""
+    """At most the limit asked for, in :class:`Place` order."""
+    following: Place | None
+    """Where the next page starts (the last of ``records``); ``None`` on the last page."""
     matched: int
     """How many active watches pass the filters."""
     counts: dict[str, int]
@@ -267,8 +296,11 @@ class Store(Protocol):
         """Settle ``note`` unsent: silence ``by`` held it back (``status`` counts these)."""
         ...
 
-    async def listing(self, server: str | None, state: str | None, limit: int) -> Listing:
-        """The active watches of ``server`` in ``state`` (see :class:`Listing`)."""
+    async def listing(
+        self, server: str | None, state: str | None, limit: int, after: Place | None = None
+    ) -> Listing:
+        """The active watches of ``server`` in ``state`` (see :class:`Listing`), from the one
+        after ``after`` on. ``matched``, ``counts`` and ``servers`` are of every page alike."""
         ...
 
     async def watched(self, key: str) -> bool:
@@ -314,6 +346,25 @@ class Store(Protocol):
         """Land queued writes (waiting at most ``grace_s`` for an unwritable database), let go
         of everything held and close; return how many writes were lost."""
         ...
+
+
+_CLIENTS: ContextVar[bool] = ContextVar("watcher_reads_for_clients", default=False)
+
+
+@contextmanager
+def for_clients() -> Iterator[None]:
+    """Reads made in this block (and in tasks it starts) serve a client; see the module
+    docstring."""
+    token = _CLIENTS.set(True)
+    try:
+        yield
+    finally:
+        _CLIENTS.reset(token)
+
+
+def serving_clients() -> bool:
+    """Whether the reads made now serve a client (:func:`for_clients`)."""
+    return _CLIENTS.get()
 
 
 def default_instance() -> str:

@@ -41,6 +41,7 @@ from watcher.stores import (
     Active,
     Configured,
     Listing,
+    Place,
     Sent,
     Silence,
     pgsql,
@@ -474,17 +475,30 @@ class PostgresStore:
         query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > $1 ORDER BY id"
         return [Silence(*row) for row in await self._fetch(query, now)]
 
-    async def listing(self, server: str | None, state: str | None, limit: int) -> Listing:
+    async def listing(
+        self, server: str | None, state: str | None, limit: int, after: Place | None = None
+    ) -> Listing:
         named = {"server": "$1::text", "state": "$2::text"}
-        rows = await self._fetch(sql.LIST.format(**named, limit=int(limit)), server, state)
+        given: list[Any] = [server, state]
+        place = ""
+        if after is not None:
+            given += [after.done, after.finished, after.name, after.key]
+            place = sql.AFTER.format(
+                done="$3::boolean", finished="$4::float8", name="$5::text", key="$6::text"
+            )
+        query = sql.LIST.format(**named, after=place, limit=int(limit) + 1)
+        rows = await self._fetch(query, *given)
         later = self._timings.waiting  # retimed in memory, not yet written
         records = [later.get(row[0]) or sql.row_to_record(row) for row in rows]
+        following = Place.of(records[limit - 1]) if len(records) > limit else None
+        records = records[:limit]
         where = " AND watch = ANY($1::text[]) ORDER BY id"
         keys = [r.key for r in records]
         notes = await self._fetch(sql.PENDING.format(cols=sql.NOTE_COLS) + where, keys)
         [(matched,)] = await self._fetch(sql.LIST_COUNT.format(**named), server, state)
         return Listing(
             records,
+            following,
             int(matched),
             await self.counts(),
             [str(name) for (name,) in await self._fetch(sql.SERVERS)],

@@ -141,11 +141,28 @@ LISTED = (
     " OR ({state} = 'waiting' AND outcome IS NULL AND (phase IS NULL OR phase <> 'running'))"
     " OR ({state} = 'unreachable' AND unreachable) OR ({state} = 'overdue' AND overdue))"
 )
-#: ... the unfinished first (by name), then the latest to end
-LIST = (
-    f"SELECT {COLS}" + LISTED + " ORDER BY outcome IS NOT NULL, finished DESC, name LIMIT {limit}"
+#: ... in the order of watcher.stores.Place: unique, so a page follows on from a place
+ORDER = " ORDER BY outcome IS NOT NULL, COALESCE(finished, 0) DESC, name, key"
+#: ... the watches after a place: {done}, {finished}, {name} and {key} are parameters
+AFTER = (
+    " AND ((outcome IS NOT NULL) > {done} OR (outcome IS NOT NULL) = {done}"
+    " AND (COALESCE(finished, 0) < {finished} OR COALESCE(finished, 0) = {finished}"
+    " AND (name > {name} OR name = {name} AND key > {key})))"
 )
+#: {after} is AFTER (formatted) or nothing; {limit} a number
+LIST = f"SELECT {COLS}" + LISTED + "{after}" + ORDER + " LIMIT {limit}"
 LIST_COUNT = "SELECT count(*)" + LISTED
+#: the REAL columns of ``watches``, in RECORD_FIELDS order
+REALS = ("started", "first_poll", "last_poll", "next_poll", "finished", "deadline", "expect_s")
+_REAL_AT = [RECORD_FIELDS.index(name) for name in REALS]
+_EXACT = "CASE WHEN {0} IS NULL THEN NULL ELSE printf('%!.17g', {0}) END"  # json_array: 15 digits
+#: the records a query of ``COLS`` finds, as one row of JSON: a reader thread then hands the
+#: interpreter lock back and forth once, not once per row (see watcher.stores.readers)
+IN_ONE = (
+    "SELECT json_group_array(json_array("
+    + ", ".join(_EXACT.format(n) if n in REALS else n for n in RECORD_FIELDS)
+    + ")) FROM ({query})"
+)
 WATCHED = "SELECT count(*) FROM watches WHERE key = {key} AND active"
 SERVERS = "SELECT DISTINCT server FROM watches WHERE active ORDER BY server"
 SUCCEEDED = (
@@ -196,6 +213,16 @@ def row_to_record(row: Iterable[Any]) -> WatchRecord:
     values["expect_auto"] = bool(values["expect_auto"])
     values["outcome"] = Outcome(values["outcome"]) if values["outcome"] else None
     return WatchRecord(**values)
+
+
+def rows_in_one(text: str) -> list[list[Any]]:
+    """The rows of an :data:`IN_ONE` answer, as a query of ``COLS`` gives them."""
+    rows: list[list[Any]] = json.loads(text)
+    for row in rows:
+        for i in _REAL_AT:
+            if row[i] is not None:
+                row[i] = float(row[i])
+    return rows
 
 
 def record_row(record: WatchRecord) -> list[Any]:

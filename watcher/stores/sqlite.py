@@ -5,14 +5,17 @@ runs, so a second daemon on the same file refuses to start; ``watcher status`` o
 needs no lock. Being the only writer, the daemon holds every claim itself: ``claimed`` is reset
 when the file is opened, no lease ever runs out, and no save is ever refused.
 
-Statements run on the event loop's thread, batched by :class:`~watcher.stores.commit.GroupCommit`
-into few short transactions. A writer thread would spend its time waiting for the interpreter
-lock, which a busy loop hands back only every few milliseconds, once per row; in WAL mode a
-commit does not wait for the disk. What does wait for the disk, copying the log back into the
-file (a checkpoint), runs in a thread of its own every :data:`CHECKPOINT_EVERY_S`, as one call.
+Writes, and what the engine reads to claim and save, run on the event loop's thread, batched by
+:class:`~watcher.stores.commit.GroupCommit` into few short transactions. A writer thread would
+spend its time waiting for the interpreter lock, which a busy loop hands back only every few
+milliseconds, once per row; in WAL mode a commit does not wait for the disk. What does wait for
+the disk, copying the log back into the file (a checkpoint), runs in a thread of its own every
+:data:`CHECKPOINT_EVERY_S`, as one call.
 
 A poll that changed nothing but its timing is written with the next batch of such
-(:mod:`watcher.stores.timing`).
+(:mod:`watcher.stores.timing`). What clients read (:func:`~watcher.stores.for_clients`: listings,
+a watch's history, the counts, the silences) runs on reader threads
+(:mod:`watcher.stores.readers`) instead, and shows such timings too.
 
 The schema is versioned with ``PRAGMA user_version``; older files are migrated on open, and a file
 written by a newer watcher is refused.
@@ -41,12 +44,15 @@ from watcher.stores import (
     Active,
     Configured,
     Listing,
+    Place,
     Sent,
     Silence,
     default_instance,
+    serving_clients,
     sql,
 )
 from watcher.stores.commit import GroupCommit, Health, Work
+from watcher.stores.readers import Readers
 from watcher.stores.sql import SILENCE_COLS
 from watcher.stores.timing import Timings
 
@@ -55,7 +61,10 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 4
 CHECKPOINT_EVERY_S = 5.0
 FEW_KEYS = 100
-"""``load`` of at most this many keys asks for them; more read the table once."""
+"""``load`` of at most this many keys asks for them on the loop; more read the table once, on a
+reader thread."""
+READERS_STOP_S = 2.0
+"""How long a close waits for reads under way (interrupted) to end."""
 
 
 def _is_outage(exc: BaseException) -> bool:
@@ -144,6 +153,7 @@ class SqliteStore:
             self._transaction, _is_outage, f"state file {self.path}"
         )
         self._timings = Timings(self._writer, _retime)
+        self._readers = Readers(lambda: connect(self.path, readonly=True))
         if not client:
             self._beat()
 
@@ -160,6 +170,22 @@ class SqliteStore:
         if self._checkpoints is None:
             self._checkpoints = asyncio.get_running_loop().create_task(self._checkpoint_often())
         return work(self._conn)
+
+    async def _read(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``work`` on a reader thread when it serves a client, else on the loop as the engine's
+        own reads (see the module docstring)."""
+        if serving_clients():
+            return await self._readers.run(work)
+        return await self._run(work)
+
+    def _merge(
+        self, records: Iterable[WatchRecord], before: Mapping[str, WatchRecord]
+    ) -> list[WatchRecord]:
+        """Records read on a reader thread, with the timings not written yet: those waiting now,
+        and those that waited when the read began (``before``: their batch may have landed
+        after the read began)."""
+        now = self._timings.waiting
+        return [_newest(r, before.get(r.key), now.get(r.key)) for r in records]
 
     async def _checkpoint_often(self) -> None:
         while True:
@@ -252,19 +278,23 @@ class SqliteStore:
         await self._write(lambda conn: conn.executemany(update + " WHERE key = ?", rows))
 
     async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]:
-        def work(conn: sqlite3.Connection) -> list[Any]:
-            if keys is not None and len(wanted) <= FEW_KEYS:  # one notification's watch, say
-                marks = ", ".join("?" for _ in wanted)
-                query = f"SELECT {sql.COLS} FROM watches WHERE key IN ({marks})"
-                return conn.execute(query, list(wanted)).fetchall()
-            rows = conn.execute(f"SELECT {sql.COLS} FROM watches").fetchall()
-            return rows if keys is None else [row for row in rows if row[0] in wanted]
-
         wanted = set(keys or ())
-        records = {row[0]: sql.row_to_record(row) for row in await self._run(work)}
+        if keys is not None and len(wanted) <= FEW_KEYS:  # one notification's watch, say
+            marks = ", ".join("?" for _ in wanted)
+            query = f"SELECT {sql.COLS} FROM watches WHERE key IN ({marks})"
+            rows = await self._run(lambda c: c.execute(query, list(wanted)).fetchall())
+            found = {row[0]: sql.row_to_record(row) for row in rows}
+        else:
+
+            def work(conn: sqlite3.Connection) -> list[WatchRecord]:
+                rows = conn.execute(f"SELECT {sql.COLS} FROM watches")
+                return [sql.row_to_record(r) for r in rows if keys is None or r[0] in wanted]
+
+            before = dict(self._timings.waiting)
+            found = {r.key: r for r in self._merge(await self._read(work), before)}
         later = self._timings.waiting.values()  # newer than what the file has yet
-        records.update((r.key, r) for r in later if keys is None or r.key in wanted)
-        return records
+        found.update((r.key, r) for r in later if keys is None or r.key in wanted)
+        return found
 
     async def renew(self) -> set[str]:
         """Write the heartbeat (the only holder's lease never runs out) and let go of the
@@ -302,24 +332,24 @@ class SqliteStore:
         return int((await self._run(lambda c: c.execute(query, (by,)).fetchone()))[0])
 
     async def holders(self, keys: Sequence[str] | None = None) -> dict[str, str]:
-        query, args = "SELECT key FROM watches WHERE claimed AND active", []
+        query, args = "SELECT json_group_array(key) FROM watches WHERE claimed AND active", []
         if keys is not None:
             query, args = query + f" AND key IN {sql.IN_JSON}", [json.dumps(list(keys))]
-        rows = await self._run(lambda c: c.execute(query, args))
-        return {key: self.instance for (key,) in rows}
+        [(held,)] = await self._read(lambda c: c.execute(query, args).fetchall())
+        return dict.fromkeys(json.loads(held), self.instance)
 
     async def instances(self) -> list[tuple[str, float, float]]:
         query = "SELECT name, started, heartbeat FROM instances ORDER BY name"
-        rows = await self._run(lambda c: c.execute(query).fetchall())
+        rows = await self._read(lambda c: c.execute(query).fetchall())
         return [(str(name), float(started), float(beat)) for name, started, beat in rows]
 
     async def snapshot(self) -> tuple[list[WatchRecord], list[Note]]:
-        watches, notes = await self._run(_snapshot)
-        later = self._timings.waiting
-        return [later.get(r.key, r) for r in watches], notes
+        before = dict(self._timings.waiting)
+        watches, notes = await self._read(_snapshot)
+        return self._merge(watches, before), notes
 
     async def counts(self) -> dict[str, int]:
-        rows = await self._run(lambda c: c.execute(sql.COUNTS).fetchall())
+        rows = await self._read(lambda c: c.execute(sql.COUNTS).fetchall())
         return {str(state): int(n) for state, n in rows}
 
     async def confirm(self, note: Note) -> bool:
@@ -370,42 +400,47 @@ class SqliteStore:
 
     async def silences(self, now: float) -> list[Silence]:
         query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > ? ORDER BY id"
-        rows = await self._run(lambda c: c.execute(query, (now,)).fetchall())
+        rows = await self._read(lambda c: c.execute(query, (now,)).fetchall())
         return [Silence(*row) for row in rows]
 
-    async def listing(self, server: str | None, state: str | None, limit: int) -> Listing:
+    async def listing(
+        self, server: str | None, state: str | None, limit: int, after: Place | None = None
+    ) -> Listing:
+        given: dict[str, Any] = {"server": server, "state": state}
+        named = {"server": ":server", "state": ":state"}
+        query = sql.LIST.format(**named, after=_after(given, after), limit=int(limit) + 1)
+
         def read(c: sqlite3.Connection) -> Listing:
-            given = {"server": server, "state": state}
-            named = {"server": ":server", "state": ":state"}
-            rows = c.execute(sql.LIST.format(**named, limit=int(limit)), given).fetchall()
-            records = [sql.row_to_record(row) for row in rows]
-            keys = json.dumps([r.key for r in records])  # one parameter, however many
+            [(found,)] = c.execute(sql.IN_ONE.format(query=query), given)
+            records = [sql.row_to_record(row) for row in sql.rows_in_one(found)]
+            records.sort(key=_in_order)  # an aggregate promises no order
+            keys = json.dumps([r.key for r in records[:limit]])  # one parameter, however many
             where = f" AND watch IN {sql.IN_JSON} ORDER BY id"
             notes = c.execute(sql.PENDING.format(cols=sql.NOTE_COLS) + where, [keys])
             return Listing(
-                records,
+                records[:limit],
+                Place.of(records[limit - 1]) if len(records) > limit else None,
                 int(c.execute(sql.LIST_COUNT.format(**named), given).fetchone()[0]),
                 {str(state): int(n) for state, n in c.execute(sql.COUNTS)},
                 [str(name) for (name,) in c.execute(sql.SERVERS)],
                 [sql.row_to_note(row) for row in notes],
             )
 
-        found: Listing = await self._run(read)
-        later = self._timings.waiting  # retimed in memory, not yet written
-        records = [later.get(r.key, r) for r in found.records]
-        return replace(found, records=records)
+        before = dict(self._timings.waiting)
+        found: Listing = await self._read(read)
+        return replace(found, records=self._merge(found.records, before))
 
     async def watched(self, key: str) -> bool:
         query = sql.WATCHED.format(key="?")
         return bool(await self._run(lambda c: c.execute(query, (key,)).fetchone()[0]))
 
     async def succeeded(self) -> list[tuple[str, str | None, str, float]]:
-        rows = await self._run(lambda c: c.execute(sql.SUCCEEDED).fetchall())
+        rows = await self._read(lambda c: c.execute(sql.SUCCEEDED).fetchall())
         return [(str(a), b, str(c), float(d)) for a, b, c, d in rows]
 
     async def sent(self, key: str, limit: int) -> list[Sent]:
         query = sql.SENT.format(key="?", limit="?")
-        rows = await self._run(lambda c: c.execute(query, (key, limit)).fetchall())
+        rows = await self._read(lambda c: c.execute(query, (key, limit)).fetchall())
         return [Sent(*row) for row in rows]
 
     async def held_back(self, keys: Sequence[str] | None = None) -> dict[str, int]:
@@ -413,7 +448,7 @@ class SqliteStore:
         if keys is not None:
             query = sql.HELD_BACK_OF.format(only=f" AND watch IN {sql.IN_JSON}")
             args = [json.dumps(list(keys))]
-        rows = await self._run(lambda c: c.execute(query, args).fetchall())
+        rows = await self._read(lambda c: c.execute(query, args).fetchall())
         return {str(key): int(n) for key, n in rows}
 
     async def unsilence(self, silence_id: int) -> bool:
@@ -437,6 +472,7 @@ class SqliteStore:
         return int(row[0])
 
     async def close(self, grace_s: float = 5.0) -> int:
+        await self._readers.close(READERS_STOP_S)
         self._timings.close()
         lost = await self._writer.close(grace_s)
         if self._lock is None:  # a client: the daemon's state is the daemon's
@@ -463,6 +499,28 @@ def _checkpoint(path: str, mode: str) -> None:
         conn.execute(f"PRAGMA wal_checkpoint({mode})")
     finally:
         conn.close()
+
+
+def _newest(read: WatchRecord, before: WatchRecord | None, now: WatchRecord | None) -> WatchRecord:
+    """A record read on a reader thread, or the timing not written yet that is newer: the one
+    waiting now (a newer write would have taken it out), else the one that waited when the
+    read began if it counts more polls (its batch may have landed after the read began)."""
+    if now is not None:
+        return now
+    return before if before is not None and before.polls > read.polls else read
+
+
+def _in_order(record: WatchRecord) -> tuple[bool, float, str, str]:
+    """The order of :data:`sql.ORDER` (text compared as SQLite does: by code point)."""
+    return record.outcome is not None, -(record.finished or 0.0), record.name, record.key
+
+
+def _after(given: dict[str, Any], after: Place | None) -> str:
+    """The condition of :data:`sql.AFTER` for ``after`` (its values put in ``given``)."""
+    if after is None:
+        return ""
+    given.update(done=int(after.done), finished=after.finished, name=after.name, key=after.key)
+    return sql.AFTER.format(done=":done", finished=":finished", name=":name", key=":key")
 
 
 def _due(record: WatchRecord) -> float:
