@@ -1,6 +1,6 @@
 """What masking secrets in remote text costs a poll, with few and with many secrets.
 
-Every poll's answer goes through :func:`watcher.poll.masked_observation` (one
+Every poll's answer goes through :func:`watcher.engine.poll.masked_observation` (one
 :func:`watcher.redact.scrub` of its texts joined); every log line through ``scrub`` too. This
 prints microseconds per call for 10, 100 and 1,000 registered secrets, for a state name and a
 160-character detail, each seen for the first time (every text new) and seen again (a state
@@ -22,8 +22,8 @@ import timeit
 from collections.abc import Callable
 
 from watcher import redact
+from watcher.engine.poll import masked_observation
 from watcher.models import Observation, Phase
-from watcher.poll import masked_observation
 
 CALLS = 2000
 DETAIL = "worker 12 of 40 has processed 3,512 rows of the nightly import; no errors so far " * 2

@@ -19,7 +19,7 @@ from aioresponses import aioresponses
 from aiosmtpd.controller import Controller
 
 from watcher import redact
-from watcher.client import Http
+from watcher.remote.client import Http
 
 pytest_plugins = ["tests.postgres"]  # a real PostgreSQL server: `postgres`, `pg_url`
 

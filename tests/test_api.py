@@ -21,9 +21,9 @@ import pytest
 from tests.conftest import Receiver, _free_port
 from tests.postgres import Server
 from tests.systems import config_text, server_table, soon
-from watcher.cli import main
-from watcher.config import load
-from watcher.daemon import Daemon, Options
+from watcher.cli.main import main
+from watcher.config.load import load
+from watcher.service.daemon import Daemon, Options
 from watcher.simulators.rsa_governance import RsaSimulator
 
 READ, SUBMIT, ADMIN = (f"wt_{secrets.token_urlsafe(32)}" for _ in range(3))
@@ -429,7 +429,7 @@ async def test_healthz_answers_503_while_the_state_cannot_be_read(
 @pytest.fixture
 def token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The file of a submit token, for `--token-file`; `wait --url` asks every 50 ms."""
-    monkeypatch.setattr("watcher.remote.POLL_EVERY_S", 0.05)
+    monkeypatch.setattr("watcher.cli.api_client.POLL_EVERY_S", 0.05)
     path = tmp_path / "ci.token"
     path.write_text(SUBMIT, "utf-8")
     return path
@@ -490,8 +490,8 @@ async def test_wait_through_the_api_keeps_a_known_end_when_the_daemon_goes_while
 async def test_wait_through_the_api_gives_up_on_a_daemon_that_never_answers_with_3(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("watcher.remote.POLL_EVERY_S", 0.05)
-    monkeypatch.setattr("watcher.remote.UNREACHABLE_S", 0.5)
+    monkeypatch.setattr("watcher.cli.api_client.POLL_EVERY_S", 0.05)
+    monkeypatch.setattr("watcher.cli.api_client.UNREACHABLE_S", 0.5)
     monkeypatch.setenv("WATCHER_TOKEN", SUBMIT)
     url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     assert await asyncio.to_thread(main, ["wait", "gov//77", "--url", url]) == 3

@@ -19,8 +19,8 @@ from tests.conftest import Receiver, _free_port
 from tests.systems import config_text, server_table, watch_table
 from tests.test_api import ADMIN, READ, SUBMIT, WRONG, api_table, call, daemon, write
 from watcher.api.limits import Limiter
-from watcher.cli import main
-from watcher.config import load
+from watcher.cli.main import main
+from watcher.config.load import load
 from watcher.simulators.rsa_governance import RsaSimulator
 
 BOUND_S = Limiter().max_delay_s

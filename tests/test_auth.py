@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from watcher import redact
-from watcher.providers.auth import Token, TokenCache, renew_time
+from watcher.remote.providers.auth import Token, TokenCache, renew_time
 
 START = 1_700_000_000.0
 
@@ -143,7 +143,7 @@ async def test_every_token_obtained_is_masked_in_output(clock: Clock) -> None:
 
 
 def test_a_server_config_masks_its_secrets_as_soon_as_it_is_validated() -> None:
-    from watcher.providers.gardin import Config
+    from watcher.remote.providers.gardin import Config
 
     Config(kind="gardin", client_id="c", client_secret="hunter2-xyz-secret")
     text = "password hunter2-xyz-secret rejected by abc"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from watcher.cli import main, parser
-from watcher.config import load
+from watcher.cli.main import main, parser
+from watcher.config.load import load
 
 STATE = "@STATE@"
 

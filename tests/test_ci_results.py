@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import Receiver
 from tests.systems import config_text, in_background, server_table, watch_table
-from watcher.cli import main
+from watcher.cli.main import main
 from watcher.simulators.base import Step
 from watcher.simulators.rsa_governance import RsaSimulator
 
@@ -286,9 +286,9 @@ async def test_json_logs_carry_the_watch_and_the_delivery_in_fields_of_their_own
 
 
 def test_times_say_their_zone_and_an_unreachable_watch_says_so() -> None:
-    from watcher.logs import formatter
+    from watcher.cli.status import HEADER, row
     from watcher.models import WatchRecord
-    from watcher.status import HEADER, row
+    from watcher.service.logs import formatter
 
     assert formatter("text").datefmt == "%H:%M:%S %Z"
     assert "LAST POLL (UTC)" in HEADER and "NEXT (UTC)" in HEADER

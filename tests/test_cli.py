@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table, watch_table
 from watcher import __version__
-from watcher.cli import main, parse
+from watcher.cli.main import main, parse
 from watcher.simulators.base import Step
 from watcher.simulators.rsa_governance import RsaSimulator
 
@@ -252,8 +252,8 @@ def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_daemon_keeps_the_specs_of_its_watches_and_not_their_models(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from watcher import commands
-    from watcher.config import WatchConfig
+    from watcher.cli import commands
+    from watcher.config.load import WatchConfig
 
     watches = "".join(watch_table("rsa_governance", "kept", str(i)) for i in range(50))
     server = server_table("rsa_governance", "kept", "http://127.0.0.1:9/aveksa")

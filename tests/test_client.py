@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from watcher.client import Http, Reply, error_text, expect_ok, html_text, loads, retry_after
 from watcher.errors import BadReplyError, PermanentError, TransientError
+from watcher.remote.client import Http, Reply, error_text, expect_ok, html_text, loads, retry_after
 
 
 def reply(status: int, text: str, headers: dict[str, str] | None = None) -> Reply:

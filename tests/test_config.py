@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from watcher import redact
-from watcher.config import Config, load
+from watcher.config.load import Config, load
 from watcher.errors import ConfigError
 
 ROOT = Path(__file__).parent.parent

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from tests.conftest import Mailbox, Receiver
 from tests.systems import config_text, soon
-from watcher.config import load
-from watcher.dispatch import Dispatcher
+from watcher.config.load import load
+from watcher.engine.build import build_channels
 from watcher.models import Event, Note, WatchRecord
-from watcher.runner import build_channels
+from watcher.notify.dispatch import Dispatcher
 from watcher.stores import Configured
 from watcher.stores.sqlite import SqliteStore
 

@@ -9,9 +9,9 @@ import pytest
 
 from tests.conftest import Receiver
 from tests.systems import server_table, write_config
-from watcher.config import load
-from watcher.daemon import Options, run
+from watcher.config.load import load
 from watcher.errors import ConfigError
+from watcher.service.daemon import Options, run
 from watcher.simulators.arcgis import ArcGisSimulator
 from watcher.simulators.brpm import BrpmSimulator, RunInfo
 from watcher.simulators.rsa_governance import RsaSimulator

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.providers import KINDS
+from watcher.remote.providers import KINDS
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import Receiver
 from tests.systems import SECRETS, SYSTEMS, server_table, simulator, watch_table, write_config
-from watcher.config import load
-from watcher.daemon import Options, run
+from watcher.config.load import load
+from watcher.service.daemon import Options, run
 from watcher.simulators.base import Fault, Step
 from watcher.stores.sqlite import read_snapshot
 

@@ -13,9 +13,9 @@ import pytest
 
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table, watch_table
-from watcher import lifecycle
-from watcher.config import load
-from watcher.daemon import Daemon, Options
+from watcher.config.load import load
+from watcher.engine import lifecycle
+from watcher.service.daemon import Daemon, Options
 from watcher.simulators.rsa_governance import RsaSimulator
 
 

@@ -12,11 +12,11 @@ import pytest
 
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table, watch_table
-from watcher import history
-from watcher.cli import main
+from watcher.cli.main import main
+from watcher.cli.status import View, render, show
+from watcher.engine import history
 from watcher.models import Outcome, WatchRecord
 from watcher.simulators.rsa_governance import RsaSimulator
-from watcher.status import View, render, show
 
 
 def test_too_few_runs_teach_nothing_and_enough_give_a_median_and_a_p95_with_a_margin() -> None:
@@ -130,7 +130,7 @@ def _done(run: str, took_s: float) -> WatchRecord:
 def test_the_live_view_says_when_a_run_is_usually_done() -> None:
     import io
 
-    from watcher.report import LiveView
+    from watcher.api.documents import LiveView
 
     out = io.StringIO()
     usual = {history.family("gov", None, "nightly"): 600.0}

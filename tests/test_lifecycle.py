@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from watcher.backoff import Policy
+from watcher.engine.lifecycle import UNREACHABLE_AFTER, advance
 from watcher.errors import BadReplyError, PermanentError, PollError, TransientError
-from watcher.lifecycle import UNREACHABLE_AFTER, advance
 from watcher.models import Event, Observation, Outcome, Phase, WatchRecord
 
 POLICY = Policy(interval_s=10.0, backoff=2.0, max_interval_s=60.0, jitter=0.0)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Mailbox, Receiver
 from watcher.models import DEFAULT_EVENTS, Event, Outcome, WatchRecord
-from watcher.notify import (
+from watcher.notify.messages import (
     NOTIFY_TYPES,
     PLACEHOLDERS,
     Channel,

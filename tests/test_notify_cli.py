@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import Receiver
 from tests.systems import server_table, watch_table
-from watcher.cli import main
+from watcher.cli.main import main
 from watcher.simulators.rsa_governance import RsaSimulator
 
 PER_EVENT = '''"""

@@ -12,9 +12,9 @@ import pytest
 
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table
-from watcher import engine
-from watcher.config import load
-from watcher.daemon import Daemon, Options
+from watcher.config.load import load
+from watcher.engine import engine
+from watcher.service.daemon import Daemon, Options
 from watcher.simulators.rsa_governance import RsaSimulator
 from watcher.stores.sqlite import SqliteStore
 
@@ -45,8 +45,8 @@ async def test_an_overloaded_daemon_warns_once_says_how_far_behind_and_stops_at_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(engine, "BEHIND_WARN_S", 0.2)
-    monkeypatch.setattr("watcher.daemon.CLAIM_EVERY_S", 0.2)  # the check runs many times
-    monkeypatch.setattr("watcher.daemon.BEHIND_SAY_S", 0.2)
+    monkeypatch.setattr("watcher.service.daemon.CLAIM_EVERY_S", 0.2)  # the check runs many times
+    monkeypatch.setattr("watcher.service.daemon.BEHIND_SAY_S", 0.2)
     sim = RsaSimulator({str(i): ["Running"] for i in range(1500)})
     path = config(tmp_path, receiver.url, await sim.start(), many(1500), interval=0.01)
     caplog.set_level(logging.INFO)

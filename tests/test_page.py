@@ -22,8 +22,8 @@ from aiohttp import web
 
 from tests import browser
 from watcher.api import page
+from watcher.api.documents import document, iso
 from watcher.models import Event, Note, Outcome, WatchRecord
-from watcher.report import document, iso
 
 NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC).timestamp()
 HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=\"alert(1)\">"

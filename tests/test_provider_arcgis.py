@@ -15,9 +15,7 @@ from pydantic import SecretStr, ValidationError
 
 from tests.conftest import Receiver
 from tests.systems import server_table, watch_table, write_config
-from watcher import daemon
-from watcher.client import Http
-from watcher.config import load
+from watcher.config.load import load
 from watcher.errors import (
     EXIT_INCOMPLETE,
     BadReplyError,
@@ -26,7 +24,8 @@ from watcher.errors import (
     TransientError,
 )
 from watcher.models import Observation, Phase, Target
-from watcher.providers.arcgis import (
+from watcher.remote.client import Http
+from watcher.remote.providers.arcgis import (
     KIND,
     STATES,
     ArcGis,
@@ -35,7 +34,8 @@ from watcher.providers.arcgis import (
     parse_expires,
     parse_runs,
 )
-from watcher.providers.base import phase_of
+from watcher.remote.providers.base import phase_of
+from watcher.service import daemon
 from watcher.simulators.arcgis import ArcGisSimulator
 from watcher.simulators.base import Fault
 from watcher.stores.sqlite import read_snapshot

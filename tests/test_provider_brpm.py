@@ -12,11 +12,19 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiohttp import web
 
-from watcher.client import Http, Reply
 from watcher.errors import PermanentError, PollError, TransientError
 from watcher.models import Observation, Phase, Target
-from watcher.providers.base import phase_of
-from watcher.providers.brpm import KIND, STATES, Brpm, Config, check, summarize, validation_text
+from watcher.remote.client import Http, Reply
+from watcher.remote.providers.base import phase_of
+from watcher.remote.providers.brpm import (
+    KIND,
+    STATES,
+    Brpm,
+    Config,
+    check,
+    summarize,
+    validation_text,
+)
 from watcher.simulators.base import Fault, Step
 from watcher.simulators.brpm import BrpmSimulator, RunInfo
 

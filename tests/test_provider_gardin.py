@@ -16,11 +16,11 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from watcher.client import Http
 from watcher.errors import PermanentError, PollError, TransientError
 from watcher.models import Phase, Target
-from watcher.providers.auth import renew_time
-from watcher.providers.gardin import KIND, STATES, Config, Gardin, expires_at, jwt_claims
+from watcher.remote.client import Http
+from watcher.remote.providers.auth import renew_time
+from watcher.remote.providers.gardin import KIND, STATES, Config, Gardin, expires_at, jwt_claims
 from watcher.simulators.base import Fault
 from watcher.simulators.gardin import NOT_SUBMITTER, GardinSimulator
 

@@ -10,10 +10,10 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from watcher.client import Http
 from watcher.errors import BadReplyError, PermanentError
 from watcher.models import Observation, Phase, Target
-from watcher.providers.http import KIND, Config, JsonStatus
+from watcher.remote.client import Http
+from watcher.remote.providers.http import KIND, Config, JsonStatus
 from watcher.simulators.base import Fault
 from watcher.simulators.http import JsonStatusSimulator
 

@@ -15,10 +15,10 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from watcher.client import Http
 from watcher.errors import PermanentError, PollError, TransientError
 from watcher.models import Phase, Target
-from watcher.providers.rsa_governance import KIND, Config, RsaGovernance
+from watcher.remote.client import Http
+from watcher.remote.providers.rsa_governance import KIND, Config, RsaGovernance
 from watcher.simulators.base import Fault
 from watcher.simulators.rsa_governance import BAD_APP, BAD_TOKEN, BAD_USER, RsaSimulator
 

@@ -13,13 +13,13 @@ import pytest
 
 from tests.conftest import Receiver
 from tests.systems import config_text, soon
-from watcher.config import load
-from watcher.dispatch import Dispatcher
+from watcher.config.load import load
+from watcher.engine.build import build_channels
 from watcher.errors import ConfigError
 from watcher.models import Event, Note, WatchRecord
-from watcher.notify import context_for
-from watcher.quiet import Quiet, window
-from watcher.runner import build_channels
+from watcher.notify.dispatch import Dispatcher
+from watcher.notify.messages import context_for
+from watcher.notify.quiet import Quiet, window
 from watcher.stores import Configured
 from watcher.stores.sqlite import SqliteStore
 

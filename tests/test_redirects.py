@@ -14,14 +14,14 @@ from yarl import URL
 
 from tests.conftest import Receiver
 from tests.systems import config_text
-from watcher.client import Http
-from watcher.config import load
-from watcher.daemon import Options, run
+from watcher.config.load import load
 from watcher.errors import PermanentError
 from watcher.models import Target
-from watcher.providers import arcgis, rsa_governance
-from watcher.providers import http as json_api
-from watcher.redirects import MAX_REDIRECTS, describe, next_url
+from watcher.remote.client import Http
+from watcher.remote.providers import arcgis, rsa_governance
+from watcher.remote.providers import http as json_api
+from watcher.remote.redirects import MAX_REDIRECTS, describe, next_url
+from watcher.service.daemon import Options, run
 from watcher.simulators.arcgis import ArcGisSimulator
 from watcher.simulators.rsa_governance import RsaSimulator
 from watcher.stores.sqlite import read_snapshot

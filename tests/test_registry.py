@@ -8,20 +8,20 @@ from typing import get_args
 
 import pytest
 
-import watcher.providers
+import watcher.remote.providers
 from watcher.models import Phase
-from watcher.providers import KINDS, ServerConfig
+from watcher.remote.providers import KINDS, ServerConfig
 
 MODULES = sorted(
     m.name
-    for m in pkgutil.iter_modules(watcher.providers.__path__)
+    for m in pkgutil.iter_modules(watcher.remote.providers.__path__)
     if m.name not in ("base", "auth")
 )
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_every_provider_module_is_registered(name: str) -> None:
-    module = importlib.import_module(f"watcher.providers.{name}")
+    module = importlib.import_module(f"watcher.remote.providers.{name}")
     assert KINDS[module.KIND.name] is module.KIND
     union = get_args(get_args(ServerConfig)[0])
     assert module.KIND.config in union

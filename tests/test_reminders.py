@@ -10,11 +10,11 @@ from pathlib import Path
 
 from tests.conftest import Receiver
 from tests.systems import config_text, soon
-from watcher.config import load
-from watcher.dispatch import Dispatcher
+from watcher.config.load import load
+from watcher.engine.build import build_channels
 from watcher.models import Event, Note, WatchRecord
-from watcher.notify import Channel
-from watcher.runner import build_channels
+from watcher.notify.dispatch import Dispatcher
+from watcher.notify.messages import Channel
 from watcher.stores import Configured
 from watcher.stores.sqlite import SqliteStore
 

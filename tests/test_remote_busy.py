@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from watcher import remote
-from watcher.cli import main
+from watcher.cli import api_client as remote
+from watcher.cli.main import main
 
 TOKEN = "wt_" + "Kq3x9Vb2Lm7Np4Rt8Ws1Yz6Hd5Fg0Jc"
 

@@ -20,12 +20,13 @@ from aiohttp import web
 from tests.conftest import Receiver, _free_port
 from tests.systems import config_text, soon
 from tests.test_api import READ, SUBMIT, api_table, call, daemon
-from watcher import logs, redact
-from watcher.cli import main
+from watcher import redact
+from watcher.api.documents import LiveView, result_line
+from watcher.cli.main import main
+from watcher.engine.poll import masked_error, masked_observation
 from watcher.errors import TransientError
 from watcher.models import Observation, Phase, WatchRecord
-from watcher.poll import masked_error, masked_observation
-from watcher.report import LiveView, result_line
+from watcher.service import logs
 from watcher.simulators.http import JsonStatusSimulator
 from watcher.stores.sqlite import read_snapshot
 
@@ -98,7 +99,7 @@ async def test_a_remote_answer_echoing_the_servers_token_shows_it_masked_and_on_
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr("watcher.remote.POLL_EVERY_S", 0.05)
+    monkeypatch.setattr("watcher.cli.api_client.POLL_EVERY_S", 0.05)
     path = write(tmp_path, receiver.url, echo.url)
     async with daemon(path) as (_, url):
 

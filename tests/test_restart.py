@@ -9,11 +9,11 @@ from typing import Any
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table, watch_table
 from watcher.backoff import Policy
-from watcher.config import load
-from watcher.daemon import Options, run
-from watcher.dispatch import Dispatcher
+from watcher.config.load import load
 from watcher.models import DEFAULT_EVENTS, Event, Note, WatchRecord
-from watcher.notify import Channel
+from watcher.notify.dispatch import Dispatcher
+from watcher.notify.messages import Channel
+from watcher.service.daemon import Options, run
 from watcher.simulators.rsa_governance import RsaSimulator
 from watcher.stores.sqlite import SqliteStore, read_snapshot
 

@@ -15,13 +15,14 @@ from aiohttp.test_utils import TestServer
 
 from tests.conftest import Receiver
 from tests.systems import SYSTEMS, config_text, server_table, watch_table, write_config
-from watcher import client, redact
-from watcher.client import Http, Reply
-from watcher.config import load
-from watcher.daemon import Daemon, Options
+from watcher import redact
+from watcher.config.load import load
 from watcher.errors import BadReplyError, ConfigError, PermanentError
 from watcher.models import Event, Outcome, WatchRecord
-from watcher.notify import SAMPLE, check_template, render
+from watcher.notify.messages import SAMPLE, check_template, render
+from watcher.remote import client
+from watcher.remote.client import Http, Reply
+from watcher.service.daemon import Daemon, Options
 from watcher.simulators.base import Fault
 from watcher.simulators.rsa_governance import RsaSimulator
 from watcher.stores.sqlite import SqliteStore, read_snapshot
@@ -218,7 +219,8 @@ async def test_a_reload_while_a_poll_is_in_flight_keeps_the_new_settings(
 def test_an_internal_error_exits_70_not_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from watcher import cli, commands
+    from watcher.cli import commands
+    from watcher.cli import main as cli
 
     def boom(args: object) -> int:
         raise RuntimeError("bug")
@@ -235,8 +237,8 @@ async def test_a_bug_that_ends_the_polling_loop_ends_the_daemon_with_70(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Not a daemon that runs on and polls nothing: it exits, and systemd starts it again."""
-    from watcher import cli
-    from watcher.schedule import Schedule
+    from watcher.cli import main as cli
+    from watcher.engine.schedule import Schedule
 
     sim = RsaSimulator({"1": ["Running"] * 1000})
     url = await sim.start()

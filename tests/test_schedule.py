@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from watcher.engine import SPREAD_FROM, first_poll_at
+from watcher.engine.engine import SPREAD_FROM, first_poll_at
+from watcher.engine.schedule import Schedule
 from watcher.errors import ConfigError
 from watcher.models import Outcome, WatchRecord
-from watcher.schedule import Schedule
 from watcher.stores import Configured
 from watcher.stores.sqlite import SqliteStore, read_snapshot
 

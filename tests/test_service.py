@@ -18,13 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table, watch_table
-from watcher import logs
-from watcher.config import load
-from watcher.daemon import Daemon, Options
+from watcher.cli.status import show as show_status
+from watcher.config.load import load
 from watcher.models import WatchRecord
-from watcher.sdnotify import Notifier, watchdog_interval
+from watcher.service import logs
+from watcher.service.daemon import Daemon, Options
+from watcher.service.sdnotify import Notifier, watchdog_interval
 from watcher.simulators.rsa_governance import RsaSimulator
-from watcher.status import show as show_status
 from watcher.stores.sqlite import read_snapshot
 
 

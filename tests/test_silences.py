@@ -9,12 +9,12 @@ import pytest
 
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table, soon
-from watcher.cli import main
-from watcher.config import load
-from watcher.dispatch import Dispatcher, matches
+from watcher.cli.main import main
+from watcher.cli.status import show
+from watcher.config.load import load
+from watcher.engine.build import build_channels
 from watcher.models import Event, Note, WatchRecord
-from watcher.runner import build_channels
-from watcher.status import show
+from watcher.notify.dispatch import Dispatcher, matches
 from watcher.stores import Configured, Store
 from watcher.stores.sqlite import SqliteStore
 

@@ -19,8 +19,8 @@ import pytest
 
 from tests.conftest import Receiver
 from tests.systems import config_text, in_background, server_table
-from watcher.config import load
-from watcher.daemon import Daemon, Options
+from watcher.config.load import load
+from watcher.service.daemon import Daemon, Options
 from watcher.simulators.rsa_governance import RsaSimulator
 from watcher.stores import Configured
 from watcher.stores.sqlite import SqliteStore, read_snapshot
@@ -122,7 +122,7 @@ async def test_writes_the_disk_never_takes_make_the_exit_code_say_so(
             raise disk_full()
         return await original(self, writes)
 
-    monkeypatch.setattr("watcher.daemon.STOP_GRACE_S", 0.5)
+    monkeypatch.setattr("watcher.service.daemon.STOP_GRACE_S", 0.5)
     monkeypatch.setattr(SqliteStore, "_transaction", commit)
     sim = RsaSimulator({str(i): ["Completed"] for i in range(5)})
     path = config(tmp_path, receiver.url, await sim.start())

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from watcher.api.documents import document, matches
 from watcher.models import Event, Note, Outcome, WatchRecord
-from watcher.report import document, matches
 from watcher.stores import Configured, Store, open_store, sql
 from watcher.stores.sqlite import SqliteStore
 
@@ -513,7 +513,8 @@ async def test_a_version_3_state_file_learns_to_keep_expectations(tmp_path: Path
 
 def test_commands_that_use_sqlite_never_import_the_database_driver() -> None:
     code = (
-        "import sys, watcher.daemon, watcher.status, watcher.commands, watcher.stores.sqlite;"
+        "import sys, watcher.service.daemon, watcher.cli.status, watcher.cli.commands, "
+        "watcher.stores.sqlite;"
         "sys.exit('asyncpg' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

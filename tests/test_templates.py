@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from watcher.cli import main
+from watcher.cli.main import main
 from watcher.models import Event
-from watcher.notify import SAMPLE, Context, check_template, render
-from watcher.templates import is_jinja
+from watcher.notify.messages import SAMPLE, Context, check_template, render
+from watcher.notify.templates import is_jinja
 
 BARE = replace(SAMPLE, detail="", link="", finished="")
 """A run still going, with no detail and no link: the values a message must not show empty."""
@@ -125,7 +125,7 @@ def test_a_template_failing_on_real_values_sends_the_default_and_is_logged_once(
     template: str, why: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     check_template(template)  # nothing at load time says it will fail
-    with caplog.at_level(logging.WARNING, logger="watcher.notify"):
+    with caplog.at_level(logging.WARNING, logger="watcher.notify.messages"):
         first, again = body(template), body(template)
     assert first == again == render(SAMPLE)[1], why
     assert [r.getMessage().split(" failed")[0] for r in caplog.records] == [

@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from watcher.api.limits import Limited, Limiter, Quota, Refusals, client_key
-from watcher.api.tokens import (
+from watcher.config.api import (
     MIN_SECRET_BITS,
     ApiConfig,
     Scope,
@@ -447,8 +447,8 @@ def test_a_new_token_is_found_by_its_hash() -> None:
 def test_token_new_prints_an_entry_that_loads_and_takes_its_token(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
 ) -> None:
-    from watcher.cli import main
-    from watcher.config import load
+    from watcher.cli.main import main
+    from watcher.config.load import load
 
     assert main(["token", "new", "--name", name, "--scope", "admin"]) == 0
     out = capsys.readouterr().out
@@ -464,7 +464,7 @@ def test_token_new_prints_an_entry_that_loads_and_takes_its_token(
 def test_token_new_refuses_a_name_the_config_would_not_take(
     capsys: pytest.CaptureFixture[str], name: str
 ) -> None:
-    from watcher.cli import main
+    from watcher.cli.main import main
 
     with pytest.raises(SystemExit) as exited:
         main(["token", "new", "--name", name])

@@ -1,5 +1,5 @@
 """Allow ``python -m watcher``."""
 
-from watcher.cli import main
+from watcher.cli.main import main
 
 raise SystemExit(main())

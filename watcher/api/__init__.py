@@ -1,6 +1,6 @@
 """The HTTP front door beside the daemon (``[api]``): the JSON API, its tokens and the status page.
 
-* :mod:`watcher.api.tokens`: ``[api]`` and ``[[api.tokens]]``, their scopes, constant-time
+* :mod:`watcher.config.api`: ``[api]`` and ``[[api.tokens]]``, their scopes, constant-time
   checks and the host names answered.
 * :mod:`watcher.api.limits`: what one client may try: failed attempts per address (slowed past
   a limit), submissions per token (quotas), and the count of what was refused.

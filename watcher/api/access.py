@@ -26,8 +26,8 @@ from typing import Final
 from aiohttp import web
 
 from watcher.api.limits import Limited, Limiter, Quota, Refusals
-from watcher.api.tokens import ApiConfig, Scope, TokenConfig, Tokens
 from watcher.api.v1 import Refused
+from watcher.config.api import ApiConfig, Scope, TokenConfig, Tokens
 from watcher.metrics import Metrics
 
 COOKIE: Final = "watcher_read"

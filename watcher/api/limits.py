@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
-from watcher.api.tokens import ApiConfig
+from watcher.config.api import ApiConfig
 from watcher.metrics import Metrics, Refusal
 from watcher.stores import Store
 

@@ -29,8 +29,8 @@ from urllib.parse import urlencode, urlsplit
 
 import jinja2
 
+from watcher.api.documents import matches, standing
 from watcher.models import Outcome
-from watcher.report import matches, standing
 from watcher.schema import format_duration
 
 HEADERS: Final[Mapping[str, str]] = MappingProxyType(
@@ -177,7 +177,7 @@ def index(
     :data:`MAX_ROWS`, the unfinished first).
 
     Args:
-        doc: the ``status --json`` document (:func:`watcher.report.document` with ``holders``
+        doc: the ``status --json`` document (:func:`watcher.api.documents.document` with ``holders``
             and ``instances``) plus ``"silences"``: ``[{"id", "match", "until", "comment"}]``.
             A listing of a store (``GET /api/v1/watches``) also carries ``counts`` (every
             watch by state), ``servers`` and ``matched`` (how many pass its filters), and may

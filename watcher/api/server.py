@@ -36,10 +36,10 @@ from typing import Any, Final, Protocol
 from aiohttp import hdrs, web
 from pydantic import ValidationError
 
-from watcher import history
 from watcher.address import parse_address
 from watcher.api import page, v1
 from watcher.api.access import Access
+from watcher.api.documents import JSON_VERSION
 from watcher.api.limits import Limited
 from watcher.api.listener import Listener
 from watcher.api.shared import (
@@ -54,10 +54,10 @@ from watcher.api.shared import (
     Shared,
 )
 from watcher.api.site import Site
-from watcher.api.tokens import ApiConfig, Scope, TokenConfig
+from watcher.config.api import ApiConfig, Scope, TokenConfig
+from watcher.engine import history
 from watcher.errors import ConfigError
 from watcher.metrics import Metrics
-from watcher.report import JSON_VERSION
 from watcher.stores import Place, for_clients
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """``/api/v1``: the watches and silences as JSON, for the status page and for clients.
 
-The documents are those of ``watcher status --json`` (:func:`watcher.report.document`). A
+The documents are those of ``watcher status --json`` (:func:`watcher.api.documents.document`). A
 request body is a JSON object whose fields are checked by a pydantic model that forbids unknown
 ones; what a client sends reaches the store and the engine only through the same checks as
 ``watcher submit`` and ``watcher silence``.
@@ -25,12 +25,12 @@ from pydantic import (
     StringConstraints,
 )
 
-from watcher import history
-from watcher.api.tokens import TokenConfig
-from watcher.config import Config
+from watcher.api.documents import JSON_VERSION, document, iso, silence_entry, watch_entry
+from watcher.config.api import TokenConfig
+from watcher.config.load import Config
+from watcher.engine import history
+from watcher.engine.build import adhoc_watch, build_specs, submit
 from watcher.errors import ConfigError
-from watcher.report import JSON_VERSION, document, iso, silence_entry, watch_entry
-from watcher.runner import adhoc_watch, build_specs, submit
 from watcher.schema import check_duration, parse_duration
 from watcher.stores import Place, Sent, Silence, Store
 
@@ -180,11 +180,11 @@ async def watches(
     after: Place | None = None,
 ) -> dict[str, Any]:
     """The ``status --json`` document of at most ``limit`` watches that match ``server`` and
-    ``state`` (see :func:`watcher.report.matches`) in the order of :class:`Place` (the
+    ``state`` (see :func:`watcher.api.documents.matches`) in the order of :class:`Place` (the
     unfinished first), from the one after ``after`` on, with ``next`` (the :func:`cursor` of
     the next page, ``None`` on the last), ``matched`` (how many match, on every page),
     ``counts`` (every watch by state), ``servers`` and the silences in force; ``earlier``: the
-    durations of the runs that succeeded, by family (:func:`watcher.history.by_family`).
+    durations of the runs that succeeded, by family (:func:`watcher.engine.history.by_family`).
 
     A few bounded queries, however many watches there are: the page of 10,000 reads 200."""
     store = service.store

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from watcher.models import Note, WatchRecord
-from watcher.statefile import DATABASE_URL_PREFIXES
 from watcher.stores.commit import Health
+from watcher.stores.statefile import DATABASE_URL_PREFIXES
 
 __all__ = [
     "DEFAULT_LEASE_S",
@@ -310,7 +310,7 @@ class Store(Protocol):
 
     async def succeeded(self) -> list[tuple[str, str | None, str, float]]:
         """Server, task, name and duration of every run that succeeded (for
-        :mod:`watcher.history`)."""
+        :mod:`watcher.engine.history`)."""
         ...
 
     async def sent(self, key: str, limit: int) -> list[Sent]:

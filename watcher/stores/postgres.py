@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 import asyncpg
 
 import watcher
-from watcher import statefile
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
 from watcher.stores import (
@@ -46,6 +45,7 @@ from watcher.stores import (
     Silence,
     pgsql,
     sql,
+    statefile,
 )
 from watcher.stores.batch import Batch, Save
 from watcher.stores.commit import GroupCommit, Health, Work

@@ -133,7 +133,7 @@ COUNTS = (
 )
 # --- a listing (the status page, GET /api/v1/watches): {server} and {state} are parameters ---
 #: the active watches of a server (NULL: all) in a state (NULL: any; the rule of
-#: watcher.report.matches: the outcome, the phase, running, waiting, unreachable or overdue)
+#: watcher.api.documents.matches: the outcome, the phase, running, waiting, unreachable or overdue)
 LISTED = (
     " FROM watches WHERE active AND ({server} IS NULL OR server = {server}) AND ({state} IS NULL"
     " OR outcome = {state} OR phase = {state}"

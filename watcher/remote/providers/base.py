@@ -3,8 +3,8 @@
 A provider module defines a config model (a :class:`~watcher.schema.ServerBase` with a ``kind``
 literal), a state table mapping every documented remote state to a :class:`~watcher.models.Phase`,
 and a class with :meth:`Provider.observe`. Providers use a
-:class:`~watcher.client.ServerClient` for HTTP; they never import aiohttp and never catch network
-errors: those reach the engine as :class:`~watcher.errors.PollError`.
+:class:`~watcher.remote.client.ServerClient` for HTTP; they never import aiohttp and never catch
+network errors: those reach the engine as :class:`~watcher.errors.PollError`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from watcher.client import ServerClient
 from watcher.models import Observation, Phase, Target
+from watcher.remote.client import ServerClient
 from watcher.schema import ServerBase
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,8 @@
 
 Rendering is pure: :func:`render` turns a :class:`Context` into a title and a body, from the
 channel's ``title``/``body`` templates or from :data:`DEFAULT_TITLE`/:data:`DEFAULT_BODY`.
-Templates are Jinja2 (sandboxed) or ``str.format`` text (:mod:`watcher.templates`); either way
-a name not in :data:`PLACEHOLDERS` is a configuration error, caught by :func:`check_template`
+Templates are Jinja2 (sandboxed) or ``str.format`` text (:mod:`watcher.notify.templates`); either
+way a name not in :data:`PLACEHOLDERS` is a configuration error, caught by :func:`check_template`
 when the config loads.
 
 Delivery goes through ``Apprise.async_notify``, which runs apprise's blocking plugins in its own
@@ -22,9 +22,9 @@ from datetime import UTC, datetime, tzinfo
 from functools import cache
 from typing import Any
 
-from watcher import templates
 from watcher.models import Event, WatchRecord
-from watcher.quiet import Quiet
+from watcher.notify import templates
+from watcher.notify.quiet import Quiet
 from watcher.redact import scrub
 from watcher.schema import format_duration
 
@@ -110,7 +110,7 @@ def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any)
 
 def check_template(template: str) -> None:
     """Raise ``ValueError`` for a template that does not parse or names a placeholder not in
-    :data:`PLACEHOLDERS` (see :mod:`watcher.templates` for both syntaxes)."""
+    :data:`PLACEHOLDERS` (see :mod:`watcher.notify.templates` for both syntaxes)."""
     templates.check(template, PLACEHOLDERS)
 
 

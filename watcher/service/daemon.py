@@ -28,19 +28,11 @@ from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watcher import history, statefile
+from watcher.api.documents import LiveView, document, plural, result_line
 from watcher.backoff import DELIVERY, Policy
-from watcher.client import Http
-from watcher.config import Config, load
-from watcher.dispatch import Dispatcher
-from watcher.engine import Engine
-from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_UNDELIVERED, ConfigError
-from watcher.metrics import Metrics
-from watcher.models import Outcome
-from watcher.quiet import zone
-from watcher.redact import escape, scrub
-from watcher.report import LiveView, document, plural, result_line
-from watcher.runner import (
+from watcher.config.load import Config, load
+from watcher.engine import history
+from watcher.engine.build import (
     build_channels,
     build_servers,
     build_specs,
@@ -48,10 +40,18 @@ from watcher.runner import (
     submitted_spec,
     summary,
 )
+from watcher.engine.engine import Engine
+from watcher.engine.spec import Spec
+from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_UNDELIVERED, ConfigError
+from watcher.metrics import Metrics
+from watcher.models import Outcome
+from watcher.notify.dispatch import Dispatcher
+from watcher.notify.quiet import zone
+from watcher.redact import escape, scrub
+from watcher.remote.client import Http
 from watcher.schema import format_duration
-from watcher.sdnotify import Notifier, watchdog_interval
-from watcher.spec import Spec
-from watcher.stores import Store, open_store
+from watcher.service.sdnotify import Notifier, watchdog_interval
+from watcher.stores import Store, open_store, statefile
 
 if TYPE_CHECKING:
     from watcher.api.server import Api

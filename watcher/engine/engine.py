@@ -1,11 +1,11 @@
 """The scheduler shell: claim what is due from the store, poll it at its time, save, repeat.
 
 The store is the schedule (see :mod:`watcher.stores`). The engine claims the watches due within
-:data:`CLAIM_AHEAD_S` in batches, keeps them in a :class:`~watcher.schedule.Schedule`, and starts
-each poll at its due time, at most ``max_concurrency`` per server at once; a due watch whose
+:data:`CLAIM_AHEAD_S` in batches, keeps them in a :class:`~watcher.engine.schedule.Schedule`, and
+starts each poll at its due time, at most ``max_concurrency`` per server at once; a due watch whose
 server is busy waits in that server's queue (keys, not coroutines). After a poll (see
-:mod:`watcher.poll`) a watch due again within :data:`watcher.poll.HOLD_S` stays held; one due
-later is released to the store and claimed again in time.
+:mod:`watcher.engine.poll`) a watch due again within :data:`watcher.engine.poll.HOLD_S` stays held;
+one due later is released to the store and claimed again in time.
 
 A watch is never polled twice at once and never dropped: one due while its previous poll is still
 saving polls right after. When polls cannot keep up they start late, in due order, and the
@@ -29,16 +29,16 @@ from dataclasses import replace
 from datetime import tzinfo
 from typing import Any
 
-from watcher import history
+from watcher.engine import history
+from watcher.engine.poll import Poller, with_settings
+from watcher.engine.schedule import Schedule
+from watcher.engine.spec import Server, Spec
 from watcher.metrics import Metrics
 from watcher.models import Outcome, WatchRecord
-from watcher.notify import Channel
-from watcher.poll import Poller, with_settings
-from watcher.schedule import Schedule
-from watcher.spec import Server, Spec
+from watcher.notify.messages import Channel
 from watcher.stores import Active, Configured, Store, digest
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("watcher.engine")
 
 CLAIM_AHEAD_S = 2.0
 """Watches due within this are claimed; the claim tick runs every second."""
@@ -201,7 +201,7 @@ class Engine:
 
     async def _learn_expectations(self) -> None:
         """``expect = "auto"``: how long runs of each such watch's family took (see
-        :mod:`watcher.history`); a family without enough history yet is said once."""
+        :mod:`watcher.engine.history`); a family without enough history yet is said once."""
         auto = [spec for spec in self.specs.values() if spec.expect_auto]
         if not auto:
             return

@@ -1,4 +1,4 @@
-"""What each command does, once the command line is parsed (see :mod:`watcher.cli`).
+"""What each command does, once the command line is parsed (see :mod:`watcher.cli.main`).
 
 Imported only when a command runs, so ``watcher --version`` and ``--help`` load none of it.
 """
@@ -17,23 +17,22 @@ import sys
 import time
 from collections.abc import AsyncIterator
 
-from watcher import statefile
 from watcher.address import try_bind
-from watcher.api.tokens import ApiConfig
-from watcher.config import ChannelConfig, Config, WatchConfig, load, state_of
-from watcher.daemon import Options, run
-from watcher.dispatch import matches
+from watcher.cli.status import show as show_status
+from watcher.config.api import ApiConfig
+from watcher.config.load import ChannelConfig, Config, WatchConfig, load, state_of
+from watcher.engine.build import SUBMITTED_KEYS, adhoc_watch, build_channels, build_specs, submit
 from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from watcher.models import Event
-from watcher.notify import Channel, render, sample
+from watcher.notify.dispatch import matches
+from watcher.notify.messages import Channel, render, sample
 from watcher.redact import scrub
-from watcher.runner import SUBMITTED_KEYS, adhoc_watch, build_channels, build_specs, submit
-from watcher.status import show as show_status
-from watcher.stores import Store, open_store
+from watcher.service.daemon import Options, run
+from watcher.stores import Store, open_store, statefile
 
 
 def default_config() -> str:
-    from watcher.cli import default_config as chosen
+    from watcher.cli.main import default_config as chosen
 
     return chosen()
 
@@ -41,7 +40,7 @@ def default_config() -> str:
 def dispatch(args: argparse.Namespace) -> int:
     """Run the parsed command; ConfigError for anything the user can fix."""
     if args.command == "demo":
-        from watcher.demo import demo
+        from watcher.cli.demo import demo
 
         return asyncio.run(demo(speed=args.speed))
     if args.command == "token":
@@ -63,7 +62,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def _remote(args: argparse.Namespace, url: str) -> int:
-    from watcher import remote
+    from watcher.cli import api_client as remote
 
     url = remote.api_url(url, "--url" if args.url else "$WATCHER_URL")
     token = remote.token_from(args.token_file, os.environ)
@@ -86,7 +85,7 @@ def _remote(args: argparse.Namespace, url: str) -> int:
 
 
 def _new_token(name: str, scope: str) -> int:
-    from watcher.api.tokens import new_token
+    from watcher.config.api import new_token
 
     token, hashed = new_token()
     print(f"{token}\n\nGive the token to its client (it is shown only now); watches.toml keeps")

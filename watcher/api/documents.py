@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from watcher import history
+from watcher.engine import history
 from watcher.models import Note, WatchRecord
-from watcher.notify import describe_target
+from watcher.notify.messages import describe_target
 from watcher.redact import escape
 from watcher.schema import format_duration
 from watcher.stores import Silence

@@ -16,7 +16,7 @@ body (or none). 498/499 mean token trouble: a provider that logs in logs in agai
 repeats the call, and a second refusal is permanent. Code 500 and above are transient; other
 codes are permanent. An HTML page instead of JSON (a proxy's maintenance or sign-in page) is
 transient too. The login token is shared by every watch of a server and renewed before it
-expires (a :class:`~watcher.providers.auth.TokenCache`).
+expires (a :class:`~watcher.remote.providers.auth.TokenCache`).
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from urllib.parse import quote
 from pydantic import SecretStr, model_validator
 
 from watcher import redact
-from watcher.client import Reply, ServerClient, error_text, expect_ok, json_message, snippet
 from watcher.errors import BadReplyError, PermanentError, PollError, TransientError
 from watcher.models import Observation, Phase, Target
-from watcher.providers.auth import Token, TokenCache
-from watcher.providers.base import Kind, phase_of
+from watcher.remote.client import Reply, ServerClient, error_text, expect_ok, json_message, snippet
+from watcher.remote.providers.auth import Token, TokenCache
+from watcher.remote.providers.base import Kind, phase_of
 from watcher.schema import HttpUrl, ServerBase
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from watcher.backoff import Policy
 from watcher.models import Target
-from watcher.providers.base import Provider
+from watcher.remote.providers.base import Provider
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,11 +40,11 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import AfterValidator, SecretStr, model_validator
 
-from watcher.client import Reply, ServerClient, error_text, expect_ok
 from watcher.errors import BadReplyError
 from watcher.models import Observation, Phase, Target
-from watcher.providers.base import Kind, phase_of
 from watcher.redact import scrub
+from watcher.remote.client import Reply, ServerClient, error_text, expect_ok
+from watcher.remote.providers.base import Kind, phase_of
 from watcher.schema import Model, ServerBase
 
 Outcome = Literal["pending", "running", "succeeded", "failed", "cancelled"]

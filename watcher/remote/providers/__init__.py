@@ -10,8 +10,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from watcher.providers import arcgis, brpm, gardin, http, rsa_governance
-from watcher.providers.base import Kind, Provider
+from watcher.remote.providers import arcgis, brpm, gardin, http, rsa_governance
+from watcher.remote.providers.base import Kind, Provider
 
 KINDS: dict[str, Kind] = {
     module.KIND.name: module.KIND for module in (rsa_governance, arcgis, gardin, brpm, http)

@@ -19,10 +19,10 @@ The access token is either configured (``token``) or obtained with OAuth2 client
     grant_type=client_credentials
 
 which answers ``{"access_token", "expires_in", "token_type"}``. One provider instance serves every
-watch of a server and they share its token (a :class:`~watcher.providers.auth.TokenCache`). It is
-renewed before it expires, by the rule of :func:`~watcher.providers.auth.renew_time`, with the
-expiry from ``expires_in``, else from the JWT ``exp`` claim; and once when the status call answers
-401 or 403. A second refusal ends the watch with a :class:`~watcher.errors.PermanentError`.
+watch of a server and they share its token (a :class:`~watcher.remote.providers.auth.TokenCache`).
+It is renewed before it expires, by the rule of :func:`~watcher.remote.providers.auth.renew_time`,
+with the expiry from ``expires_in``, else from the JWT ``exp`` claim; and once when the status call
+answers 401 or 403. A second refusal ends the watch with a :class:`~watcher.errors.PermanentError`.
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from urllib.parse import quote
 from pydantic import SecretStr, model_validator
 
 from watcher import redact
-from watcher.client import Reply, ServerClient, error_text, expect_ok, json_message, loads
 from watcher.errors import BadReplyError, PermanentError
 from watcher.models import Observation, Phase, Target
-from watcher.providers.auth import Token, TokenCache
-from watcher.providers.base import Kind, phase_of
+from watcher.remote.client import Reply, ServerClient, error_text, expect_ok, json_message, loads
+from watcher.remote.providers.auth import Token, TokenCache
+from watcher.remote.providers.base import Kind, phase_of
 from watcher.schema import HttpUrl, ServerBase
 
 log = logging.getLogger(__name__)

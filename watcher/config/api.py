@@ -32,7 +32,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from watcher import redact
 from watcher.address import parse_address
-from watcher.expand import read_secret
+from watcher.config.expand import read_secret
 from watcher.schema import Model
 
 Scope = Literal["read", "submit", "admin"]

@@ -28,7 +28,7 @@ from typing import Any
 from watcher.backoff import DELIVERY, Policy, next_delay
 from watcher.metrics import Metrics
 from watcher.models import Event, Note
-from watcher.notify import NOTIFY_TYPES, Channel
+from watcher.notify.messages import NOTIFY_TYPES, Channel
 from watcher.stores import Silence, Store
 
 log = logging.getLogger(__name__)

@@ -29,16 +29,17 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from watcher import quiet, redact, statefile
+from watcher import redact
 from watcher.address import parse_address
-from watcher.api.tokens import ApiConfig, read_tokens
+from watcher.config.api import ApiConfig, read_tokens
+from watcher.config.expand import expand, read_secret_files
 from watcher.errors import ConfigError
-from watcher.expand import expand, read_secret_files
 from watcher.models import DEFAULT_EVENTS, Event, Target
-from watcher.notify import check_template, url_problem
-from watcher.providers import KINDS, ServerConfig
+from watcher.notify import quiet
+from watcher.notify.messages import check_template, url_problem
+from watcher.remote.providers import KINDS, ServerConfig
 from watcher.schema import Duration, Model
-from watcher.stores import default_instance
+from watcher.stores import default_instance, statefile
 
 #: ``[daemon] lease``: renewed every third of it, so a third is what a pause may take
 MIN_LEASE_S, MAX_LEASE_S = 3.0, 600.0

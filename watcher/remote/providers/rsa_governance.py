@@ -40,11 +40,11 @@ from xml.sax.saxutils import escape
 from pydantic import SecretStr, model_validator
 
 from watcher import redact
-from watcher.client import Reply, ServerClient, error_text, expect_ok
 from watcher.errors import BadReplyError, PermanentError, PollError
 from watcher.models import Observation, Phase, Target
-from watcher.providers.auth import Token, TokenCache
-from watcher.providers.base import Kind, phase_of
+from watcher.remote.client import Reply, ServerClient, error_text, expect_ok
+from watcher.remote.providers.auth import Token, TokenCache
+from watcher.remote.providers.base import Kind, phase_of
 from watcher.schema import ServerBase
 
 log = logging.getLogger(__name__)

@@ -12,14 +12,14 @@ import logging
 import tempfile
 from pathlib import Path
 
-from watcher.config import load
-from watcher.daemon import Options, run
+from watcher.cli.status import show
+from watcher.config.load import load
+from watcher.service.daemon import Options, run
 from watcher.simulators.arcgis import ArcGisSimulator
 from watcher.simulators.base import Fault, Simulator
 from watcher.simulators.brpm import BrpmSimulator
 from watcher.simulators.gardin import GardinSimulator
 from watcher.simulators.rsa_governance import RsaSimulator
-from watcher.status import show
 
 QUERY = "4DDC21D9-E30C-458A-80E2-642CA3238541"
 EXPECTED_EXIT = 1  # what `run --once` gives for the demo: its Gardin query fails on purpose

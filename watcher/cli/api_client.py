@@ -30,7 +30,7 @@ from urllib.parse import quote
 from yarl import URL
 
 from watcher import redact
-from watcher.client import Http, Reply, retry_after
+from watcher.api.documents import plural
 from watcher.errors import (
     EXIT_FAILED,
     EXIT_INCOMPLETE,
@@ -39,7 +39,7 @@ from watcher.errors import (
     ConfigError,
     PollError,
 )
-from watcher.report import plural
+from watcher.remote.client import Http, Reply, retry_after
 
 TIMEOUT_S = 30.0
 POLL_EVERY_S = 5.0

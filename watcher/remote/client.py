@@ -6,13 +6,13 @@ applies its timeout, TLS settings and extra headers. Requests return a :class:`R
 status; only network trouble raises, and then always one of watcher's own errors:
 
 * connection refused or reset, timeout, broken body -> :class:`~watcher.errors.TransientError`
-* an untrusted TLS certificate, a redirect :mod:`watcher.redirects` does not follow ->
+* an untrusted TLS certificate, a redirect :mod:`watcher.remote.redirects` does not follow ->
   :class:`~watcher.errors.PermanentError`
 * a body over :data:`MAX_BODY_BYTES` -> :class:`~watcher.errors.BadReplyError`
 
 ``request_timeout`` bounds the whole exchange: connecting, every redirect followed and reading
 the last byte of the answer. Redirects are followed by watcher itself, within the server's
-origin only (see :mod:`watcher.redirects`).
+origin only (see :mod:`watcher.remote.redirects`).
 
 :func:`expect_ok` maps an HTTP status onto the same tree (5xx and 429 are transient and carry
 ``Retry-After``; other 4xx are permanent and carry the server's own words).
@@ -33,10 +33,11 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
-from watcher import __version__, redirects
-from watcher.bodies import TooDeepError, html_text, json_message, loads
+from watcher import __version__
 from watcher.errors import BadReplyError, PermanentError, PollError, TransientError
 from watcher.redact import scrub
+from watcher.remote import redirects
+from watcher.remote.bodies import TooDeepError, html_text, json_message, loads
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -261,7 +262,7 @@ class ServerClient:
     ) -> Reply:
         """Send one request and read the whole answer; network trouble raises watcher errors.
 
-        Redirects within the server's origin are followed as :mod:`watcher.redirects` says
+        Redirects within the server's origin are followed as :mod:`watcher.remote.redirects` says
         (``data`` is sent again, so it must be bytes, text or a form mapping); the answer is
         the one at the end of them.
         """

@@ -30,10 +30,10 @@ from urllib.parse import quote
 from pydantic import SecretStr
 
 from watcher import redact
-from watcher.client import Reply, ServerClient, error_text, expect_ok, loads
 from watcher.errors import BadReplyError, PermanentError
 from watcher.models import Observation, Phase, Target
-from watcher.providers.base import Kind, phase_of
+from watcher.remote.client import Reply, ServerClient, error_text, expect_ok, loads
+from watcher.remote.providers.base import Kind, phase_of
 from watcher.schema import ServerBase
 
 STATES: Mapping[str, Phase] = {

@@ -4,7 +4,7 @@ An HTTP library that follows redirects by itself re-sends the request's headers 
 ``Location`` points (aiohttp drops only ``Authorization``): a token in ``X-Esri-Authorization``
 or ``X-Api-Key``, a configured ``headers`` entry or a login's ``ClientSecret`` would reach
 another host, and that host's answer would be read as the run's status. So
-:class:`~watcher.client.ServerClient` sends every request with redirects off and asks
+:class:`~watcher.remote.client.ServerClient` sends every request with redirects off and asks
 :func:`next_url` what to do with each answer:
 
 * 301, 302, 303, 307 and 308 with a ``Location`` are redirects; any other answer, a 3xx without

@@ -11,16 +11,16 @@ from dataclasses import replace
 from typing import Any
 
 from watcher.backoff import Policy
-from watcher.client import Http
-from watcher.config import Config, WatchConfig, explain
-from watcher.engine import Engine
+from watcher.config.load import Config, WatchConfig, explain
+from watcher.engine.engine import Engine
+from watcher.engine.spec import Server, Spec
 from watcher.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from watcher.models import Outcome, Target, WatchRecord
-from watcher.notify import Channel
-from watcher.providers import KINDS, ServerConfig
-from watcher.quiet import Quiet, window, zone
+from watcher.notify.messages import Channel
+from watcher.notify.quiet import Quiet, window, zone
+from watcher.remote.client import Http
+from watcher.remote.providers import KINDS, ServerConfig
 from watcher.schema import format_duration
-from watcher.spec import Server, Spec
 from watcher.stores import Store
 
 log = logging.getLogger(__name__)

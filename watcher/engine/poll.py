@@ -1,7 +1,7 @@
 """One poll of one watch, top to bottom: ask the remote system, decide, save, report.
 
-:meth:`Poller.poll` asks the watch's provider, applies :func:`watcher.lifecycle.advance`, renders
-the notifications the step raised for each channel that wants them, and saves the new record
+:meth:`Poller.poll` asks the watch's provider, applies :func:`watcher.engine.lifecycle.advance`,
+renders the notifications the step raised for each channel that wants them, and saves the new record
 with those notifications and any runs the poll found in one transaction. It hands the server's
 slot back as soon as the answer is in, and tells the engine when the save landed, so the next
 poll of the watch can never overtake it.
@@ -20,18 +20,18 @@ from dataclasses import replace
 from datetime import tzinfo
 from typing import TYPE_CHECKING
 
-from watcher import lifecycle
+from watcher.engine import lifecycle
+from watcher.engine.spec import Server, Spec
 from watcher.errors import BadReplyError, PermanentError, PollError
 from watcher.metrics import Metrics, PollResult
 from watcher.models import Event, Note, Observation, Outcome, WatchRecord
-from watcher.notify import Channel, context_for, render
-from watcher.providers.base import Discoverer
+from watcher.notify.messages import Channel, context_for, render
 from watcher.redact import scrub
-from watcher.spec import Server, Spec
+from watcher.remote.providers.base import Discoverer
 from watcher.stores import Store
 
 if TYPE_CHECKING:
-    from watcher.engine import Engine
+    from watcher.engine.engine import Engine
 
 log = logging.getLogger("watcher.engine")
 

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from watcher import logs
 from watcher.errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_USAGE, ConfigError
+from watcher.service import logs
 
 DESCRIPTION = "Watch long-running remote runs until they finish, then notify."
 CONFIG_PLACES = ("watches.toml", "/etc/watcher/watches.toml")
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     logs.setup(getattr(args, "log_format", "auto"), getattr(args, "verbose", False))
     try:
-        from watcher.commands import dispatch
+        from watcher.cli.commands import dispatch
 
         return dispatch(args)
     except ConfigError as exc:

@@ -1,0 +1,1 @@
+"""The command line: parsing, exit codes and what each command does."""

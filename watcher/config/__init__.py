@@ -1,0 +1,1 @@
+"""watches.toml -> validated, frozen models."""

@@ -1,0 +1,1 @@
+"""What to poll and when: specs, the schedule, one poll, the engine."""

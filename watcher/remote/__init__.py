@@ -1,0 +1,1 @@
+"""The remote systems: the HTTP client and one provider per system."""

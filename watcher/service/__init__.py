@@ -1,0 +1,1 @@
+"""The running process: the daemon, systemd's protocol and the log output."""
