@@ -20,7 +20,14 @@ from collections.abc import AsyncIterator
 from watcher.address import try_bind
 from watcher.cli.status import show as show_status
 from watcher.config.api import ApiConfig
-from watcher.config.load import ChannelConfig, Config, WatchConfig, load, state_of
+from watcher.config.load import (
+    ChannelConfig,
+    Config,
+    WatchConfig,
+    default_config,
+    load,
+    state_of,
+)
 from watcher.engine.build import SUBMITTED_KEYS, adhoc_watch, build_channels, build_specs, submit
 from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from watcher.models import Event
@@ -29,12 +36,6 @@ from watcher.notify.messages import Channel, render, sample
 from watcher.redact import scrub
 from watcher.service.daemon import Options, run
 from watcher.stores import Store, open_store, statefile
-
-
-def default_config() -> str:
-    from watcher.cli.main import default_config as chosen
-
-    return chosen()
 
 
 def dispatch(args: argparse.Namespace) -> int:

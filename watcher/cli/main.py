@@ -10,23 +10,11 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from watcher.errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_USAGE, ConfigError
 from watcher.service import logs
 
 DESCRIPTION = "Watch long-running remote runs until they finish, then notify."
-CONFIG_PLACES = ("watches.toml", "/etc/watcher/watches.toml")
-
-
-def default_config() -> str:
-    """``$WATCHER_CONFIG``, ./watches.toml, ``$CONFIGURATION_DIRECTORY``, /etc/watcher."""
-    if env := os.environ.get("WATCHER_CONFIG"):
-        return env
-    places = list(CONFIG_PLACES)
-    if conf_dir := os.environ.get("CONFIGURATION_DIRECTORY"):
-        places.insert(1, str(Path(conf_dir.split(":")[0]) / "watches.toml"))
-    return next((p for p in places if Path(p).is_file()), places[0])
 
 
 def _duration(text: str) -> float:

@@ -44,6 +44,18 @@ from watcher.stores import default_instance, statefile
 #: ``[daemon] lease``: renewed every third of it, so a third is what a pause may take
 MIN_LEASE_S, MAX_LEASE_S = 3.0, 600.0
 
+CONFIG_PLACES = ("watches.toml", "/etc/watcher/watches.toml")
+
+
+def default_config() -> str:
+    """``$WATCHER_CONFIG``, ./watches.toml, ``$CONFIGURATION_DIRECTORY``, /etc/watcher."""
+    if env := os.environ.get("WATCHER_CONFIG"):
+        return env
+    places = list(CONFIG_PLACES)
+    if conf_dir := os.environ.get("CONFIGURATION_DIRECTORY"):
+        places.insert(1, str(Path(conf_dir.split(":")[0]) / "watches.toml"))
+    return next((p for p in places if Path(p).is_file()), places[0])
+
 
 def default_state_path() -> str:
     """``$STATE_DIRECTORY/watcher.db`` under systemd, else ``./watcher.db``."""
