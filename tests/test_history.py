@@ -130,7 +130,7 @@ def _done(run: str, took_s: float) -> WatchRecord:
 def test_the_live_view_says_when_a_run_is_usually_done() -> None:
     import io
 
-    from watcher.api.documents import LiveView
+    from watcher.service.once import LiveView
 
     out = io.StringIO()
     usual = {history.family("gov", None, "nightly"): 600.0}

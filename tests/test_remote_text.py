@@ -21,12 +21,12 @@ from tests.conftest import Receiver, _free_port
 from tests.systems import config_text, soon
 from tests.test_api import READ, SUBMIT, api_table, call, daemon
 from watcher import redact
-from watcher.api.documents import LiveView, result_line
 from watcher.cli.main import main
 from watcher.engine.poll import masked_error, masked_observation
 from watcher.errors import TransientError
 from watcher.models import Observation, Phase, WatchRecord
 from watcher.service import logs
+from watcher.service.once import LiveView, result_line
 from watcher.simulators.http import JsonStatusSimulator
 from watcher.stores.sqlite import read_snapshot
 

@@ -1,34 +1,27 @@
-"""What `wait`, `run --once` and `status` tell a pipeline and a person.
+"""The JSON documents: what ``--json`` and ``/api/v1`` tell a pipeline about the watches.
 
-* :func:`result_line`: one line per watch on stdout when `wait` or `run --once` ends.
-* :func:`document`: the one JSON document of ``--json`` (the same shape for all three
-  commands; README documents it).
-* :class:`LiveView`: on a terminal, one line per watch redrawn in place while they run.
+* :func:`document`: the one document of ``--json`` (the same shape for `status`, `wait` and
+  `run --once`; README documents it), and of ``GET /api/v1/watches``.
+* :func:`watch_entry` and :func:`silence_entry`: one watch, one silence, as the documents and
+  the API's other answers show them.
+* :func:`matches` and :func:`standing`: the filters of the status page and the API.
 
-The lines show remote text (states, details, names) escaped (:func:`watcher.redact.escape`),
-so a line break, a control character or a bidi override in it cannot forge or recolour a line.
+What the process prints for a person (result lines, the live view) is in
+:mod:`watcher.service.once`; the table of ``watcher status`` in :mod:`watcher.cli.status`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any
 
 from watcher.engine import history
 from watcher.models import Note, WatchRecord
-from watcher.notify.messages import describe_target
-from watcher.redact import escape
-from watcher.schema import format_duration
 from watcher.stores import Silence
 
 #: the version of the ``--json`` document; a change that breaks a reader bumps it
 JSON_VERSION = 1
-
-
-def plural(count: int, word: str) -> str:
-    """``1 poll``, ``2 polls``."""
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -36,25 +29,6 @@ def iso(timestamp: float | None) -> str | None:
     if not timestamp:
         return None
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def result_line(record: WatchRecord, now: float) -> str:
-    """``nightly import: failed after 1h30m (remote state Aborted, 12 polls): disk full``.
-
-    A run that was already over at the first poll says so, rather than a bare outcome."""
-    state = f"remote state {record.state}" if record.state else "no remote state"
-    if record.done:
-        if record.polls == 1 and record.first_poll is not None:
-            head = f"already finished: {record.outcome}"
-        else:
-            took = format_duration(max((record.finished or now) - record.started, 0.0))
-            head = f"{record.outcome} after {took}"
-    else:
-        head = f"not finished after {format_duration(max(now - record.started, 0.0))}"
-        if record.unreachable:
-            head += ", unreachable"
-    line = f"{record.name}: {head} ({state}, {plural(record.polls, 'poll')})"
-    return escape(f"{line}: {record.detail}" if record.detail else line)
 
 
 def watch_entry(
@@ -169,62 +143,3 @@ def document(
             for name, started, beat in instances
         ]
     return doc
-
-
-class LiveView:
-    """One line per watch on a terminal, redrawn in place (``gh run watch`` style).
-
-    At most ``rows`` lines: the unfinished watches first, then a line counting the rest."""
-
-    def __init__(
-        self, out: IO[str], rows: int = 20, usual: Mapping[tuple[str, str], float] | None = None
-    ) -> None:
-        self._out = out
-        self._rows = max(rows, 3)
-        self._drawn = 0
-        self._usual = usual or {}  # family -> the median duration of its earlier runs
-
-    def draw(self, records: Sequence[WatchRecord], now: float) -> None:
-        ordered = sorted(records, key=lambda r: (r.done, r.name))
-        lines = [
-            _live_line(r, now, self._usual.get(history.family_of(r)))
-            for r in ordered[: self._rows - 1]
-        ]
-        if len(ordered) > len(lines):
-            rest = ordered[len(lines) :]
-            lines.append(f"... and {len(rest)} more ({sum(r.done for r in rest)} done)")
-        done = sum(r.done for r in records)
-        lines.append(f"{done}/{len(records)} done")
-        self.clear()
-        self._out.write("".join(f"{escape(line)}\x1b[K\n" for line in lines))
-        self._out.flush()
-        self._drawn = len(lines)
-
-    def clear(self) -> None:
-        """Take the drawn lines away (the cursor goes back where the view began)."""
-        if self._drawn:
-            self._out.write(f"\x1b[{self._drawn}F\x1b[J")
-            self._out.flush()
-            self._drawn = 0
-
-
-_MARK = {"succeeded": "✓", "failed": "✗", "cancelled": "✗", "timeout": "!", "error": "!"}
-
-
-def _live_line(record: WatchRecord, now: float, usual_s: float | None = None) -> str:
-    target = describe_target(record) or record.key
-    if record.done:
-        mark, what = _MARK.get(str(record.outcome), "?"), str(record.outcome)
-    else:
-        mark = "*"
-        what = f"{record.state or 'waiting'}, {format_duration(max(now - record.started, 0))}"
-        if record.unreachable:
-            what += ", unreachable"
-        if record.overdue:
-            what += ", overdue"
-        elif usual_s is not None:
-            done_by = (
-                datetime.fromtimestamp(record.started + usual_s).astimezone().strftime("%H:%M %Z")
-            )
-            what += f", usually done by {done_by}"
-    return f"{mark} {record.name} [{target}]: {what}"

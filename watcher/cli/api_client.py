@@ -30,7 +30,6 @@ from urllib.parse import quote
 from yarl import URL
 
 from watcher import redact
-from watcher.api.documents import plural
 from watcher.errors import (
     EXIT_FAILED,
     EXIT_INCOMPLETE,
@@ -40,6 +39,7 @@ from watcher.errors import (
     PollError,
 )
 from watcher.remote.client import Http, Reply, retry_after
+from watcher.service.once import plural
 
 TIMEOUT_S = 30.0
 POLL_EVERY_S = 5.0

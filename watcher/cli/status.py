@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from watcher.api.documents import document, plural, silence_entry
+from watcher.api.documents import document, silence_entry
 from watcher.engine import history
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
 from watcher.notify.messages import describe_target
 from watcher.redact import escape
 from watcher.schema import format_duration
+from watcher.service.once import plural
 from watcher.stores import Silence, Store, open_store, statefile
 from watcher.stores.sql import HELD_BACK, SILENCE_COLS
 from watcher.stores.sqlite import connect, read_snapshot

@@ -1,4 +1,5 @@
-"""From configuration to running parts: watches, servers and channels; exit codes; summaries."""
+"""From configuration to running parts: the specs of the watches, their servers and channels,
+and the watches `watcher submit` adds."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import functools
 import logging
 import re
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -14,13 +15,12 @@ from watcher.backoff import Policy
 from watcher.config.load import Config, WatchConfig, explain
 from watcher.engine.engine import Engine
 from watcher.engine.spec import Server, Spec
-from watcher.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, ConfigError
-from watcher.models import Outcome, Target, WatchRecord
+from watcher.errors import ConfigError
+from watcher.models import Target, WatchRecord
 from watcher.notify.messages import Channel
 from watcher.notify.quiet import Quiet, window, zone
 from watcher.remote.client import Http
 from watcher.remote.providers import KINDS, ServerConfig
-from watcher.schema import format_duration
 from watcher.stores import Store
 
 log = logging.getLogger(__name__)
@@ -190,39 +190,3 @@ def build_servers(
             Server(name, kind.title, server.url, provider, server.max_concurrency),
         )
     return servers
-
-
-def exit_code(records: Iterable[WatchRecord]) -> int:
-    """0 all succeeded; 1 any failed or cancelled; 3 any timeout, error or unfinished."""
-    outcomes = [record.outcome for record in records]
-    if any(o in (Outcome.FAILED, Outcome.CANCELLED) for o in outcomes):
-        return EXIT_FAILED
-    if all(o == Outcome.SUCCEEDED for o in outcomes):
-        return EXIT_OK
-    return EXIT_INCOMPLETE
-
-
-def _standing(record: WatchRecord) -> str:
-    """Where an unfinished watch stands: its remote state, or why it has none."""
-    if record.unreachable:
-        return f"unreachable, last seen {record.state}" if record.state else "unreachable"
-    if record.state:
-        return record.state
-    return "not answered yet" if record.polls else "not polled yet"
-
-
-def summary(records: Iterable[WatchRecord], now: float) -> str:
-    """One line: what is done, what is pending and for how long."""
-    records = list(records)
-    done = [r for r in records if r.done]
-    counts: dict[str, int] = {}
-    for record in done:
-        counts[str(record.outcome)] = counts.get(str(record.outcome), 0) + 1
-    tally = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
-    pending = [
-        f"{r.name} ({_standing(r)}, {format_duration(now - r.started)})"
-        for r in records
-        if not r.done
-    ]
-    line = f"{len(done)}/{len(records)} done" + (f" ({tally})" if tally else "")
-    return line + (f"; waiting for {'; '.join(pending)}" if pending else "")

@@ -28,18 +28,11 @@ from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watcher.api.documents import LiveView, document, plural, result_line
+from watcher.api.documents import document
 from watcher.backoff import DELIVERY, Policy
 from watcher.config.load import Config, load
 from watcher.engine import history
-from watcher.engine.build import (
-    build_channels,
-    build_servers,
-    build_specs,
-    exit_code,
-    submitted_spec,
-    summary,
-)
+from watcher.engine.build import build_channels, build_servers, build_specs, submitted_spec
 from watcher.engine.engine import Engine
 from watcher.engine.spec import Spec
 from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_UNDELIVERED, ConfigError
@@ -50,6 +43,7 @@ from watcher.notify.quiet import zone
 from watcher.redact import escape, scrub
 from watcher.remote.client import Http
 from watcher.schema import format_duration
+from watcher.service.once import LiveView, exit_code, plural, result_line, summary
 from watcher.service.sdnotify import Notifier, watchdog_interval
 from watcher.stores import Store, open_store, statefile
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from watcher.engine.build import exit_code, summary
 from watcher.models import Outcome, WatchRecord
+from watcher.service.once import exit_code, summary
 
 
 def record(name: str, outcome: Outcome | None = None, state: str | None = None) -> WatchRecord:
