@@ -19,6 +19,10 @@ Reads made within :func:`for_clients` serve a client (the HTTP API, the page): a
 apart from the polling where it can (SQLite: on reader threads, see
 :mod:`watcher.stores.readers`), so however many a client asks for, the engine's own reads and
 writes do not wait behind them.
+
+Whether a ``daemon.state`` value names a file or a database, and whether it can be used, is
+:mod:`~watcher.stores.statefile`. The stores may import only the shared modules (models, errors,
+redact); every stage above imports them.
 """
 
 from __future__ import annotations
