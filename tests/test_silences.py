@@ -14,7 +14,8 @@ from watcher.cli.status import show
 from watcher.config.load import load
 from watcher.engine.build import build_channels
 from watcher.models import Event, Note, WatchRecord
-from watcher.notify.dispatch import Dispatcher, matches
+from watcher.notify.dispatch import Dispatcher
+from watcher.notify.silences import matches
 from watcher.stores import Configured, Store
 from watcher.stores.sqlite import SqliteStore
 

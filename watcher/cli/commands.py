@@ -31,8 +31,8 @@ from watcher.config.load import (
 from watcher.engine.build import SUBMITTED_KEYS, adhoc_watch, build_channels, build_specs, submit
 from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from watcher.models import Event
-from watcher.notify.dispatch import matches
 from watcher.notify.messages import Channel, render, sample
+from watcher.notify.silences import matches
 from watcher.redact import scrub
 from watcher.service.daemon import Options, run
 from watcher.stores import Store, open_store, statefile

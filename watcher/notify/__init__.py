@@ -5,8 +5,14 @@
 * :mod:`~watcher.notify.messages`: a message rendered from a watch's event (pure), and a
   channel: its apprise object, the events it wants, its quiet hours.
 * :mod:`~watcher.notify.quiet`: quiet hours, a daily window of local time.
-* :mod:`~watcher.notify.dispatch`: the outbox loop: every undelivered notification, singly or
-  in a digest, until apprise says it arrived.
+* :mod:`~watcher.notify.digests`: which due notes wait for their channel's ``group`` window,
+  and the one message they become (pure).
+* :mod:`~watcher.notify.reminders`: the next reminder of a lasting condition, and whether it
+  still lasts (pure).
+* :mod:`~watcher.notify.silences`: which silence names a watch (pure).
+* :mod:`~watcher.notify.holds`: the gate before sending: taken over, passed, silenced, quiet.
+* :mod:`~watcher.notify.dispatch`: the outbox loop: claim the due notes, deliver them (singly
+  or in a digest) until apprise says they arrived, record the outcome.
 
 It may import metrics, stores (the outbox) and the shared modules; config checks its tables
 with this package's functions, and the engine renders with them, never the other way.

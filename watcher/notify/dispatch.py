@@ -10,26 +10,31 @@ watches: right before sending, the dispatcher confirms it still holds the note (
 paused past its lease finds it taken over and sends nothing). A notification that apprise
 delivered but whose ``delivered`` mark was lost to a crash in the same instant is the one case
 sent twice.
+
+The decisions it runs are its siblings': which notes gather into a digest
+(:mod:`~watcher.notify.digests`), whether a due note is held back (:mod:`~watcher.notify.holds`),
+the next reminder (:mod:`~watcher.notify.reminders`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import logging
 import random
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from watcher.backoff import DELIVERY, Policy, next_delay
 from watcher.metrics import Metrics
 from watcher.models import Event, Note
-from watcher.notify.messages import NOTIFY_TYPES, Channel
-from watcher.stores import Silence, Store
+from watcher.notify.digests import Windows, digest
+from watcher.notify.holds import Holds, fields
+from watcher.notify.messages import Channel
+from watcher.notify.reminders import LASTING, again
+from watcher.stores import Store
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +65,8 @@ class Dispatcher:
         self._metrics = metrics or Metrics(on=False)
         self._wake = asyncio.Event()
         self._busy: dict[int, asyncio.Task[None]] = {}
-        self._windows: dict[str, float] = {}  # channel -> when its open digest goes out
+        self._windows = Windows()
+        self._holds = Holds(store, clock)
         self._stopping = False
         self.delivered = 0
         self.failures = 0
@@ -90,29 +96,15 @@ class Dispatcher:
                 failing = False
 
     async def _start_due(self) -> None:
-        now, grouped = self._clock(), dict[str, list[Note]]()
-        for note in await self._store.due(now, limit=256):
-            if note.id in self._busy:
-                continue
-            channel = self.channels.get(note.channel)
-            if channel is not None and channel.groups(note.event):
-                grouped.setdefault(note.channel, []).append(note)
-            else:
-                self._spawn([note], self._deliver(note))
-        for name, notes in grouped.items():
-            channel, end = self.channels[name], self._windows.get(name)
-            if end is not None and now >= end:  # the window is over: what it gathered goes
-                del self._windows[name]
-                self._spawn(notes, self._deliver_digest(channel, notes))
-                continue
-            retries = [note for note in notes if note.attempts]  # a digest that failed: whole
-            if retries:
-                self._spawn(retries, self._deliver_digest(channel, retries))
-            fresh = [note for note in notes if not note.attempts]
-            if fresh:  # a window opens (or is open): they wait for its end
-                end = self._windows.setdefault(name, now + (channel.group_s or 0.0))
-                for note in fresh:
-                    await self._store.defer(note, end)
+        now = self._clock()
+        due = [note for note in await self._store.due(now, limit=256) if note.id not in self._busy]
+        ready = self._windows.sort(due, self.channels, now)
+        for note in ready.single:
+            self._spawn([note], self._deliver(note))
+        for name, notes in ready.digests:
+            self._spawn(notes, self._deliver_digest(self.channels[name], notes))
+        for note, end in ready.waiting:
+            await self._store.defer(note, end)
 
     def _spawn(self, notes: Sequence[Note], work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -141,7 +133,7 @@ class Dispatcher:
         channel = self.channels.get(note.channel)
         error: str | None
         async with self._gate:
-            if await self._held_back(note, channel):
+            if await self._holds.held_back(note, channel):
                 return
             if channel is None:
                 error = f"channel {note.channel!r} is no longer configured"
@@ -153,59 +145,35 @@ class Dispatcher:
         """One message for the notes that reached ``channel`` within its ``group`` window;
         each is marked delivered once it is out, and a digest that fails is retried whole."""
         async with self._gate:
-            ready = [note for note in notes if not await self._held_back(note, channel)]
+            ready = [note for note in notes if not await self._holds.held_back(note, channel)]
             if not ready:
                 return
             title, body, event = digest(ready)
             error = await _send(channel, title, body, event)
         await self._record(ready, channel, error)
 
-    async def _held_back(self, note: Note, channel: Channel | None) -> bool:
-        """Whether ``note`` is not to be sent now (and has been dealt with): another instance
-        holds it, it reminds of what has passed, a silence or quiet hours hold it back."""
-        if not await self._store.confirm(note):
-            return True  # another instance took it over while this one could not renew
-        if is_reminder(note) and not await self._still(note):
-            await self._store.settle(note, self._clock())  # the condition has passed
-            return True
-        if (silence := await self._silence_of(note)) is not None:
-            await self._store.silenced(note, self._clock(), silence.id)
-            log.info(
-                "not sent to %s (silence #%d): %s",
-                note.channel,
-                silence.id,
-                note.title,
-                extra=_fields(note),
-            )
-            return True
-        if channel is not None and (until := channel.quiet_until(note.event, self._clock())):
-            await self._store.defer(note, until)
-            log.info(
-                "%s: quiet hours; %s waits until %s",
-                note.channel,
-                note.title,
-                time.strftime("%H:%M %Z", time.localtime(until)),
-                extra=_fields(note),
-            )
-            return True
-        return False
-
     async def _record(
         self, notes: Sequence[Note], channel: Channel | None, error: str | None
     ) -> None:
         """Mark what was sent delivered (and queue reminders), or schedule its next try."""
         if error is None:
-            for note in notes:
-                await self._store.delivered(note, self._clock())
-                if channel is not None and channel.repeat_s and note.event in LASTING:
-                    await self._store.remind(
-                        again(note), self._clock() + channel.repeat_s, self._clock()
-                    )
-                self.delivered += 1
-                self._metrics.delivered(note.channel)
-                log.info("delivered to %s: %s", note.channel, note.title, extra=_fields(note))
-            self.wake()  # the watch's next note for this channel may be waiting for this one
-            return
+            await self._delivered(notes, channel)
+        else:
+            await self._failed(notes, channel, error)
+
+    async def _delivered(self, notes: Sequence[Note], channel: Channel | None) -> None:
+        for note in notes:
+            await self._store.delivered(note, self._clock())
+            if channel is not None and channel.repeat_s and note.event in LASTING:
+                await self._store.remind(
+                    again(note), self._clock() + channel.repeat_s, self._clock()
+                )
+            self.delivered += 1
+            self._metrics.delivered(note.channel)
+            log.info("delivered to %s: %s", note.channel, note.title, extra=fields(note))
+        self.wake()  # the watch's next note for this channel may be waiting for this one
+
+    async def _failed(self, notes: Sequence[Note], channel: Channel | None, error: str) -> None:
         attempts = max(note.attempts for note in notes)
         if channel is None:
             delay = _MISSING_CHANNEL_RETRY_S
@@ -222,28 +190,8 @@ class Dispatcher:
             delay,
             notes[0].title if len(notes) == 1 else f"a digest of {len(notes)}",
             error,
-            extra=_fields(notes[0]),
+            extra=fields(notes[0]),
         )
-
-    async def _still(self, note: Note) -> bool:
-        """Whether the condition a reminder is about still lasts."""
-        record = (await self._store.load([note.watch])).get(note.watch)
-        if record is None or record.done:
-            return False
-        if note.event is Event.UNREACHABLE:
-            return record.unreachable
-        if note.event is Event.ATTENTION:
-            return bool(record.attention)
-        return note.event is Event.OVERDUE
-
-    async def _silence_of(self, note: Note) -> Silence | None:
-        """The silence in force that holds ``note`` back, if any."""
-        silences = await self._store.silences(self._clock())
-        if not silences:
-            return None
-        record = (await self._store.load([note.watch])).get(note.watch)
-        name, server = (record.name, record.server) if record else ("", "")
-        return next((s for s in silences if matches(s.match, note.watch, name, server)), None)
 
     async def settle(self, timeout_s: float) -> int:
         """Wait until the outbox is empty or ``timeout_s`` passed; return what is left."""
@@ -261,50 +209,8 @@ class Dispatcher:
             await asyncio.wait(list(self._busy.values()), timeout=grace_s)
 
 
-def _fields(note: Note) -> dict[str, str]:
-    """A delivery's own fields in ``--log-format json``."""
-    return {"key": note.watch, "event": str(note.event), "channel": note.channel}
-
-
-def matches(match: str, key: str, name: str, server: str) -> bool:
-    """Whether a silence's ``match`` names this watch: its server, or a glob of its name or
-    key (``nightly*``, ``gov/*``)."""
-    return match == server or fnmatch.fnmatchcase(name, match) or fnmatch.fnmatchcase(key, match)
-
-
-#: conditions a channel with ``repeat`` is reminded of while they last
-LASTING = frozenset({Event.UNREACHABLE, Event.ATTENTION, Event.OVERDUE})
-_AGAIN = "|again"
-
-
-def is_reminder(note: Note) -> bool:
-    return _AGAIN in note.dedup
-
-
-def again(note: Note) -> Note:
-    """The next reminder of ``note``: one per repeat, the same across restarts and instances."""
-    base, _, count = note.dedup.partition(_AGAIN)
-    title = note.title if note.title.startswith("Reminder: ") else f"Reminder: {note.title}"
-    return replace(note, title=title, dedup=f"{base}{_AGAIN}{int(count or 0) + 1}")
-
-
 async def _send(channel: Channel, title: str, body: str, event: Event | None) -> str | None:
     try:
         return await channel.send(title, body, event)
     except Exception as exc:  # a broken plugin must not stop the outbox
         return f"{type(exc).__name__}: {exc}"
-
-
-#: a digest's notification type is its gravest event's
-_GRAVITY = {"failure": 3, "warning": 2, "success": 1, "info": 0}
-
-
-def digest(notes: Sequence[Note]) -> tuple[str, str, Event]:
-    """One message for several: ``12 notifications: 10 succeeded, 2 failed``, a line each."""
-    counts: dict[str, int] = {}
-    for note in notes:
-        counts[str(note.event)] = counts.get(str(note.event), 0) + 1
-    tally = ", ".join(f"{n} {event}" for event, n in sorted(counts.items()))
-    gravest = max(notes, key=lambda note: _GRAVITY[NOTIFY_TYPES[note.event]]).event
-    body = "\n".join(f"- {note.title}" for note in notes)
-    return f"{len(notes)} notifications: {tally}", body, gravest

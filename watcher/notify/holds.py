@@ -1,0 +1,75 @@
+"""The gate before sending: whether a due note goes out now, and if not, what becomes of it.
+
+Checked in this order, right before a note is sent (so a store's or a clock's change since it
+came due counts): another instance has taken it over (nothing is done); it reminds of a
+condition that has passed (settled unsent); a silence names its watch (settled unsent, the
+silence recorded); its channel's quiet hours hold its event back (it waits for their end).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from watcher.models import Note
+from watcher.notify.messages import Channel
+from watcher.notify.reminders import is_reminder, lasts
+from watcher.notify.silences import silencing
+from watcher.stores import Silence, Store
+
+log = logging.getLogger(__name__)
+
+
+def fields(note: Note) -> dict[str, str]:
+    """A delivery's own fields in ``--log-format json``."""
+    return {"key": note.watch, "event": str(note.event), "channel": note.channel}
+
+
+class Holds:
+    """Decides, against ``store`` at ``clock()``, whether a due note is held back."""
+
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def held_back(self, note: Note, channel: Channel | None) -> bool:
+        """Whether ``note`` is not to be sent now (and has been dealt with): another instance
+        holds it, it reminds of what has passed, a silence or quiet hours hold it back."""
+        if not await self._store.confirm(note):
+            return True  # another instance took it over while this one could not renew
+        if is_reminder(note) and not await self._still(note):
+            await self._store.settle(note, self._clock())  # the condition has passed
+            return True
+        if (silence := await self._silence_of(note)) is not None:
+            await self._store.silenced(note, self._clock(), silence.id)
+            log.info(
+                "not sent to %s (silence #%d): %s",
+                note.channel,
+                silence.id,
+                note.title,
+                extra=fields(note),
+            )
+            return True
+        if channel is not None and (until := channel.quiet_until(note.event, self._clock())):
+            await self._store.defer(note, until)
+            log.info(
+                "%s: quiet hours; %s waits until %s",
+                note.channel,
+                note.title,
+                time.strftime("%H:%M %Z", time.localtime(until)),
+                extra=fields(note),
+            )
+            return True
+        return False
+
+    async def _still(self, note: Note) -> bool:
+        """Whether the condition a reminder is about still lasts."""
+        return lasts(note, (await self._store.load([note.watch])).get(note.watch))
+
+    async def _silence_of(self, note: Note) -> Silence | None:
+        """The silence in force that holds ``note`` back, if any."""
+        silences = await self._store.silences(self._clock())
+        if not silences:
+            return None
+        return silencing(silences, note, (await self._store.load([note.watch])).get(note.watch))
