@@ -8,16 +8,102 @@ import email
 import email.policy
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Mailbox, Receiver
 from tests.systems import config_text, soon
 from watcher.config.load import load
 from watcher.engine.build import build_channels
-from watcher.models import Event, Note, WatchRecord
+from watcher.models import DEFAULT_EVENTS, Event, Note, WatchRecord
+from watcher.notify.digests import Windows, digest
 from watcher.notify.dispatch import Dispatcher
+from watcher.notify.messages import Channel
 from watcher.stores import Configured
 from watcher.stores.sqlite import SqliteStore
 
 T0 = 1_000_000.0
+
+
+def _n(event: Event, number: int = 0, channel: str = "team", attempts: int = 0) -> Note:
+    title = f"run {number} {event}"
+    return Note(f"r{number}", event, channel, title, "b", f"{number}", id=number, attempts=attempts)
+
+
+@pytest.mark.parametrize(
+    ("events", "title", "gravest"),
+    [
+        ([Event.SUCCEEDED], "1 notifications: 1 succeeded", Event.SUCCEEDED),
+        ([Event.SUCCEEDED, Event.FAILED], "2 notifications: 1 failed, 1 succeeded", Event.FAILED),
+        ([Event.CHANGED, Event.OVERDUE], "2 notifications: 1 changed, 1 overdue", Event.OVERDUE),
+        (
+            [Event.RECOVERED, Event.CHANGED],
+            "2 notifications: 1 changed, 1 recovered",
+            Event.RECOVERED,
+        ),
+        (
+            [Event.UNREACHABLE, Event.TIMEOUT],
+            "2 notifications: 1 timeout, 1 unreachable",
+            Event.TIMEOUT,
+        ),
+        ([Event.SUCCEEDED] * 3, "3 notifications: 3 succeeded", Event.SUCCEEDED),
+    ],
+)
+def test_a_digest_tallies_its_events_and_takes_the_gravest_type(
+    events: list[Event], title: str, gravest: Event
+) -> None:
+    notes = [_n(event, i) for i, event in enumerate(events)]
+    assert digest(notes) == (title, "\n".join(f"- {n.title}" for n in notes), gravest)
+
+
+def _channels() -> dict[str, Channel]:
+    urgent = frozenset({Event.FAILED})
+    return {
+        "team": Channel("team", [], DEFAULT_EVENTS, urgent=urgent, group_s=120),
+        "pager": Channel("pager", [], DEFAULT_EVENTS),
+    }
+
+
+@pytest.mark.parametrize(
+    ("due", "single", "digests", "waiting"),
+    [
+        ([], [], [], []),
+        ([_n(Event.SUCCEEDED, 1, "pager")], [1], [], []),  # a channel without group: at once
+        ([_n(Event.FAILED, 1)], [1], [], []),  # urgent: at once
+        ([_n(Event.SUCCEEDED, 1, "gone")], [1], [], []),  # no such channel: tried (and failed)
+        ([_n(Event.SUCCEEDED, 1), _n(Event.FAILED, 2)], [2], [], [(1, T0 + 120)]),
+        ([_n(Event.SUCCEEDED, 1, attempts=1)], [], [("team", [1])], []),  # a failed digest
+        (
+            [_n(Event.SUCCEEDED, 1, attempts=2), _n(Event.CHANGED, 2)],
+            [],
+            [("team", [1])],
+            [(2, T0 + 120)],
+        ),
+    ],
+)
+def test_due_notes_go_alone_together_or_wait_for_the_window(
+    due: list[Note],
+    single: list[int],
+    digests: list[tuple[str, list[int]]],
+    waiting: list[tuple[int, float]],
+) -> None:
+    ready = Windows().sort(due, _channels(), T0)
+    assert [note.id for note in ready.single] == single
+    assert [(name, [note.id for note in notes]) for name, notes in ready.digests] == digests
+    assert [(note.id, end) for note, end in ready.waiting] == waiting
+
+
+def test_a_window_opens_with_its_first_note_and_sends_all_it_gathered_at_its_end() -> None:
+    windows, channels = Windows(), _channels()
+    assert windows.sort([_n(Event.SUCCEEDED, 1)], channels, T0).waiting == [
+        (_n(Event.SUCCEEDED, 1), T0 + 120)
+    ]
+    later = windows.sort([_n(Event.CHANGED, 2)], channels, T0 + 100)  # the same window
+    assert [(note.id, end) for note, end in later.waiting] == [(2, T0 + 120)]
+    ended = windows.sort([_n(Event.SUCCEEDED, 1), _n(Event.CHANGED, 2)], channels, T0 + 120)
+    assert [(name, [n.id for n in notes]) for name, notes in ended.digests] == [("team", [1, 2])]
+    assert ended.waiting == []
+    reopened = windows.sort([_n(Event.SUCCEEDED, 3)], channels, T0 + 130)  # a new window
+    assert [(note.id, end) for note, end in reopened.waiting] == [(3, T0 + 250)]
 
 
 async def test_a_burst_is_one_message_urgent_ones_go_at_once_and_a_failed_digest_is_retried(

@@ -8,17 +8,70 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Receiver
 from tests.systems import config_text, soon
 from watcher.config.load import load
 from watcher.engine.build import build_channels
-from watcher.models import Event, Note, WatchRecord
+from watcher.models import Event, Note, Outcome, WatchRecord
 from watcher.notify.dispatch import Dispatcher
 from watcher.notify.messages import Channel
+from watcher.notify.reminders import again, is_reminder, lasts
 from watcher.stores import Configured
 from watcher.stores.sqlite import SqliteStore
 
 T0 = 1_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("title", "dedup", "next_title", "next_dedup"),
+    [
+        ("down", "k|unreachable|5|hook", "Reminder: down", "k|unreachable|5|hook|again1"),
+        (
+            "Reminder: down",
+            "k|unreachable|5|hook|again1",
+            "Reminder: down",
+            "k|unreachable|5|hook|again2",
+        ),
+        (
+            "Reminder: down",
+            "k|unreachable|5|hook|again9",
+            "Reminder: down",
+            "k|unreachable|5|hook|again10",
+        ),
+    ],
+)
+def test_each_reminder_counts_the_repeats_and_says_reminder_once(
+    title: str, dedup: str, next_title: str, next_dedup: str
+) -> None:
+    note = Note("k", Event.UNREACHABLE, "hook", title, "body", dedup)
+    reminder = again(note)
+    assert (reminder.title, reminder.dedup) == (next_title, next_dedup)
+    assert is_reminder(reminder) and is_reminder(note) is ("|again" in dedup)
+    assert (reminder.watch, reminder.event, reminder.body) == ("k", Event.UNREACHABLE, "body")
+
+
+_RUNNING = WatchRecord(key="k", name="nightly", server="s", state="Running")
+
+
+@pytest.mark.parametrize(
+    ("event", "record", "still"),
+    [
+        (Event.UNREACHABLE, replace(_RUNNING, unreachable=True), True),
+        (Event.UNREACHABLE, _RUNNING, False),  # reachable again
+        (Event.ATTENTION, replace(_RUNNING, attention="waiting for an approval"), True),
+        (Event.ATTENTION, _RUNNING, False),  # approved
+        (Event.OVERDUE, _RUNNING, True),  # overdue until it ends
+        (Event.OVERDUE, replace(_RUNNING, outcome=Outcome.SUCCEEDED), False),  # ended
+        (Event.UNREACHABLE, replace(_RUNNING, unreachable=True, outcome=Outcome.FAILED), False),
+        (Event.OVERDUE, None, False),  # the watch is gone
+    ],
+)
+def test_a_reminder_is_due_only_while_its_condition_lasts(
+    event: Event, record: WatchRecord | None, still: bool
+) -> None:
+    assert lasts(Note("k", event, "hook", "t", "b", "k|x|again1"), record) is still
 
 
 async def test_a_lasting_condition_is_reminded_until_it_passes_even_across_a_restart(

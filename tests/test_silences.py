@@ -15,8 +15,8 @@ from watcher.config.load import load
 from watcher.engine.build import build_channels
 from watcher.models import Event, Note, WatchRecord
 from watcher.notify.dispatch import Dispatcher
-from watcher.notify.silences import matches
-from watcher.stores import Configured, Store
+from watcher.notify.silences import matches, silencing
+from watcher.stores import Configured, Silence, Store
 from watcher.stores.sqlite import SqliteStore
 
 NOW = 1_000_000.0
@@ -28,6 +28,15 @@ NOW = 1_000_000.0
 )
 def test_a_silence_matches_a_server_a_name_glob_or_a_key_glob(match: str, hit: bool) -> None:
     assert matches(match, "gov//5733", "nightly import", "gov") is hit
+
+
+def test_the_first_matching_silence_holds_a_note_back_and_a_gone_watch_matches_by_key() -> None:
+    silences = [Silence(i, match, NOW, "", 0.0) for i, match in enumerate(["gis", "gov", "gov/*"])]
+    note = _note("gov//1", Event.FAILED, 0)
+    record = WatchRecord(key="gov//1", name="nightly", server="gov")
+    assert silencing(silences, note, record) == silences[1]
+    assert silencing(silences, note, None) == silences[2]  # no name or server to match any more
+    assert silencing(silences[:1], note, record) is None
 
 
 async def test_a_silenced_message_is_settled_unsent_and_one_after_the_silence_goes_out(
