@@ -360,13 +360,14 @@ async def test_healthz_reads_the_state_once_for_all_who_ask_at_once(
     tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
 ) -> None:
     async with daemon(write(tmp_path, receiver.url, rsa.url)) as (service, url):
-        reads, facts = [0], service.facts
+        assert service.front is not None
+        reads, facts = [0], service.front.facts
 
         async def counted() -> str:
             reads[0] += 1
             return await facts()
 
-        service.facts = counted  # type: ignore[method-assign]
+        service.front.facts = counted  # type: ignore[method-assign]
         async with aiohttp.ClientSession() as session:
 
             async def health() -> int:
@@ -389,7 +390,8 @@ async def test_healthz_answers_503_when_the_state_does_not_answer_in_time(
             await asyncio.sleep(60)
             return "never"
 
-        service.facts = stuck  # type: ignore[method-assign]
+        assert service.front is not None
+        service.front.facts = stuck  # type: ignore[method-assign]
         async with asyncio.timeout(5):  # an answer, not a load balancer's own timeout
             status, health, _ = await call(url, "GET", "/healthz")
         assert status == 503 and health["facts"] == "the state cannot be read"

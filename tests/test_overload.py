@@ -14,7 +14,7 @@ from tests.conftest import Receiver
 from tests.systems import config_text, server_table
 from watcher.config.load import load
 from watcher.engine import engine
-from watcher.service.daemon import Daemon, Options
+from watcher.service.daemon import Daemon, Options, Timings
 from watcher.simulators.rsa_governance import RsaSimulator
 from watcher.stores.sqlite import SqliteStore
 
@@ -45,18 +45,17 @@ async def test_an_overloaded_daemon_warns_once_says_how_far_behind_and_stops_at_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(engine, "BEHIND_WARN_S", 0.2)
-    monkeypatch.setattr("watcher.service.daemon.CLAIM_EVERY_S", 0.2)  # the check runs many times
-    monkeypatch.setattr("watcher.service.daemon.BEHIND_SAY_S", 0.2)
     sim = RsaSimulator({str(i): ["Running"] for i in range(1500)})
     path = config(tmp_path, receiver.url, await sim.start(), many(1500), interval=0.01)
     caplog.set_level(logging.INFO)
     stop = asyncio.Event()
-    service = Daemon(load(path), Options(config_path=path), stop=stop)
+    timings = Timings(claim_every_s=0.2, behind_say_s=0.2)  # the check runs many times
+    service = Daemon(load(path), Options(config_path=path), stop=stop, timings=timings)
     running = asyncio.create_task(service.run())
     await until(lambda: sum(sim.polls.values()) >= 3000)  # every watch polled twice: even
     await asyncio.sleep(2.0)
     assert min(sim.polls.values()) >= 2
-    assert "behind by" in await service._status()
+    assert "behind by" in await service.facts()
     stop.set()
     assert await asyncio.wait_for(running, timeout=5.0) == 0
     await sim.stop()

@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import Receiver
 from tests.systems import config_text, in_background, server_table
 from watcher.config.load import load
-from watcher.service.daemon import Daemon, Options
+from watcher.service.daemon import Daemon, Options, Timings
 from watcher.simulators.rsa_governance import RsaSimulator
 from watcher.stores import Configured
 from watcher.stores.sqlite import SqliteStore, read_snapshot
@@ -91,7 +91,7 @@ async def test_a_full_disk_keeps_outcomes_in_memory_and_saves_them_once_space_re
     disk.full = True
     await until(lambda: all(sim.polls[i] >= 3 for i in RUNS))  # every run ended meanwhile
     await asyncio.sleep(0.5)
-    status = await service._status()
+    status = await service.facts()
     assert "state file not writable since" in status and "database or disk is full" in status
     polls = sum(sim.polls.values())
     await asyncio.sleep(0.5)
@@ -122,12 +122,12 @@ async def test_writes_the_disk_never_takes_make_the_exit_code_say_so(
             raise disk_full()
         return await original(self, writes)
 
-    monkeypatch.setattr("watcher.service.daemon.STOP_GRACE_S", 0.5)
     monkeypatch.setattr(SqliteStore, "_transaction", commit)
     sim = RsaSimulator({str(i): ["Completed"] for i in range(5)})
     path = config(tmp_path, receiver.url, await sim.start())
     stop = asyncio.Event()
-    running = asyncio.create_task(Daemon(load(path), Options(), stop=stop).run())
+    service = Daemon(load(path), Options(), stop=stop, timings=Timings(stop_grace_s=0.5))
+    running = asyncio.create_task(service.run())
     await until(lambda: all(sim.polls[str(i)] >= 1 for i in range(5)))
     stop.set()
     assert await asyncio.wait_for(running, 10) == 3
@@ -172,7 +172,7 @@ async def test_a_real_full_filesystem_loses_nothing_once_space_returns(
         await until(lambda: all(sim.polls[i] >= 1 for i in RUNS))
         filler = fill(small)
         await until(lambda: all(sim.polls[i] >= 7 for i in RUNS))
-        await until(lambda: service._store.health.down_since is not None)
+        await until(lambda: service.store.health.down_since is not None)
         filler.unlink()
         assert await asyncio.wait_for(running, 30) == 0
         await sim.stop()

@@ -1,9 +1,12 @@
 """How ``run --once`` and ``wait`` end: a line per watch, the exit code, and the view meanwhile.
 
+* :class:`Ending`: what such a run adds to the daemon: the summary line and the live view while
+  the watches run; then the notifications settled and the report with its exit code.
 * :func:`result_line`: one line per watch on stdout when they end.
 * :func:`exit_code`: 0, 1 or 3 from the outcomes (``--help`` lists them).
 * :func:`summary`: one line of what is done and what is still waited for.
 * :class:`LiveView`: on a terminal, one line per watch redrawn in place while they run.
+* :func:`settle_retries`: delivery retries that fit within ``--settle``.
 
 The lines show remote text (states, details, names) escaped (:func:`watcher.redact.escape`),
 so a line break, a control character or a bidi override in it cannot forge or recolour a line.
@@ -11,16 +14,127 @@ so a line break, a control character or a bidi override in it cannot forge or re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+import json
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import IO
 
+from watcher.api.documents import document
+from watcher.backoff import Policy
 from watcher.engine import history
-from watcher.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK
+from watcher.engine.engine import Engine
+from watcher.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, EXIT_UNDELIVERED
 from watcher.models import Outcome, WatchRecord
+from watcher.notify.dispatch import Dispatcher
 from watcher.notify.messages import describe_target
-from watcher.redact import escape
+from watcher.redact import escape, scrub
 from watcher.schema import format_duration
+from watcher.stores import Store
+
+log = logging.getLogger(__name__)
+
+LIVE_EVERY_S = 0.5
+
+
+class Ending:
+    """The summary and the live view of a ``--once`` run, then its settling and its report."""
+
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine,
+        dispatcher: Dispatcher,
+        *,
+        settle_s: float,
+        as_json: bool = False,
+    ) -> None:
+        """``settle_s``: how long to wait for notifications at the end; ``as_json``: the report
+        as one JSON document, instead of a line per watch."""
+        self._store = store
+        self._engine = engine
+        self._dispatcher = dispatcher
+        self._settle_s = settle_s
+        self._as_json = as_json
+
+    async def summary(self) -> None:
+        """Log one line of what is done and what is still waited for."""
+        records = await self._store.load(self._engine.specs)
+        log.info("%s", summary(records.values(), time.time()))
+
+    async def live(self) -> None:
+        """Redraw the live view until the run ends; log lines print above it."""
+        earlier, _ = await self._store.snapshot()  # the earlier runs: when these usually end
+        usual = {kind: history.usual(taken) for kind, taken in history.durations(earlier).items()}
+        known = {kind: seconds for kind, seconds in usual.items() if seconds is not None}
+        view = LiveView(sys.stderr, rows=shutil.get_terminal_size().lines - 2, usual=known)
+        handler = logging.getLogger().handlers[0] if logging.getLogger().handlers else None
+        if handler is not None:
+            handler.setLevel(logging.WARNING)  # state changes are in the view
+            handler.addFilter(_cleared(view))
+        try:
+            while True:
+                records = await self._store.load(self._engine.specs)
+                view.draw(list(records.values()), time.time())
+                await asyncio.sleep(LIVE_EVERY_S)
+        finally:
+            view.clear()
+
+    async def settle(self) -> None:
+        """Wait up to ``settle_s`` for the notifications still to deliver; say what is left."""
+        left = await self._dispatcher.settle(self._settle_s)
+        if left:
+            log.warning(
+                "%d notifications are still undelivered after %s; they stay in the state file "
+                "and go out on the next run with the same state file",
+                left,
+                format_duration(self._settle_s),
+            )
+
+    async def report(self) -> int:
+        """A line per watch (or the JSON document) on stdout, and the exit code; undelivered
+        notifications make an all-good run's code 4."""
+        records = await self._engine.results()
+        _, notes = await self._store.snapshot()
+        keys = {record.key for record in records}
+        undelivered = [note for note in notes if note.watch in keys]
+        code = exit_code(records)
+        if undelivered and code == EXIT_OK:
+            code = EXIT_UNDELIVERED
+        if self._as_json:
+            text = json.dumps(document(records, undelivered, exit_code=code), indent=2)
+        else:
+            now, names = time.time(), {record.key: record.name for record in records}
+            lines = [result_line(record, now) for record in records]
+            if undelivered:
+                lines.append(f"{plural(len(undelivered), 'notification')} not delivered:")
+                lines += [
+                    f"  {note.event} of {names[note.watch]} to {note.channel}"
+                    + (f": {note.last_error}" if note.last_error else "")
+                    for note in undelivered
+                ]
+            text = "\n".join(escape(line) for line in lines)  # remote text: one line each
+        print(scrub(text), flush=True)
+        return code
+
+
+def settle_retries(settle_s: float) -> Policy:
+    """Delivery retries for `wait` and `--once`: several fit within ``--settle``."""
+    return Policy(max(min(1.0, settle_s / 8), 0.1), 2.0, max(settle_s / 4, 0.5))
+
+
+def _cleared(view: LiveView) -> Callable[[logging.LogRecord], bool]:
+    """A log filter that takes the live view away before a line prints (it is redrawn)."""
+
+    def clear(record: logging.LogRecord) -> bool:
+        view.clear()
+        return True
+
+    return clear
 
 
 def plural(count: int, word: str) -> str:

@@ -1,0 +1,99 @@
+"""Cluster membership on its own: the share of the open watches, and what a renewal lets go of.
+
+The instances sharing a real database are in test_ha.py (processes) and test_postgres.py
+(leases); here the store and the engine are stand-ins, so the arithmetic reads as a table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+import pytest
+
+from watcher.service.cluster import Cluster, open_watches
+
+LEASE_S = 30.0
+
+
+class Members:
+    """A store as the cluster sees it: heartbeats, counts, and what a renewal lost."""
+
+    def __init__(self, beats: list[float], counts: dict[str, int], lost: set[str]) -> None:
+        self.beats, self.counts_, self.lost = beats, counts, lost
+
+    async def instances(self) -> list[tuple[str, float, float]]:
+        return [(f"i{n}", 0.0, beat) for n, beat in enumerate(self.beats)]
+
+    async def counts(self) -> dict[str, int]:
+        return self.counts_
+
+    async def renew(self) -> set[str]:
+        return self.lost
+
+
+class Holder:
+    """The engine as the cluster sees it."""
+
+    def __init__(self, sheds: int = 0) -> None:
+        self.share: int | None = None
+        self.let_go: list[str] = []
+        self.sheds = sheds
+
+    def lost(self, keys: Collection[str]) -> None:
+        self.let_go += sorted(keys)
+
+    async def shed(self) -> int:
+        return self.sheds
+
+
+def cluster(store: Members, holder: Holder) -> Cluster:
+    return Cluster(store, holder, LEASE_S)  # type: ignore[arg-type]
+
+
+def test_open_watches_leave_out_the_ended_ones() -> None:
+    assert open_watches({"Running": 3, "succeeded": 5, "failed": 1, "pending": 2}) == 5
+
+
+@pytest.mark.parametrize(
+    ("beats", "open_", "share"),
+    [
+        ([100.0], 10, None),  # alone: no limit
+        ([100.0, 99.0], 10, 5),
+        ([100.0, 99.0, 98.0], 10, 4),  # rounded up: every watch has a holder
+        ([100.0, 99.0, 100.0 - LEASE_S], 10, 5),  # a lease without a beat: not counted
+        ([100.0, 100.0 - LEASE_S * 2 / 3], 10, None),  # two thirds of a lease behind: gone
+        ([100.0, 99.0], 0, 0),
+    ],
+)
+async def test_the_share_is_an_equal_part_among_the_live_instances(
+    beats: list[float], open_: int, share: int | None
+) -> None:
+    holder = Holder()
+    await cluster(Members(beats, {"Running": open_, "succeeded": 7}, set()), holder).balance()
+    assert holder.share == share
+
+
+async def test_a_renewal_tells_the_holder_what_it_lost_then_balances_and_sheds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "watcher")
+    holder = Holder(sheds=2)
+    await cluster(Members([100.0, 100.0], {"Running": 8}, {"b", "a"}), holder)._renew()
+    assert holder.let_go == ["a", "b"] and holder.share == 4
+    assert "let go of 2 watches: cancelled, or held by another instance now" in caplog.text
+    assert "let go of 2 watches for the other instances to take" in caplog.text
+
+
+async def test_a_failed_renewal_is_logged_and_lets_nothing_go(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Down(Members):
+        async def renew(self) -> Any:
+            raise OSError("connection refused")
+
+    holder = Holder(sheds=2)
+    await cluster(Down([100.0], {"Running": 1}, set()), holder)._renew()
+    assert holder.let_go == [] and holder.share is None
+    assert "renewing this instance's leases failed" in caplog.text

@@ -1,0 +1,64 @@
+"""What the running process says of itself, in one line.
+
+systemd's ``STATUS=`` shows it, ``/healthz`` answers with it, and reading it refreshes the gauges
+``/metrics`` serves (before each scrape, and every few seconds for ``STATUS=``)::
+
+    watching 12 runs, 0 notifications pending, 1 silence in force, behind by 4s
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from watcher.metrics import Metrics
+from watcher.schema import format_duration
+from watcher.service.cluster import open_watches
+from watcher.service.once import plural
+from watcher.stores import Store
+
+
+class Facts:
+    """The status line of one running process; call it to read it."""
+
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        behind_s: Callable[[], float],
+        *,
+        database: bool,
+        behind_say_s: float = 1.0,
+    ) -> None:
+        """``behind_s``: how late the most overdue poll is (the engine's); ``database``: the
+        state is a shared database rather than a state file; ``behind_say_s``: the line says
+        how far behind polls are from this much."""
+        self._store = store
+        self._metrics = metrics
+        self._behind_s = behind_s
+        self._database = database
+        self._behind_say_s = behind_say_s
+
+    async def __call__(self) -> str:
+        """Read the store, refresh the gauges, and say it in one line."""
+        store, metrics = self._store, self._metrics
+        counts, pending = await store.counts(), await store.pending()
+        behind_s = self._behind_s()
+        metrics.watches(counts)
+        metrics.outbox(pending)
+        metrics.health(behind_s, store.health)
+        silences = len(await store.silences(time.time()))
+        metrics.silences(silences)
+        return self._line(open_watches(counts), pending, silences, behind_s)
+
+    def _line(self, open_: int, pending: int, silences: int, behind_s: float) -> str:
+        line = f"watching {open_} runs, {pending} notifications pending"
+        if silences:
+            line += f", {plural(silences, 'silence')} in force"
+        if behind_s >= self._behind_say_s:
+            line += f", behind by {format_duration(behind_s)}"
+        if trouble := self._store.health.describe("database" if self._database else "state file"):
+            line += f"; {trouble}"
+        if not self._store.lease_ok:
+            line += "; leases lapsed: claiming and delivering wait for the database"
+        return line
