@@ -95,8 +95,9 @@ class Applier:
             result,
             self._clock(),
             self._rand(),
+            wanted=watches.wanted(spec.key),
             watched=watches.specs,
-            has_runs=bool(watches.children(spec.key)),
+            has_runs=watches.has_runs(spec.key),
         )
 
     async def _save(self, spec: Spec, polled: Polled) -> tuple[WatchRecord | None, bool]:

@@ -105,14 +105,16 @@ class Poller:
         now: float,
         rand: float,
         *,
+        wanted: bool,
         watched: Container[str],
         has_runs: bool,
     ) -> Polled:
         """What ``result`` does to the watch ``before`` was (pure but for rendering).
 
         Args:
-            watched: the keys watched already; ``spec.key`` among them if it is still wanted
-                (runs found by a watch nobody wants are not watched).
+            wanted: the watch is still the engine's (runs found by one nobody wants are not
+                watched).
+            watched: the keys watched already (a run found among them is not watched again).
             has_runs: a discovering watch has found runs before.
         """
         step = lifecycle.advance(before, result, now, spec.policy, rand)
@@ -121,7 +123,7 @@ class Poller:
         after = _expecting(spec, step.record)
         notes = tuple(self._notes(spec, after, step.events, now))
         found: tuple[tuple[Spec, WatchRecord], ...] = ()
-        if spec.key in watched and isinstance(result, Observation) and result.discovered:
+        if wanted and isinstance(result, Observation) and result.discovered:
             runs = _found(spec, result.discovered, watched)
             found = tuple((child, child.new_record(now, now)) for child in runs)
         hold = after.next_poll is not None and after.next_poll <= now + HOLD_S

@@ -84,9 +84,9 @@ class Watches:
             self.not_succeeded.set()
         self.check_all_done()
 
-    def children(self, key: str) -> set[str]:
-        """The runs the discovering watch ``key`` has found."""
-        return self._kids.get(key, set())
+    def has_runs(self, key: str) -> bool:
+        """The discovering watch ``key`` has found runs."""
+        return bool(self._kids.get(key))
 
     def finished(self, key: str) -> bool:
         """Done, or (for a discovering watch) has found runs and all of them are done."""
