@@ -100,9 +100,10 @@ async def test_a_watch_removed_as_its_poll_starts_gives_its_server_slot_back(
 async def _start_then_remove(sim: RsaSimulator, service: Daemon) -> None:
     await until(lambda: sim.polls["1"] >= 2)
     engine = service.engine
-    await until(lambda: "gov//1" in engine.held and "gov//1" not in engine._polling)
-    engine._start("gov//1", "gov")  # the poll is started ...
+    watches = engine.watches
+    await until(lambda: "gov//1" in watches.held and "gov//1" not in watches.polling)
+    engine._pump.start("gov//1", "gov")  # the poll is started ...
     engine._forget("gov//1")  # ... and its watch removed before the poll's first step runs
     polls = sim.polls["2"]
     await until(lambda: sim.polls["2"] >= polls + 5)  # the one slot of the server came back
-    assert "gov//1" not in engine._polling
+    assert "gov//1" not in watches.polling

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table
 from watcher.config.load import load
-from watcher.engine import engine
+from watcher.engine import pump
 from watcher.service.daemon import Daemon, Options, Timings
 from watcher.simulators.rsa_governance import RsaSimulator
 from watcher.stores.sqlite import SqliteStore
@@ -44,7 +44,7 @@ async def test_an_overloaded_daemon_warns_once_says_how_far_behind_and_stops_at_
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(engine, "BEHIND_WARN_S", 0.2)
+    monkeypatch.setattr(pump, "BEHIND_WARN_S", 0.2)
     sim = RsaSimulator({str(i): ["Running"] for i in range(1500)})
     path = config(tmp_path, receiver.url, await sim.start(), many(1500), interval=0.01)
     caplog.set_level(logging.INFO)

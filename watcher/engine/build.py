@@ -13,7 +13,6 @@ from typing import Any
 
 from watcher.backoff import Policy
 from watcher.config.load import Config, WatchConfig, explain
-from watcher.engine.engine import Engine
 from watcher.engine.spec import Server, Spec
 from watcher.errors import ConfigError
 from watcher.models import Target, WatchRecord
@@ -98,7 +97,7 @@ async def submit(
     given = {key: value for key, value in settings.items() if value is not None}
     added = []
     for spec in build_specs(config.model_copy(update={"watches": [watch]})):
-        record = Engine.new_record(spec, now, now)
+        record = spec.new_record(now, now)
         added.append((record, await store.submit(record, {**given, "id": spec.target.id})))
     return added
 

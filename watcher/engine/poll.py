@@ -1,10 +1,10 @@
-"""One poll of one watch, top to bottom: ask the remote system, decide, save, report.
+"""One poll of one watch: ask the remote system, then decide what the answer means.
 
-:meth:`Poller.poll` asks the watch's provider, applies :func:`watcher.engine.lifecycle.advance`,
-renders the notifications the step raised for each channel that wants them, and saves the new record
-with those notifications and any runs the poll found in one transaction. It hands the server's
-slot back as soon as the answer is in, and tells the engine when the save landed, so the next
-poll of the watch can never overtake it.
+:meth:`Poller.ask` asks the watch's provider (the only step that waits on the network) and
+counts the poll in metrics; :meth:`Poller.decide` applies :func:`watcher.engine.lifecycle.advance`
+and renders the notifications the step raised for each channel that wants them, into one
+:class:`Polled` value. Neither knows the engine: it asks, and then applies what was decided
+(see :mod:`watcher.engine.apply`).
 
 Remote text is data: every configured secret is masked in what a provider returns (state,
 detail, link, run ids, error texts) here, where the answer enters watcher, before anything
@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Container, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import tzinfo
-from typing import TYPE_CHECKING
 
 from watcher.engine import lifecycle
 from watcher.engine.spec import Server, Spec
@@ -28,10 +27,6 @@ from watcher.models import Event, Note, Observation, Outcome, WatchRecord
 from watcher.notify.messages import Channel, context_for, render
 from watcher.redact import scrub
 from watcher.remote.providers.base import Discoverer
-from watcher.stores import Store
-
-if TYPE_CHECKING:
-    from watcher.engine.engine import Engine
 
 log = logging.getLogger("watcher.engine")
 
@@ -39,97 +34,56 @@ HOLD_S = 30.0
 """A watch due again within this after a poll stays in memory; later ones are released."""
 
 
-class Poller:
-    """Polls watches the engine holds; see the module docstring."""
+@dataclass(frozen=True, slots=True)
+class Polled:
+    """What one poll decided, for the engine to save and apply.
 
-    def __init__(
-        self,
-        engine: Engine,
-        store: Store,
-        servers: Mapping[str, Server],
-        channels: Mapping[str, Channel],
-        metrics: Metrics,
-        clock: Callable[[], float],
-        rand: Callable[[], float],
-        on_notes: Callable[[], None],
-    ) -> None:
-        self.servers = dict(servers)
-        self.channels = dict(channels)
-        self._engine = engine
-        self._store = store
-        self._metrics = metrics
-        self._clock = clock
-        self._rand = rand
-        self._on_notes = on_notes
-        self._warned: set[tuple[str, str]] = set()
-        self.tz: tzinfo | None = None  # how messages show times ([daemon] timezone)
+    Attributes:
+        before: the record the poll built on.
+        step: what :func:`~watcher.engine.lifecycle.advance` made of the answer.
+        record: the watch after the poll, to save.
+        notes: the notifications to save with it.
+        found: runs the poll discovered that nobody watches yet, with their new records.
+        hold: the watch polls again within :data:`HOLD_S`, so it stays claimed.
+    """
+
+    before: WatchRecord
+    step: lifecycle.Step
+    record: WatchRecord
+    notes: tuple[Note, ...]
+    found: tuple[tuple[Spec, WatchRecord], ...]
+    hold: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Poller:
+    """Asks the servers and decides what their answers mean; see the module docstring.
+
+    Attributes:
+        servers: the configured servers by name.
+        channels: the configured channels by name.
+        metrics: where polls are counted.
+        tz: how messages show times (``[daemon] timezone``); ``None``: the machine's zone.
+    """
+
+    servers: Mapping[str, Server] = field(default_factory=dict)
+    channels: Mapping[str, Channel] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=lambda: Metrics(on=False))
+    tz: tzinfo | None = None
 
     def limit(self, server: str) -> int:
         """How many polls of ``server`` may run at once."""
         found = self.servers.get(server)
         return found.max_concurrency if found is not None else 1
 
-    async def poll(self, spec: Spec, record: WatchRecord) -> None:
-        """Poll a watch once; a surprise is logged and the watch tried again later."""
-        engine, key = self._engine, spec.key
-        after: WatchRecord | None
-        try:
-            after, hold = await self._poll(spec, record)
-        except Exception:  # never let one watch's surprise end its polling silently
-            after, hold = self._after_surprise(spec, engine.held.get(key, record)), True
-        engine.polled(key, after, hold)
-        if key not in engine.specs:  # removed by a reload meanwhile: nobody holds it now
-            await self._store.release([key])
-
-    def _after_surprise(self, spec: Spec, record: WatchRecord) -> WatchRecord:
-        """Try a watch whose poll failed in watcher itself again after ``max_interval``; past
-        its deadline, give it up (the state file keeps its last saved state)."""
-        now = self._clock()
-        if now >= record.deadline:
-            log.exception("%s: poll failed unexpectedly; giving up at its deadline", spec.name)
-            return replace(record, outcome=Outcome.ERROR, next_poll=None, finished=now)
-        log.exception("%s: poll failed unexpectedly; retrying later", spec.name)
-        return replace(record, next_poll=now + spec.policy.max_interval_s)
-
-    async def _poll(self, spec: Spec, before: WatchRecord) -> tuple[WatchRecord | None, bool]:
-        """The saved record and whether it stays held; ``None`` if the save was refused
-        (another instance took the watch over while it was polled here)."""
-        engine, key = self._engine, spec.key
+    async def ask(self, spec: Spec, record: WatchRecord) -> Observation | PollError:
+        """The provider's answer, secrets masked; a provider's surprise is a bad reply."""
         began = time.monotonic()
-        try:
-            result = await self._observe(spec, before)
-        finally:
-            engine.answered(spec.target.server)
-        self._metrics.polled(spec.target.server, time.monotonic() - began, _kind(result))
-        # a reload may have changed this watch while it was polled: build on the new settings
-        spec, before = engine.specs.get(key, spec), engine.held.get(key, before)
-        now = self._clock()
-        step = lifecycle.advance(before, result, now, spec.policy, self._rand())
-        if spec.discovers:
-            step = self._discovery_step(spec, step)
-        after = _expecting(spec, step.record)
-        notes = self._notes(spec, after, step.events, now)
-        found = self._found(spec, result) if key in engine.specs else []
-        children = [engine.new_record(child, now, now) for child in found]
-        hold = after.next_poll is not None and after.next_poll <= now + HOLD_S
-        if not await self._store.save(after, notes, children, before=before, hold=hold):
-            log.info("%s: taken over by another instance; its poll here is dropped", spec.name)
-            return None, False
-        if key in engine.specs and engine.specs[key] is not spec:  # a reload changed it meanwhile
-            after = with_settings(engine.specs[key], after)
-            await self._store.save(after, hold=hold)
-        self._report(spec, before, step)
-        if notes:
-            self._on_notes()
-        if key in engine.specs:
-            for child, record in zip(found, children, strict=True):
-                engine.adopt(spec, child, record)
-        elif children:  # its watch was removed meanwhile: nobody wants the runs it found
-            await self._store.release([c.key for c in children], retire=True)
-        return after, hold
+        result = await self._observe(spec, record)
+        self.metrics.polled(spec.target.server, time.monotonic() - began, _kind(result))
+        return result
 
     async def _observe(self, spec: Spec, record: WatchRecord) -> Observation | PollError:
-        """The provider's answer, secrets masked."""
         provider = self.servers[spec.target.server].provider
         try:
             if spec.filters is not None and isinstance(provider, Discoverer):
@@ -142,6 +96,38 @@ class Poller:
             log.warning("%s: unexpected answer", spec.name, exc_info=True)
             return masked_error(BadReplyError(f"unexpected answer ({type(exc).__name__}: {exc})"))
         return masked_observation(seen, spec.name)
+
+    def decide(
+        self,
+        spec: Spec,
+        before: WatchRecord,
+        result: Observation | PollError,
+        now: float,
+        rand: float,
+        *,
+        wanted: bool,
+        watched: Container[str],
+        has_runs: bool,
+    ) -> Polled:
+        """What ``result`` does to the watch ``before`` was (pure but for rendering).
+
+        Args:
+            wanted: the watch is still the engine's (runs found by one nobody wants are not
+                watched).
+            watched: the keys watched already (a run found among them is not watched again).
+            has_runs: a discovering watch has found runs before.
+        """
+        step = lifecycle.advance(before, result, now, spec.policy, rand)
+        if spec.discovers and has_runs:
+            step = _quiet_end(step)
+        after = _expecting(spec, step.record)
+        notes = tuple(self._notes(spec, after, step.events, now))
+        found: tuple[tuple[Spec, WatchRecord], ...] = ()
+        if wanted and isinstance(result, Observation) and result.discovered:
+            runs = _found(spec, result.discovered, watched)
+            found = tuple((child, child.new_record(now, now)) for child in runs)
+        hold = after.next_poll is not None and after.next_poll <= now + HOLD_S
+        return Polled(before, step, after, notes, found, hold)
 
     def _notes(
         self, spec: Spec, record: WatchRecord, events: Iterable[Event], now: float
@@ -161,57 +147,34 @@ class Poller:
                 notes.append(Note(spec.key, event, channel.name, title, body, dedup))
         return notes
 
-    def _discovery_step(self, spec: Spec, step: lifecycle.Step) -> lifecycle.Step:
-        """A discovering watch that found runs ends quietly; its runs carry the news."""
-        if step.record.outcome != Outcome.TIMEOUT or not self._engine.children(spec.key):
-            return step
-        record = replace(step.record, outcome=Outcome.SUCCEEDED)
-        return replace(step, record=record, events=())
 
-    def _found(self, parent: Spec, result: Observation | PollError) -> list[Spec]:
-        """Watches for the runs this poll discovered that nobody watches yet."""
-        if not isinstance(result, Observation):
-            return []
-        found = {}
-        for run_id in result.discovered:
-            child = parent.child(run_id)
-            if child.key not in self._engine.specs:  # else already watched on its own
-                found[child.key] = child
-        return list(found.values())
-
-    def _report(self, spec: Spec, before: WatchRecord, step: lifecycle.Step) -> None:
-        if step.unknown:
-            seen = (spec.key, step.record.state or "")
-            if seen in self._warned:
-                step = replace(step, unknown=False)
-            self._warned.add(seen)
-        debug = log.isEnabledFor(logging.DEBUG)
-        lines = lifecycle.log_lines(spec.name, before, step, debug=debug)
-        if not lines:
-            return
-        after = step.record
-        fields = {  # their own fields in --log-format json
-            "watch": spec.name,
-            "key": spec.key,
-            "server": spec.target.server,
-            "state": after.state,
-            "outcome": str(after.outcome) if after.outcome else None,
-            "events": [str(event) for event in step.events],
-        }
-        for level, line in lines:
-            log.log(level, "%s", line, extra=fields)
+def after_surprise(spec: Spec, record: WatchRecord, now: float) -> WatchRecord:
+    """Try a watch whose poll failed in watcher itself again after ``max_interval``; past
+    its deadline, give it up (the state file keeps its last saved state). Logs the exception
+    being handled."""
+    if now >= record.deadline:
+        log.exception("%s: poll failed unexpectedly; giving up at its deadline", spec.name)
+        return replace(record, outcome=Outcome.ERROR, next_poll=None, finished=now)
+    log.exception("%s: poll failed unexpectedly; retrying later", spec.name)
+    return replace(record, next_poll=now + spec.policy.max_interval_s)
 
 
-def with_settings(spec: Spec, record: WatchRecord) -> WatchRecord:
-    """The record with the name, deadline and expectation its (possibly reloaded or learned)
-    settings give it."""
-    return replace(
-        record,
-        name=spec.name,
-        deadline=record.started + spec.timeout_s,
-        expect_s=spec.policy.expect_s,
-        expect_auto=spec.expect_auto,
-    )
+def _quiet_end(step: lifecycle.Step) -> lifecycle.Step:
+    """A discovering watch that found runs ends quietly; its runs carry the news."""
+    if step.record.outcome != Outcome.TIMEOUT:
+        return step
+    record = replace(step.record, outcome=Outcome.SUCCEEDED)
+    return replace(step, record=record, events=())
+
+
+def _found(parent: Spec, run_ids: Iterable[str], watched: Container[str]) -> list[Spec]:
+    """Watches for the runs this poll discovered that nobody watches yet."""
+    found = {}
+    for run_id in run_ids:
+        child = parent.child(run_id)
+        if child.key not in watched:  # else already watched on its own
+            found[child.key] = child
+    return list(found.values())
 
 
 def _expecting(spec: Spec, record: WatchRecord) -> WatchRecord:

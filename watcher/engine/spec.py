@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from watcher.backoff import Policy
-from watcher.models import Target
+from watcher.models import Target, WatchRecord
 from watcher.remote.providers.base import Provider
 
 
@@ -41,6 +41,33 @@ class Spec:
             self.notify,
             parent=self.key,
             origin=self.origin,
+        )
+
+    def new_record(self, now: float, first_poll_at: float) -> WatchRecord:
+        """The record of this watch starting at ``now``, first polled at ``first_poll_at``."""
+        return WatchRecord(
+            key=self.key,
+            name=self.name,
+            server=self.target.server,
+            id=self.target.id,
+            task=self.target.task,
+            parent=self.parent,
+            started=now,
+            next_poll=first_poll_at,
+            deadline=now + self.timeout_s,
+            expect_s=self.policy.expect_s,
+            expect_auto=self.expect_auto,
+        )
+
+    def updated(self, record: WatchRecord) -> WatchRecord:
+        """``record`` with the name, deadline and expectation these (possibly reloaded or
+        learned) settings give it."""
+        return replace(
+            record,
+            name=self.name,
+            deadline=record.started + self.timeout_s,
+            expect_s=self.policy.expect_s,
+            expect_auto=self.expect_auto,
         )
 
 
