@@ -12,7 +12,6 @@ import errno
 import gc
 import json
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -29,7 +28,7 @@ from watcher.config.load import (
     state_of,
 )
 from watcher.engine.build import SUBMITTED_KEYS, adhoc_watch, build_channels, build_specs, submit
-from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError
+from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError, StoreError
 from watcher.models import Event
 from watcher.notify.dispatch import matches
 from watcher.notify.messages import Channel, render, sample
@@ -258,7 +257,7 @@ async def _client(config: Config) -> AsyncIterator[Store]:
         store = await open_store(
             daemon.state, instance=daemon.instance, lease_s=daemon.lease, client=True
         )
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, StoreError) as exc:
         raise ConfigError(f"daemon.state: cannot open {daemon.state}: {exc}") from None
     try:
         yield store

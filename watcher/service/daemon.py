@@ -19,7 +19,6 @@ import json
 import logging
 import shutil
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -35,7 +34,7 @@ from watcher.engine import history
 from watcher.engine.build import build_channels, build_servers, build_specs, submitted_spec
 from watcher.engine.engine import Engine
 from watcher.engine.spec import Spec
-from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_UNDELIVERED, ConfigError
+from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_UNDELIVERED, ConfigError, StoreError
 from watcher.metrics import Metrics
 from watcher.models import Outcome
 from watcher.notify.dispatch import Dispatcher
@@ -121,7 +120,7 @@ class Daemon:
         daemon = self.config.daemon
         try:  # a database that is down is waited for (open_store says so, once)
             store = await open_store(daemon.state, instance=daemon.instance, lease_s=daemon.lease)
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, StoreError) as exc:
             msg = f"{self._where}daemon.state: cannot open {daemon.state}: {exc}"
             raise ConfigError(msg) from None
         lost = 0

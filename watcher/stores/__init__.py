@@ -20,7 +20,8 @@ apart from the polling where it can (SQLite: on reader threads, see
 :mod:`watcher.stores.readers`), so however many a client asks for, the engine's own reads and
 writes do not wait behind them.
 
-Whether a ``daemon.state`` value names a file or a database, and whether it can be used, is
+A store raises :class:`~watcher.errors.StoreError` where its driver raised: no module outside
+``stores/`` sees ``sqlite3``'s or asyncpg's errors. Whether a ``daemon.state`` value names a file or a database, and whether it can be used, is
 :mod:`~watcher.stores.statefile`. The stores may import only the shared modules (models, errors,
 redact); every stage above imports them.
 """
@@ -391,7 +392,7 @@ async def open_store(
 
     Raises:
         ConfigError: the database refused the URL, its credentials or its schema.
-        OSError, sqlite3.Error: the SQLite file cannot be opened.
+        OSError, StoreError: the SQLite file cannot be opened.
     """
     if state.startswith(DATABASE_URL_PREFIXES):
         from watcher.stores.postgres import PostgresStore

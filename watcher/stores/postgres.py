@@ -23,17 +23,18 @@ than this watcher knows is refused. Only this module imports asyncpg.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import asyncpg
 
 import watcher
-from watcher.errors import ConfigError
+from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
 from watcher.stores import (
     DEFAULT_LEASE_S,
@@ -80,6 +81,19 @@ _OUTAGES = (
     asyncpg.exceptions.TransactionRollbackError,  # 40: serialization failure, deadlock
     asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby, during a failover
 )
+
+
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+@contextlib.contextmanager
+def driver_errors() -> Iterator[None]:
+    """asyncpg's errors (and the network's under it), raised as
+    :class:`~watcher.errors.StoreError` (same message)."""
+    try:
+        yield
+    except _DRIVER_ERRORS as exc:
+        raise StoreError(str(exc) or type(exc).__name__) from exc
 
 
 def _is_outage(exc: BaseException) -> bool:
@@ -152,7 +166,8 @@ class PostgresStore:
             store = cls(pool, where, instance, lease_s)
             store.client = client
             if not client:
-                await pool.execute(pgsql.START, instance, str(watcher.__version__))
+                with driver_errors():
+                    await pool.execute(pgsql.START, instance, str(watcher.__version__))
         except BaseException:
             pool.terminate()
             raise
@@ -198,7 +213,8 @@ class PostgresStore:
             self._renewed_at = max(self._renewed_at, batch.began)
 
     async def _write(self, run: Callable[[Conn, Plan], Awaitable[T]]) -> T:
-        result: T = await self._writer.write(lambda batch: batch.then(run))
+        with driver_errors():
+            result: T = await self._writer.write(lambda batch: batch.then(run))
         return result
 
     def _retime(self, records: Sequence[WatchRecord]) -> Work[Plan]:
@@ -261,7 +277,8 @@ class PostgresStore:
             return True
         self._timings.drop(record.key)  # this write carries newer timing
         save = Save(record, notes, also, hold)
-        landed: bool = await self._writer.write(lambda batch: batch.save(save))
+        with driver_errors():
+            landed: bool = await self._writer.write(lambda batch: batch.save(save))
         return landed
 
     async def release(self, keys: Sequence[str], *, retire: bool = False) -> None:
@@ -302,7 +319,8 @@ class PostgresStore:
             return set()
         except Exception as exc:
             if not _is_outage(exc):
-                raise
+                with driver_errors():
+                    raise
             self._renewal_failed(str(exc))
             return set()
         self._renewal_worked(began)
@@ -351,13 +369,14 @@ class PostgresStore:
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self._readers:
-            try:
-                return await self._pool.fetch(query, *args)
-            except Exception as exc:
-                if not _is_outage(exc):
-                    raise
-                await self._pool.expire_connections()  # a restarted server: once on a fresh one
-                return await self._pool.fetch(query, *args)
+            with driver_errors():
+                try:
+                    return await self._pool.fetch(query, *args)
+                except Exception as exc:
+                    if not _is_outage(exc):
+                        raise
+                    await self._pool.expire_connections()  # a restarted server: once more
+                    return await self._pool.fetch(query, *args)
 
     async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]:
         if keys is None:
@@ -428,7 +447,8 @@ class PostgresStore:
                 )
         except Exception as exc:
             if not _is_outage(exc):
-                raise
+                with driver_errors():
+                    raise
             return False  # unsure: not sent now; `due` hands it out again
         if found is None:
             self._notes.discard(note.id)  # another instance's now
@@ -560,7 +580,8 @@ class PostgresStore:
                     await self._pool.execute(pgsql.LET_GO, self.instance)
         except Exception as exc:
             if not _is_outage(exc):
-                raise
+                with driver_errors():
+                    raise
             log.warning(
                 "database %s: could not let go of what this instance holds (%s); others take "
                 "it over once its leases run out",

@@ -31,13 +31,13 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 import watcher
-from watcher.errors import ConfigError
+from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
 from watcher.stores import (
     DEFAULT_LEASE_S,
@@ -65,6 +65,15 @@ FEW_KEYS = 100
 reader thread."""
 READERS_STOP_S = 2.0
 """How long a close waits for reads under way (interrupted) to end."""
+
+
+@contextlib.contextmanager
+def driver_errors() -> Iterator[None]:
+    """sqlite3's errors, raised as :class:`~watcher.errors.StoreError` (same message)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(str(exc)) from exc
 
 
 def _is_outage(exc: BaseException) -> bool:
@@ -140,10 +149,11 @@ class SqliteStore:
         # the daemon's claims and heartbeat stay as they are
         self._lock = None if client else lock(path)
         try:
-            self._conn = connect(path)
-            if not client:
-                self._conn.execute("UPDATE watches SET claimed = 0 WHERE claimed")
-                self._conn.execute("DELETE FROM instances WHERE name = ?", (self.instance,))
+            with driver_errors():
+                self._conn = connect(path)
+                if not client:
+                    self._conn.execute("UPDATE watches SET claimed = 0 WHERE claimed")
+                    self._conn.execute("DELETE FROM instances WHERE name = ?", (self.instance,))
         except BaseException:
             if self._lock is not None:
                 self._lock.close()
@@ -166,16 +176,22 @@ class SqliteStore:
         except sqlite3.Error as exc:
             log.debug("state file %s: heartbeat not written: %s", self.path, exc)
 
-    async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    def _started(self) -> sqlite3.Connection:
         if self._checkpoints is None:
             self._checkpoints = asyncio.get_running_loop().create_task(self._checkpoint_often())
-        return work(self._conn)
+        return self._conn
+
+    async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``work`` on the loop's connection (what the engine reads to claim and save)."""
+        with driver_errors():
+            return work(self._started())
 
     async def _read(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         """``work`` on a reader thread when it serves a client, else on the loop as the engine's
         own reads (see the module docstring)."""
         if serving_clients():
-            return await self._readers.run(work)
+            with driver_errors():
+                return await self._readers.run(work)
         return await self._run(work)
 
     def _merge(
@@ -194,8 +210,7 @@ class SqliteStore:
                 await asyncio.to_thread(_checkpoint, self.path, "PASSIVE")
 
     async def _transaction(self, writes: Sequence[Work[sqlite3.Connection]]) -> list[Any]:
-        results: list[Any] = await self._run(lambda conn: _transaction(conn, writes))
-        return results
+        return _transaction(self._started(), writes)
 
     @property
     def health(self) -> Health:
@@ -206,7 +221,8 @@ class SqliteStore:
         return True
 
     async def _write(self, work: Work[sqlite3.Connection]) -> Any:
-        return await self._writer.write(work)
+        with driver_errors():
+            return await self._writer.write(work)
 
     async def sync(
         self, configured: Configured, sooner: Mapping[str, float] | None = None
