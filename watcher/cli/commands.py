@@ -34,7 +34,7 @@ from watcher.notify.dispatch import matches
 from watcher.notify.messages import Channel, render, sample
 from watcher.redact import scrub
 from watcher.service.daemon import Options, run
-from watcher.stores import Store, open_store, statefile
+from watcher.stores import Store, is_database, open_store, statefile
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -124,7 +124,7 @@ def _watch(path: str, args: argparse.Namespace, *, once: bool) -> int:
     """``run``, ``run --once`` and ``wait``. The configuration's watches become specs, then
     only the specs are kept: 50,000 watch models would cost 1.3 KB each for the whole run."""
     config = _load(path, args)
-    if once and config.daemon.state.startswith(statefile.DATABASE_URL_PREFIXES):
+    if once and is_database(config.daemon.state):
         command = "wait" if args.command == "wait" else "run --once"
         raise ConfigError(
             f"{path}: daemon.state: `{command}` keeps a state file of its own (--state FILE); "

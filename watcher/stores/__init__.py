@@ -21,9 +21,10 @@ apart from the polling where it can (SQLite: on reader threads, see
 writes do not wait behind them.
 
 A store raises :class:`~watcher.errors.StoreError` where its driver raised: no module outside
-``stores/`` sees ``sqlite3``'s or asyncpg's errors. Whether a ``daemon.state`` value names a file or a database, and whether it can be used, is
-:mod:`~watcher.stores.statefile`. The stores may import only the shared modules (models, errors,
-redact); every stage above imports them.
+``stores/`` sees ``sqlite3``'s or asyncpg's errors. Which store a ``daemon.state`` value names
+is :mod:`~watcher.stores.registry`'s one decision (:func:`is_database`); whether a file can be
+used is :mod:`~watcher.stores.statefile`. The stores may import only the shared modules
+(models, errors, redact); every stage above imports them.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from watcher.models import Note, WatchRecord
+from watcher.stores import registry
 from watcher.stores.commit import Health
-from watcher.stores.statefile import DATABASE_URL_PREFIXES
+from watcher.stores.registry import is_database
 
 __all__ = [
     "DEFAULT_LEASE_S",
@@ -54,6 +56,7 @@ __all__ = [
     "default_instance",
     "digest",
     "for_clients",
+    "is_database",
     "open_store",
     "serving_clients",
 ]
@@ -382,25 +385,26 @@ CLIENT_WAIT_S: Final = 10.0
 
 
 async def open_store(
-    state: str, *, instance: str, lease_s: float = DEFAULT_LEASE_S, client: bool = False
+    state: str,
+    *,
+    instance: str,
+    lease_s: float = DEFAULT_LEASE_S,
+    client: bool = False,
+    readonly: bool = False,
 ) -> Store:
-    """The store ``daemon.state`` names: a database URL (``postgresql://``, ``postgres://``)
-    opens :class:`~watcher.stores.postgres.PostgresStore`, anything else is a SQLite file.
+    """The store ``daemon.state`` names (:mod:`~watcher.stores.registry` says which): a
+    database URL (``postgresql://``, ``postgres://``) opens
+    :class:`~watcher.stores.postgres.PostgresStore`, anything else is a SQLite file.
     A daemon waits for a database that is down; a ``client`` (a command working beside the
     daemons: ``submit``, ``cancel``) waits :data:`CLIENT_WAIT_S` at most, takes no lock and
-    holds nothing.
+    holds nothing. A ``readonly`` store (``status``) is a client that only reads: a state file
+    is opened read-only, and never created or migrated.
 
     Raises:
         ConfigError: the database refused the URL, its credentials or its schema.
         OSError, StoreError: the SQLite file cannot be opened.
     """
-    if state.startswith(DATABASE_URL_PREFIXES):
-        from watcher.stores.postgres import PostgresStore
-
-        wait_s = CLIENT_WAIT_S if client else None
-        return await PostgresStore.open(
-            state, instance=instance, lease_s=lease_s, wait_s=wait_s, client=client
-        )
-    from watcher.stores.sqlite import SqliteStore
-
-    return SqliteStore(state, instance=instance, lease_s=lease_s, client=client)
+    opener = registry.kind_of(state).opener()
+    return await opener.open_state(
+        state, instance=instance, lease_s=lease_s, client=client or readonly, readonly=readonly
+    )

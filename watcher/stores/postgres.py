@@ -37,6 +37,7 @@ import watcher
 from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
 from watcher.stores import (
+    CLIENT_WAIT_S,
     DEFAULT_LEASE_S,
     Active,
     Configured,
@@ -597,6 +598,18 @@ class PostgresStore:
             except TimeoutError:
                 self._pool.terminate()
         return lost
+
+
+async def open_state(
+    state: str, *, instance: str, lease_s: float, client: bool, readonly: bool
+) -> PostgresStore:
+    """The store of the database URL ``state`` (for :func:`watcher.stores.open_store`): a
+    ``client`` waits :data:`~watcher.stores.CLIENT_WAIT_S` at most for it; ``readonly`` is a
+    client that reads only."""
+    wait_s = CLIENT_WAIT_S if client else None
+    return await PostgresStore.open(
+        state, instance=instance, lease_s=lease_s, wait_s=wait_s, client=client or readonly
+    )
 
 
 async def _wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | None) -> None:

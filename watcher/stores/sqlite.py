@@ -139,18 +139,21 @@ class SqliteStore:
         instance: str | None = None,
         lease_s: float = DEFAULT_LEASE_S,
         client: bool = False,
+        readonly: bool = False,
     ) -> None:
         self.path = str(path)
         self.instance = instance or default_instance()
         self.lease_s = lease_s
-        self.client = client
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.client = client = client or readonly
+        self.readonly = readonly
+        if not readonly:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         # a client (`watcher submit`, `watcher cancel`) works beside the daemon: no lock, and
         # the daemon's claims and heartbeat stay as they are
         self._lock = None if client else lock(path)
         try:
             with driver_errors():
-                self._conn = connect(path)
+                self._conn = connect(path, readonly=readonly)
                 if not client:
                     self._conn.execute("UPDATE watches SET claimed = 0 WHERE claimed")
                     self._conn.execute("DELETE FROM instances WHERE name = ?", (self.instance,))
@@ -177,7 +180,7 @@ class SqliteStore:
             log.debug("state file %s: heartbeat not written: %s", self.path, exc)
 
     def _started(self) -> sqlite3.Connection:
-        if self._checkpoints is None:
+        if self._checkpoints is None and not self.readonly:
             self._checkpoints = asyncio.get_running_loop().create_task(self._checkpoint_often())
         return self._conn
 
@@ -352,7 +355,15 @@ class SqliteStore:
         if keys is not None:
             query, args = query + f" AND key IN {sql.IN_JSON}", [json.dumps(list(keys))]
         [(held,)] = await self._read(lambda c: c.execute(query, args).fetchall())
-        return dict.fromkeys(json.loads(held), self.instance)
+        return dict.fromkeys(json.loads(held), await self._holder())
+
+    async def _holder(self) -> str:
+        """The only daemon's name: this store's own, or read from its heartbeat when this
+        store only reads beside it."""
+        if not self.readonly:
+            return self.instance
+        instances = await self.instances()
+        return instances[0][0] if len(instances) == 1 else "this host's daemon"
 
     async def instances(self) -> list[tuple[str, float, float]]:
         query = "SELECT name, started, heartbeat FROM instances ORDER BY name"
@@ -506,6 +517,13 @@ class SqliteStore:
         self._conn.close()
         self._lock.close()
         return lost
+
+
+async def open_state(
+    state: str, *, instance: str, lease_s: float, client: bool, readonly: bool
+) -> SqliteStore:
+    """The store of the state file ``state`` (for :func:`watcher.stores.open_store`)."""
+    return SqliteStore(state, instance=instance, lease_s=lease_s, client=client, readonly=readonly)
 
 
 def _checkpoint(path: str, mode: str) -> None:
