@@ -386,10 +386,7 @@ class PostgresStore:
             keys = list(keys)
             rows = await self._fetch(f"SELECT {sql.COLS} FROM watches WHERE key = ANY($1)", keys)
         records = {row[0]: sql.row_to_record(row) for row in rows}
-        wanted = None if keys is None else set(keys)
-        later = self._timings.waiting.values()  # newer than what the database has yet
-        records.update((r.key, r) for r in later if wanted is None or r.key in wanted)
-        return records
+        return self._timings.added(records, None if keys is None else set(keys))
 
     async def counts(self) -> dict[str, int]:
         return {str(state): int(n) for state, n in await self._fetch(sql.COUNTS)}
@@ -417,9 +414,9 @@ class PostgresStore:
         return [(name, started, beat) for name, started, beat in await self._fetch(pgsql.INSTANCES)]
 
     async def snapshot(self) -> tuple[list[WatchRecord], list[Note]]:
+        before = self._timings.seen()
         rows = await self._fetch(f"SELECT {sql.COLS} FROM watches ORDER BY name")
-        later = self._timings.waiting
-        watches = [later.get(row[0]) or sql.row_to_record(row) for row in rows]
+        watches = self._timings.merged(map(sql.row_to_record, rows), before)
         pending = await self._fetch(sql.PENDING.format(cols=sql.NOTE_COLS) + " ORDER BY id")
         return watches, [sql.row_to_note(row) for row in pending]
 
@@ -508,9 +505,9 @@ class PostgresStore:
                 done="$3::boolean", finished="$4::float8", name="$5::text", key="$6::text"
             )
         query = sql.LIST.format(**named, after=place, limit=int(limit) + 1)
+        before = self._timings.seen()
         rows = await self._fetch(query, *given)
-        later = self._timings.waiting  # retimed in memory, not yet written
-        records = [later.get(row[0]) or sql.row_to_record(row) for row in rows]
+        records = self._timings.merged(map(sql.row_to_record, rows), before)
         following = Place.of(records[limit - 1]) if len(records) > limit else None
         records = records[:limit]
         where = " AND watch = ANY($1::text[]) ORDER BY id"

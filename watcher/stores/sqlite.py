@@ -197,15 +197,6 @@ class SqliteStore:
                 return await self._readers.run(work)
         return await self._run(work)
 
-    def _merge(
-        self, records: Iterable[WatchRecord], before: Mapping[str, WatchRecord]
-    ) -> list[WatchRecord]:
-        """Records read on a reader thread, with the timings not written yet: those waiting now,
-        and those that waited when the read began (``before``: their batch may have landed
-        after the read began)."""
-        now = self._timings.waiting
-        return [_newest(r, before.get(r.key), now.get(r.key)) for r in records]
-
     async def _checkpoint_often(self) -> None:
         while True:
             await asyncio.sleep(CHECKPOINT_EVERY_S)
@@ -309,11 +300,9 @@ class SqliteStore:
                 rows = conn.execute(f"SELECT {sql.COLS} FROM watches")
                 return [sql.row_to_record(r) for r in rows if keys is None or r[0] in wanted]
 
-            before = dict(self._timings.waiting)
-            found = {r.key: r for r in self._merge(await self._read(work), before)}
-        later = self._timings.waiting.values()  # newer than what the file has yet
-        found.update((r.key, r) for r in later if keys is None or r.key in wanted)
-        return found
+            before = self._timings.seen()
+            found = {r.key: r for r in self._timings.merged(await self._read(work), before)}
+        return self._timings.added(found, None if keys is None else wanted)
 
     async def renew(self) -> set[str]:
         """Write the heartbeat (the only holder's lease never runs out) and let go of the
@@ -371,9 +360,9 @@ class SqliteStore:
         return [(str(name), float(started), float(beat)) for name, started, beat in rows]
 
     async def snapshot(self) -> tuple[list[WatchRecord], list[Note]]:
-        before = dict(self._timings.waiting)
+        before = self._timings.seen()
         watches, notes = await self._read(_snapshot)
-        return self._merge(watches, before), notes
+        return self._timings.merged(watches, before), notes
 
     async def counts(self) -> dict[str, int]:
         rows = await self._read(lambda c: c.execute(sql.COUNTS).fetchall())
@@ -453,9 +442,9 @@ class SqliteStore:
                 [sql.row_to_note(row) for row in notes],
             )
 
-        before = dict(self._timings.waiting)
+        before = self._timings.seen()
         found: Listing = await self._read(read)
-        return replace(found, records=self._merge(found.records, before))
+        return replace(found, records=self._timings.merged(found.records, before))
 
     async def watched(self, key: str) -> bool:
         query = sql.WATCHED.format(key="?")
@@ -533,15 +522,6 @@ def _checkpoint(path: str, mode: str) -> None:
         conn.execute(f"PRAGMA wal_checkpoint({mode})")
     finally:
         conn.close()
-
-
-def _newest(read: WatchRecord, before: WatchRecord | None, now: WatchRecord | None) -> WatchRecord:
-    """A record read on a reader thread, or the timing not written yet that is newer: the one
-    waiting now (a newer write would have taken it out), else the one that waited when the
-    read began if it counts more polls (its batch may have landed after the read began)."""
-    if now is not None:
-        return now
-    return before if before is not None and before.polls > read.polls else read
 
 
 def _in_order(record: WatchRecord) -> tuple[bool, float, str, str]:
