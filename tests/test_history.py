@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table, watch_table
 from watcher.cli.main import main
-from watcher.cli.status import View, render, show
+from watcher.cli.status import View, render, report
 from watcher.engine import history
 from watcher.models import Outcome, WatchRecord
 from watcher.simulators.rsa_governance import RsaSimulator
@@ -86,9 +86,9 @@ async def test_expect_auto_learns_from_earlier_runs_and_warns_when_a_run_is_late
     overdue = [title for title in receiver.titles if "overdue" in title]
     assert len(overdue) == 1 and overdue[0].startswith("nightly is overdue: still Running")
     capsys.readouterr()
-    assert show(str(tmp_path / "state.db")) == 0
+    assert await report(str(tmp_path / "state.db")) == 0
     assert "OVERDUE AFTER" in capsys.readouterr().out  # learned: tonight's threshold is shown
-    assert show(str(tmp_path / "state.db"), as_json=True) == 0
+    assert await report(str(tmp_path / "state.db"), as_json=True) == 0
     [tonight] = [
         w for w in json.loads(capsys.readouterr().out)["watches"] if w["target"]["id"] == "7"
     ]

@@ -16,7 +16,7 @@ import pytest
 
 from tests.postgres import SECRET_PASSWORD, Server
 from tests.test_stores import NOW, note, record
-from watcher.errors import ConfigError
+from watcher.errors import ConfigError, StoreError
 from watcher.models import WatchRecord
 from watcher.stores import Configured, open_store
 from watcher.stores.postgres import PostgresStore
@@ -275,7 +275,7 @@ async def test_writes_a_stopped_server_never_takes_are_counted_at_close(
         saving = asyncio.create_task(store.save(replace(claimed, state="Running"), hold=True))
         await until(lambda: store.health.down_since is not None)
         assert await store.close(grace_s=0.2) == 1
-        with pytest.raises(OSError):
+        with pytest.raises(StoreError):
             await saving
     finally:
         postgres.start()

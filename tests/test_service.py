@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table, watch_table
-from watcher.cli.status import show as show_status
+from watcher.cli.status import report as report_status
 from watcher.config.load import load
 from watcher.models import WatchRecord
 from watcher.service import logs
@@ -213,7 +213,9 @@ async def test_reload_adds_removes_and_changes_watches_and_rejects_a_broken_conf
     assert service.engine.servers["gov"].provider is provider  # and its server kept its login
     assert "configuration reloaded: 1 added, 1 removed, 1 changed" in caplog.text
     capsys.readouterr()
-    assert show_status(str(tmp_path / "state.db")) == 0  # read-only, beside the running daemon
+    assert (
+        await report_status(str(tmp_path / "state.db")) == 0
+    )  # read-only, beside the running daemon
     assert "two renamed" in capsys.readouterr().out
 
     path.write_text(path.read_text() + "\n[[watches]]\nserver = 'gov'\nid = '5'\nnotfy = []\n")

@@ -2,13 +2,15 @@
 
     WatcherError
     ├── ConfigError          bad watches.toml, bad flags: exit code 2, never a traceback
+    ├── StoreError           the state file or database cannot be opened, read or written
     └── PollError            one poll of one watch did not give a usable answer
         ├── TransientError   connection refused or reset, timeout, 5xx, 429: retry with backoff
         ├── BadReplyError    the body was not what the API documents: retried once, then ``error``
         └── PermanentError   401, 403, 404, 412, 422 ...: the watch ends with outcome ``error``
 
-Only ``client.py`` sees aiohttp's exceptions; it raises these instead. Messages never carry
-secrets: URLs are logged without their query strings and known secret values are masked.
+Only ``client.py`` sees aiohttp's exceptions, and only ``stores/`` a database driver's; they
+raise these instead. Messages never carry secrets: URLs are logged without their query strings
+and known secret values are masked.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ class WatcherError(Exception):
 
 class ConfigError(WatcherError):
     """The configuration or the command line is wrong; the message says where and why."""
+
+
+class StoreError(WatcherError):
+    """The state (a file or a database) cannot be opened, read or written now; the message is
+    what its driver said. The stores raise it in place of their driver's errors."""
 
 
 class PollError(WatcherError):

@@ -12,7 +12,6 @@ import errno
 import gc
 import json
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -29,13 +28,13 @@ from watcher.config.load import (
     state_of,
 )
 from watcher.engine.build import SUBMITTED_KEYS, adhoc_watch, build_channels, build_specs, submit
-from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError
+from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError, StoreError
 from watcher.models import Event
 from watcher.notify.messages import Channel, render, sample
 from watcher.notify.silences import matches
 from watcher.redact import scrub
 from watcher.service.daemon import Options, run
-from watcher.stores import Store, open_store, statefile
+from watcher.stores import Store, is_database, open_store, statefile
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -125,7 +124,7 @@ def _watch(path: str, args: argparse.Namespace, *, once: bool) -> int:
     """``run``, ``run --once`` and ``wait``. The configuration's watches become specs, then
     only the specs are kept: 50,000 watch models would cost 1.3 KB each for the whole run."""
     config = _load(path, args)
-    if once and config.daemon.state.startswith(statefile.DATABASE_URL_PREFIXES):
+    if once and is_database(config.daemon.state):
         command = "wait" if args.command == "wait" else "run --once"
         raise ConfigError(
             f"{path}: daemon.state: `{command}` keeps a state file of its own (--state FILE); "
@@ -258,7 +257,7 @@ async def _client(config: Config) -> AsyncIterator[Store]:
         store = await open_store(
             daemon.state, instance=daemon.instance, lease_s=daemon.lease, client=True
         )
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, StoreError) as exc:
         raise ConfigError(f"daemon.state: cannot open {daemon.state}: {exc}") from None
     try:
         yield store

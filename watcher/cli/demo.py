@@ -12,7 +12,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from watcher.cli.status import show
+from watcher.cli.status import report
 from watcher.config.load import load
 from watcher.service.daemon import Options, run
 from watcher.simulators.arcgis import ArcGisSimulator
@@ -131,7 +131,7 @@ async def demo(speed: float = 1.0) -> int:
                 f"\nwatcher run --once would exit with {code} (1: a run failed; the Gardin query "
                 "fails on purpose). `watcher status` now shows:\n"
             )
-            show(config.daemon.state)
+            await report(config.daemon.state)
             print(NEXT)
             return 0 if code == EXPECTED_EXIT else code
     finally:

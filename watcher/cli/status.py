@@ -1,14 +1,13 @@
 """``watcher status``: the instances, a table of watches and undelivered notifications.
 
-It reads a state file read-only and a database as a client (no lease, no heartbeat), so it is
-safe while daemons run.
+It reads through a read-only store (a state file opened read-only, a database as a client: no
+lease, no heartbeat), so it is safe while daemons run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,15 +17,13 @@ from typing import Any
 
 from watcher.api.documents import document, silence_entry
 from watcher.engine import history
-from watcher.errors import ConfigError
+from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
 from watcher.notify.messages import describe_target
 from watcher.redact import escape
 from watcher.schema import format_duration
 from watcher.service.once import plural
-from watcher.stores import Silence, Store, open_store, statefile
-from watcher.stores.sql import HELD_BACK, SILENCE_COLS
-from watcher.stores.sqlite import connect, read_snapshot
+from watcher.stores import Silence, Store, is_database, open_store, statefile
 
 HEADER = (
     "WATCH",
@@ -157,38 +154,22 @@ def _instance_line(instances: Sequence[tuple[str, float, float]], now: float) ->
 def show(state: str, *, as_json: bool = False) -> int:
     """Print the status of ``state`` (a state file or a database URL) as a report or as the
     ``--json`` document; 1 if it cannot be read."""
+    return asyncio.run(report(state, as_json=as_json))
+
+
+async def report(state: str, *, as_json: bool = False) -> int:
+    """:func:`show`, on the running loop."""
+    if not is_database(state) and not Path(state).is_file():
+        print(f"no state file at {state}: watcher has not run with this config yet")
+        return 1
     try:
-        if state.startswith(statefile.DATABASE_URL_PREFIXES):
-            view = asyncio.run(_database(state))
-        elif not Path(state).is_file():
-            print(f"no state file at {state}: watcher has not run with this config yet")
-            return 1
-        else:
-            view = _state_file(state)
-    except (sqlite3.Error, ConfigError) as exc:
+        view = await _read(state)
+    except (StoreError, ConfigError) as exc:
         print(f"cannot read {statefile.describe(state)}: {exc}")
         return 1
     text = json.dumps(json_document(view), indent=2) if as_json else render(view, time.time())
     print(statefile.without_password(text, state))
     return 0
-
-
-def _state_file(path: str) -> View:
-    records, pending = read_snapshot(path)
-    conn = connect(path, readonly=True)
-    try:
-        held = conn.execute("SELECT key FROM watches WHERE claimed").fetchall()
-        instances = conn.execute("SELECT name, started, heartbeat FROM instances").fetchall()
-        query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > ? ORDER BY id"
-        silences = [Silence(*row) for row in conn.execute(query, (time.time(),))]
-        held_back = dict(conn.execute(HELD_BACK).fetchall())
-    except sqlite3.OperationalError:  # written by a watcher before instances were recorded
-        held, instances, silences, held_back = [], [], [], {}
-    finally:
-        conn.close()
-    holder = instances[0][0] if len(instances) == 1 else "this host's daemon"
-    holders = {key: holder for (key,) in held}
-    return View(records, pending, holders, instances, silences, held_back)
 
 
 def json_document(view: View) -> dict[str, Any]:
@@ -204,8 +185,8 @@ def json_document(view: View) -> dict[str, Any]:
     return doc
 
 
-async def _database(url: str) -> View:
-    store = await open_store(url, instance="watcher status", client=True)
+async def _read(state: str) -> View:
+    store = await open_store(state, instance="watcher status", readonly=True)
     try:
         return await _from(store)
     finally:

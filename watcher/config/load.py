@@ -39,7 +39,7 @@ from watcher.notify import quiet
 from watcher.notify.messages import check_template, url_problem
 from watcher.remote.providers import KINDS, ServerConfig
 from watcher.schema import Duration, Model
-from watcher.stores import default_instance, statefile
+from watcher.stores import default_instance, is_database, statefile
 
 #: ``[daemon] lease``: renewed every third of it, so a third is what a pause may take
 MIN_LEASE_S, MAX_LEASE_S = 3.0, 600.0
@@ -88,7 +88,7 @@ class Daemon(BaseSettings):
     def _usable_state(cls, value: str) -> str:
         if problem := statefile.problem(value):
             raise ValueError(problem)
-        if value.startswith(statefile.DATABASE_URL_PREFIXES):
+        if is_database(value):
             try:  # its password is masked in all output from the moment it is known
                 statefile.database_where(value)
             except ConfigError as exc:

@@ -19,7 +19,6 @@ import contextlib
 import gc
 import logging
 import signal
-import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
@@ -31,7 +30,7 @@ from watcher.config.load import Config, load
 from watcher.engine.build import build_channels, build_servers, build_specs, submitted_spec
 from watcher.engine.engine import Engine
 from watcher.engine.spec import Server, Spec
-from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError
+from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError, StoreError
 from watcher.metrics import Metrics
 from watcher.notify.dispatch import Dispatcher
 from watcher.notify.quiet import zone
@@ -41,7 +40,7 @@ from watcher.service.facts import Facts
 from watcher.service.front import Front
 from watcher.service.once import Ending, settle_retries
 from watcher.service.sdnotify import Notifier, watchdog_interval
-from watcher.stores import Store, open_store, statefile
+from watcher.stores import Store, is_database, open_store, statefile
 
 if TYPE_CHECKING:
     from watcher.api.server import Api
@@ -142,7 +141,7 @@ class Daemon:
         daemon = self.config.daemon
         try:  # a database that is down is waited for (open_store says so, once)
             store = await open_store(daemon.state, instance=daemon.instance, lease_s=daemon.lease)
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, StoreError) as exc:
             msg = f"{self._where}daemon.state: cannot open {daemon.state}: {exc}"
             raise ConfigError(msg) from None
         lost = 0
@@ -182,7 +181,7 @@ class Daemon:
             store,
             self.metrics,
             lambda: engine.behind_s,
-            database=state.startswith(statefile.DATABASE_URL_PREFIXES),
+            database=is_database(state),
             behind_say_s=self.timings.behind_say_s,
         )
         self.cluster = Cluster(store, self.engine, self.config.daemon.lease)

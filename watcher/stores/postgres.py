@@ -23,19 +23,21 @@ than this watcher knows is refused. Only this module imports asyncpg.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import asyncpg
 
 import watcher
-from watcher.errors import ConfigError
+from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
 from watcher.stores import (
+    CLIENT_WAIT_S,
     DEFAULT_LEASE_S,
     Active,
     Configured,
@@ -80,6 +82,19 @@ _OUTAGES = (
     asyncpg.exceptions.TransactionRollbackError,  # 40: serialization failure, deadlock
     asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby, during a failover
 )
+
+
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+@contextlib.contextmanager
+def driver_errors() -> Iterator[None]:
+    """asyncpg's errors (and the network's under it), raised as
+    :class:`~watcher.errors.StoreError` (same message)."""
+    try:
+        yield
+    except _DRIVER_ERRORS as exc:
+        raise StoreError(str(exc) or type(exc).__name__) from exc
 
 
 def _is_outage(exc: BaseException) -> bool:
@@ -152,7 +167,8 @@ class PostgresStore:
             store = cls(pool, where, instance, lease_s)
             store.client = client
             if not client:
-                await pool.execute(pgsql.START, instance, str(watcher.__version__))
+                with driver_errors():
+                    await pool.execute(pgsql.START, instance, str(watcher.__version__))
         except BaseException:
             pool.terminate()
             raise
@@ -198,7 +214,8 @@ class PostgresStore:
             self._renewed_at = max(self._renewed_at, batch.began)
 
     async def _write(self, run: Callable[[Conn, Plan], Awaitable[T]]) -> T:
-        result: T = await self._writer.write(lambda batch: batch.then(run))
+        with driver_errors():
+            result: T = await self._writer.write(lambda batch: batch.then(run))
         return result
 
     def _retime(self, records: Sequence[WatchRecord]) -> Work[Plan]:
@@ -261,7 +278,8 @@ class PostgresStore:
             return True
         self._timings.drop(record.key)  # this write carries newer timing
         save = Save(record, notes, also, hold)
-        landed: bool = await self._writer.write(lambda batch: batch.save(save))
+        with driver_errors():
+            landed: bool = await self._writer.write(lambda batch: batch.save(save))
         return landed
 
     async def release(self, keys: Sequence[str], *, retire: bool = False) -> None:
@@ -302,7 +320,8 @@ class PostgresStore:
             return set()
         except Exception as exc:
             if not _is_outage(exc):
-                raise
+                with driver_errors():
+                    raise
             self._renewal_failed(str(exc))
             return set()
         self._renewal_worked(began)
@@ -351,13 +370,14 @@ class PostgresStore:
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self._readers:
-            try:
-                return await self._pool.fetch(query, *args)
-            except Exception as exc:
-                if not _is_outage(exc):
-                    raise
-                await self._pool.expire_connections()  # a restarted server: once on a fresh one
-                return await self._pool.fetch(query, *args)
+            with driver_errors():
+                try:
+                    return await self._pool.fetch(query, *args)
+                except Exception as exc:
+                    if not _is_outage(exc):
+                        raise
+                    await self._pool.expire_connections()  # a restarted server: once more
+                    return await self._pool.fetch(query, *args)
 
     async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]:
         if keys is None:
@@ -366,10 +386,7 @@ class PostgresStore:
             keys = list(keys)
             rows = await self._fetch(f"SELECT {sql.COLS} FROM watches WHERE key = ANY($1)", keys)
         records = {row[0]: sql.row_to_record(row) for row in rows}
-        wanted = None if keys is None else set(keys)
-        later = self._timings.waiting.values()  # newer than what the database has yet
-        records.update((r.key, r) for r in later if wanted is None or r.key in wanted)
-        return records
+        return self._timings.added(records, None if keys is None else set(keys))
 
     async def counts(self) -> dict[str, int]:
         return {str(state): int(n) for state, n in await self._fetch(sql.COUNTS)}
@@ -397,9 +414,9 @@ class PostgresStore:
         return [(name, started, beat) for name, started, beat in await self._fetch(pgsql.INSTANCES)]
 
     async def snapshot(self) -> tuple[list[WatchRecord], list[Note]]:
+        before = self._timings.seen()
         rows = await self._fetch(f"SELECT {sql.COLS} FROM watches ORDER BY name")
-        later = self._timings.waiting
-        watches = [later.get(row[0]) or sql.row_to_record(row) for row in rows]
+        watches = self._timings.merged(map(sql.row_to_record, rows), before)
         pending = await self._fetch(sql.PENDING.format(cols=sql.NOTE_COLS) + " ORDER BY id")
         return watches, [sql.row_to_note(row) for row in pending]
 
@@ -428,7 +445,8 @@ class PostgresStore:
                 )
         except Exception as exc:
             if not _is_outage(exc):
-                raise
+                with driver_errors():
+                    raise
             return False  # unsure: not sent now; `due` hands it out again
         if found is None:
             self._notes.discard(note.id)  # another instance's now
@@ -487,9 +505,9 @@ class PostgresStore:
                 done="$3::boolean", finished="$4::float8", name="$5::text", key="$6::text"
             )
         query = sql.LIST.format(**named, after=place, limit=int(limit) + 1)
+        before = self._timings.seen()
         rows = await self._fetch(query, *given)
-        later = self._timings.waiting  # retimed in memory, not yet written
-        records = [later.get(row[0]) or sql.row_to_record(row) for row in rows]
+        records = self._timings.merged(map(sql.row_to_record, rows), before)
         following = Place.of(records[limit - 1]) if len(records) > limit else None
         records = records[:limit]
         where = " AND watch = ANY($1::text[]) ORDER BY id"
@@ -560,7 +578,8 @@ class PostgresStore:
                     await self._pool.execute(pgsql.LET_GO, self.instance)
         except Exception as exc:
             if not _is_outage(exc):
-                raise
+                with driver_errors():
+                    raise
             log.warning(
                 "database %s: could not let go of what this instance holds (%s); others take "
                 "it over once its leases run out",
@@ -576,6 +595,18 @@ class PostgresStore:
             except TimeoutError:
                 self._pool.terminate()
         return lost
+
+
+async def open_state(
+    state: str, *, instance: str, lease_s: float, client: bool, readonly: bool
+) -> PostgresStore:
+    """The store of the database URL ``state`` (for :func:`watcher.stores.open_store`): a
+    ``client`` waits :data:`~watcher.stores.CLIENT_WAIT_S` at most for it; ``readonly`` is a
+    client that reads only."""
+    wait_s = CLIENT_WAIT_S if client else None
+    return await PostgresStore.open(
+        state, instance=instance, lease_s=lease_s, wait_s=wait_s, client=client or readonly
+    )
 
 
 async def _wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | None) -> None:

@@ -31,13 +31,13 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 import watcher
-from watcher.errors import ConfigError
+from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
 from watcher.stores import (
     DEFAULT_LEASE_S,
@@ -65,6 +65,15 @@ FEW_KEYS = 100
 reader thread."""
 READERS_STOP_S = 2.0
 """How long a close waits for reads under way (interrupted) to end."""
+
+
+@contextlib.contextmanager
+def driver_errors() -> Iterator[None]:
+    """sqlite3's errors, raised as :class:`~watcher.errors.StoreError` (same message)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(str(exc)) from exc
 
 
 def _is_outage(exc: BaseException) -> bool:
@@ -130,20 +139,24 @@ class SqliteStore:
         instance: str | None = None,
         lease_s: float = DEFAULT_LEASE_S,
         client: bool = False,
+        readonly: bool = False,
     ) -> None:
         self.path = str(path)
         self.instance = instance or default_instance()
         self.lease_s = lease_s
-        self.client = client
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.client = client = client or readonly
+        self.readonly = readonly
+        if not readonly:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         # a client (`watcher submit`, `watcher cancel`) works beside the daemon: no lock, and
         # the daemon's claims and heartbeat stay as they are
         self._lock = None if client else lock(path)
         try:
-            self._conn = connect(path)
-            if not client:
-                self._conn.execute("UPDATE watches SET claimed = 0 WHERE claimed")
-                self._conn.execute("DELETE FROM instances WHERE name = ?", (self.instance,))
+            with driver_errors():
+                self._conn = connect(path, readonly=readonly)
+                if not client:
+                    self._conn.execute("UPDATE watches SET claimed = 0 WHERE claimed")
+                    self._conn.execute("DELETE FROM instances WHERE name = ?", (self.instance,))
         except BaseException:
             if self._lock is not None:
                 self._lock.close()
@@ -166,26 +179,23 @@ class SqliteStore:
         except sqlite3.Error as exc:
             log.debug("state file %s: heartbeat not written: %s", self.path, exc)
 
-    async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
-        if self._checkpoints is None:
+    def _started(self) -> sqlite3.Connection:
+        if self._checkpoints is None and not self.readonly:
             self._checkpoints = asyncio.get_running_loop().create_task(self._checkpoint_often())
-        return work(self._conn)
+        return self._conn
+
+    async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``work`` on the loop's connection (what the engine reads to claim and save)."""
+        with driver_errors():
+            return work(self._started())
 
     async def _read(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         """``work`` on a reader thread when it serves a client, else on the loop as the engine's
         own reads (see the module docstring)."""
         if serving_clients():
-            return await self._readers.run(work)
+            with driver_errors():
+                return await self._readers.run(work)
         return await self._run(work)
-
-    def _merge(
-        self, records: Iterable[WatchRecord], before: Mapping[str, WatchRecord]
-    ) -> list[WatchRecord]:
-        """Records read on a reader thread, with the timings not written yet: those waiting now,
-        and those that waited when the read began (``before``: their batch may have landed
-        after the read began)."""
-        now = self._timings.waiting
-        return [_newest(r, before.get(r.key), now.get(r.key)) for r in records]
 
     async def _checkpoint_often(self) -> None:
         while True:
@@ -194,8 +204,7 @@ class SqliteStore:
                 await asyncio.to_thread(_checkpoint, self.path, "PASSIVE")
 
     async def _transaction(self, writes: Sequence[Work[sqlite3.Connection]]) -> list[Any]:
-        results: list[Any] = await self._run(lambda conn: _transaction(conn, writes))
-        return results
+        return _transaction(self._started(), writes)
 
     @property
     def health(self) -> Health:
@@ -206,7 +215,8 @@ class SqliteStore:
         return True
 
     async def _write(self, work: Work[sqlite3.Connection]) -> Any:
-        return await self._writer.write(work)
+        with driver_errors():
+            return await self._writer.write(work)
 
     async def sync(
         self, configured: Configured, sooner: Mapping[str, float] | None = None
@@ -290,11 +300,9 @@ class SqliteStore:
                 rows = conn.execute(f"SELECT {sql.COLS} FROM watches")
                 return [sql.row_to_record(r) for r in rows if keys is None or r[0] in wanted]
 
-            before = dict(self._timings.waiting)
-            found = {r.key: r for r in self._merge(await self._read(work), before)}
-        later = self._timings.waiting.values()  # newer than what the file has yet
-        found.update((r.key, r) for r in later if keys is None or r.key in wanted)
-        return found
+            before = self._timings.seen()
+            found = {r.key: r for r in self._timings.merged(await self._read(work), before)}
+        return self._timings.added(found, None if keys is None else wanted)
 
     async def renew(self) -> set[str]:
         """Write the heartbeat (the only holder's lease never runs out) and let go of the
@@ -336,7 +344,15 @@ class SqliteStore:
         if keys is not None:
             query, args = query + f" AND key IN {sql.IN_JSON}", [json.dumps(list(keys))]
         [(held,)] = await self._read(lambda c: c.execute(query, args).fetchall())
-        return dict.fromkeys(json.loads(held), self.instance)
+        return dict.fromkeys(json.loads(held), await self._holder())
+
+    async def _holder(self) -> str:
+        """The only daemon's name: this store's own, or read from its heartbeat when this
+        store only reads beside it."""
+        if not self.readonly:
+            return self.instance
+        instances = await self.instances()
+        return instances[0][0] if len(instances) == 1 else "this host's daemon"
 
     async def instances(self) -> list[tuple[str, float, float]]:
         query = "SELECT name, started, heartbeat FROM instances ORDER BY name"
@@ -344,9 +360,9 @@ class SqliteStore:
         return [(str(name), float(started), float(beat)) for name, started, beat in rows]
 
     async def snapshot(self) -> tuple[list[WatchRecord], list[Note]]:
-        before = dict(self._timings.waiting)
+        before = self._timings.seen()
         watches, notes = await self._read(_snapshot)
-        return self._merge(watches, before), notes
+        return self._timings.merged(watches, before), notes
 
     async def counts(self) -> dict[str, int]:
         rows = await self._read(lambda c: c.execute(sql.COUNTS).fetchall())
@@ -426,9 +442,9 @@ class SqliteStore:
                 [sql.row_to_note(row) for row in notes],
             )
 
-        before = dict(self._timings.waiting)
+        before = self._timings.seen()
         found: Listing = await self._read(read)
-        return replace(found, records=self._merge(found.records, before))
+        return replace(found, records=self._timings.merged(found.records, before))
 
     async def watched(self, key: str) -> bool:
         query = sql.WATCHED.format(key="?")
@@ -492,6 +508,13 @@ class SqliteStore:
         return lost
 
 
+async def open_state(
+    state: str, *, instance: str, lease_s: float, client: bool, readonly: bool
+) -> SqliteStore:
+    """The store of the state file ``state`` (for :func:`watcher.stores.open_store`)."""
+    return SqliteStore(state, instance=instance, lease_s=lease_s, client=client, readonly=readonly)
+
+
 def _checkpoint(path: str, mode: str) -> None:
     """Copy the write-ahead log back into the file, on a connection of this thread's own."""
     conn = sqlite3.connect(path, timeout=1.0)
@@ -499,15 +522,6 @@ def _checkpoint(path: str, mode: str) -> None:
         conn.execute(f"PRAGMA wal_checkpoint({mode})")
     finally:
         conn.close()
-
-
-def _newest(read: WatchRecord, before: WatchRecord | None, now: WatchRecord | None) -> WatchRecord:
-    """A record read on a reader thread, or the timing not written yet that is newer: the one
-    waiting now (a newer write would have taken it out), else the one that waited when the
-    read began if it counts more polls (its batch may have landed after the read began)."""
-    if now is not None:
-        return now
-    return before if before is not None and before.polls > read.polls else read
 
 
 def _in_order(record: WatchRecord) -> tuple[bool, float, str, str]:

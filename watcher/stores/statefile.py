@@ -2,8 +2,9 @@
 
 :func:`problem` only looks (fit for every command, ``status`` included); :func:`unwritable`
 tries to write beside the file, for the commands that will. A database URL passes through both
-untouched, for a state kept in a database server; :func:`database_where` and
-:func:`without_password` name one in messages without its credentials.
+untouched, for a state kept in a database server (which a value names is
+:mod:`watcher.stores.registry`'s to say); :func:`database_where` and :func:`without_password`
+name one in messages without its credentials.
 """
 
 from __future__ import annotations
@@ -11,22 +12,19 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Final
 from urllib.parse import unquote, urlsplit
 
 from watcher import redact
 from watcher.errors import ConfigError
-
-#: A state kept in a database server rather than a file; passed through as it is.
-DATABASE_URL_PREFIXES: Final = ("postgresql://", "postgres://")
+from watcher.stores import registry
 
 
 def problem(state: str) -> str | None:
     """Why ``state`` can never be a state file (looking, not touching), or ``None``.
 
-    A database URL (see :data:`DATABASE_URL_PREFIXES`) passes as it is.
+    A database URL (see :func:`~watcher.stores.registry.is_database`) passes as it is.
     """
-    if state.startswith(DATABASE_URL_PREFIXES):
+    if registry.is_database(state):
         return None  # checked by connecting to it
     if not state.strip():
         return "must name a file, e.g. 'watcher.db'"
@@ -46,7 +44,7 @@ def unwritable(state: str) -> str | None:
 
     Tries it: a temporary file is made and removed in the nearest folder that exists.
     """
-    if state.startswith(DATABASE_URL_PREFIXES):
+    if registry.is_database(state):
         return None
     path = Path(state).absolute()
     folder = _nearest_existing(path.parent)
@@ -64,20 +62,18 @@ def database_where(url: str) -> str:
     """``host:port/database`` of a database URL, for messages (never its credentials); its
     password becomes a secret :mod:`watcher.redact` masks. ConfigError if it is no URL."""
     try:
-        parts = urlsplit(url)
-        host, port = parts.hostname or "localhost", parts.port or 5432
+        where, password = registry.where(url), urlsplit(url).password
     except ValueError:
         raise ConfigError("daemon.state: not a usable database URL") from None
-    if parts.password:
-        redact.register(unquote(parts.password))
-    return f"{host}:{port}{parts.path}"
+    if password:
+        redact.register(unquote(password))
+    return where
 
 
 def describe(state: str) -> str:
     """How messages name ``daemon.state``: the file, or ``PostgreSQL at host:port/db``."""
-    if state.startswith(DATABASE_URL_PREFIXES):
-        return f"PostgreSQL at {database_where(state)}"
-    return state
+    kind = registry.kind_of(state)
+    return f"{kind.name} at {database_where(state)}" if kind.database else state
 
 
 def without_password(text: str, url: str) -> str:

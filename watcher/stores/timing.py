@@ -4,13 +4,16 @@ A poll of a held watch that changed only its polls, last and next poll and backo
 written at once: the latest such record per watch waits here and is written with all the others
 every :data:`EVERY_S`, in one batch, and before any other write of that watch. A crash loses at
 most that much timing, which only makes the watch poll a little sooner after the restart.
+
+Reads show these timings all the same: :meth:`Timings.merged` and :meth:`Timings.added` are the
+one place a store's reads take them in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from watcher.models import WatchRecord
@@ -44,6 +47,28 @@ class Timings:
         if self._timer is None:
             self._arm()
 
+    def seen(self) -> dict[str, WatchRecord]:
+        """What waits now: taken before a read, for :meth:`merged` after it."""
+        return dict(self.waiting)
+
+    def merged(
+        self, records: Iterable[WatchRecord], before: Mapping[str, WatchRecord]
+    ) -> list[WatchRecord]:
+        """Records as a read found them, each replaced by its timing not written yet where that
+        is newer: the one waiting now (a newer write would have taken it out), else the one
+        that waited when the read began (``before``, from :meth:`seen`) if it counts more polls
+        (its batch may have landed after the read began)."""
+        now = self.waiting
+        return [_newest(r, before.get(r.key), now.get(r.key)) for r in records]
+
+    def added(
+        self, found: dict[str, WatchRecord], keys: Collection[str] | None = None
+    ) -> dict[str, WatchRecord]:
+        """``found`` (a load by key) with every timing waiting now put in, of ``keys`` only if
+        given: they are newer than what the store holds yet."""
+        found.update((r.key, r) for r in self.waiting.values() if keys is None or r.key in keys)
+        return found
+
     def drop(self, key: str) -> None:
         """Forget a watch's waiting timing (a newer write of it carries it)."""
         self.waiting.pop(key, None)
@@ -66,6 +91,12 @@ class Timings:
 
     def _arm(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(EVERY_S, self._write)
+
+
+def _newest(read: WatchRecord, before: WatchRecord | None, now: WatchRecord | None) -> WatchRecord:
+    if now is not None:
+        return now
+    return before if before is not None and before.polls > read.polls else read
 
 
 def _log_failure(done: asyncio.Future[Any]) -> None:

@@ -1,0 +1,75 @@
+"""Which store a ``daemon.state`` value names: the one place that decides it, by URL scheme.
+
+A value whose scheme is in :data:`SCHEMES` is a database URL and opens that store; anything
+else is a SQLite file. Every "is the state a database?" in watcher asks :func:`is_database`.
+A store's module is imported only when a state names it, so a SQLite run never loads asyncpg.
+
+Adding a store is one line in :data:`SCHEMES` and one module with an ``open_state`` function
+(see :class:`Opener`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Protocol, cast
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from watcher.stores import Store
+
+
+class Opener(Protocol):
+    """What a store's module offers the registry."""
+
+    async def open_state(
+        self, state: str, *, instance: str, lease_s: float, client: bool, readonly: bool
+    ) -> Store:
+        """The store ``state`` names; see :func:`watcher.stores.open_store`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """A kind of store: how messages name it, and the module that opens it."""
+
+    name: str
+    module: str
+    database: bool
+    """Whether its state lives in a database server (shared by instances), not a file."""
+    default_port: int | None = None
+
+    def opener(self) -> Opener:
+        """The store's module (imported now: its driver is loaded only when used)."""
+        return cast(Opener, importlib.import_module(self.module))
+
+
+SQLITE: Final = Kind("SQLite", "watcher.stores.sqlite", database=False)
+POSTGRES: Final = Kind("PostgreSQL", "watcher.stores.postgres", database=True, default_port=5432)
+
+SCHEMES: Final = {"postgresql": POSTGRES, "postgres": POSTGRES}
+"""The URL schemes that name a database, and the store each opens."""
+
+
+def kind_of(state: str) -> Kind:
+    """The kind of store ``state`` names: a database URL's, else a SQLite file."""
+    scheme, colon_slashes, _ = state.partition("://")
+    if colon_slashes and (kind := SCHEMES.get(scheme)) is not None:
+        return kind
+    return SQLITE
+
+
+def is_database(state: str) -> bool:
+    """Whether ``state`` is a database URL (shared by instances) rather than a file."""
+    return kind_of(state).database
+
+
+def where(state: str) -> str:
+    """``host:port/database`` of a database URL, for messages (never its credentials).
+
+    Raises:
+        ValueError: it is no usable URL.
+    """
+    parts = urlsplit(state)
+    host, port = parts.hostname or "localhost", parts.port or kind_of(state).default_port
+    return f"{host}:{port}{parts.path}"
