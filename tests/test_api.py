@@ -383,7 +383,7 @@ async def test_healthz_reads_the_state_once_for_all_who_ask_at_once(
 async def test_healthz_answers_503_when_the_state_does_not_answer_in_time(
     tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("watcher.api.server.FACTS_WITHIN_S", 0.3)
+    monkeypatch.setattr("watcher.api.health.FACTS_WITHIN_S", 0.3)
     async with daemon(write(tmp_path, receiver.url, rsa.url)) as (service, url):
 
         async def stuck() -> str:  # a database behind a network partition
