@@ -1,10 +1,15 @@
 """watches.toml -> validated, frozen models.
 
-* :mod:`~watcher.config.load`: reading, expanding and validating the file (:class:`Config
-  <watcher.config.load.Config>`), where it is looked for when ``-c`` is not given, and where
-  its state is.
+* :mod:`~watcher.config.load`: the loading pipeline: reading, expanding, merging
+  ``[defaults]`` and validating the file, where it is looked for when ``-c`` is not given, and
+  where its state is. Every model below is importable from it too.
 * :mod:`~watcher.config.expand`: ``${VAR}`` expansion and ``<key>_file`` secrets, before
   validation.
+* :mod:`~watcher.config.explain`: a validation error as ``key.path: what is wrong`` lines.
+* The models, one room per table: :mod:`~watcher.config.daemon` (``[daemon]``),
+  :mod:`~watcher.config.watches` (``[defaults]`` and ``[[watches]]``),
+  :mod:`~watcher.config.channels` (``[channels.<name>]``), and :mod:`~watcher.config.file`
+  (:class:`~watcher.config.file.Config`, the whole file, whose names must resolve across tables).
 * :mod:`~watcher.config.api`: ``[api]`` and ``[[api.tokens]]``: the listener's settings, the
   tokens' hashes and scopes, their checks.
 

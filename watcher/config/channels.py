@@ -1,0 +1,96 @@
+"""``[channels.<name>]``: where notifications go, which events each wants, and when.
+
+Every URL is masked in all output from the moment it is read, and checked with apprise as the
+file loads (except within :meth:`ChannelConfig.urls_unchecked`); templates and quiet hours are
+checked by :mod:`watcher.notify`, which owns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
+
+from watcher import redact
+from watcher.models import DEFAULT_EVENTS, Event
+from watcher.notify import quiet
+from watcher.notify.messages import check_template, url_problem
+from watcher.schema import Duration, Model
+
+_check_channel_urls: ContextVar[bool] = ContextVar("check_channel_urls", default=True)
+
+
+def _channel_url(url: SecretStr) -> SecretStr:
+    redact.register_url(url.get_secret_value())  # masked in all output from the moment it is known
+    if _check_channel_urls.get() and (problem := url_problem(url.get_secret_value())):
+        raise ValueError(problem)
+    return url
+
+
+ChannelUrl = Annotated[SecretStr, AfterValidator(_channel_url)]
+
+
+class ChannelConfig(Model):
+    """``[channels.<name>]``: where notifications go and which events each one wants.
+
+    Apprise checks every URL as the config loads, except within :meth:`urls_unchecked`.
+    """
+
+    url: ChannelUrl | None = None
+    urls: list[ChannelUrl] = Field(default_factory=list)
+    on: frozenset[Event] = DEFAULT_EVENTS
+    title: str | None = None
+    body: str | None = None
+    quiet: str | None = None
+    urgent: frozenset[Event] = frozenset()
+    repeat: Duration | None = None
+    group: Duration | None = None
+
+    @field_validator("quiet")
+    @classmethod
+    def _a_window(cls, value: str | None) -> str | None:
+        if value is not None:
+            quiet.window(value)
+        return value
+
+    @staticmethod
+    @contextmanager
+    def urls_unchecked() -> Iterator[None]:
+        """Load channels without asking apprise about their URLs (``notify-test`` of one
+        channel checks only that one's, with :meth:`url_problems`)."""
+        token = _check_channel_urls.set(False)
+        try:
+            yield
+        finally:
+            _check_channel_urls.reset(token)
+
+    def url_problems(self) -> list[str]:
+        """``url: why`` or ``urls[i]: why`` for each URL apprise cannot use."""
+        keyed = ([("url", self.url)] if self.url else []) + [
+            (f"urls[{index}]", url) for index, url in enumerate(self.urls)
+        ]
+        return [
+            f"{key}: {problem}"
+            for key, url in keyed
+            if (problem := url_problem(url.get_secret_value()))
+        ]
+
+    @field_validator("title", "body")
+    @classmethod
+    def _known_placeholders(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_template(value)
+        return value
+
+    @model_validator(mode="after")
+    def _has_urls(self) -> ChannelConfig:
+        if not self.all_urls:
+            raise ValueError("needs 'url' or 'urls'")
+        return self
+
+    @property
+    def all_urls(self) -> list[str]:
+        return [u.get_secret_value() for u in ([self.url] if self.url else []) + self.urls]

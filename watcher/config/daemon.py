@@ -1,0 +1,86 @@
+"""``[daemon]``: where the state is, how this instance is named and leases, the metrics address.
+
+Every key may also be set as ``WATCHER_<KEY>`` in the environment, which wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from watcher.address import parse_address
+from watcher.errors import ConfigError
+from watcher.notify import quiet
+from watcher.schema import Duration
+from watcher.stores import default_instance, is_database, statefile
+
+#: ``[daemon] lease``: renewed every third of it, so a third is what a pause may take
+MIN_LEASE_S, MAX_LEASE_S = 3.0, 600.0
+
+
+def default_state_path() -> str:
+    """``$STATE_DIRECTORY/watcher.db`` under systemd, else ``./watcher.db``."""
+    state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return str(Path(state_dir) / "watcher.db") if state_dir else "watcher.db"
+
+
+class Daemon(BaseSettings):
+    """``[daemon]``: every key may also be set as ``WATCHER_<KEY>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WATCHER_", extra="forbid", frozen=True, hide_input_in_errors=True
+    )
+
+    state: str = Field(default_factory=default_state_path)
+    notify_concurrency: int = Field(default=4, ge=1, le=64)
+    metrics: str | None = None
+    instance: str = Field(default_factory=default_instance, min_length=1, max_length=200)
+    lease: Duration = 15.0
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        quiet.zone(value)
+        return value
+
+    @field_validator("state")
+    @classmethod
+    def _usable_state(cls, value: str) -> str:
+        if problem := statefile.problem(value):
+            raise ValueError(problem)
+        if is_database(value):
+            try:  # its password is masked in all output from the moment it is known
+                statefile.database_where(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("daemon.state: ")) from None
+        return value
+
+    @field_validator("lease")
+    @classmethod
+    def _lease_range(cls, value: float) -> float:
+        if not MIN_LEASE_S <= value <= MAX_LEASE_S:
+            raise ValueError(f"must be between {MIN_LEASE_S:g}s and {MAX_LEASE_S / 60:g}m")
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, port = parse_address(value)
+            value = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings
