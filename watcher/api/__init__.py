@@ -12,7 +12,10 @@ the host names answered, is :mod:`watcher.config.api`.
 * :mod:`watcher.api.v1`: ``/api/v1``: the documents of ``status --json``, submissions and
   silences, with the models that check what a client sends.
 * :mod:`watcher.api.page` renders the status page; :mod:`watcher.api.site` serves it.
-* :mod:`watcher.api.server`: the routes, the limits on what a client may send, the listener.
+* :mod:`watcher.api.checks`: what every request must pass, and how a refusal is answered.
+* :mod:`watcher.api.health`: ``/healthz``; :mod:`watcher.api.reads` and
+  :mod:`watcher.api.writes`: the handlers of ``/api/v1``.
+* :mod:`watcher.api.server`: the routes, composing the above, and the listener's life.
 
 It may import the engine (what a submission becomes, the history of runs), config, notify,
 metrics, stores and the shared modules. The daemon starts it and serves it through the small
