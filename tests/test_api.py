@@ -23,7 +23,9 @@ from tests.postgres import Server
 from tests.systems import config_text, server_table, soon
 from watcher.cli.main import main
 from watcher.config.load import load
+from watcher.errors import StoreError
 from watcher.service.daemon import Daemon, Options
+from watcher.service.facts import Facts
 from watcher.simulators.rsa_governance import RsaSimulator
 
 READ, SUBMIT, ADMIN = (f"wt_{secrets.token_urlsafe(32)}" for _ in range(3))
@@ -681,3 +683,29 @@ async def test_a_client_stuck_in_the_middle_of_a_request_does_not_hold_up_a_stop
     assert await asyncio.wait_for(running, 30) == 0
     assert asyncio.get_running_loop().time() - began < 5  # not aiohttp's 60 s for requests
     writer.close()
+
+
+async def test_a_state_unreadable_at_ready_leaves_the_daemon_running(
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The status line sent with READY=1 is a courtesy: a database restarting just then (the
+    facts cannot be read) does not end the daemon it describes."""
+    facts = Facts.__call__
+    failed: list[bool] = []
+
+    async def once_unreadable(self: Facts) -> str:
+        if not failed:
+            failed.append(True)
+            raise StoreError("the database system is shutting down")
+        return await facts(self)
+
+    monkeypatch.setattr(Facts, "__call__", once_unreadable)
+    caplog.set_level(logging.WARNING, "watcher")
+    async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
+        await soon(lambda: bool(failed))
+        assert (await call(url, "GET", "/healthz"))[0] == 200
+    assert "the state cannot be read for the status line" in caplog.text

@@ -212,7 +212,7 @@ class Daemon:
             await front.listen()
             if self.options.live:
                 self._spawn(self.ending.live())
-            self.notifier.ready(await self.facts())
+            await self._ready()
             where = statefile.describe(self.config.daemon.state)
             log.info("watching %d runs, state in %s", len(self.specs), where)
             await self._wait()
@@ -295,7 +295,7 @@ class Daemon:
         except Exception:  # whatever went wrong, the running configuration stays
             log.exception("reload failed, still running the previous configuration")
         finally:
-            self.notifier.ready(await self.facts())
+            await self._ready()
 
     async def _reconfigure(self) -> str:
         """Read the file and hand each part its share of it; what the engine says it did."""
@@ -313,6 +313,16 @@ class Daemon:
         self.config = config
         settle_memory(len(self.engine.specs))
         return done
+
+    async def _ready(self) -> None:
+        """READY=1 with the status line. The line is a courtesy: a state that cannot be read
+        at that moment (a database restarting) must not end the daemon it describes."""
+        try:
+            facts = await self.facts()
+        except (OSError, StoreError) as exc:
+            log.warning("the state cannot be read for the status line: %s", exc)
+            facts = "the state cannot be read"
+        self.notifier.ready(facts)
 
     async def _status_update(self) -> None:
         # status is a courtesy: never stop for it, nor complain when a stop cuts it short
