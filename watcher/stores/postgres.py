@@ -41,17 +41,13 @@ from watcher.stores import (
     DEFAULT_LEASE_S,
     Active,
     Configured,
-    Listing,
-    Place,
-    Sent,
-    Silence,
     pgsql,
     sql,
     statefile,
 )
 from watcher.stores.batch import Batch, Save
 from watcher.stores.commit import GroupCommit, Health, Work
-from watcher.stores.sql import SILENCE_COLS
+from watcher.stores.reading import Query, SharedReads
 from watcher.stores.timing import Timings
 
 if TYPE_CHECKING:
@@ -106,9 +102,12 @@ def _is_outage(exc: BaseException) -> bool:
     return isinstance(exc, _OUTAGES)
 
 
-class PostgresStore:
+class PostgresStore(SharedReads):
     """The PostgreSQL implementation of :class:`~watcher.stores.Store`; see the module
     docstring. Made by :meth:`open`."""
+
+    SUBMITTER = "settings::jsonb ->> 'by'"
+    INSTANCES = pgsql.INSTANCES
 
     def __init__(self, pool: asyncpg.Pool, where: str, instance: str, lease_s: float) -> None:
         self._pool = pool
@@ -379,29 +378,16 @@ class PostgresStore:
                     await self._pool.expire_connections()  # a restarted server: once more
                     return await self._pool.fetch(query, *args)
 
-    async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]:
-        if keys is None:
-            rows = await self._fetch(f"SELECT {sql.COLS} FROM watches")
-        else:
-            keys = list(keys)
-            rows = await self._fetch(f"SELECT {sql.COLS} FROM watches WHERE key = ANY($1)", keys)
-        records = {row[0]: sql.row_to_record(row) for row in rows}
-        return self._timings.added(records, None if keys is None else set(keys))
+    async def _reads(self, *queries: Query[Any], apart: bool = True) -> list[Any]:
+        return [q.decode(await self._fetch(q.sql, *q.args)) for q in queries]
 
-    async def counts(self) -> dict[str, int]:
-        return {str(state): int(n) for state, n in await self._fetch(sql.COUNTS)}
+    @staticmethod
+    def mark(n: int, kind: str = "") -> str:
+        return f"${n}::{kind}" if kind else f"${n}"
 
-    async def submitted(self, key: str | None = None) -> dict[str, dict[str, Any]]:
-        if key is None:
-            rows = await self._fetch(sql.SETTINGS)
-        else:
-            rows = await self._fetch(sql.SETTINGS + " AND key = $1", key)
-        return {key: json.loads(settings or "{}") for key, settings in rows}
-
-    async def active_submitted(self, by: str) -> int:
-        query = sql.ACTIVE_SUBMITTED.format(by="settings::jsonb ->> 'by'", name="$1")
-        [(count,)] = await self._fetch(query, by)
-        return int(count)
+    @staticmethod
+    def among(column: str, n: int, keys: Iterable[str]) -> tuple[str, Any]:
+        return f"{column} = ANY(${n}::text[])", list(keys)
 
     async def holders(self, keys: Sequence[str] | None = None) -> dict[str, str]:
         if keys is None:
@@ -409,18 +395,6 @@ class PostgresStore:
         else:
             rows = await self._fetch(pgsql.HOLDERS + " AND key = ANY($1::text[])", list(keys))
         return {key: owner for key, owner in rows}
-
-    async def instances(self) -> list[tuple[str, float, float]]:
-        return [(name, started, beat) for name, started, beat in await self._fetch(pgsql.INSTANCES)]
-
-    async def snapshot(self) -> tuple[list[WatchRecord], list[Note]]:
-        before = self._timings.seen()
-        rows = await self._fetch(f"SELECT {sql.COLS} FROM watches ORDER BY name")
-        watches = self._timings.merged(map(sql.row_to_record, rows), before)
-        pending = await self._fetch(sql.PENDING.format(cols=sql.NOTE_COLS) + " ORDER BY id")
-        return watches, [sql.row_to_note(row) for row in pending]
-
-    # --- the outbox ----------------------------------------------------------------------
 
     async def due(self, now: float, limit: int) -> list[Note]:
         async def run(conn: Conn, batch: Plan) -> list[Note]:
@@ -489,60 +463,6 @@ class PostgresStore:
 
         return await self._write(run)
 
-    async def silences(self, now: float) -> list[Silence]:
-        query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > $1 ORDER BY id"
-        return [Silence(*row) for row in await self._fetch(query, now)]
-
-    async def listing(
-        self, server: str | None, state: str | None, limit: int, after: Place | None = None
-    ) -> Listing:
-        named = {"server": "$1::text", "state": "$2::text"}
-        given: list[Any] = [server, state]
-        place = ""
-        if after is not None:
-            given += [after.done, after.finished, after.name, after.key]
-            place = sql.AFTER.format(
-                done="$3::boolean", finished="$4::float8", name="$5::text", key="$6::text"
-            )
-        query = sql.LIST.format(**named, after=place, limit=int(limit) + 1)
-        before = self._timings.seen()
-        rows = await self._fetch(query, *given)
-        records = self._timings.merged(map(sql.row_to_record, rows), before)
-        following = Place.of(records[limit - 1]) if len(records) > limit else None
-        records = records[:limit]
-        where = " AND watch = ANY($1::text[]) ORDER BY id"
-        keys = [r.key for r in records]
-        notes = await self._fetch(sql.PENDING.format(cols=sql.NOTE_COLS) + where, keys)
-        [(matched,)] = await self._fetch(sql.LIST_COUNT.format(**named), server, state)
-        return Listing(
-            records,
-            following,
-            int(matched),
-            await self.counts(),
-            [str(name) for (name,) in await self._fetch(sql.SERVERS)],
-            [sql.row_to_note(row) for row in notes],
-        )
-
-    async def watched(self, key: str) -> bool:
-        [(count,)] = await self._fetch(sql.WATCHED.format(key="$1"), key)
-        return bool(count)
-
-    async def succeeded(self) -> list[tuple[str, str | None, str, float]]:
-        rows = await self._fetch(sql.SUCCEEDED)
-        return [(str(a), b, str(c), float(d)) for a, b, c, d in rows]
-
-    async def sent(self, key: str, limit: int) -> list[Sent]:
-        query = sql.SENT.format(key="$1", limit="$2")
-        return [Sent(*row) for row in await self._fetch(query, key, limit)]
-
-    async def held_back(self, keys: Sequence[str] | None = None) -> dict[str, int]:
-        if keys is None:
-            rows = await self._fetch(sql.HELD_BACK)
-        else:
-            only = sql.HELD_BACK_OF.format(only=" AND watch = ANY($1::text[])")
-            rows = await self._fetch(only, list(keys))
-        return {str(key): int(n) for key, n in rows}
-
     async def unsilence(self, silence_id: int) -> bool:
         async def run(conn: Conn, batch: Plan) -> bool:
             return (
@@ -564,10 +484,6 @@ class PostgresStore:
 
         self._notes.discard(note.id)  # renewed no more: a mark that never lands frees it in time
         await self._write(run)
-
-    async def pending(self) -> int:
-        rows = await self._fetch("SELECT COUNT(*) FROM outbox WHERE delivered IS NULL")
-        return int(rows[0][0])
 
     async def close(self, grace_s: float = 5.0) -> int:
         self._timings.close()

@@ -32,7 +32,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,26 +42,19 @@ from watcher.stores import (
     DEFAULT_LEASE_S,
     Active,
     Configured,
-    Listing,
-    Place,
-    Sent,
-    Silence,
     default_instance,
     serving_clients,
     sql,
 )
 from watcher.stores.commit import GroupCommit, Health, Work
 from watcher.stores.readers import Readers
-from watcher.stores.sql import SILENCE_COLS
+from watcher.stores.reading import Query, Rows, SharedReads
 from watcher.stores.timing import Timings
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 4
 CHECKPOINT_EVERY_S = 5.0
-FEW_KEYS = 100
-"""``load`` of at most this many keys asks for them on the loop; more read the table once, on a
-reader thread."""
 READERS_STOP_S = 2.0
 """How long a close waits for reads under way (interrupted) to end."""
 
@@ -129,8 +121,11 @@ def lock(path: str | Path) -> IO[str]:
     return handle
 
 
-class SqliteStore:
+class SqliteStore(SharedReads):
     """The SQLite implementation of :class:`~watcher.stores.Store`; see the module docstring."""
+
+    SUBMITTER = "json_extract(settings, '$.by')"
+    INSTANCES = "SELECT name, started, heartbeat FROM instances ORDER BY name"
 
     def __init__(
         self,
@@ -196,6 +191,28 @@ class SqliteStore:
             with driver_errors():
                 return await self._readers.run(work)
         return await self._run(work)
+
+    async def _reads(self, *queries: Query[Any], apart: bool = True) -> list[Any]:
+        def work(conn: sqlite3.Connection) -> list[Any]:
+            return [q.decode(conn.execute(q.sql, q.args).fetchall()) for q in queries]
+
+        return await (self._read(work) if apart else self._run(work))  # type: ignore[no-any-return]
+
+    @staticmethod
+    def mark(n: int, kind: str = "") -> str:
+        return f"?{n}"
+
+    @staticmethod
+    def among(column: str, n: int, keys: Iterable[str]) -> tuple[str, Any]:
+        # one parameter however many keys: SQLite caps their number
+        return f"{column} IN (SELECT value FROM json_each(?{n}))", json.dumps(list(keys))
+
+    def _listed(self, query: str, args: Sequence[Any]) -> Query[list[WatchRecord]]:
+        def decode(rows: Rows) -> list[WatchRecord]:
+            found = [sql.row_to_record(row) for row in sql.rows_in_one(rows[0][0])]
+            return sorted(found, key=_in_order)  # an aggregate promises no order
+
+        return Query(sql.IN_ONE.format(query=query), args, decode)
 
     async def _checkpoint_often(self) -> None:
         while True:
@@ -287,23 +304,6 @@ class SqliteStore:
         rows = [(key,) for key in keys]
         await self._write(lambda conn: conn.executemany(update + " WHERE key = ?", rows))
 
-    async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]:
-        wanted = set(keys or ())
-        if keys is not None and len(wanted) <= FEW_KEYS:  # one notification's watch, say
-            marks = ", ".join("?" for _ in wanted)
-            query = f"SELECT {sql.COLS} FROM watches WHERE key IN ({marks})"
-            rows = await self._run(lambda c: c.execute(query, list(wanted)).fetchall())
-            found = {row[0]: sql.row_to_record(row) for row in rows}
-        else:
-
-            def work(conn: sqlite3.Connection) -> list[WatchRecord]:
-                rows = conn.execute(f"SELECT {sql.COLS} FROM watches")
-                return [sql.row_to_record(r) for r in rows if keys is None or r[0] in wanted]
-
-            before = self._timings.seen()
-            found = {r.key: r for r in self._timings.merged(await self._read(work), before)}
-        return self._timings.added(found, None if keys is None else wanted)
-
     async def renew(self) -> set[str]:
         """Write the heartbeat (the only holder's lease never runs out) and let go of the
         held watches that were stopped meanwhile (`watcher cancel`)."""
@@ -330,15 +330,6 @@ class SqliteStore:
         done: bool = await self._write(work)
         return done
 
-    async def submitted(self, key: str | None = None) -> dict[str, dict[str, Any]]:
-        query, args = (sql.SETTINGS, []) if key is None else (sql.SETTINGS + " AND key = ?", [key])
-        rows = await self._run(lambda c: c.execute(query, args).fetchall())
-        return {key: json.loads(settings or "{}") for key, settings in rows}
-
-    async def active_submitted(self, by: str) -> int:
-        query = sql.ACTIVE_SUBMITTED.format(by="json_extract(settings, '$.by')", name="?")
-        return int((await self._run(lambda c: c.execute(query, (by,)).fetchone()))[0])
-
     async def holders(self, keys: Sequence[str] | None = None) -> dict[str, str]:
         query, args = "SELECT json_group_array(key) FROM watches WHERE claimed AND active", []
         if keys is not None:
@@ -353,20 +344,6 @@ class SqliteStore:
             return self.instance
         instances = await self.instances()
         return instances[0][0] if len(instances) == 1 else "this host's daemon"
-
-    async def instances(self) -> list[tuple[str, float, float]]:
-        query = "SELECT name, started, heartbeat FROM instances ORDER BY name"
-        rows = await self._read(lambda c: c.execute(query).fetchall())
-        return [(str(name), float(started), float(beat)) for name, started, beat in rows]
-
-    async def snapshot(self) -> tuple[list[WatchRecord], list[Note]]:
-        before = self._timings.seen()
-        watches, notes = await self._read(_snapshot)
-        return self._timings.merged(watches, before), notes
-
-    async def counts(self) -> dict[str, int]:
-        rows = await self._read(lambda c: c.execute(sql.COUNTS).fetchall())
-        return {str(state): int(n) for state, n in rows}
 
     async def confirm(self, note: Note) -> bool:
         return True
@@ -414,59 +391,6 @@ class SqliteStore:
         made: int = await self._write(lambda c: c.execute(insert, row).lastrowid)
         return made
 
-    async def silences(self, now: float) -> list[Silence]:
-        query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > ? ORDER BY id"
-        rows = await self._read(lambda c: c.execute(query, (now,)).fetchall())
-        return [Silence(*row) for row in rows]
-
-    async def listing(
-        self, server: str | None, state: str | None, limit: int, after: Place | None = None
-    ) -> Listing:
-        given: dict[str, Any] = {"server": server, "state": state}
-        named = {"server": ":server", "state": ":state"}
-        query = sql.LIST.format(**named, after=_after(given, after), limit=int(limit) + 1)
-
-        def read(c: sqlite3.Connection) -> Listing:
-            [(found,)] = c.execute(sql.IN_ONE.format(query=query), given)
-            records = [sql.row_to_record(row) for row in sql.rows_in_one(found)]
-            records.sort(key=_in_order)  # an aggregate promises no order
-            keys = json.dumps([r.key for r in records[:limit]])  # one parameter, however many
-            where = f" AND watch IN {sql.IN_JSON} ORDER BY id"
-            notes = c.execute(sql.PENDING.format(cols=sql.NOTE_COLS) + where, [keys])
-            return Listing(
-                records[:limit],
-                Place.of(records[limit - 1]) if len(records) > limit else None,
-                int(c.execute(sql.LIST_COUNT.format(**named), given).fetchone()[0]),
-                {str(state): int(n) for state, n in c.execute(sql.COUNTS)},
-                [str(name) for (name,) in c.execute(sql.SERVERS)],
-                [sql.row_to_note(row) for row in notes],
-            )
-
-        before = self._timings.seen()
-        found: Listing = await self._read(read)
-        return replace(found, records=self._timings.merged(found.records, before))
-
-    async def watched(self, key: str) -> bool:
-        query = sql.WATCHED.format(key="?")
-        return bool(await self._run(lambda c: c.execute(query, (key,)).fetchone()[0]))
-
-    async def succeeded(self) -> list[tuple[str, str | None, str, float]]:
-        rows = await self._read(lambda c: c.execute(sql.SUCCEEDED).fetchall())
-        return [(str(a), b, str(c), float(d)) for a, b, c, d in rows]
-
-    async def sent(self, key: str, limit: int) -> list[Sent]:
-        query = sql.SENT.format(key="?", limit="?")
-        rows = await self._read(lambda c: c.execute(query, (key, limit)).fetchall())
-        return [Sent(*row) for row in rows]
-
-    async def held_back(self, keys: Sequence[str] | None = None) -> dict[str, int]:
-        query, args = sql.HELD_BACK, []
-        if keys is not None:
-            query = sql.HELD_BACK_OF.format(only=f" AND watch IN {sql.IN_JSON}")
-            args = [json.dumps(list(keys))]
-        rows = await self._read(lambda c: c.execute(query, args).fetchall())
-        return {str(key): int(n) for key, n in rows}
-
     async def unsilence(self, silence_id: int) -> bool:
         delete = "DELETE FROM silences WHERE id = ?"
         gone = await self._write(lambda c: c.execute(delete, (silence_id,)).rowcount)
@@ -481,11 +405,6 @@ class SqliteStore:
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_try = ? WHERE id = ?"
         )
         await self._write(lambda c: c.execute(update, (error, next_try, note.id)))
-
-    async def pending(self) -> int:
-        query = "SELECT COUNT(*) FROM outbox WHERE delivered IS NULL"
-        row = await self._run(lambda c: c.execute(query).fetchone())
-        return int(row[0])
 
     async def close(self, grace_s: float = 5.0) -> int:
         await self._readers.close(READERS_STOP_S)
@@ -527,14 +446,6 @@ def _checkpoint(path: str, mode: str) -> None:
 def _in_order(record: WatchRecord) -> tuple[bool, float, str, str]:
     """The order of :data:`sql.ORDER` (text compared as SQLite does: by code point)."""
     return record.outcome is not None, -(record.finished or 0.0), record.name, record.key
-
-
-def _after(given: dict[str, Any], after: Place | None) -> str:
-    """The condition of :data:`sql.AFTER` for ``after`` (its values put in ``given``)."""
-    if after is None:
-        return ""
-    given.update(done=int(after.done), finished=after.finished, name=after.name, key=after.key)
-    return sql.AFTER.format(done=":done", finished=":finished", name=":name", key=":key")
 
 
 def _due(record: WatchRecord) -> float:
