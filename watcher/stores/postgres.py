@@ -47,6 +47,7 @@ from watcher.stores import (
 )
 from watcher.stores.batch import Batch, Save
 from watcher.stores.commit import GroupCommit, Health, Work
+from watcher.stores.leases import Held
 from watcher.stores.reading import Query, SharedReads
 from watcher.stores.timing import Timings
 
@@ -117,12 +118,8 @@ class PostgresStore(SharedReads):
         self.instance = instance
         self.lease_s = lease_s
         self._lease = timedelta(seconds=lease_s)
-        self._fences: dict[str, int] = {}
-        self._notes: set[int] = set()
-        self._lost: set[str] = set()
-        self._renewed_at = time.monotonic()
+        self._held = Held(where, lease_s, log)
         self._renewing: asyncio.Future[Any] | None = None  # at most one renewal waits
-        self._renewals_failing = False
         self._writer: GroupCommit[Plan] = GroupCommit(
             self._transaction, _is_outage, f"database {where}"
         )
@@ -179,12 +176,12 @@ class PostgresStore(SharedReads):
 
     @property
     def lease_ok(self) -> bool:
-        return time.monotonic() - self._renewed_at < self.lease_s
+        return self._held.ok
 
     # --- transactions --------------------------------------------------------------------
 
     async def _transaction(self, works: Sequence[Work[Plan]]) -> list[Any]:
-        batch: Plan = Batch(self._fences)
+        batch: Plan = Batch(self._held.fences)
         handles = [work(batch) for work in works]
         try:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -197,20 +194,8 @@ class PostgresStore(SharedReads):
             if _is_outage(exc):  # the next try should not meet another dead connection
                 await self._pool.expire_connections()
             raise
-        self._committed(batch)
+        self._held.committed(batch)
         return [handle.value for handle in handles]
-
-    def _committed(self, batch: Plan) -> None:
-        for key, fence in batch.fences.items():
-            if fence is None:
-                self._fences.pop(key, None)
-            else:
-                self._fences[key] = fence
-        for note, held in batch.notes.items():
-            (self._notes.add if held else self._notes.discard)(note)
-        self._lost |= batch.lost
-        if batch.claimed:
-            self._renewed_at = max(self._renewed_at, batch.began)
 
     async def _write(self, run: Callable[[Conn, Plan], Awaitable[T]]) -> T:
         with driver_errors():
@@ -269,7 +254,7 @@ class PostgresStore(SharedReads):
             and before is not None
             and not also
             and not notes
-            and record.key in self._fences
+            and record.key in self._held.fences
             and self._writer.health.down_since is None
             and sql.stable(before) == sql.stable(record)
         ):
@@ -301,7 +286,10 @@ class PostgresStore(SharedReads):
         began, me, lease = time.monotonic(), self.instance, self._lease
 
         async def run(conn: Conn, batch: Plan) -> tuple[dict[str, int], list[asyncpg.Record]]:
-            fences, notes = dict(self._fences), list(self._notes)  # as of this transaction
+            fences, notes = (
+                dict(self._held.fences),
+                list(self._held.notes),
+            )  # as of this transaction
             gone = await conn.fetch(pgsql.RENEW, me, lease, list(fences), [*fences.values()])
             await conn.execute(pgsql.RENEW_NOTES, me, lease, notes)
             await conn.execute(pgsql.HEARTBEAT, me, str(watcher.__version__))
@@ -315,38 +303,18 @@ class PostgresStore(SharedReads):
             async with asyncio.timeout(self.lease_s / 2):
                 fences, gone = await asyncio.shield(self._renewing)
         except TimeoutError:
-            self._renewal_failed("no answer within half a lease")
+            self._held.renewal_failed("no answer within half a lease")
             return set()
         except Exception as exc:
             if not _is_outage(exc):
                 with driver_errors():
                     raise
-            self._renewal_failed(str(exc))
+            self._held.renewal_failed(str(exc))
             return set()
-        self._renewal_worked(began)
-        lost = {key for (key,) in gone if self._fences.get(key) == fences[key]} | self._lost
-        self._lost = set()
+        lost = self._held.renewed(began, fences, (key for (key,) in gone))
         for key in lost:
-            self._fences.pop(key, None)
             self._timings.drop(key)
         return lost
-
-    def _renewal_failed(self, why: str) -> None:
-        if not self._renewals_failing:
-            self._renewals_failing = True
-            log.warning(
-                "database %s: cannot renew this instance's leases (%s); claims and deliveries "
-                "stop once its lease of %gs has run out",
-                self.where,
-                why,
-                self.lease_s,
-            )
-
-    def _renewal_worked(self, began: float) -> None:
-        self._renewed_at = max(self._renewed_at, began)
-        if self._renewals_failing:
-            self._renewals_failing = False
-            log.info("database %s: leases renewed again", self.where)
 
     async def submit(self, record: WatchRecord, settings: Mapping[str, Any]) -> bool:
         row = [*pgsql.record_row(record), json.dumps(dict(settings), sort_keys=True)]
@@ -423,7 +391,7 @@ class PostgresStore(SharedReads):
                     raise
             return False  # unsure: not sent now; `due` hands it out again
         if found is None:
-            self._notes.discard(note.id)  # another instance's now
+            self._held.notes.discard(note.id)  # another instance's now
         return found is not None
 
     async def next_due(self) -> float | None:
@@ -482,7 +450,9 @@ class PostgresStore(SharedReads):
         async def run(conn: Conn, batch: Plan) -> None:
             await conn.execute(statement, self.instance, *values, note.id)
 
-        self._notes.discard(note.id)  # renewed no more: a mark that never lands frees it in time
+        self._held.notes.discard(
+            note.id
+        )  # renewed no more: a mark that never lands frees it in time
         await self._write(run)
 
     async def close(self, grace_s: float = 5.0) -> int:
@@ -503,8 +473,7 @@ class PostgresStore(SharedReads):
                 exc,
             )
         finally:
-            self._fences.clear()
-            self._notes.clear()
+            self._held.clear()
             try:
                 async with asyncio.timeout(CLOSE_S):
                     await self._pool.close()
