@@ -144,20 +144,7 @@ class PostgresStore(SharedReads):
                 (the message never holds the password), or ``wait_s`` ran out.
         """
         where = statefile.database_where(url)
-        pool = await asyncpg.create_pool(
-            url,
-            min_size=0,
-            max_size=POOL_SIZE,
-            timeout=CONNECT_TIMEOUT_S,
-            command_timeout=COMMAND_TIMEOUT_S,
-            server_settings={
-                "application_name": f"watcher {instance}"[:63],
-                # an instance frozen inside a transaction (SIGSTOP, a VM pause) would keep its
-                # row locks, and FOR UPDATE SKIP LOCKED would skip its work for as long: the
-                # server ends such a session after a lease, so others take over in time
-                "idle_in_transaction_session_timeout": str(int(lease_s * 1000)),
-            },
-        )
+        pool = await _pool(url, instance, lease_s)
         try:
             await _wait_for(pool, where, url, wait_s)
             store = cls(pool, where, instance, lease_s)
@@ -491,6 +478,24 @@ async def open_state(
     wait_s = CLIENT_WAIT_S if client else None
     return await PostgresStore.open(
         state, instance=instance, lease_s=lease_s, wait_s=wait_s, client=client or readonly
+    )
+
+
+async def _pool(url: str, instance: str, lease_s: float) -> asyncpg.Pool:
+    """The connection pool of ``url`` (no connection opened yet), named for ``instance``."""
+    return await asyncpg.create_pool(
+        url,
+        min_size=0,
+        max_size=POOL_SIZE,
+        timeout=CONNECT_TIMEOUT_S,
+        command_timeout=COMMAND_TIMEOUT_S,
+        server_settings={
+            "application_name": f"watcher {instance}"[:63],
+            # an instance frozen inside a transaction (SIGSTOP, a VM pause) would keep its
+            # row locks, and FOR UPDATE SKIP LOCKED would skip its work for as long: the
+            # server ends such a session after a lease, so others take over in time
+            "idle_in_transaction_session_timeout": str(int(lease_s * 1000)),
+        },
     )
 
 
