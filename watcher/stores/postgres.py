@@ -17,30 +17,30 @@ outage: writes wait in memory and are retried in order, as for a full disk; a re
 connection once at most, and raises while the database is down.
 
 The schema is created or migrated when the store opens, under an advisory lock; a schema newer
-than this watcher knows is refused. Only this module imports asyncpg.
+than this watcher knows is refused. Only this module and its connector
+(:mod:`~watcher.stores.pgconnect`) import asyncpg.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import asyncpg
 
 import watcher
-from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
 from watcher.stores import (
     CLIENT_WAIT_S,
     DEFAULT_LEASE_S,
     Active,
     Configured,
+    pgconnect,
     pgsql,
     sql,
     statefile,
@@ -48,6 +48,7 @@ from watcher.stores import (
 from watcher.stores.batch import Batch, Save
 from watcher.stores.commit import GroupCommit, Health, Work
 from watcher.stores.leases import Held
+from watcher.stores.pgconnect import driver_errors, is_outage
 from watcher.stores.reading import Query, SharedReads
 from watcher.stores.timing import Timings
 
@@ -60,47 +61,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-POOL_SIZE: Final = 4
 READERS: Final = 2
 """How many of the pool's connections reads may take at once: the others stay free for the
 writes, so a flood of status reads (the API's, the page's) never holds up a lease renewal."""
-CONNECT_TIMEOUT_S: Final = 10.0
-COMMAND_TIMEOUT_S: Final = 60.0
-WAIT_FIRST_S: Final = 0.5
-WAIT_MAX_S: Final = 10.0
 CLOSE_S: Final = 2.0
-
-_OUTAGES = (
-    OSError,  # refused, reset, unreachable
-    TimeoutError,
-    asyncpg.PostgresConnectionError,  # class 08: the connection is gone
-    asyncpg.exceptions.OperatorInterventionError,  # 57: shutting down, starting up, cancelled
-    asyncpg.exceptions.InsufficientResourcesError,  # 53: disk full, too many connections
-    asyncpg.exceptions.TransactionRollbackError,  # 40: serialization failure, deadlock
-    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby, during a failover
-)
-
-
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
-
-
-@contextlib.contextmanager
-def driver_errors() -> Iterator[None]:
-    """asyncpg's errors (and the network's under it), raised as
-    :class:`~watcher.errors.StoreError` (same message)."""
-    try:
-        yield
-    except _DRIVER_ERRORS as exc:
-        raise StoreError(str(exc) or type(exc).__name__) from exc
-
-
-def _is_outage(exc: BaseException) -> bool:
-    """Whether ``exc`` means "the database cannot be reached now" rather than a bad write."""
-    if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):
-        return False
-    if isinstance(exc, asyncpg.InterfaceError):
-        return "closed" in str(exc)  # a pooled connection the server dropped
-    return isinstance(exc, _OUTAGES)
 
 
 class PostgresStore(SharedReads):
@@ -121,7 +85,7 @@ class PostgresStore(SharedReads):
         self._held = Held(where, lease_s, log)
         self._renewing: asyncio.Future[Any] | None = None  # at most one renewal waits
         self._writer: GroupCommit[Plan] = GroupCommit(
-            self._transaction, _is_outage, f"database {where}"
+            self._transaction, is_outage, f"database {where}"
         )
         self._timings = Timings(self._writer, self._retime)
 
@@ -144,9 +108,9 @@ class PostgresStore(SharedReads):
                 (the message never holds the password), or ``wait_s`` ran out.
         """
         where = statefile.database_where(url)
-        pool = await _pool(url, instance, lease_s)
+        pool = await pgconnect.create_pool(url, instance, lease_s)
         try:
-            await _wait_for(pool, where, url, wait_s)
+            await pgconnect.wait_for(pool, where, url, wait_s)
             store = cls(pool, where, instance, lease_s)
             store.client = client
             if not client:
@@ -178,7 +142,7 @@ class PostgresStore(SharedReads):
                     else:
                         step.value = await step.run(conn, batch)
         except Exception as exc:
-            if _is_outage(exc):  # the next try should not meet another dead connection
+            if is_outage(exc):  # the next try should not meet another dead connection
                 await self._pool.expire_connections()
             raise
         self._held.committed(batch)
@@ -293,7 +257,7 @@ class PostgresStore(SharedReads):
             self._held.renewal_failed("no answer within half a lease")
             return set()
         except Exception as exc:
-            if not _is_outage(exc):
+            if not is_outage(exc):
                 with driver_errors():
                     raise
             self._held.renewal_failed(str(exc))
@@ -328,7 +292,7 @@ class PostgresStore(SharedReads):
                 try:
                     return await self._pool.fetch(query, *args)
                 except Exception as exc:
-                    if not _is_outage(exc):
+                    if not is_outage(exc):
                         raise
                     await self._pool.expire_connections()  # a restarted server: once more
                     return await self._pool.fetch(query, *args)
@@ -373,7 +337,7 @@ class PostgresStore(SharedReads):
                     pgsql.CONFIRM, self.instance, self._lease, note.id
                 )
         except Exception as exc:
-            if not _is_outage(exc):
+            if not is_outage(exc):
                 with driver_errors():
                     raise
             return False  # unsure: not sent now; `due` hands it out again
@@ -450,7 +414,7 @@ class PostgresStore(SharedReads):
                 if not self.client:
                     await self._pool.execute(pgsql.LET_GO, self.instance)
         except Exception as exc:
-            if not _is_outage(exc):
+            if not is_outage(exc):
                 with driver_errors():
                     raise
             log.warning(
@@ -479,50 +443,3 @@ async def open_state(
     return await PostgresStore.open(
         state, instance=instance, lease_s=lease_s, wait_s=wait_s, client=client or readonly
     )
-
-
-async def _pool(url: str, instance: str, lease_s: float) -> asyncpg.Pool:
-    """The connection pool of ``url`` (no connection opened yet), named for ``instance``."""
-    return await asyncpg.create_pool(
-        url,
-        min_size=0,
-        max_size=POOL_SIZE,
-        timeout=CONNECT_TIMEOUT_S,
-        command_timeout=COMMAND_TIMEOUT_S,
-        server_settings={
-            "application_name": f"watcher {instance}"[:63],
-            # an instance frozen inside a transaction (SIGSTOP, a VM pause) would keep its
-            # row locks, and FOR UPDATE SKIP LOCKED would skip its work for as long: the
-            # server ends such a session after a lease, so others take over in time
-            "idle_in_transaction_session_timeout": str(int(lease_s * 1000)),
-        },
-    )
-
-
-async def _wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | None) -> None:
-    """Connect and make the schema current; while the database cannot be reached, retry after
-    0.5 s, 1 s, 2 s ... up to 10 s (one warning, then one line once connected)."""
-    began, delay, waiting = time.monotonic(), WAIT_FIRST_S, False
-    while True:
-        try:
-            async with pool.acquire() as conn:
-                await pgsql.prepare(conn, where)
-        except ConfigError:
-            raise
-        except Exception as exc:
-            reason = statefile.without_password(str(exc) or type(exc).__name__, url)
-            if not _is_outage(exc):
-                msg = f"daemon.state: cannot use the database at {where}: {reason}"
-                raise ConfigError(msg) from None
-            if wait_s is not None and time.monotonic() - began + delay > wait_s:
-                msg = f"daemon.state: cannot reach the database at {where}: {reason}"
-                raise ConfigError(msg) from None
-            if not waiting:
-                log.warning("waiting for the database at %s (%s); retrying", where, reason)
-                waiting = True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, WAIT_MAX_S)
-            continue
-        if waiting:
-            log.info("connected to the database at %s", where)
-        return
