@@ -25,18 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import watcher
-from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
 from watcher.stores import (
     DEFAULT_LEASE_S,
@@ -49,76 +46,22 @@ from watcher.stores import (
 from watcher.stores.commit import GroupCommit, Health, Work
 from watcher.stores.readers import Readers
 from watcher.stores.reading import Query, Rows, SharedReads
+from watcher.stores.sqlitefile import (
+    checkpoint,
+    connect,
+    driver_errors,
+    is_outage,
+    lock,
+    transaction,
+)
+from watcher.stores.sqlitefile import read_snapshot as read_snapshot
 from watcher.stores.timing import Timings
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
 CHECKPOINT_EVERY_S = 5.0
 READERS_STOP_S = 2.0
 """How long a close waits for reads under way (interrupted) to end."""
-
-
-@contextlib.contextmanager
-def driver_errors() -> Iterator[None]:
-    """sqlite3's errors, raised as :class:`~watcher.errors.StoreError` (same message)."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise StoreError(str(exc)) from exc
-
-
-def _is_outage(exc: BaseException) -> bool:
-    if isinstance(exc, sqlite3.Error):
-        return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in sql.OUTAGE_CODES
-    return isinstance(exc, OSError)
-
-
-def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open the state file (creating or migrating it unless ``readonly``)."""
-    if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    else:
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # see the module docstring
-    conn.execute("PRAGMA busy_timeout=100")  # never hold the loop long; a busy file is retried
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        conn.close()
-        msg = (
-            f"daemon.state: {path} was written by a newer watcher (schema {version}; this one "
-            f"knows up to {SCHEMA_VERSION})"
-        )
-        raise ConfigError(msg)
-    if not readonly and version < SCHEMA_VERSION:
-        steps = [sql.TABLES, sql.MIGRATE_TO_2, sql.MIGRATE_TO_3, sql.MIGRATE_TO_4][version:]
-        script = " ".join([*steps, f"PRAGMA user_version = {SCHEMA_VERSION};"])
-        conn.executescript(f"BEGIN; {script} COMMIT;")
-    return conn
-
-
-def lock(path: str | Path) -> IO[str]:
-    """Hold ``<path>.lock`` for as long as the returned file stays open; ConfigError naming the
-    pid that holds it when another daemon does."""
-    handle = Path(f"{path}.lock").open("a+", encoding="utf-8")  # noqa: SIM115 (held open)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        pid = handle.read().strip() or "unknown"
-        handle.close()
-        msg = (
-            f"daemon.state: {path} is in use by pid {pid} (another watcher daemon); each "
-            "daemon needs a state file of its own"
-        )
-        raise ConfigError(msg) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
 
 
 class SqliteStore(SharedReads):
@@ -158,7 +101,7 @@ class SqliteStore(SharedReads):
             raise
         self._checkpoints: asyncio.Task[None] | None = None
         self._writer = GroupCommit[sqlite3.Connection](
-            self._transaction, _is_outage, f"state file {self.path}"
+            self._transaction, is_outage, f"state file {self.path}"
         )
         self._timings = Timings(self._writer, _retime)
         self._readers = Readers(lambda: connect(self.path, readonly=True))
@@ -218,10 +161,10 @@ class SqliteStore(SharedReads):
         while True:
             await asyncio.sleep(CHECKPOINT_EVERY_S)
             with contextlib.suppress(sqlite3.Error):  # a full disk: the next one tries again
-                await asyncio.to_thread(_checkpoint, self.path, "PASSIVE")
+                await asyncio.to_thread(checkpoint, self.path, "PASSIVE")
 
     async def _transaction(self, writes: Sequence[Work[sqlite3.Connection]]) -> list[Any]:
-        return _transaction(self._started(), writes)
+        return transaction(self._started(), writes)
 
     @property
     def health(self) -> Health:
@@ -421,7 +364,7 @@ class SqliteStore(SharedReads):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoints
         with contextlib.suppress(sqlite3.Error):
-            await asyncio.to_thread(_checkpoint, self.path, "TRUNCATE")
+            await asyncio.to_thread(checkpoint, self.path, "TRUNCATE")
         self._conn.close()
         self._lock.close()
         return lost
@@ -432,15 +375,6 @@ async def open_state(
 ) -> SqliteStore:
     """The store of the state file ``state`` (for :func:`watcher.stores.open_store`)."""
     return SqliteStore(state, instance=instance, lease_s=lease_s, client=client, readonly=readonly)
-
-
-def _checkpoint(path: str, mode: str) -> None:
-    """Copy the write-ahead log back into the file, on a connection of this thread's own."""
-    conn = sqlite3.connect(path, timeout=1.0)
-    try:
-        conn.execute(f"PRAGMA wal_checkpoint({mode})")
-    finally:
-        conn.close()
 
 
 def _in_order(record: WatchRecord) -> tuple[bool, float, str, str]:
@@ -455,31 +389,3 @@ def _due(record: WatchRecord) -> float:
 def _retime(records: Sequence[WatchRecord]) -> Work[sqlite3.Connection]:
     rows = [[*sql.timing(r), True, r.key] for r in records]
     return lambda conn: conn.executemany(sql.RETIME, rows)
-
-
-def _transaction(conn: sqlite3.Connection, writes: Sequence[Work[sqlite3.Connection]]) -> list[Any]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        results = [work(conn) for work in writes]
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back itself (a full disk, say)
-            conn.execute("ROLLBACK")
-        raise
-    return results
-
-
-def read_snapshot(path: str | Path) -> tuple[list[WatchRecord], list[Note]]:
-    """Watches and undelivered notifications, read-only (safe while a daemon runs)."""
-    conn = connect(path, readonly=True)
-    try:
-        return _snapshot(conn)
-    finally:
-        conn.close()
-
-
-def _snapshot(conn: sqlite3.Connection) -> tuple[list[WatchRecord], list[Note]]:
-    rows = conn.execute(f"SELECT {sql.COLS} FROM watches ORDER BY name")
-    watches = [sql.row_to_record(row) for row in rows]
-    pending = conn.execute(sql.PENDING.format(cols=sql.NOTE_COLS) + " ORDER BY id").fetchall()
-    return watches, [sql.row_to_note(r) for r in pending]
