@@ -49,6 +49,7 @@ from watcher.stores.batch import Batch, Save
 from watcher.stores.commit import GroupCommit, Health, Work
 from watcher.stores.leases import Held
 from watcher.stores.pgconnect import driver_errors, is_outage
+from watcher.stores.pgoutbox import LeasedOutbox
 from watcher.stores.reading import Query, SharedReads
 from watcher.stores.timing import Timings
 
@@ -67,7 +68,7 @@ writes, so a flood of status reads (the API's, the page's) never holds up a leas
 CLOSE_S: Final = 2.0
 
 
-class PostgresStore(SharedReads):
+class PostgresStore(SharedReads, LeasedOutbox):
     """The PostgreSQL implementation of :class:`~watcher.stores.Store`; see the module
     docstring. Made by :meth:`open`."""
 
@@ -315,62 +316,6 @@ class PostgresStore(SharedReads):
             rows = await self._fetch(pgsql.HOLDERS + " AND key = ANY($1::text[])", list(keys))
         return {key: owner for key, owner in rows}
 
-    async def due(self, now: float, limit: int) -> list[Note]:
-        async def run(conn: Conn, batch: Plan) -> list[Note]:
-            if not self.lease_ok:
-                return []
-            rows = await conn.fetch(pgsql.DUE, self.instance, self._lease, now, limit)
-            notes = sorted((sql.row_to_note(row) for row in rows), key=lambda n: n.id)
-            batch.notes.update(dict.fromkeys((n.id for n in notes), True))
-            return notes
-
-        if not self.lease_ok:
-            return []
-        return await self._write(run)
-
-    async def confirm(self, note: Note) -> bool:
-        if not self.lease_ok:
-            return False
-        try:
-            async with asyncio.timeout(self.lease_s / 2):
-                found = await self._pool.fetchval(
-                    pgsql.CONFIRM, self.instance, self._lease, note.id
-                )
-        except Exception as exc:
-            if not is_outage(exc):
-                with driver_errors():
-                    raise
-            return False  # unsure: not sent now; `due` hands it out again
-        if found is None:
-            self._held.notes.discard(note.id)  # another instance's now
-        return found is not None
-
-    async def next_due(self) -> float | None:
-        """When the earliest undelivered notification is due for this instance, if any (one
-        another instance holds: when its lease runs out)."""
-        rows = await self._fetch(pgsql.NEXT_DUE, self.instance, time.time())
-        return None if rows[0][0] is None else float(rows[0][0])
-
-    async def retry_now(self, now: float) -> None:
-        await self._write(lambda conn, batch: conn.execute(pgsql.RETRY_NOW, now))
-
-    async def delivered(self, note: Note, at: float) -> None:
-        await self._mark(note, pgsql.DELIVERED, at)
-
-    async def remind(self, note: Note, at: float, now: float) -> None:
-        row = sql.reminder_row(note, at, now)
-
-        async def run(conn: Conn, batch: Plan) -> None:
-            await conn.execute(pgsql.REMIND, *(pgsql.clean(value) for value in row))
-
-        await self._write(run)
-
-    async def settle(self, note: Note, at: float) -> None:
-        await self._mark(note, pgsql.SETTLE, at)
-
-    async def silenced(self, note: Note, at: float, by: int) -> None:
-        await self._mark(note, pgsql.SILENCED, at, by)
-
     async def silence(self, match: str, until: float, comment: str, now: float) -> int:
         insert = (
             "INSERT INTO silences (match, until, comment, created) VALUES ($1, $2, $3, $4)"
@@ -390,21 +335,6 @@ class PostgresStore(SharedReads):
             )
 
         return await self._write(run)
-
-    async def defer(self, note: Note, until: float) -> None:
-        await self._mark(note, pgsql.DEFER, until)
-
-    async def failed(self, note: Note, error: str, next_try: float) -> None:
-        await self._mark(note, pgsql.FAILED, pgsql.clean(error), next_try)
-
-    async def _mark(self, note: Note, statement: str, *values: Any) -> None:
-        async def run(conn: Conn, batch: Plan) -> None:
-            await conn.execute(statement, self.instance, *values, note.id)
-
-        self._held.notes.discard(
-            note.id
-        )  # renewed no more: a mark that never lands frees it in time
-        await self._write(run)
 
     async def close(self, grace_s: float = 5.0) -> int:
         self._timings.close()
