@@ -55,6 +55,7 @@ from watcher.stores.sqlitefile import (
     transaction,
 )
 from watcher.stores.sqlitefile import read_snapshot as read_snapshot
+from watcher.stores.sqliteoutbox import FileOutbox
 from watcher.stores.timing import Timings
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ READERS_STOP_S = 2.0
 """How long a close waits for reads under way (interrupted) to end."""
 
 
-class SqliteStore(SharedReads):
+class SqliteStore(SharedReads, FileOutbox):
     """The SQLite implementation of :class:`~watcher.stores.Store`; see the module docstring."""
 
     SUBMITTER = "json_extract(settings, '$.by')"
@@ -288,46 +289,6 @@ class SqliteStore(SharedReads):
         instances = await self.instances()
         return instances[0][0] if len(instances) == 1 else "this host's daemon"
 
-    async def confirm(self, note: Note) -> bool:
-        return True
-
-    async def due(self, now: float, limit: int) -> list[Note]:
-        query = (
-            sql.PENDING.format(cols=sql.NOTE_COLS)
-            + sql.IN_ORDER
-            + " AND next_try <= ? ORDER BY id LIMIT ?"
-        )
-        rows = await self._run(lambda c: c.execute(query, (now, limit)).fetchall())
-        return [sql.row_to_note(row) for row in rows]
-
-    async def next_due(self) -> float | None:
-        """When the earliest undelivered notification is due, if any."""
-        query = "SELECT MIN(next_try) FROM outbox WHERE delivered IS NULL" + sql.IN_ORDER
-        row = await self._run(lambda c: c.execute(query).fetchone())
-        return None if row[0] is None else float(row[0])
-
-    async def retry_now(self, now: float) -> None:
-        """Make every undelivered notification due at ``now`` (a restart retries at once)."""
-        update = "UPDATE outbox SET next_try = ? WHERE delivered IS NULL AND next_try > ?"
-        await self._write(lambda c: c.execute(update, (now, now)))
-
-    async def delivered(self, note: Note, at: float) -> None:
-        update = "UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?"
-        await self._write(lambda c: c.execute(update, (at, note.id)))
-
-    async def remind(self, note: Note, at: float, now: float) -> None:
-        row = sql.reminder_row(note, at, now)
-        await self._write(lambda c: c.execute(sql.REMIND, row))
-
-    async def settle(self, note: Note, at: float) -> None:
-        await self._write(
-            lambda c: c.execute("UPDATE outbox SET delivered = ? WHERE id = ?", (at, note.id))
-        )
-
-    async def silenced(self, note: Note, at: float, by: int) -> None:
-        update = "UPDATE outbox SET delivered = ?, silenced = ? WHERE id = ?"
-        await self._write(lambda c: c.execute(update, (at, by, note.id)))
-
     async def silence(self, match: str, until: float, comment: str, now: float) -> int:
         insert = "INSERT INTO silences (match, until, comment, created) VALUES (?, ?, ?, ?)"
         row = (match, until, comment, now)
@@ -338,16 +299,6 @@ class SqliteStore(SharedReads):
         delete = "DELETE FROM silences WHERE id = ?"
         gone = await self._write(lambda c: c.execute(delete, (silence_id,)).rowcount)
         return bool(gone)
-
-    async def defer(self, note: Note, until: float) -> None:
-        update = "UPDATE outbox SET next_try = ? WHERE id = ?"
-        await self._write(lambda c: c.execute(update, (until, note.id)))
-
-    async def failed(self, note: Note, error: str, next_try: float) -> None:
-        update = (
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_try = ? WHERE id = ?"
-        )
-        await self._write(lambda c: c.execute(update, (error, next_try, note.id)))
 
     async def close(self, grace_s: float = 5.0) -> int:
         await self._readers.close(READERS_STOP_S)
