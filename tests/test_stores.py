@@ -14,7 +14,7 @@ import pytest
 
 from watcher.api.documents import document, matches
 from watcher.models import Event, Note, Outcome, WatchRecord
-from watcher.stores import Configured, Store, open_store, sql
+from watcher.stores import Configured, Store, for_clients, open_store, sql
 from watcher.stores.sqlite import SqliteStore
 
 NOW = 1000.0
@@ -72,6 +72,18 @@ async def test_sync_adds_new_watches_and_keeps_the_state_of_stored_ones(store: S
         Configured.of([record("a", started=99.0, deadline=1e9 + 99), record("b")])
     )  # a restart
     assert (await store.load(["a"]))["a"] == polled
+
+
+async def test_a_load_by_many_keys_or_for_a_client_finds_the_same_as_by_few(store: Store) -> None:
+    await store.sync(Configured.of([record(f"w{i:03}") for i in range(150)]))
+    few = await store.load(["w001", "w149", "absent"])
+    assert sorted(few) == ["w001", "w149"]
+    wanted = [f"w{i:03}" for i in range(0, 150, 1)] + ["absent"]  # more than a few keys
+    with for_clients():
+        many = await store.load(wanted)
+        everything = await store.load()
+    assert sorted(many) == sorted(everything) == [f"w{i:03}" for i in range(150)]
+    assert many["w001"] == few["w001"] == everything["w001"]
 
 
 async def test_sync_renames_retimes_and_pulls_forward(store: Store) -> None:

@@ -21,7 +21,7 @@ from watcher.models import Note, WatchRecord
 from watcher.stores import sql
 from watcher.stores.batch import Batch, Save
 
-if TYPE_CHECKING:  # for annotations only: asyncpg is imported by watcher.stores.postgres alone
+if TYPE_CHECKING:  # for annotations only: the store and its connector import asyncpg
     import asyncpg
     from asyncpg.pool import PoolConnectionProxy
 

@@ -17,41 +17,40 @@ outage: writes wait in memory and are retried in order, as for a full disk; a re
 connection once at most, and raises while the database is down.
 
 The schema is created or migrated when the store opens, under an advisory lock; a schema newer
-than this watcher knows is refused. Only this module imports asyncpg.
+than this watcher knows is refused. Only this module and its connector
+(:mod:`~watcher.stores.pgconnect`) import asyncpg.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import asyncpg
 
 import watcher
-from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
 from watcher.stores import (
     CLIENT_WAIT_S,
     DEFAULT_LEASE_S,
     Active,
     Configured,
-    Listing,
-    Place,
-    Sent,
-    Silence,
+    pgconnect,
     pgsql,
     sql,
     statefile,
 )
 from watcher.stores.batch import Batch, Save
 from watcher.stores.commit import GroupCommit, Health, Work
-from watcher.stores.sql import SILENCE_COLS
+from watcher.stores.leases import Held
+from watcher.stores.pgconnect import driver_errors, is_outage
+from watcher.stores.pgoutbox import LeasedOutbox
+from watcher.stores.reading import Query, SharedReads
 from watcher.stores.timing import Timings
 
 if TYPE_CHECKING:
@@ -63,52 +62,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-POOL_SIZE: Final = 4
 READERS: Final = 2
 """How many of the pool's connections reads may take at once: the others stay free for the
 writes, so a flood of status reads (the API's, the page's) never holds up a lease renewal."""
-CONNECT_TIMEOUT_S: Final = 10.0
-COMMAND_TIMEOUT_S: Final = 60.0
-WAIT_FIRST_S: Final = 0.5
-WAIT_MAX_S: Final = 10.0
 CLOSE_S: Final = 2.0
 
-_OUTAGES = (
-    OSError,  # refused, reset, unreachable
-    TimeoutError,
-    asyncpg.PostgresConnectionError,  # class 08: the connection is gone
-    asyncpg.exceptions.OperatorInterventionError,  # 57: shutting down, starting up, cancelled
-    asyncpg.exceptions.InsufficientResourcesError,  # 53: disk full, too many connections
-    asyncpg.exceptions.TransactionRollbackError,  # 40: serialization failure, deadlock
-    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby, during a failover
-)
 
-
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
-
-
-@contextlib.contextmanager
-def driver_errors() -> Iterator[None]:
-    """asyncpg's errors (and the network's under it), raised as
-    :class:`~watcher.errors.StoreError` (same message)."""
-    try:
-        yield
-    except _DRIVER_ERRORS as exc:
-        raise StoreError(str(exc) or type(exc).__name__) from exc
-
-
-def _is_outage(exc: BaseException) -> bool:
-    """Whether ``exc`` means "the database cannot be reached now" rather than a bad write."""
-    if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):
-        return False
-    if isinstance(exc, asyncpg.InterfaceError):
-        return "closed" in str(exc)  # a pooled connection the server dropped
-    return isinstance(exc, _OUTAGES)
-
-
-class PostgresStore:
+class PostgresStore(SharedReads, LeasedOutbox):
     """The PostgreSQL implementation of :class:`~watcher.stores.Store`; see the module
     docstring. Made by :meth:`open`."""
+
+    SUBMITTER = "settings::jsonb ->> 'by'"
+    INSTANCES = pgsql.INSTANCES
 
     def __init__(self, pool: asyncpg.Pool, where: str, instance: str, lease_s: float) -> None:
         self._pool = pool
@@ -118,14 +83,10 @@ class PostgresStore:
         self.instance = instance
         self.lease_s = lease_s
         self._lease = timedelta(seconds=lease_s)
-        self._fences: dict[str, int] = {}
-        self._notes: set[int] = set()
-        self._lost: set[str] = set()
-        self._renewed_at = time.monotonic()
+        self._held = Held(where, lease_s, log)
         self._renewing: asyncio.Future[Any] | None = None  # at most one renewal waits
-        self._renewals_failing = False
         self._writer: GroupCommit[Plan] = GroupCommit(
-            self._transaction, _is_outage, f"database {where}"
+            self._transaction, is_outage, f"database {where}"
         )
         self._timings = Timings(self._writer, self._retime)
 
@@ -148,22 +109,9 @@ class PostgresStore:
                 (the message never holds the password), or ``wait_s`` ran out.
         """
         where = statefile.database_where(url)
-        pool = await asyncpg.create_pool(
-            url,
-            min_size=0,
-            max_size=POOL_SIZE,
-            timeout=CONNECT_TIMEOUT_S,
-            command_timeout=COMMAND_TIMEOUT_S,
-            server_settings={
-                "application_name": f"watcher {instance}"[:63],
-                # an instance frozen inside a transaction (SIGSTOP, a VM pause) would keep its
-                # row locks, and FOR UPDATE SKIP LOCKED would skip its work for as long: the
-                # server ends such a session after a lease, so others take over in time
-                "idle_in_transaction_session_timeout": str(int(lease_s * 1000)),
-            },
-        )
+        pool = await pgconnect.create_pool(url, instance, lease_s)
         try:
-            await _wait_for(pool, where, url, wait_s)
+            await pgconnect.wait_for(pool, where, url, wait_s)
             store = cls(pool, where, instance, lease_s)
             store.client = client
             if not client:
@@ -180,12 +128,12 @@ class PostgresStore:
 
     @property
     def lease_ok(self) -> bool:
-        return time.monotonic() - self._renewed_at < self.lease_s
+        return self._held.ok
 
     # --- transactions --------------------------------------------------------------------
 
     async def _transaction(self, works: Sequence[Work[Plan]]) -> list[Any]:
-        batch: Plan = Batch(self._fences)
+        batch: Plan = Batch(self._held.fences)
         handles = [work(batch) for work in works]
         try:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -195,23 +143,11 @@ class PostgresStore:
                     else:
                         step.value = await step.run(conn, batch)
         except Exception as exc:
-            if _is_outage(exc):  # the next try should not meet another dead connection
+            if is_outage(exc):  # the next try should not meet another dead connection
                 await self._pool.expire_connections()
             raise
-        self._committed(batch)
+        self._held.committed(batch)
         return [handle.value for handle in handles]
-
-    def _committed(self, batch: Plan) -> None:
-        for key, fence in batch.fences.items():
-            if fence is None:
-                self._fences.pop(key, None)
-            else:
-                self._fences[key] = fence
-        for note, held in batch.notes.items():
-            (self._notes.add if held else self._notes.discard)(note)
-        self._lost |= batch.lost
-        if batch.claimed:
-            self._renewed_at = max(self._renewed_at, batch.began)
 
     async def _write(self, run: Callable[[Conn, Plan], Awaitable[T]]) -> T:
         with driver_errors():
@@ -270,7 +206,7 @@ class PostgresStore:
             and before is not None
             and not also
             and not notes
-            and record.key in self._fences
+            and record.key in self._held.fences
             and self._writer.health.down_since is None
             and sql.stable(before) == sql.stable(record)
         ):
@@ -302,7 +238,10 @@ class PostgresStore:
         began, me, lease = time.monotonic(), self.instance, self._lease
 
         async def run(conn: Conn, batch: Plan) -> tuple[dict[str, int], list[asyncpg.Record]]:
-            fences, notes = dict(self._fences), list(self._notes)  # as of this transaction
+            fences, notes = (
+                dict(self._held.fences),
+                list(self._held.notes),
+            )  # as of this transaction
             gone = await conn.fetch(pgsql.RENEW, me, lease, list(fences), [*fences.values()])
             await conn.execute(pgsql.RENEW_NOTES, me, lease, notes)
             await conn.execute(pgsql.HEARTBEAT, me, str(watcher.__version__))
@@ -316,38 +255,18 @@ class PostgresStore:
             async with asyncio.timeout(self.lease_s / 2):
                 fences, gone = await asyncio.shield(self._renewing)
         except TimeoutError:
-            self._renewal_failed("no answer within half a lease")
+            self._held.renewal_failed("no answer within half a lease")
             return set()
         except Exception as exc:
-            if not _is_outage(exc):
+            if not is_outage(exc):
                 with driver_errors():
                     raise
-            self._renewal_failed(str(exc))
+            self._held.renewal_failed(str(exc))
             return set()
-        self._renewal_worked(began)
-        lost = {key for (key,) in gone if self._fences.get(key) == fences[key]} | self._lost
-        self._lost = set()
+        lost = self._held.renewed(began, fences, (key for (key,) in gone))
         for key in lost:
-            self._fences.pop(key, None)
             self._timings.drop(key)
         return lost
-
-    def _renewal_failed(self, why: str) -> None:
-        if not self._renewals_failing:
-            self._renewals_failing = True
-            log.warning(
-                "database %s: cannot renew this instance's leases (%s); claims and deliveries "
-                "stop once its lease of %gs has run out",
-                self.where,
-                why,
-                self.lease_s,
-            )
-
-    def _renewal_worked(self, began: float) -> None:
-        self._renewed_at = max(self._renewed_at, began)
-        if self._renewals_failing:
-            self._renewals_failing = False
-            log.info("database %s: leases renewed again", self.where)
 
     async def submit(self, record: WatchRecord, settings: Mapping[str, Any]) -> bool:
         row = [*pgsql.record_row(record), json.dumps(dict(settings), sort_keys=True)]
@@ -374,34 +293,21 @@ class PostgresStore:
                 try:
                     return await self._pool.fetch(query, *args)
                 except Exception as exc:
-                    if not _is_outage(exc):
+                    if not is_outage(exc):
                         raise
                     await self._pool.expire_connections()  # a restarted server: once more
                     return await self._pool.fetch(query, *args)
 
-    async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]:
-        if keys is None:
-            rows = await self._fetch(f"SELECT {sql.COLS} FROM watches")
-        else:
-            keys = list(keys)
-            rows = await self._fetch(f"SELECT {sql.COLS} FROM watches WHERE key = ANY($1)", keys)
-        records = {row[0]: sql.row_to_record(row) for row in rows}
-        return self._timings.added(records, None if keys is None else set(keys))
+    async def _reads(self, *queries: Query[Any], apart: bool = True) -> list[Any]:
+        return [q.decode(await self._fetch(q.sql, *q.args)) for q in queries]
 
-    async def counts(self) -> dict[str, int]:
-        return {str(state): int(n) for state, n in await self._fetch(sql.COUNTS)}
+    @staticmethod
+    def mark(n: int, kind: str = "") -> str:
+        return f"${n}::{kind}" if kind else f"${n}"
 
-    async def submitted(self, key: str | None = None) -> dict[str, dict[str, Any]]:
-        if key is None:
-            rows = await self._fetch(sql.SETTINGS)
-        else:
-            rows = await self._fetch(sql.SETTINGS + " AND key = $1", key)
-        return {key: json.loads(settings or "{}") for key, settings in rows}
-
-    async def active_submitted(self, by: str) -> int:
-        query = sql.ACTIVE_SUBMITTED.format(by="settings::jsonb ->> 'by'", name="$1")
-        [(count,)] = await self._fetch(query, by)
-        return int(count)
+    @staticmethod
+    def among(column: str, n: int, keys: Iterable[str]) -> tuple[str, Any]:
+        return f"{column} = ANY(${n}::text[])", list(keys)
 
     async def holders(self, keys: Sequence[str] | None = None) -> dict[str, str]:
         if keys is None:
@@ -409,74 +315,6 @@ class PostgresStore:
         else:
             rows = await self._fetch(pgsql.HOLDERS + " AND key = ANY($1::text[])", list(keys))
         return {key: owner for key, owner in rows}
-
-    async def instances(self) -> list[tuple[str, float, float]]:
-        return [(name, started, beat) for name, started, beat in await self._fetch(pgsql.INSTANCES)]
-
-    async def snapshot(self) -> tuple[list[WatchRecord], list[Note]]:
-        before = self._timings.seen()
-        rows = await self._fetch(f"SELECT {sql.COLS} FROM watches ORDER BY name")
-        watches = self._timings.merged(map(sql.row_to_record, rows), before)
-        pending = await self._fetch(sql.PENDING.format(cols=sql.NOTE_COLS) + " ORDER BY id")
-        return watches, [sql.row_to_note(row) for row in pending]
-
-    # --- the outbox ----------------------------------------------------------------------
-
-    async def due(self, now: float, limit: int) -> list[Note]:
-        async def run(conn: Conn, batch: Plan) -> list[Note]:
-            if not self.lease_ok:
-                return []
-            rows = await conn.fetch(pgsql.DUE, self.instance, self._lease, now, limit)
-            notes = sorted((sql.row_to_note(row) for row in rows), key=lambda n: n.id)
-            batch.notes.update(dict.fromkeys((n.id for n in notes), True))
-            return notes
-
-        if not self.lease_ok:
-            return []
-        return await self._write(run)
-
-    async def confirm(self, note: Note) -> bool:
-        if not self.lease_ok:
-            return False
-        try:
-            async with asyncio.timeout(self.lease_s / 2):
-                found = await self._pool.fetchval(
-                    pgsql.CONFIRM, self.instance, self._lease, note.id
-                )
-        except Exception as exc:
-            if not _is_outage(exc):
-                with driver_errors():
-                    raise
-            return False  # unsure: not sent now; `due` hands it out again
-        if found is None:
-            self._notes.discard(note.id)  # another instance's now
-        return found is not None
-
-    async def next_due(self) -> float | None:
-        """When the earliest undelivered notification is due for this instance, if any (one
-        another instance holds: when its lease runs out)."""
-        rows = await self._fetch(pgsql.NEXT_DUE, self.instance, time.time())
-        return None if rows[0][0] is None else float(rows[0][0])
-
-    async def retry_now(self, now: float) -> None:
-        await self._write(lambda conn, batch: conn.execute(pgsql.RETRY_NOW, now))
-
-    async def delivered(self, note: Note, at: float) -> None:
-        await self._mark(note, pgsql.DELIVERED, at)
-
-    async def remind(self, note: Note, at: float, now: float) -> None:
-        row = sql.reminder_row(note, at, now)
-
-        async def run(conn: Conn, batch: Plan) -> None:
-            await conn.execute(pgsql.REMIND, *(pgsql.clean(value) for value in row))
-
-        await self._write(run)
-
-    async def settle(self, note: Note, at: float) -> None:
-        await self._mark(note, pgsql.SETTLE, at)
-
-    async def silenced(self, note: Note, at: float, by: int) -> None:
-        await self._mark(note, pgsql.SILENCED, at, by)
 
     async def silence(self, match: str, until: float, comment: str, now: float) -> int:
         insert = (
@@ -489,60 +327,6 @@ class PostgresStore:
 
         return await self._write(run)
 
-    async def silences(self, now: float) -> list[Silence]:
-        query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > $1 ORDER BY id"
-        return [Silence(*row) for row in await self._fetch(query, now)]
-
-    async def listing(
-        self, server: str | None, state: str | None, limit: int, after: Place | None = None
-    ) -> Listing:
-        named = {"server": "$1::text", "state": "$2::text"}
-        given: list[Any] = [server, state]
-        place = ""
-        if after is not None:
-            given += [after.done, after.finished, after.name, after.key]
-            place = sql.AFTER.format(
-                done="$3::boolean", finished="$4::float8", name="$5::text", key="$6::text"
-            )
-        query = sql.LIST.format(**named, after=place, limit=int(limit) + 1)
-        before = self._timings.seen()
-        rows = await self._fetch(query, *given)
-        records = self._timings.merged(map(sql.row_to_record, rows), before)
-        following = Place.of(records[limit - 1]) if len(records) > limit else None
-        records = records[:limit]
-        where = " AND watch = ANY($1::text[]) ORDER BY id"
-        keys = [r.key for r in records]
-        notes = await self._fetch(sql.PENDING.format(cols=sql.NOTE_COLS) + where, keys)
-        [(matched,)] = await self._fetch(sql.LIST_COUNT.format(**named), server, state)
-        return Listing(
-            records,
-            following,
-            int(matched),
-            await self.counts(),
-            [str(name) for (name,) in await self._fetch(sql.SERVERS)],
-            [sql.row_to_note(row) for row in notes],
-        )
-
-    async def watched(self, key: str) -> bool:
-        [(count,)] = await self._fetch(sql.WATCHED.format(key="$1"), key)
-        return bool(count)
-
-    async def succeeded(self) -> list[tuple[str, str | None, str, float]]:
-        rows = await self._fetch(sql.SUCCEEDED)
-        return [(str(a), b, str(c), float(d)) for a, b, c, d in rows]
-
-    async def sent(self, key: str, limit: int) -> list[Sent]:
-        query = sql.SENT.format(key="$1", limit="$2")
-        return [Sent(*row) for row in await self._fetch(query, key, limit)]
-
-    async def held_back(self, keys: Sequence[str] | None = None) -> dict[str, int]:
-        if keys is None:
-            rows = await self._fetch(sql.HELD_BACK)
-        else:
-            only = sql.HELD_BACK_OF.format(only=" AND watch = ANY($1::text[])")
-            rows = await self._fetch(only, list(keys))
-        return {str(key): int(n) for key, n in rows}
-
     async def unsilence(self, silence_id: int) -> bool:
         async def run(conn: Conn, batch: Plan) -> bool:
             return (
@@ -552,23 +336,6 @@ class PostgresStore:
 
         return await self._write(run)
 
-    async def defer(self, note: Note, until: float) -> None:
-        await self._mark(note, pgsql.DEFER, until)
-
-    async def failed(self, note: Note, error: str, next_try: float) -> None:
-        await self._mark(note, pgsql.FAILED, pgsql.clean(error), next_try)
-
-    async def _mark(self, note: Note, statement: str, *values: Any) -> None:
-        async def run(conn: Conn, batch: Plan) -> None:
-            await conn.execute(statement, self.instance, *values, note.id)
-
-        self._notes.discard(note.id)  # renewed no more: a mark that never lands frees it in time
-        await self._write(run)
-
-    async def pending(self) -> int:
-        rows = await self._fetch("SELECT COUNT(*) FROM outbox WHERE delivered IS NULL")
-        return int(rows[0][0])
-
     async def close(self, grace_s: float = 5.0) -> int:
         self._timings.close()
         lost = await self._writer.close(grace_s)
@@ -577,7 +344,7 @@ class PostgresStore:
                 if not self.client:
                     await self._pool.execute(pgsql.LET_GO, self.instance)
         except Exception as exc:
-            if not _is_outage(exc):
+            if not is_outage(exc):
                 with driver_errors():
                     raise
             log.warning(
@@ -587,8 +354,7 @@ class PostgresStore:
                 exc,
             )
         finally:
-            self._fences.clear()
-            self._notes.clear()
+            self._held.clear()
             try:
                 async with asyncio.timeout(CLOSE_S):
                     await self._pool.close()
@@ -607,32 +373,3 @@ async def open_state(
     return await PostgresStore.open(
         state, instance=instance, lease_s=lease_s, wait_s=wait_s, client=client or readonly
     )
-
-
-async def _wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | None) -> None:
-    """Connect and make the schema current; while the database cannot be reached, retry after
-    0.5 s, 1 s, 2 s ... up to 10 s (one warning, then one line once connected)."""
-    began, delay, waiting = time.monotonic(), WAIT_FIRST_S, False
-    while True:
-        try:
-            async with pool.acquire() as conn:
-                await pgsql.prepare(conn, where)
-        except ConfigError:
-            raise
-        except Exception as exc:
-            reason = statefile.without_password(str(exc) or type(exc).__name__, url)
-            if not _is_outage(exc):
-                msg = f"daemon.state: cannot use the database at {where}: {reason}"
-                raise ConfigError(msg) from None
-            if wait_s is not None and time.monotonic() - began + delay > wait_s:
-                msg = f"daemon.state: cannot reach the database at {where}: {reason}"
-                raise ConfigError(msg) from None
-            if not waiting:
-                log.warning("waiting for the database at %s (%s); retrying", where, reason)
-                waiting = True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, WAIT_MAX_S)
-            continue
-        if waiting:
-            log.info("connected to the database at %s", where)
-        return

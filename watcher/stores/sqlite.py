@@ -25,112 +25,51 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import watcher
-from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
 from watcher.stores import (
     DEFAULT_LEASE_S,
     Active,
     Configured,
-    Listing,
-    Place,
-    Sent,
-    Silence,
     default_instance,
     serving_clients,
     sql,
 )
 from watcher.stores.commit import GroupCommit, Health, Work
 from watcher.stores.readers import Readers
-from watcher.stores.sql import SILENCE_COLS
+from watcher.stores.reading import Query, Rows, SharedReads
+from watcher.stores.sqlitefile import (
+    checkpoint,
+    connect,
+    driver_errors,
+    is_outage,
+    lock,
+    transaction,
+)
+from watcher.stores.sqlitefile import read_snapshot as read_snapshot
+from watcher.stores.sqliteoutbox import FileOutbox
 from watcher.stores.timing import Timings
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
 CHECKPOINT_EVERY_S = 5.0
-FEW_KEYS = 100
-"""``load`` of at most this many keys asks for them on the loop; more read the table once, on a
-reader thread."""
 READERS_STOP_S = 2.0
 """How long a close waits for reads under way (interrupted) to end."""
 
 
-@contextlib.contextmanager
-def driver_errors() -> Iterator[None]:
-    """sqlite3's errors, raised as :class:`~watcher.errors.StoreError` (same message)."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise StoreError(str(exc)) from exc
-
-
-def _is_outage(exc: BaseException) -> bool:
-    if isinstance(exc, sqlite3.Error):
-        return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in sql.OUTAGE_CODES
-    return isinstance(exc, OSError)
-
-
-def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open the state file (creating or migrating it unless ``readonly``)."""
-    if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    else:
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # see the module docstring
-    conn.execute("PRAGMA busy_timeout=100")  # never hold the loop long; a busy file is retried
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        conn.close()
-        msg = (
-            f"daemon.state: {path} was written by a newer watcher (schema {version}; this one "
-            f"knows up to {SCHEMA_VERSION})"
-        )
-        raise ConfigError(msg)
-    if not readonly and version < SCHEMA_VERSION:
-        steps = [sql.TABLES, sql.MIGRATE_TO_2, sql.MIGRATE_TO_3, sql.MIGRATE_TO_4][version:]
-        script = " ".join([*steps, f"PRAGMA user_version = {SCHEMA_VERSION};"])
-        conn.executescript(f"BEGIN; {script} COMMIT;")
-    return conn
-
-
-def lock(path: str | Path) -> IO[str]:
-    """Hold ``<path>.lock`` for as long as the returned file stays open; ConfigError naming the
-    pid that holds it when another daemon does."""
-    handle = Path(f"{path}.lock").open("a+", encoding="utf-8")  # noqa: SIM115 (held open)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        pid = handle.read().strip() or "unknown"
-        handle.close()
-        msg = (
-            f"daemon.state: {path} is in use by pid {pid} (another watcher daemon); each "
-            "daemon needs a state file of its own"
-        )
-        raise ConfigError(msg) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
-class SqliteStore:
+class SqliteStore(SharedReads, FileOutbox):
     """The SQLite implementation of :class:`~watcher.stores.Store`; see the module docstring."""
+
+    SUBMITTER = "json_extract(settings, '$.by')"
+    INSTANCES = "SELECT name, started, heartbeat FROM instances ORDER BY name"
 
     def __init__(
         self,
@@ -163,7 +102,7 @@ class SqliteStore:
             raise
         self._checkpoints: asyncio.Task[None] | None = None
         self._writer = GroupCommit[sqlite3.Connection](
-            self._transaction, _is_outage, f"state file {self.path}"
+            self._transaction, is_outage, f"state file {self.path}"
         )
         self._timings = Timings(self._writer, _retime)
         self._readers = Readers(lambda: connect(self.path, readonly=True))
@@ -197,14 +136,36 @@ class SqliteStore:
                 return await self._readers.run(work)
         return await self._run(work)
 
+    async def _reads(self, *queries: Query[Any], apart: bool = True) -> list[Any]:
+        def work(conn: sqlite3.Connection) -> list[Any]:
+            return [q.decode(conn.execute(q.sql, q.args).fetchall()) for q in queries]
+
+        return await (self._read(work) if apart else self._run(work))  # type: ignore[no-any-return]
+
+    @staticmethod
+    def mark(n: int, kind: str = "") -> str:
+        return f"?{n}"
+
+    @staticmethod
+    def among(column: str, n: int, keys: Iterable[str]) -> tuple[str, Any]:
+        # one parameter however many keys: SQLite caps their number
+        return f"{column} IN (SELECT value FROM json_each(?{n}))", json.dumps(list(keys))
+
+    def _listed(self, query: str, args: Sequence[Any]) -> Query[list[WatchRecord]]:
+        def decode(rows: Rows) -> list[WatchRecord]:
+            found = [sql.row_to_record(row) for row in sql.rows_in_one(rows[0][0])]
+            return sorted(found, key=_in_order)  # an aggregate promises no order
+
+        return Query(sql.IN_ONE.format(query=query), args, decode)
+
     async def _checkpoint_often(self) -> None:
         while True:
             await asyncio.sleep(CHECKPOINT_EVERY_S)
             with contextlib.suppress(sqlite3.Error):  # a full disk: the next one tries again
-                await asyncio.to_thread(_checkpoint, self.path, "PASSIVE")
+                await asyncio.to_thread(checkpoint, self.path, "PASSIVE")
 
     async def _transaction(self, writes: Sequence[Work[sqlite3.Connection]]) -> list[Any]:
-        return _transaction(self._started(), writes)
+        return transaction(self._started(), writes)
 
     @property
     def health(self) -> Health:
@@ -287,23 +248,6 @@ class SqliteStore:
         rows = [(key,) for key in keys]
         await self._write(lambda conn: conn.executemany(update + " WHERE key = ?", rows))
 
-    async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]:
-        wanted = set(keys or ())
-        if keys is not None and len(wanted) <= FEW_KEYS:  # one notification's watch, say
-            marks = ", ".join("?" for _ in wanted)
-            query = f"SELECT {sql.COLS} FROM watches WHERE key IN ({marks})"
-            rows = await self._run(lambda c: c.execute(query, list(wanted)).fetchall())
-            found = {row[0]: sql.row_to_record(row) for row in rows}
-        else:
-
-            def work(conn: sqlite3.Connection) -> list[WatchRecord]:
-                rows = conn.execute(f"SELECT {sql.COLS} FROM watches")
-                return [sql.row_to_record(r) for r in rows if keys is None or r[0] in wanted]
-
-            before = self._timings.seen()
-            found = {r.key: r for r in self._timings.merged(await self._read(work), before)}
-        return self._timings.added(found, None if keys is None else wanted)
-
     async def renew(self) -> set[str]:
         """Write the heartbeat (the only holder's lease never runs out) and let go of the
         held watches that were stopped meanwhile (`watcher cancel`)."""
@@ -330,15 +274,6 @@ class SqliteStore:
         done: bool = await self._write(work)
         return done
 
-    async def submitted(self, key: str | None = None) -> dict[str, dict[str, Any]]:
-        query, args = (sql.SETTINGS, []) if key is None else (sql.SETTINGS + " AND key = ?", [key])
-        rows = await self._run(lambda c: c.execute(query, args).fetchall())
-        return {key: json.loads(settings or "{}") for key, settings in rows}
-
-    async def active_submitted(self, by: str) -> int:
-        query = sql.ACTIVE_SUBMITTED.format(by="json_extract(settings, '$.by')", name="?")
-        return int((await self._run(lambda c: c.execute(query, (by,)).fetchone()))[0])
-
     async def holders(self, keys: Sequence[str] | None = None) -> dict[str, str]:
         query, args = "SELECT json_group_array(key) FROM watches WHERE claimed AND active", []
         if keys is not None:
@@ -354,138 +289,16 @@ class SqliteStore:
         instances = await self.instances()
         return instances[0][0] if len(instances) == 1 else "this host's daemon"
 
-    async def instances(self) -> list[tuple[str, float, float]]:
-        query = "SELECT name, started, heartbeat FROM instances ORDER BY name"
-        rows = await self._read(lambda c: c.execute(query).fetchall())
-        return [(str(name), float(started), float(beat)) for name, started, beat in rows]
-
-    async def snapshot(self) -> tuple[list[WatchRecord], list[Note]]:
-        before = self._timings.seen()
-        watches, notes = await self._read(_snapshot)
-        return self._timings.merged(watches, before), notes
-
-    async def counts(self) -> dict[str, int]:
-        rows = await self._read(lambda c: c.execute(sql.COUNTS).fetchall())
-        return {str(state): int(n) for state, n in rows}
-
-    async def confirm(self, note: Note) -> bool:
-        return True
-
-    async def due(self, now: float, limit: int) -> list[Note]:
-        query = (
-            sql.PENDING.format(cols=sql.NOTE_COLS)
-            + sql.IN_ORDER
-            + " AND next_try <= ? ORDER BY id LIMIT ?"
-        )
-        rows = await self._run(lambda c: c.execute(query, (now, limit)).fetchall())
-        return [sql.row_to_note(row) for row in rows]
-
-    async def next_due(self) -> float | None:
-        """When the earliest undelivered notification is due, if any."""
-        query = "SELECT MIN(next_try) FROM outbox WHERE delivered IS NULL" + sql.IN_ORDER
-        row = await self._run(lambda c: c.execute(query).fetchone())
-        return None if row[0] is None else float(row[0])
-
-    async def retry_now(self, now: float) -> None:
-        """Make every undelivered notification due at ``now`` (a restart retries at once)."""
-        update = "UPDATE outbox SET next_try = ? WHERE delivered IS NULL AND next_try > ?"
-        await self._write(lambda c: c.execute(update, (now, now)))
-
-    async def delivered(self, note: Note, at: float) -> None:
-        update = "UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?"
-        await self._write(lambda c: c.execute(update, (at, note.id)))
-
-    async def remind(self, note: Note, at: float, now: float) -> None:
-        row = sql.reminder_row(note, at, now)
-        await self._write(lambda c: c.execute(sql.REMIND, row))
-
-    async def settle(self, note: Note, at: float) -> None:
-        await self._write(
-            lambda c: c.execute("UPDATE outbox SET delivered = ? WHERE id = ?", (at, note.id))
-        )
-
-    async def silenced(self, note: Note, at: float, by: int) -> None:
-        update = "UPDATE outbox SET delivered = ?, silenced = ? WHERE id = ?"
-        await self._write(lambda c: c.execute(update, (at, by, note.id)))
-
     async def silence(self, match: str, until: float, comment: str, now: float) -> int:
         insert = "INSERT INTO silences (match, until, comment, created) VALUES (?, ?, ?, ?)"
         row = (match, until, comment, now)
         made: int = await self._write(lambda c: c.execute(insert, row).lastrowid)
         return made
 
-    async def silences(self, now: float) -> list[Silence]:
-        query = f"SELECT {SILENCE_COLS} FROM silences WHERE until > ? ORDER BY id"
-        rows = await self._read(lambda c: c.execute(query, (now,)).fetchall())
-        return [Silence(*row) for row in rows]
-
-    async def listing(
-        self, server: str | None, state: str | None, limit: int, after: Place | None = None
-    ) -> Listing:
-        given: dict[str, Any] = {"server": server, "state": state}
-        named = {"server": ":server", "state": ":state"}
-        query = sql.LIST.format(**named, after=_after(given, after), limit=int(limit) + 1)
-
-        def read(c: sqlite3.Connection) -> Listing:
-            [(found,)] = c.execute(sql.IN_ONE.format(query=query), given)
-            records = [sql.row_to_record(row) for row in sql.rows_in_one(found)]
-            records.sort(key=_in_order)  # an aggregate promises no order
-            keys = json.dumps([r.key for r in records[:limit]])  # one parameter, however many
-            where = f" AND watch IN {sql.IN_JSON} ORDER BY id"
-            notes = c.execute(sql.PENDING.format(cols=sql.NOTE_COLS) + where, [keys])
-            return Listing(
-                records[:limit],
-                Place.of(records[limit - 1]) if len(records) > limit else None,
-                int(c.execute(sql.LIST_COUNT.format(**named), given).fetchone()[0]),
-                {str(state): int(n) for state, n in c.execute(sql.COUNTS)},
-                [str(name) for (name,) in c.execute(sql.SERVERS)],
-                [sql.row_to_note(row) for row in notes],
-            )
-
-        before = self._timings.seen()
-        found: Listing = await self._read(read)
-        return replace(found, records=self._timings.merged(found.records, before))
-
-    async def watched(self, key: str) -> bool:
-        query = sql.WATCHED.format(key="?")
-        return bool(await self._run(lambda c: c.execute(query, (key,)).fetchone()[0]))
-
-    async def succeeded(self) -> list[tuple[str, str | None, str, float]]:
-        rows = await self._read(lambda c: c.execute(sql.SUCCEEDED).fetchall())
-        return [(str(a), b, str(c), float(d)) for a, b, c, d in rows]
-
-    async def sent(self, key: str, limit: int) -> list[Sent]:
-        query = sql.SENT.format(key="?", limit="?")
-        rows = await self._read(lambda c: c.execute(query, (key, limit)).fetchall())
-        return [Sent(*row) for row in rows]
-
-    async def held_back(self, keys: Sequence[str] | None = None) -> dict[str, int]:
-        query, args = sql.HELD_BACK, []
-        if keys is not None:
-            query = sql.HELD_BACK_OF.format(only=f" AND watch IN {sql.IN_JSON}")
-            args = [json.dumps(list(keys))]
-        rows = await self._read(lambda c: c.execute(query, args).fetchall())
-        return {str(key): int(n) for key, n in rows}
-
     async def unsilence(self, silence_id: int) -> bool:
         delete = "DELETE FROM silences WHERE id = ?"
         gone = await self._write(lambda c: c.execute(delete, (silence_id,)).rowcount)
         return bool(gone)
-
-    async def defer(self, note: Note, until: float) -> None:
-        update = "UPDATE outbox SET next_try = ? WHERE id = ?"
-        await self._write(lambda c: c.execute(update, (until, note.id)))
-
-    async def failed(self, note: Note, error: str, next_try: float) -> None:
-        update = (
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_try = ? WHERE id = ?"
-        )
-        await self._write(lambda c: c.execute(update, (error, next_try, note.id)))
-
-    async def pending(self) -> int:
-        query = "SELECT COUNT(*) FROM outbox WHERE delivered IS NULL"
-        row = await self._run(lambda c: c.execute(query).fetchone())
-        return int(row[0])
 
     async def close(self, grace_s: float = 5.0) -> int:
         await self._readers.close(READERS_STOP_S)
@@ -502,7 +315,7 @@ class SqliteStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoints
         with contextlib.suppress(sqlite3.Error):
-            await asyncio.to_thread(_checkpoint, self.path, "TRUNCATE")
+            await asyncio.to_thread(checkpoint, self.path, "TRUNCATE")
         self._conn.close()
         self._lock.close()
         return lost
@@ -515,26 +328,9 @@ async def open_state(
     return SqliteStore(state, instance=instance, lease_s=lease_s, client=client, readonly=readonly)
 
 
-def _checkpoint(path: str, mode: str) -> None:
-    """Copy the write-ahead log back into the file, on a connection of this thread's own."""
-    conn = sqlite3.connect(path, timeout=1.0)
-    try:
-        conn.execute(f"PRAGMA wal_checkpoint({mode})")
-    finally:
-        conn.close()
-
-
 def _in_order(record: WatchRecord) -> tuple[bool, float, str, str]:
     """The order of :data:`sql.ORDER` (text compared as SQLite does: by code point)."""
     return record.outcome is not None, -(record.finished or 0.0), record.name, record.key
-
-
-def _after(given: dict[str, Any], after: Place | None) -> str:
-    """The condition of :data:`sql.AFTER` for ``after`` (its values put in ``given``)."""
-    if after is None:
-        return ""
-    given.update(done=int(after.done), finished=after.finished, name=after.name, key=after.key)
-    return sql.AFTER.format(done=":done", finished=":finished", name=":name", key=":key")
 
 
 def _due(record: WatchRecord) -> float:
@@ -544,31 +340,3 @@ def _due(record: WatchRecord) -> float:
 def _retime(records: Sequence[WatchRecord]) -> Work[sqlite3.Connection]:
     rows = [[*sql.timing(r), True, r.key] for r in records]
     return lambda conn: conn.executemany(sql.RETIME, rows)
-
-
-def _transaction(conn: sqlite3.Connection, writes: Sequence[Work[sqlite3.Connection]]) -> list[Any]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        results = [work(conn) for work in writes]
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back itself (a full disk, say)
-            conn.execute("ROLLBACK")
-        raise
-    return results
-
-
-def read_snapshot(path: str | Path) -> tuple[list[WatchRecord], list[Note]]:
-    """Watches and undelivered notifications, read-only (safe while a daemon runs)."""
-    conn = connect(path, readonly=True)
-    try:
-        return _snapshot(conn)
-    finally:
-        conn.close()
-
-
-def _snapshot(conn: sqlite3.Connection) -> tuple[list[WatchRecord], list[Note]]:
-    rows = conn.execute(f"SELECT {sql.COLS} FROM watches ORDER BY name")
-    watches = [sql.row_to_record(row) for row in rows]
-    pending = conn.execute(sql.PENDING.format(cols=sql.NOTE_COLS) + " ORDER BY id").fetchall()
-    return watches, [sql.row_to_note(r) for r in pending]

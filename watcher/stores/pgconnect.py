@@ -1,0 +1,105 @@
+"""The PostgreSQL connector: the pool and its settings, waiting for a database that is down, and
+asyncpg's errors as watcher's own (:class:`~watcher.errors.StoreError`), or as an outage (the
+database cannot be reached now) that writes wait out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from typing import Final
+
+import asyncpg
+
+from watcher.errors import ConfigError, StoreError
+from watcher.stores import pgsql, statefile
+
+log = logging.getLogger("watcher.stores.postgres")  # the lines the store has always logged
+
+POOL_SIZE: Final = 4
+CONNECT_TIMEOUT_S: Final = 10.0
+COMMAND_TIMEOUT_S: Final = 60.0
+WAIT_FIRST_S: Final = 0.5
+WAIT_MAX_S: Final = 10.0
+
+_OUTAGES = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # class 08: the connection is gone
+    asyncpg.exceptions.OperatorInterventionError,  # 57: shutting down, starting up, cancelled
+    asyncpg.exceptions.InsufficientResourcesError,  # 53: disk full, too many connections
+    asyncpg.exceptions.TransactionRollbackError,  # 40: serialization failure, deadlock
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby, during a failover
+)
+
+
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+@contextlib.contextmanager
+def driver_errors() -> Iterator[None]:
+    """asyncpg's errors (and the network's under it), raised as
+    :class:`~watcher.errors.StoreError` (same message)."""
+    try:
+        yield
+    except _DRIVER_ERRORS as exc:
+        raise StoreError(str(exc) or type(exc).__name__) from exc
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the database cannot be reached now" rather than a bad write."""
+    if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):
+        return False
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "closed" in str(exc)  # a pooled connection the server dropped
+    return isinstance(exc, _OUTAGES)
+
+
+async def create_pool(url: str, instance: str, lease_s: float) -> asyncpg.Pool:
+    """The connection pool of ``url`` (no connection opened yet), named for ``instance``."""
+    return await asyncpg.create_pool(
+        url,
+        min_size=0,
+        max_size=POOL_SIZE,
+        timeout=CONNECT_TIMEOUT_S,
+        command_timeout=COMMAND_TIMEOUT_S,
+        server_settings={
+            "application_name": f"watcher {instance}"[:63],
+            # an instance frozen inside a transaction (SIGSTOP, a VM pause) would keep its
+            # row locks, and FOR UPDATE SKIP LOCKED would skip its work for as long: the
+            # server ends such a session after a lease, so others take over in time
+            "idle_in_transaction_session_timeout": str(int(lease_s * 1000)),
+        },
+    )
+
+
+async def wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | None) -> None:
+    """Connect and make the schema current; while the database cannot be reached, retry after
+    0.5 s, 1 s, 2 s ... up to 10 s (one warning, then one line once connected)."""
+    began, delay, waiting = time.monotonic(), WAIT_FIRST_S, False
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                await pgsql.prepare(conn, where)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            reason = statefile.without_password(str(exc) or type(exc).__name__, url)
+            if not is_outage(exc):
+                msg = f"daemon.state: cannot use the database at {where}: {reason}"
+                raise ConfigError(msg) from None
+            if wait_s is not None and time.monotonic() - began + delay > wait_s:
+                msg = f"daemon.state: cannot reach the database at {where}: {reason}"
+                raise ConfigError(msg) from None
+            if not waiting:
+                log.warning("waiting for the database at %s (%s); retrying", where, reason)
+                waiting = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, WAIT_MAX_S)
+            continue
+        if waiting:
+            log.info("connected to the database at %s", where)
+        return
