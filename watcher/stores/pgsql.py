@@ -1,6 +1,7 @@
-"""The PostgreSQL schema, its statements, and rows to values and back.
+"""PostgreSQL's statements, creating its schema (declared in :mod:`watcher.stores.schema`), and
+rows to values and back.
 
-Version 1 of the schema: ``watches`` as in SQLite plus who holds each one (``owner``, until
+Version 2 of the schema: ``watches`` as in SQLite plus who holds each one (``owner``, until
 ``lease_until``, with the ``fence`` its claim was given), ``outbox`` likewise, ``meta`` (the
 schema version and the digest of the configuration last synced) and ``instances`` (each
 instance's heartbeat). Due times are epoch seconds from the instances' clocks, as in SQLite;
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from watcher.errors import ConfigError
 from watcher.models import Note, WatchRecord
-from watcher.stores import sql
+from watcher.stores import schema, sql
 from watcher.stores.batch import Batch, Save
 
 if TYPE_CHECKING:  # for annotations only: the store and its connector import asyncpg
@@ -31,49 +32,11 @@ SCHEMA_VERSION = 2
 SCHEMA_LOCK = 0x77617463_68657231  # pg_advisory_xact_lock key for creating the schema
 SYNC_LOCK = 0x77617463_68657232  # ... and for syncing the configured watches
 
-META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+META = schema.create_table(schema.table("meta"), "postgres")
 SCHEMA = (
     "INSERT INTO meta VALUES ('schema', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
-TABLES = """
-CREATE SEQUENCE IF NOT EXISTS fence;
-CREATE TABLE IF NOT EXISTS watches (
-    key TEXT PRIMARY KEY, name TEXT NOT NULL, server TEXT NOT NULL, id TEXT, task TEXT,
-    parent TEXT, state TEXT, phase TEXT, outcome TEXT, detail TEXT NOT NULL DEFAULT '',
-    link TEXT, run_id TEXT, attention TEXT NOT NULL DEFAULT '',
-    started DOUBLE PRECISION NOT NULL, first_poll DOUBLE PRECISION, last_poll DOUBLE PRECISION,
-    next_poll DOUBLE PRECISION, finished DOUBLE PRECISION, deadline DOUBLE PRECISION NOT NULL,
-    polls INTEGER NOT NULL, attempt INTEGER NOT NULL, failures INTEGER NOT NULL,
-    unreachable BOOLEAN NOT NULL, bad_replies INTEGER NOT NULL, memo TEXT NOT NULL,
-    overdue BOOLEAN NOT NULL DEFAULT FALSE,
-    active BOOLEAN NOT NULL DEFAULT TRUE, origin TEXT NOT NULL DEFAULT 'config', settings TEXT,
-    owner TEXT, lease_until TIMESTAMPTZ, fence BIGINT NOT NULL DEFAULT 0
-);
-ALTER TABLE watches ADD COLUMN IF NOT EXISTS expect_s DOUBLE PRECISION;
-ALTER TABLE watches ADD COLUMN IF NOT EXISTS expect_auto BOOLEAN NOT NULL DEFAULT FALSE;
-CREATE INDEX IF NOT EXISTS watches_due ON watches (next_poll) WHERE outcome IS NULL AND active;
-CREATE INDEX IF NOT EXISTS watches_parent ON watches (parent) WHERE parent IS NOT NULL;
-CREATE INDEX IF NOT EXISTS watches_owner ON watches (owner) WHERE owner IS NOT NULL;
-CREATE TABLE IF NOT EXISTS outbox (
-    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, watch TEXT NOT NULL,
-    event TEXT NOT NULL, channel TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,
-    dedup TEXT NOT NULL UNIQUE, created DOUBLE PRECISION NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, next_try DOUBLE PRECISION NOT NULL,
-    delivered DOUBLE PRECISION, last_error TEXT NOT NULL DEFAULT '',
-    owner TEXT, lease_until TIMESTAMPTZ, silenced BIGINT, reminder INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS silences (
-    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, match TEXT NOT NULL,
-    until DOUBLE PRECISION NOT NULL, comment TEXT NOT NULL DEFAULT '',
-    created DOUBLE PRECISION NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_try) WHERE delivered IS NULL;
-CREATE INDEX IF NOT EXISTS outbox_order ON outbox (watch, channel, id) WHERE delivered IS NULL;
-CREATE TABLE IF NOT EXISTS instances (
-    name TEXT PRIMARY KEY, started TIMESTAMPTZ NOT NULL, heartbeat TIMESTAMPTZ NOT NULL,
-    version TEXT NOT NULL
-);
-"""
+TABLES = schema.postgres()
 
 FIELDS = sql.RECORD_FIELDS
 COLS = sql.COLS

@@ -1,10 +1,15 @@
-"""The state file's schema, its statements, and rows to values and back (SQLite dialect).
+"""The statements both stores share, SQLite's own statements and migrations, and rows to
+values and back.
 
-Version 4 of the schema: ``watches`` (one row per watch, with ``active`` for "the configuration
-asks for it" and ``claimed`` for "a daemon holds it"; ``origin`` says whether the configuration
-gave it or it was submitted at run time, with its ``settings`` as JSON), ``outbox`` (one row per
-notification), ``meta`` (the digest of the configuration last synced) and ``instances`` (the
-daemon's heartbeat).
+The schema itself is declared in :mod:`watcher.stores.schema`. What is here is written in SQL
+both dialects read (the listing's ``LISTED``/``ORDER``/``AFTER``, ``IN_ORDER``, ``COUNTS``,
+``SENT``, ``HELD_BACK``, ``SUCCEEDED`` and the other reads of :mod:`watcher.stores.reading`,
+with ``{...}`` where each writes its parameters), or SQLite's own (``?`` parameters: claims,
+saves, the sync, the outbox, ``IN_ONE``), and the record's and note's columns both decode.
+
+The state file's schema is at version 4; ``VERSION_1`` and ``MIGRATE_TO_*`` bring a file written
+by an earlier version there (``active``/``claimed`` and the due index in 2; ``origin``,
+``settings``, silences and instances in 3; the expected duration in 4).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any
 
 from watcher.models import Event, Note, Outcome, WatchRecord
 
-TABLES = """
+#: the state file's first schema, which files written before versions were counted still have
+VERSION_1 = """
 CREATE TABLE IF NOT EXISTS watches (
     key TEXT PRIMARY KEY, name TEXT NOT NULL, server TEXT NOT NULL, id TEXT, task TEXT,
     parent TEXT, state TEXT, phase TEXT, outcome TEXT, detail TEXT NOT NULL DEFAULT '',

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
-from watcher.stores import sql
+from watcher.stores import schema, sql
 from watcher.stores.commit import Work
 
 SCHEMA_VERSION = 4
@@ -56,10 +56,19 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
         )
         raise ConfigError(msg)
     if not readonly and version < SCHEMA_VERSION:
-        steps = [sql.TABLES, sql.MIGRATE_TO_2, sql.MIGRATE_TO_3, sql.MIGRATE_TO_4][version:]
-        script = " ".join([*steps, f"PRAGMA user_version = {SCHEMA_VERSION};"])
+        script = " ".join([*_steps(conn, version), f"PRAGMA user_version = {SCHEMA_VERSION};"])
         conn.executescript(f"BEGIN; {script} COMMIT;")
     return conn
+
+
+def _steps(conn: sqlite3.Connection, version: int) -> list[str]:
+    """What brings a file at ``version`` to this one: a new file takes the declared schema; a
+    file of an earlier version, its migrations (files from before versions were counted have
+    tables at version 0)."""
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'watches'").fetchone()
+    if version == 0 and found is None:
+        return [schema.sqlite()]
+    return [sql.VERSION_1, sql.MIGRATE_TO_2, sql.MIGRATE_TO_3, sql.MIGRATE_TO_4][version:]
 
 
 def lock(path: str | Path) -> IO[str]:
