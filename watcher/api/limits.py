@@ -30,7 +30,7 @@ from typing import Final
 
 from watcher.config.api import ApiConfig
 from watcher.metrics import Metrics, Refusal
-from watcher.stores import Store
+from watcher.stores import Reads
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ class Quota:
         given = token.submissions_per_minute if token is not None else None
         return self._config.submissions_per_minute if given is None else given
 
-    async def admit(self, name: str, store: Store, watching: Callable[[], Awaitable[bool]]) -> None:
+    async def admit(self, name: str, store: Reads, watching: Callable[[], Awaitable[bool]]) -> None:
         """Count a submission of token ``name``; :class:`Limited` past its rate, or when it
         has its most active watches and ``watching()`` says the run is not one of them (a
         resubmission is answered as before)."""

@@ -32,7 +32,7 @@ from watcher.engine import history
 from watcher.engine.build import adhoc_watch, build_specs, submit
 from watcher.errors import ConfigError
 from watcher.schema import check_duration, parse_duration
-from watcher.stores import Place, Sent, Silence, Store
+from watcher.stores import Place, Reads, Requests, Sent, Silence
 
 if TYPE_CHECKING:  # watcher.api.limits needs Refused's module no more than this one needs it
     from watcher.api.limits import Quota
@@ -88,11 +88,15 @@ def _duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(_duration)]
 
 
+class ApiStore(Reads, Requests, Protocol):
+    """What the API needs of the store: what clients read, and what they ask for."""
+
+
 class Service(Protocol):
     """What the API needs of the daemon it runs in."""
 
     @property
-    def store(self) -> Store: ...
+    def store(self) -> ApiStore: ...
 
     @property
     def config(self) -> Config: ...
@@ -283,7 +287,7 @@ async def cancel(service: Service, key: str, token: TokenConfig) -> dict[str, An
     return {"version": JSON_VERSION, "cancelled": key}  # stopped already: a retried step
 
 
-async def silence(store: Store, body: Mapping[str, Any], by: str) -> dict[str, Any]:
+async def silence(store: Requests, body: Mapping[str, Any], by: str) -> dict[str, Any]:
     """Record a silence; ``by`` (the token's name) is kept with its comment."""
     given = NewSilence.model_validate(body)
     for_s, now = given.for_s, time.time()
@@ -293,14 +297,14 @@ async def silence(store: Store, body: Mapping[str, Any], by: str) -> dict[str, A
     return {"version": JSON_VERSION, "silence": silence_entry(made)}
 
 
-async def silences(store: Store) -> dict[str, Any]:
+async def silences(store: Reads) -> dict[str, Any]:
     return {
         "version": JSON_VERSION,
         "silences": [silence_entry(s) for s in await store.silences(time.time())],
     }
 
 
-async def unsilence(store: Store, silence_id: str) -> dict[str, Any]:
+async def unsilence(store: Requests, silence_id: str) -> dict[str, Any]:
     if not (silence_id.isascii() and silence_id.isdigit() and len(silence_id) < 19):
         raise Refused(404, "no silence with that id")
     if not await store.unsilence(int(silence_id)):

@@ -20,7 +20,7 @@ from watcher.notify.messages import Channel
 from watcher.notify.quiet import Quiet, window, zone
 from watcher.remote.client import Http
 from watcher.remote.providers import KINDS, ServerConfig
-from watcher.stores import Store
+from watcher.stores import Requests
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def adhoc_watch(config: Config, settings: Mapping[str, Any], where: str) -> Watc
 
 
 async def submit(
-    config: Config, store: Store, settings: Mapping[str, Any], now: float
+    config: Config, store: Requests, settings: Mapping[str, Any], now: float
 ) -> list[tuple[WatchRecord, bool]]:
     """Add the run ``settings`` names (the keys of :data:`SUBMITTED_KEYS`) to ``store``, for a
     daemon to claim; each watch's record and whether it is new (``False``: already watched,

@@ -25,21 +25,28 @@ import random
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from watcher.backoff import DELIVERY, Policy, next_delay
 from watcher.metrics import Metrics
 from watcher.models import Event, Note
 from watcher.notify.digests import Windows, digest
-from watcher.notify.holds import Holds, fields
+from watcher.notify.holds import Holds, HoldStore, fields
 from watcher.notify.messages import Channel
 from watcher.notify.reminders import LASTING, again
-from watcher.stores import Store
 
 log = logging.getLogger(__name__)
 
 _IDLE_S = 30.0
 _MISSING_CHANNEL_RETRY_S = 3600.0
+
+
+class DispatchStore(HoldStore, Protocol):
+    """What the dispatcher needs of the store: the outbox, what holds a note back, and whether
+    this instance's lease holds (else what it claimed may be another's)."""
+
+    @property
+    def lease_ok(self) -> bool: ...
 
 
 class Dispatcher:
@@ -48,7 +55,7 @@ class Dispatcher:
     def __init__(
         self,
         channels: Mapping[str, Channel],
-        store: Store,
+        store: DispatchStore,
         *,
         concurrency: int = 4,
         clock: Callable[[], float] = time.time,

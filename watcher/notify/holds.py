@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
-from watcher.models import Note
+from watcher.models import Note, WatchRecord
 from watcher.notify.messages import Channel
 from watcher.notify.reminders import is_reminder, lasts
 from watcher.notify.silences import silencing
-from watcher.stores import Silence, Store
+from watcher.stores import Outbox, Silence
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,18 @@ def fields(note: Note) -> dict[str, str]:
     return {"key": note.watch, "event": str(note.event), "channel": note.channel}
 
 
+class HoldStore(Outbox, Protocol):
+    """What the gate reads besides the outbox: the note's watch and the silences in force."""
+
+    async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]: ...
+
+    async def silences(self, now: float) -> list[Silence]: ...
+
+
 class Holds:
     """Decides, against ``store`` at ``clock()``, whether a due note is held back."""
 
-    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+    def __init__(self, store: HoldStore, clock: Callable[[], float]) -> None:
         self._store = store
         self._clock = clock
 

@@ -155,6 +155,10 @@ class Outbox(Protocol):
 class Reads(Protocol):
     """What readers need (the API, the page, ``status``, metrics): reads only, never a write."""
 
+    async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]:
+        """The stored records of ``keys`` (all when ``None``), as the engine loads them."""
+        ...
+
     async def counts(self) -> dict[str, int]:
         """Active watches by state: outcome, else phase, else ``waiting``."""
         ...
