@@ -6,14 +6,16 @@ the engine that claims what is due, polls it and saves the result.
 * :mod:`~watcher.engine.spec`: a watch and a server as the engine runs them.
 * :mod:`~watcher.engine.lifecycle`: what one poll's answer does to a watch (pure, tested by
   tables); :mod:`~watcher.engine.schedule`: when each held watch polls next (a heap, pure);
-  :mod:`~watcher.engine.history`: when earlier runs of the same family ended (pure).
+  :mod:`~watcher.engine.history`: when earlier runs of the same family ended (pure), and
+  :mod:`~watcher.engine.expect` what ``expect = "auto"`` learns from them.
+* :mod:`~watcher.engine.reload`: what a new configuration adds, removes and changes (pure).
 * :mod:`~watcher.engine.poll`: one poll of one watch: ask the remote system, decide what the
   answer means (a :class:`~watcher.engine.poll.Polled` value); it knows nothing of the engine.
 * :mod:`~watcher.engine.engine`: the engine, composed of :mod:`~watcher.engine.watches` (what it
   knows of its watches: wanted, held, open, finished), :mod:`~watcher.engine.claims` (claims what
   is due from the store, lets go of the rest), :mod:`~watcher.engine.pump` (starts each poll at
   its time, per-server limits) and :mod:`~watcher.engine.apply` (saves a poll's result and
-  schedules, releases or ends the watch); it also takes a reload.
+  schedules, releases or ends the watch); it also applies a reload.
 
 It may import config, notify (channels, rendering), metrics, stores, remote (the providers) and
 the shared modules; api, service and cli import it, never the other way. A poll's and the

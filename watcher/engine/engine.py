@@ -30,11 +30,12 @@ from dataclasses import replace
 from datetime import tzinfo
 from typing import Any
 
-from watcher.engine import history
+from watcher.engine import expect
 from watcher.engine.apply import Applier
 from watcher.engine.claims import Claims
 from watcher.engine.poll import Poller
 from watcher.engine.pump import Pump
+from watcher.engine.reload import changed, changes
 from watcher.engine.spec import Server, Spec
 from watcher.engine.watches import Watches
 from watcher.metrics import Metrics
@@ -164,52 +165,27 @@ class Engine:
     ) -> str:
         """Switch to a new configuration: new watches start, removed ones stop, changed ones
         take their new settings, unchanged ones keep their state and schedule."""
-        configured = {spec.key: spec for spec in specs}
-        wanted = dict(configured)
-        for key, spec in list(self.specs.items()):
-            parent = configured.get(spec.parent or "")
-            if parent is not None and spec.target.id:
-                wanted[key] = parent.child(spec.target.id)
-        removed = [  # submitted watches (and what they found) stay: they are not the config's
-            key for key, spec in self.specs.items() if key not in wanted and spec.origin == "config"
-        ]
-        changed = [s for k, s in wanted.items() if k in self.specs and s != self.specs[k]]
-        added = [s for k, s in wanted.items() if k not in self.specs]
-        now = self._clock()
+        change, now = changes(self.specs, specs), self._clock()
         # the store first: if it fails, nothing here has changed and the old config runs on
-        actives = await self._sync(wanted, {s.key: now + s.policy.interval_s for s in changed})
+        sooner = {s.key: now + s.policy.interval_s for s in change.changed}
+        actives = await self._sync(change.wanted, sooner)
         poller = self._applier.poller
         self._applier.poller = replace(poller, servers=dict(servers), channels=dict(channels))
-        for key in removed:
+        for key in change.removed:
             self._forget(key)
-        for spec in changed:
+        for spec in change.changed:
             self._change(spec, now)
-        self.configured = configured
+        self.configured = change.configured
         for active in actives:
-            self.watches.take(active, wanted)
-        await self._store.release(removed)
+            self.watches.take(active, change.wanted)
+        await self._store.release(change.removed)
         await self._learn_expectations()
         self.tick()
-        return f"{len(added)} added, {len(removed)} removed, {len(changed)} changed"
+        return str(change)
 
     async def _learn_expectations(self) -> None:
-        """``expect = "auto"``: how long runs of each such watch's family took (see
-        :mod:`watcher.engine.history`); a family without enough history yet is said once."""
-        auto = [spec for spec in self.specs.values() if spec.expect_auto]
-        if not auto:
-            return
-        taken = history.by_family(await self._store.succeeded())  # not every whole record
-        for spec in auto:
-            kind = history.family(spec.target.server, spec.target.task, spec.name)
-            expect_s = history.expected(taken.get(kind, []))
-            if expect_s is None:
-                log.info(
-                    "%s: expect = auto: too few earlier runs yet; no overdue until there are",
-                    spec.name,
-                )
-                continue
-            policy = replace(spec.policy, expect_s=expect_s)
-            self.specs[spec.key] = replace(spec, policy=policy)
+        if expect.wanted(self.specs.values()):  # not every whole record: the succeeded ones
+            expect.learn(self.specs, await self._store.succeeded())
 
     def _forget(self, key: str) -> None:
         self.watches.forget(key)
@@ -217,15 +193,11 @@ class Engine:
 
     def _change(self, spec: Spec, now: float) -> None:
         self.specs[spec.key] = spec
-        record = self.held.get(spec.key)
-        if record is None:
+        if (record := self.held.get(spec.key)) is None:
             return
-        record = spec.updated(record)
-        if not record.done:
-            sooner = min(record.next_poll or now, now + spec.policy.interval_s)
-            record = replace(record, next_poll=sooner)
-            if spec.key not in self.watches.polling:
-                self._pump.put(spec.key, sooner)
+        record = changed(record, spec, now)
+        if not record.done and spec.key not in self.watches.polling:
+            self._pump.put(spec.key, record.next_poll or now)
         self.held[spec.key] = record  # a poll ending meanwhile builds on it
 
     async def results(self) -> list[WatchRecord]:

@@ -4,6 +4,8 @@
 * :mod:`~watcher.service.daemon`: the process's life, a composition of the parts below and
   the engine and dispatcher: it opens the store and the one HTTP session, starts the parts,
   waits, reloads on SIGHUP and stops them in order.
+* :mod:`~watcher.service.parts`: the parts of one run, built from the configuration on the
+  open store and the one HTTP session.
 * :mod:`~watcher.service.cluster`: instances sharing a database: lease renewal, this
   instance's share of the open watches, and what it lets go of.
 * :mod:`~watcher.service.front`: the HTTP side: the ``[api]`` listener and ``/metrics``, and

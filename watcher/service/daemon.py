@@ -1,9 +1,10 @@
 """The life of a watcher process: ``watcher run``, ``watcher run --once`` and ``watcher wait``.
 
-:class:`Daemon` opens the state file and the one HTTP session, builds the parts and starts them:
-the dispatcher, the engine, the cluster membership (:mod:`~watcher.service.cluster`), the
-listeners (:mod:`~watcher.service.front`) and, for ``--once``, the summary and the live view
-(:mod:`~watcher.service.once`). It tells systemd it is ready and then waits: for SIGTERM/SIGINT
+:class:`Daemon` opens the state file and the one HTTP session, builds the parts
+(:mod:`~watcher.service.parts`) and starts them: the dispatcher, the engine, the cluster
+membership (:mod:`~watcher.service.cluster`), the listeners (:mod:`~watcher.service.front`)
+and, for ``--once``, the summary and the live view (:mod:`~watcher.service.once`). It tells
+systemd it is ready and then waits: for SIGTERM/SIGINT
 (daemon), or for every watch to end (once). Its few periodic jobs run on APScheduler: the
 engine's claim tick (every second), the systemd watchdog ping (from the event loop, so a stuck
 loop misses pings), ``STATUS=`` and the gauges, and the CI summary line. It re-reads the
@@ -19,28 +20,25 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watcher.backoff import DELIVERY
 from watcher.config.load import Config, load
-from watcher.engine.build import build_channels, build_servers, build_specs, submitted_spec
+from watcher.engine.build import build_channels, build_servers, build_specs
 from watcher.engine.engine import Engine
-from watcher.engine.spec import Server, Spec
+from watcher.engine.spec import Spec
 from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError, StoreError
 from watcher.metrics import Metrics
 from watcher.notify.dispatch import Dispatcher
-from watcher.notify.quiet import zone
 from watcher.remote.client import Http
-from watcher.service.cluster import Cluster
 from watcher.service.facts import Facts
 from watcher.service.front import Front
-from watcher.service.once import Ending, settle_retries
+from watcher.service.parts import Parts, Shape, build, by_name
 from watcher.service.sdnotify import Notifier, watchdog_interval
-from watcher.stores import Store, is_database, open_store, statefile
+from watcher.stores import Store, open_store, statefile
 
 if TYPE_CHECKING:
     from watcher.api.server import Api
@@ -101,6 +99,7 @@ class Daemon:
     """One run of watcher; see the module docstring."""
 
     store: Store
+    parts: Parts
     engine: Engine
     dispatcher: Dispatcher
     facts: Facts
@@ -154,71 +153,40 @@ class Daemon:
         return EXIT_INCOMPLETE if lost and code == EXIT_OK else code
 
     def _build(self, http: Http, store: Store) -> Front:
-        """The parts, on the open store and the one HTTP session; the front, not listening yet."""
-        self._http, self.store, options = http, store, self.options
-        self._servers = build_servers(self.config, http)
-        channels = build_channels(self.config)
-        retry = settle_retries(options.settle_s) if options.once else DELIVERY
-        self.dispatcher = Dispatcher(
-            channels,
-            store,
-            concurrency=self.config.daemon.notify_concurrency,
-            metrics=self.metrics,
-            retry=retry,
-        )
-        self.engine = Engine(
-            self.specs,
-            _by_name(self._servers),
-            channels,
-            store,
-            on_notes=self.dispatcher.wake,
-            submitted=lambda key, settings: submitted_spec(self.config, key, settings),
-            metrics=self.metrics,
-        )
-        self.engine.show_times_in(zone(self.config.daemon.timezone))
-        engine, state = self.engine, self.config.daemon.state
-        self.facts = Facts(
-            store,
-            self.metrics,
-            lambda: engine.behind_s,
-            database=is_database(state),
-            behind_say_s=self.timings.behind_say_s,
-        )
-        self.cluster = Cluster(store, self.engine, self.config.daemon.lease)
-        self.ending = Ending(
-            store, self.engine, self.dispatcher, settle_s=options.settle_s, as_json=options.json
-        )
-        self.front = Front(
-            self.config,
-            store=store,
-            engine=self.engine,
-            metrics=self.metrics,
-            facts=self.facts,
+        """The parts (:mod:`~watcher.service.parts`); the front, not listening yet."""
+        self._http, options = http, self.options
+        shape = Shape(
+            once=options.once,
+            settle_s=options.settle_s,
+            as_json=options.json,
             serve_metrics=bool(self.config.daemon.metrics) and options.metrics,
-            listens=not options.once,
+            behind_say_s=self.timings.behind_say_s,
             where=self._where,
         )
-        return self.front
+        parts = self.parts = build(self.config, self.specs, store, http, self.metrics, shape)
+        self.store, self.engine, self.dispatcher = store, parts.engine, parts.dispatcher
+        self.facts, self.front = parts.facts, parts.front
+        return parts.front
 
     async def _run(self, front: Front) -> int:
         self._on_signals()
         await front.serve_metrics()
         self._spawn(self.dispatcher.run())
         try:
-            await self.cluster.balance()  # before the first claim: a joiner takes its part
+            await self.parts.cluster.balance()  # before the first claim: a joiner takes its part
             await self.engine.start()
             settle_memory(len(self.engine.specs))
             self._start_jobs()
             await front.listen()
             if self.options.live:
-                self._spawn(self.ending.live())
+                self._spawn(self.parts.ending.live())
             await self._ready()
             where = statefile.describe(self.config.daemon.state)
             log.info("watching %d runs, state in %s", len(self.specs), where)
             await self._wait()
         finally:
             await self._shutdown(front)
-        return await self.ending.report() if self.options.once else EXIT_OK
+        return await self.parts.ending.report() if self.options.once else EXIT_OK
 
     def _start_jobs(self) -> None:
         jobs: list[Job] = [
@@ -229,9 +197,9 @@ class Daemon:
             self.notifier.watchdog()
             jobs.append((_on_loop(self.notifier.watchdog), watchdog_s))
         if self.options.once:
-            jobs.append((self.ending.summary, self.options.summary_every_s))
+            jobs.append((self.parts.ending.summary, self.options.summary_every_s))
         self._jobs = _scheduled(jobs)
-        self.cluster.start()
+        self.parts.cluster.start()
 
     def _spawn(self, *work: Coroutine[Any, Any, Any]) -> None:
         self._tasks += [asyncio.create_task(w) for w in work]
@@ -268,10 +236,10 @@ class Daemon:
         await front.close()
         if self._jobs is not None and self._jobs.running:
             self._jobs.shutdown(wait=False)
-        self.cluster.stop()
+        self.parts.cluster.stop()
         await self.engine.stop(grace_s)
         if self.options.once and not self.stop.is_set():
-            await self.ending.settle()
+            await self.parts.ending.settle()
         await self.dispatcher.stop(grace_s)
         for task in self._tasks:
             task.cancel()
@@ -305,8 +273,8 @@ class Daemon:
             raise ConfigError("this run has no configuration file to re-read")
         config = await asyncio.to_thread(load, path)
         channels = _channels(config)
-        self._servers = build_servers(config, self._http, self._servers)
-        done = await self.engine.reload(build_specs(config), _by_name(self._servers), channels)
+        self.parts.servers = build_servers(config, self._http, self.parts.servers)
+        done = await self.engine.reload(build_specs(config), by_name(self.parts.servers), channels)
         self.dispatcher.channels = channels
         config = config.model_copy(update={"watches": []})  # the engine has the specs
         await self.front.reload(config)
@@ -363,10 +331,6 @@ def _on_loop(job: Callable[[], None]) -> Callable[[], Awaitable[None]]:
         job()
 
     return run
-
-
-def _by_name(servers: Mapping[str, tuple[Any, Server]]) -> dict[str, Server]:
-    return {name: server for name, (_, server) in servers.items()}
 
 
 def _channels(config: Config) -> Any:

@@ -3,17 +3,25 @@
 A claimed watch is held by its fencing token, a claimed notification by its id. A transaction
 that committed (:meth:`Held.committed`) and a renewal that answered (:meth:`Held.renewed`) are
 the only ways this changes; a lease holds for :attr:`Held.lease_s` after the last renewal or
-claim that began before it ended.
+claim that began before it ended. :class:`Renewal` renews all of it at once, and
+:func:`claimed` takes in what a claim took.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
+import watcher
+from watcher.models import WatchRecord
+from watcher.stores import pgsql, sql
 from watcher.stores.batch import Batch
+from watcher.stores.commit import GroupCommit
+from watcher.stores.pgconnect import driver_errors, is_outage
 
 
 class Held:
@@ -81,3 +89,60 @@ class Held:
         """Forget everything held (the store closed)."""
         self.fences.clear()
         self.notes.clear()
+
+
+def claimed(batch: Batch[Any], rows: Iterable[Any]) -> list[WatchRecord]:
+    """The watches of a claim's ``rows`` (each ending in its fencing token), soonest first;
+    their tokens go into ``batch``, and the claim counts as a renewal once it commits."""
+    batch.claimed = True
+    records = []
+    for row in rows:
+        *values, fence = row
+        records.append(sql.row_to_record(values))
+        batch.fences[records[-1].key] = fence
+    return sorted(records, key=lambda r: r.next_poll or 0.0)
+
+
+class Renewal:
+    """Renews the leases of all that ``held`` holds, and the instance's heartbeat.
+
+    Renewals go through the group commit ``writer``, serialized with this instance's own saves:
+    on a connection of its own, a renewal and a save locking the same rows in different orders
+    could deadlock. At most one renewal waits for a database that is down; the next call has it
+    tried again at once.
+    """
+
+    def __init__(self, held: Held, writer: GroupCommit[Batch[Any]], instance: str) -> None:
+        self._held = held
+        self._writer = writer
+        self._instance = instance
+        self._waiting: asyncio.Future[Any] | None = None
+
+    async def _run(self, conn: Any, batch: Batch[Any]) -> tuple[dict[str, int], list[Any]]:
+        me, lease = self._instance, timedelta(seconds=self._held.lease_s)
+        fences, notes = dict(self._held.fences), list(self._held.notes)  # as of this transaction
+        gone = await conn.fetch(pgsql.RENEW, me, lease, list(fences), [*fences.values()])
+        await conn.execute(pgsql.RENEW_NOTES, me, lease, notes)
+        await conn.execute(pgsql.HEARTBEAT, me, str(watcher.__version__))
+        return fences, gone
+
+    async def __call__(self) -> set[str]:
+        """The watches lost since the last renewal (none while renewals fail)."""
+        began = time.monotonic()
+        if self._waiting is None or self._waiting.done():
+            self._waiting = self._writer.submit(lambda batch: batch.then(self._run))
+        else:  # the last one still waits for the database: have it tried again now
+            self._writer.poke()
+        try:
+            async with asyncio.timeout(self._held.lease_s / 2):
+                fences, gone = await asyncio.shield(self._waiting)
+        except TimeoutError:
+            self._held.renewal_failed("no answer within half a lease")
+            return set()
+        except Exception as exc:
+            if not is_outage(exc):
+                with driver_errors():
+                    raise
+            self._held.renewal_failed(str(exc))
+            return set()
+        return self._held.renewed(began, fences, (key for (key,) in gone))

@@ -1,6 +1,8 @@
 """The PostgreSQL connector: the pool and its settings, waiting for a database that is down, and
 asyncpg's errors as watcher's own (:class:`~watcher.errors.StoreError`), or as an outage (the
-database cannot be reached now) that writes wait out.
+database cannot be reached now) that writes wait out. On the pool: a transaction that expires
+a dead connection (:func:`transact`), a read that meets one once at most (:func:`fetch`), and
+the close that lets go of what the instance holds (:func:`close`).
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
-from typing import Final
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, Final
 
 import asyncpg
 
+import watcher
 from watcher.errors import ConfigError, StoreError
 from watcher.stores import pgsql, statefile
+from watcher.stores.batch import Batch, Save
 
 log = logging.getLogger("watcher.stores.postgres")  # the lines the store has always logged
 
@@ -24,6 +28,7 @@ CONNECT_TIMEOUT_S: Final = 10.0
 COMMAND_TIMEOUT_S: Final = 60.0
 WAIT_FIRST_S: Final = 0.5
 WAIT_MAX_S: Final = 10.0
+CLOSE_S: Final = 2.0
 
 _OUTAGES = (
     OSError,  # refused, reset, unreachable
@@ -103,3 +108,77 @@ async def wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | Non
         if waiting:
             log.info("connected to the database at %s", where)
         return
+
+
+async def connect(
+    url: str, where: str, instance: str, lease_s: float, wait_s: float | None, *, member: bool
+) -> asyncpg.Pool:
+    """The pool of ``url`` with its schema current (see :func:`wait_for`); a ``member``
+    instance (no client) says it started, for the heartbeat."""
+    pool = await create_pool(url, instance, lease_s)
+    try:
+        await wait_for(pool, where, url, wait_s)
+        if member:
+            with driver_errors():
+                await pool.execute(pgsql.START, instance, str(watcher.__version__))
+    except BaseException:
+        pool.terminate()
+        raise
+    return pool
+
+
+async def fetch(pool: asyncpg.Pool, query: str, *args: Any) -> list[asyncpg.Record]:
+    """The rows of ``query``; a dead connection (a restarted server) is met once at most."""
+    with driver_errors():
+        try:
+            return await pool.fetch(query, *args)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            await pool.expire_connections()
+            return await pool.fetch(query, *args)
+
+
+async def close(pool: asyncpg.Pool, where: str, instance: str | None) -> None:
+    """Let go of what ``instance`` holds (if one), then close the pool, each within
+    :data:`CLOSE_S`; a database that cannot be reached is said and left to the leases."""
+    try:
+        async with asyncio.timeout(CLOSE_S):
+            if instance is not None:
+                await pool.execute(pgsql.LET_GO, instance)
+    except Exception as exc:
+        if not is_outage(exc):
+            with driver_errors():
+                raise
+        log.warning(
+            "database %s: could not let go of what this instance holds (%s); others take "
+            "it over once its leases run out",
+            where,
+            exc,
+        )
+    finally:
+        try:
+            async with asyncio.timeout(CLOSE_S):
+                await pool.close()
+        except TimeoutError:
+            pool.terminate()
+
+
+async def transact(
+    pool: asyncpg.Pool,
+    batch: Batch[Any],
+    save_all: Callable[[Any, Batch[Any], Sequence[Save]], Awaitable[None]],
+) -> None:
+    """Run ``batch``'s steps in one transaction, each run of saves by ``save_all``. A dead
+    connection is let go of, so that the next try does not meet another."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            for step in batch.steps:
+                if isinstance(step, list):
+                    await save_all(conn, batch, step)
+                else:
+                    step.value = await step.run(conn, batch)
+    except Exception as exc:
+        if is_outage(exc):
+            await pool.expire_connections()
+        raise

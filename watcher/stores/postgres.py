@@ -26,14 +26,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import asyncpg
 
-import watcher
 from watcher.models import Note, WatchRecord
 from watcher.stores import (
     CLIENT_WAIT_S,
@@ -47,7 +45,7 @@ from watcher.stores import (
 )
 from watcher.stores.batch import Batch, Save
 from watcher.stores.commit import GroupCommit, Health, Work
-from watcher.stores.leases import Held
+from watcher.stores.leases import Held, Renewal, claimed
 from watcher.stores.pgconnect import driver_errors, is_outage
 from watcher.stores.pgoutbox import LeasedOutbox
 from watcher.stores.reading import Query, SharedReads
@@ -65,7 +63,6 @@ T = TypeVar("T")
 READERS: Final = 2
 """How many of the pool's connections reads may take at once: the others stay free for the
 writes, so a flood of status reads (the API's, the page's) never holds up a lease renewal."""
-CLOSE_S: Final = 2.0
 
 
 class PostgresStore(SharedReads, LeasedOutbox):
@@ -84,11 +81,11 @@ class PostgresStore(SharedReads, LeasedOutbox):
         self.lease_s = lease_s
         self._lease = timedelta(seconds=lease_s)
         self._held = Held(where, lease_s, log)
-        self._renewing: asyncio.Future[Any] | None = None  # at most one renewal waits
         self._writer: GroupCommit[Plan] = GroupCommit(
             self._transaction, is_outage, f"database {where}"
         )
         self._timings = Timings(self._writer, self._retime)
+        self._renewal = Renewal(self._held, self._writer, instance)
 
     @classmethod
     async def open(
@@ -109,17 +106,9 @@ class PostgresStore(SharedReads, LeasedOutbox):
                 (the message never holds the password), or ``wait_s`` ran out.
         """
         where = statefile.database_where(url)
-        pool = await pgconnect.create_pool(url, instance, lease_s)
-        try:
-            await pgconnect.wait_for(pool, where, url, wait_s)
-            store = cls(pool, where, instance, lease_s)
-            store.client = client
-            if not client:
-                with driver_errors():
-                    await pool.execute(pgsql.START, instance, str(watcher.__version__))
-        except BaseException:
-            pool.terminate()
-            raise
+        pool = await pgconnect.connect(url, where, instance, lease_s, wait_s, member=not client)
+        store = cls(pool, where, instance, lease_s)
+        store.client = client
         return store
 
     @property
@@ -135,17 +124,10 @@ class PostgresStore(SharedReads, LeasedOutbox):
     async def _transaction(self, works: Sequence[Work[Plan]]) -> list[Any]:
         batch: Plan = Batch(self._held.fences)
         handles = [work(batch) for work in works]
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                for step in batch.steps:
-                    if isinstance(step, list):
-                        await pgsql.save_all(conn, batch, self.instance, self._lease, step)
-                    else:
-                        step.value = await step.run(conn, batch)
-        except Exception as exc:
-            if is_outage(exc):  # the next try should not meet another dead connection
-                await self._pool.expire_connections()
-            raise
+        me, lease = self.instance, self._lease
+        await pgconnect.transact(
+            self._pool, batch, lambda conn, b, saves: pgsql.save_all(conn, b, me, lease, saves)
+        )
         self._held.committed(batch)
         return [handle.value for handle in handles]
 
@@ -155,10 +137,8 @@ class PostgresStore(SharedReads, LeasedOutbox):
         return result
 
     def _retime(self, records: Sequence[WatchRecord]) -> Work[Plan]:
-        async def run(conn: Conn, batch: Plan) -> None:
-            await pgsql.retime(conn, batch, self.instance, self._lease, records)
-
-        return lambda batch: batch.then(run)
+        me, lease = self.instance, self._lease
+        return lambda batch: batch.then(lambda c, b: pgsql.retime(c, b, me, lease, records))
 
     # --- watches -------------------------------------------------------------------------
 
@@ -179,14 +159,9 @@ class PostgresStore(SharedReads, LeasedOutbox):
         async def run(conn: Conn, batch: Plan) -> list[WatchRecord]:
             if not self.lease_ok:  # fencing first: what this instance held may be taken
                 return []
-            rows = await conn.fetch(pgsql.CLAIM, self.instance, self._lease, until, limit)
-            batch.claimed = True
-            records = []
-            for row in rows:
-                *values, fence = row
-                records.append(sql.row_to_record(values))
-                batch.fences[records[-1].key] = fence
-            return sorted(records, key=lambda r: r.next_poll or 0.0)
+            return claimed(
+                batch, await conn.fetch(pgsql.CLAIM, self.instance, self._lease, until, limit)
+            )
 
         if not self.lease_ok:
             return []
@@ -231,39 +206,8 @@ class PostgresStore(SharedReads, LeasedOutbox):
             await self._write(run)
 
     async def renew(self) -> set[str]:
-        """Renewals go through the group commit, serialized with this instance's own saves:
-        on a connection of its own, a renewal and a save locking the same rows in different
-        orders could deadlock. At most one renewal waits for a database that is down; the
-        next call has it tried again at once."""
-        began, me, lease = time.monotonic(), self.instance, self._lease
-
-        async def run(conn: Conn, batch: Plan) -> tuple[dict[str, int], list[asyncpg.Record]]:
-            fences, notes = (
-                dict(self._held.fences),
-                list(self._held.notes),
-            )  # as of this transaction
-            gone = await conn.fetch(pgsql.RENEW, me, lease, list(fences), [*fences.values()])
-            await conn.execute(pgsql.RENEW_NOTES, me, lease, notes)
-            await conn.execute(pgsql.HEARTBEAT, me, str(watcher.__version__))
-            return fences, gone
-
-        if self._renewing is None or self._renewing.done():
-            self._renewing = self._writer.submit(lambda batch: batch.then(run))
-        else:  # the last one still waits for the database: have it tried again now
-            self._writer.poke()
-        try:
-            async with asyncio.timeout(self.lease_s / 2):
-                fences, gone = await asyncio.shield(self._renewing)
-        except TimeoutError:
-            self._held.renewal_failed("no answer within half a lease")
-            return set()
-        except Exception as exc:
-            if not is_outage(exc):
-                with driver_errors():
-                    raise
-            self._held.renewal_failed(str(exc))
-            return set()
-        lost = self._held.renewed(began, fences, (key for (key,) in gone))
+        """See :class:`~watcher.stores.leases.Renewal`."""
+        lost = await self._renewal()
         for key in lost:
             self._timings.drop(key)
         return lost
@@ -271,10 +215,7 @@ class PostgresStore(SharedReads, LeasedOutbox):
     async def submit(self, record: WatchRecord, settings: Mapping[str, Any]) -> bool:
         row = [*pgsql.record_row(record), json.dumps(dict(settings), sort_keys=True)]
 
-        async def run(conn: Conn, batch: Plan) -> bool:
-            return await conn.fetchval(pgsql.SUBMIT, *row) is not None
-
-        return await self._write(run)
+        return await self._write(lambda conn, batch: conn.fetchval(pgsql.SUBMIT, *row)) is not None
 
     async def cancel(self, key: str) -> bool:
         async def run(conn: Conn, batch: Plan) -> bool:
@@ -289,14 +230,7 @@ class PostgresStore(SharedReads, LeasedOutbox):
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self._readers:
-            with driver_errors():
-                try:
-                    return await self._pool.fetch(query, *args)
-                except Exception as exc:
-                    if not is_outage(exc):
-                        raise
-                    await self._pool.expire_connections()  # a restarted server: once more
-                    return await self._pool.fetch(query, *args)
+            return await pgconnect.fetch(self._pool, query, *args)
 
     async def _reads(self, *queries: Query[Any], apart: bool = True) -> list[Any]:
         return [q.decode(await self._fetch(q.sql, *q.args)) for q in queries]
@@ -322,44 +256,20 @@ class PostgresStore(SharedReads, LeasedOutbox):
             " RETURNING id"
         )
 
-        async def run(conn: Conn, batch: Plan) -> int:
-            return int(await conn.fetchval(insert, match, until, pgsql.clean(comment), now))
-
-        return await self._write(run)
+        args = (match, until, pgsql.clean(comment), now)
+        return int(await self._write(lambda conn, batch: conn.fetchval(insert, *args)))
 
     async def unsilence(self, silence_id: int) -> bool:
-        async def run(conn: Conn, batch: Plan) -> bool:
-            return (
-                await conn.fetchval("DELETE FROM silences WHERE id = $1 RETURNING id", silence_id)
-                is not None
-            )
-
-        return await self._write(run)
+        delete = "DELETE FROM silences WHERE id = $1 RETURNING id"
+        return await self._write(lambda conn, batch: conn.fetchval(delete, silence_id)) is not None
 
     async def close(self, grace_s: float = 5.0) -> int:
         self._timings.close()
         lost = await self._writer.close(grace_s)
         try:
-            async with asyncio.timeout(CLOSE_S):
-                if not self.client:
-                    await self._pool.execute(pgsql.LET_GO, self.instance)
-        except Exception as exc:
-            if not is_outage(exc):
-                with driver_errors():
-                    raise
-            log.warning(
-                "database %s: could not let go of what this instance holds (%s); others take "
-                "it over once its leases run out",
-                self.where,
-                exc,
-            )
+            await pgconnect.close(self._pool, self.where, None if self.client else self.instance)
         finally:
             self._held.clear()
-            try:
-                async with asyncio.timeout(CLOSE_S):
-                    await self._pool.close()
-            except TimeoutError:
-                self._pool.terminate()
         return lost
 
 
