@@ -50,6 +50,7 @@ from watcher.stores.pgconnect import driver_errors, is_outage
 from watcher.stores.pgoutbox import LeasedOutbox
 from watcher.stores.reading import Query, SharedReads
 from watcher.stores.timing import Timings
+from watcher.stores.writing import SharedWrites
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -65,7 +66,7 @@ READERS: Final = 2
 writes, so a flood of status reads (the API's, the page's) never holds up a lease renewal."""
 
 
-class PostgresStore(SharedReads, LeasedOutbox):
+class PostgresStore(SharedReads, SharedWrites, LeasedOutbox):
     """The PostgreSQL implementation of :class:`~watcher.stores.Store`; see the module
     docstring. Made by :meth:`open`."""
 
@@ -139,6 +140,11 @@ class PostgresStore(SharedReads, LeasedOutbox):
     def _retime(self, records: Sequence[WatchRecord]) -> Work[Plan]:
         me, lease = self.instance, self._lease
         return lambda batch: batch.then(lambda c, b: pgsql.retime(c, b, me, lease, records))
+
+    async def _change(self, statement: str, args: Sequence[Any]) -> list[Any]:
+        return await self._write(lambda conn, batch: conn.fetch(statement, *args))
+
+    clean = staticmethod(pgsql.clean)
 
     # --- watches -------------------------------------------------------------------------
 
@@ -249,19 +255,6 @@ class PostgresStore(SharedReads, LeasedOutbox):
         else:
             rows = await self._fetch(pgsql.HOLDERS + " AND key = ANY($1::text[])", list(keys))
         return {key: owner for key, owner in rows}
-
-    async def silence(self, match: str, until: float, comment: str, now: float) -> int:
-        insert = (
-            "INSERT INTO silences (match, until, comment, created) VALUES ($1, $2, $3, $4)"
-            " RETURNING id"
-        )
-
-        args = (match, until, pgsql.clean(comment), now)
-        return int(await self._write(lambda conn, batch: conn.fetchval(insert, *args)))
-
-    async def unsilence(self, silence_id: int) -> bool:
-        delete = "DELETE FROM silences WHERE id = $1 RETURNING id"
-        return await self._write(lambda conn, batch: conn.fetchval(delete, silence_id)) is not None
 
     async def close(self, grace_s: float = 5.0) -> int:
         self._timings.close()

@@ -57,6 +57,7 @@ from watcher.stores.sqlitefile import (
 from watcher.stores.sqlitefile import read_snapshot as read_snapshot
 from watcher.stores.sqliteoutbox import FileOutbox
 from watcher.stores.timing import Timings
+from watcher.stores.writing import SharedWrites
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ READERS_STOP_S = 2.0
 """How long a close waits for reads under way (interrupted) to end."""
 
 
-class SqliteStore(SharedReads, FileOutbox):
+class SqliteStore(SharedReads, SharedWrites, FileOutbox):
     """The SQLite implementation of :class:`~watcher.stores.Store`; see the module docstring."""
 
     SUBMITTER = "json_extract(settings, '$.by')"
@@ -179,6 +180,10 @@ class SqliteStore(SharedReads, FileOutbox):
         with driver_errors():
             return await self._writer.write(work)
 
+    async def _change(self, statement: str, args: Sequence[Any]) -> list[Any]:
+        rows: list[Any] = await self._write(lambda c: c.execute(statement, args).fetchall())
+        return rows
+
     async def sync(
         self, configured: Configured, sooner: Mapping[str, float] | None = None
     ) -> list[Active]:
@@ -288,17 +293,6 @@ class SqliteStore(SharedReads, FileOutbox):
             return self.instance
         instances = await self.instances()
         return instances[0][0] if len(instances) == 1 else "this host's daemon"
-
-    async def silence(self, match: str, until: float, comment: str, now: float) -> int:
-        insert = "INSERT INTO silences (match, until, comment, created) VALUES (?, ?, ?, ?)"
-        row = (match, until, comment, now)
-        made: int = await self._write(lambda c: c.execute(insert, row).lastrowid)
-        return made
-
-    async def unsilence(self, silence_id: int) -> bool:
-        delete = "DELETE FROM silences WHERE id = ?"
-        gone = await self._write(lambda c: c.execute(delete, (silence_id,)).rowcount)
-        return bool(gone)
 
     async def close(self, grace_s: float = 5.0) -> int:
         await self._readers.close(READERS_STOP_S)
