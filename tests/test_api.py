@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import Receiver, _free_port
 from tests.postgres import Server
-from tests.systems import config_text, server_table, soon
+from tests.systems import config_text, self_signed, server_table, soon
 from watcher.cli.main import main
 from watcher.config.load import load
 from watcher.errors import StoreError
@@ -315,14 +315,7 @@ async def test_one_server_answers_the_api_and_the_metrics_on_one_address(
 async def test_tls_from_cert_file_and_key_file(
     tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
 ) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = await asyncio.create_subprocess_exec(
-        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-        "-keyout", str(key), "-out", str(cert),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert await made.wait() == 0
+    cert, key = await self_signed(tmp_path)
     path = write(tmp_path, receiver.url, rsa.url, cert_file=str(cert), key_file=str(key))
     async with daemon(path) as (_, url):
         trusted = ssl.create_default_context(cafile=str(cert))

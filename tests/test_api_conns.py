@@ -11,6 +11,7 @@ import os
 import resource
 import signal
 import ssl
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Receiver
-from tests.systems import soon
+from tests.systems import self_signed, soon
 from tests.test_api import READ, SUBMIT, call, daemon, write
 from watcher.api import conns
 from watcher.simulators.rsa_governance import RsaSimulator
@@ -278,14 +279,7 @@ async def test_answers_name_no_server_version_and_carry_hsts_over_tls(
             assert status == expected and headers["Server"] == "watcher"
             assert "Strict-Transport-Security" not in headers
 
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = await asyncio.create_subprocess_exec(
-        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-        "-keyout", str(key), "-out", str(cert),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert await made.wait() == 0
+    cert, key = await self_signed(tmp_path)
     path = write(tmp_path / "tls", receiver.url, rsa.url, cert_file=str(cert), key_file=str(key))
     async with daemon(path) as (_, url):
         trusted = ssl.create_default_context(cafile=str(cert))
@@ -335,3 +329,21 @@ async def test_accepts_failing_for_want_of_files_are_counted_not_logged_each(
     assert 1 <= len(accepts) <= 3 and all(NOT_ACCEPTED in line for line in accepts), accepts
     assert sum(int(line.rsplit(": ", 1)[1].replace(",", "")) for line in accepts) >= 2
     assert any("this process may open 64 files" in line for line in said)
+
+
+def test_the_listener_raises_a_low_soft_limit_on_open_files_as_far_as_the_hard_one_allows() -> None:
+    """Outside systemd (no LimitNOFILE), a shell's 1,024 files would not hold the caps: the
+    listener raises its soft limit itself, without a warning, when the hard limit allows."""
+    script = (
+        "import logging, resource\n"
+        "logging.basicConfig(format='%(message)s')\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 8192))\n"
+        "from watcher.api.listener import _enough_files\n"
+        "_enough_files()\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert int(done.stdout) == conns.TOTAL + conns.RESERVE_FILES
+    assert done.stderr == ""

@@ -30,6 +30,7 @@ from typing import Final
 
 from watcher.config.api import ApiConfig
 from watcher.metrics import Metrics, Refusal
+from watcher.redact import escape
 from watcher.stores import Reads
 
 log = logging.getLogger(__name__)
@@ -98,9 +99,9 @@ class Refusals:
         now = self._clock()
         if not self._counts or (not force and now - self._logged_at < LOG_EVERY_S):
             return
-        shown = [_printable(a) for a in list(self._addresses)[:_ADDRESSES_SHOWN]]
+        shown = [escape(a) for a in list(self._addresses)[:_ADDRESSES_SHOWN]]
         more = len(self._addresses) - len(shown)
-        names = ", ".join(map(_printable, self._names))
+        names = ", ".join(map(escape, self._names))
         log.warning(
             "API: %s%s%s%s",
             _said(self._counts),
@@ -263,8 +264,3 @@ class Quota:
             )
             raise Limited(msg, recent[0] + 60.0 - now)
         recent.append(now)
-
-
-def _printable(text: str) -> str:
-    """``text`` as is, or its repr when a newline or control character could forge a line."""
-    return text if text.isprintable() else repr(text)
