@@ -390,3 +390,17 @@ async def test_many_saves_at_once_share_a_transaction(pg_url: str) -> None:
         saves = [store.save(replace(r, state="Running"), [note(r.key)]) for r in claimed]
         assert await asyncio.gather(*saves) == [True] * 500
         assert transactions <= 2
+
+
+def test_a_connection_cut_off_mid_call_is_an_outage_and_never_a_raw_driver_error() -> None:
+    """What asyncpg raises for a pooled connection whose last call the server's going away cut
+    off: retried on a fresh connection like a dropped one, and a StoreError if it escapes."""
+    from watcher.errors import StoreError
+    from watcher.stores import pgconnect
+
+    cut = asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 11; another operation (2) is in progress"
+    )
+    assert pgconnect.is_outage(cut)
+    with pytest.raises(StoreError, match="another operation"), pgconnect.driver_errors():
+        raise cut

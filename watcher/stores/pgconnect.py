@@ -38,10 +38,19 @@ _OUTAGES = (
     asyncpg.exceptions.InsufficientResourcesError,  # 53: disk full, too many connections
     asyncpg.exceptions.TransactionRollbackError,  # 40: serialization failure, deadlock
     asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby, during a failover
+    # a pooled connection whose last call was cut off as the server went away ("cannot switch
+    # to state 11; another operation is in progress"): expired and reopened, as a closed one
+    asyncpg.exceptions.InternalClientError,
 )
 
 
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 @contextlib.contextmanager
