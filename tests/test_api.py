@@ -702,3 +702,18 @@ async def test_a_state_unreadable_at_ready_leaves_the_daemon_running(
         await soon(lambda: bool(failed))
         assert (await call(url, "GET", "/healthz"))[0] == 200
     assert "the state cannot be read for the status line" in caplog.text
+
+
+async def test_token_new_into_a_file_is_a_token_file_submit_takes(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["token", "new", "--name", "runner"]) == 0
+    out, err = capsys.readouterr()
+    made = tmp_path / "ci.token"
+    made.write_text(out, "utf-8")  # what `watcher token new > ci.token` leaves
+    path = write(tmp_path, receiver.url, rsa.url)
+    path.write_text(path.read_text("utf-8") + err[err.index("[[api.tokens]]") :], "utf-8")
+    async with daemon(path) as (_, url):
+        submit = ["submit", "gov", "5733", "--url", url, "--token-file", str(made)]
+        assert await asyncio.to_thread(main, submit) == 0
+        assert capsys.readouterr().out == "gov//5733  submitted: run 5733 on gov\n"

@@ -161,7 +161,7 @@ async def test_the_daemon_speaks_the_notify_protocol(
     usec = [line for line in reloading if line.startswith("MONOTONIC_USEC=")]
     assert usec and usec[0].split("=")[1].isdigit()
     after = notify.messages.index(reloading) + 1
-    assert "STATUS=watching 1 runs, 0 notifications pending" in await notify.wait_for(
+    assert "STATUS=watching 1 run, 0 notifications pending" in await notify.wait_for(
         "READY=1", after=after
     )
 

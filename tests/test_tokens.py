@@ -451,8 +451,12 @@ def test_token_new_prints_an_entry_that_loads_and_takes_its_token(
     from watcher.config.load import load
 
     assert main(["token", "new", "--name", name, "--scope", "admin"]) == 0
-    out = capsys.readouterr().out
-    secret, entry = out.split("\n")[0], out[out.index("[[api.tokens]]") :]
+    out, err = capsys.readouterr()
+    secret, entry = out.strip(), err[err.index("[[api.tokens]]") :]
+    assert out == f"{secret}\n" and secret not in err  # the token alone: `> ci.token` works
+    assert main(["token", "new", "--name", name, "--scope", "admin", "--toml"]) == 0
+    toml_out, toml_err = capsys.readouterr()
+    assert toml_out.startswith("[[api.tokens]]") and "wt_" in toml_err and "wt_" not in toml_out
     path = tmp_path / "w.toml"
     path.write_text(f'[daemon]\nstate = "{tmp_path / "s.db"}"\n[api]\nlisten = "9477"\n{entry}')
     (token,) = load(path).api.tokens  # type: ignore[union-attr]

@@ -44,7 +44,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(demo(speed=args.speed))
     if args.command == "token":
-        return _new_token(args.name, args.scope)
+        return _new_token(args.name, args.scope, toml=args.toml)
     remote = args.command in ("submit", "cancel", "wait")
     if remote and (url := args.url or os.environ.get("WATCHER_URL")):
         return _remote(args, url)  # through a daemon's API: no config, no database needed
@@ -84,13 +84,25 @@ def _remote(args: argparse.Namespace, url: str) -> int:
     return remote.run(remote.submit(url, token, settings))
 
 
-def _new_token(name: str, scope: str) -> int:
+def _new_token(name: str, scope: str, *, toml: bool = False) -> int:
+    """A new token alone on stdout (``watcher token new > ci.token`` makes a token file), its
+    ``[[api.tokens]]`` entry and the advice on stderr; with ``toml`` the other way round (the
+    entry alone on stdout, for ``>> watches.toml``; the token on stderr)."""
     from watcher.config.api import new_token
 
     token, hashed = new_token()
-    print(f"{token}\n\nGive the token to its client (it is shown only now); watches.toml keeps")
     quoted = json.dumps(name, ensure_ascii=False)  # a TOML string too: the name is printable
-    print(f'its hash:\n\n[[api.tokens]]\nname = {quoted}\nscope = "{scope}"\nhash = "{hashed}"')
+    entry = f'[[api.tokens]]\nname = {quoted}\nscope = "{scope}"\nhash = "{hashed}"'
+    if toml:
+        print(entry, flush=True)
+        advice = f"The token of this entry (give it to its client; it is shown only now):\n{token}"
+    else:
+        print(token, flush=True)
+        advice = (
+            "Give the token above to its client (it is shown only now); watches.toml keeps "
+            f"its hash:\n\n{entry}"
+        )
+    print(advice, file=sys.stderr)
     return EXIT_OK
 
 

@@ -131,10 +131,15 @@ def parser() -> argparse.ArgumentParser:
     p = command("cancel", "stop watching a watch (by its key)")
     p.add_argument("key", help="as `watcher status` or `watcher submit` shows it")
     _remote_options(p)
-    p = command("token", "make an API token: `watcher token new` prints it and its hash")
+    p = command(
+        "token", "make an API token: `watcher token new` prints it (stdout) and its entry (stderr)"
+    )
     p.add_argument("action", choices=["new"])
     p.add_argument("--name", type=_token_name, default="ci", help="who uses it (default: ci)")
     p.add_argument("--scope", choices=["read", "submit", "admin"], default="submit")
+    p.add_argument(
+        "--toml", action="store_true", help="print the [[api.tokens]] entry alone on stdout"
+    )
     p = command("silence", "hold back the notifications of matching watches for a while")
     p.add_argument("match", help="a server's name, or a glob of watch names or keys")
     p.add_argument("--for", dest="duration", type=_duration, required=True, metavar="D")

@@ -36,6 +36,7 @@ from watcher.notify.dispatch import Dispatcher
 from watcher.remote.client import Http
 from watcher.service.facts import Facts
 from watcher.service.front import Front
+from watcher.service.once import plural
 from watcher.service.parts import Parts, Shape, build, by_name
 from watcher.service.sdnotify import Notifier, watchdog_interval
 from watcher.stores import Store, open_store, statefile
@@ -182,7 +183,7 @@ class Daemon:
                 self._spawn(self.parts.ending.live())
             await self._ready()
             where = statefile.describe(self.config.daemon.state)
-            log.info("watching %d runs, state in %s", len(self.specs), where)
+            log.info("watching %s, state in %s", plural(len(self.specs), "run"), where)
             await self._wait()
         finally:
             await self._shutdown(front)

@@ -52,7 +52,7 @@ class Facts:
         return self._line(open_watches(counts), pending, silences, behind_s)
 
     def _line(self, open_: int, pending: int, silences: int, behind_s: float) -> str:
-        line = f"watching {open_} runs, {pending} notifications pending"
+        line = f"watching {plural(open_, 'run')}, {plural(pending, 'notification')} pending"
         if silences:
             line += f", {plural(silences, 'silence')} in force"
         if behind_s >= self._behind_say_s:
