@@ -242,3 +242,26 @@ async def test_while_the_disk_is_full_even_an_unchanged_poll_waits_for_its_save(
     await store.close()
     [saved], _ = read_snapshot(tmp_path / "s.db")
     assert (saved.state, saved.polls) == ("Running", 1)
+
+
+WITHOUT_ASYNCPG = (
+    "import sys; sys.modules['asyncpg'] = None; "  # as if `pip install watcher` left it out
+    "from watcher.cli.main import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+@pytest.mark.parametrize("command", [["check"], ["run"], ["status"], ["run", "--once"]])
+def test_a_database_state_without_its_driver_is_exit_2_saying_what_to_install(
+    tmp_path: Path, command: list[str]
+) -> None:
+    state = "postgresql://watcher:hunter22@127.0.0.1:9/watcher"
+    path = tmp_path / "w.toml"
+    text = config_text(tmp_path / "s.db", "json://127.0.0.1:9/", "", "")
+    text = text.replace(f'state = "{(tmp_path / "s.db").as_posix()}"', f'state = "{state}"')
+    path.write_text(text + server_table("rsa_governance", "gov", "http://127.0.0.1:9"), "utf-8")
+    argv = [sys.executable, "-c", WITHOUT_ASYNCPG, *command, "-c", str(path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "needs the asyncpg driver, which is not installed" in done.stderr
+    assert "pip install 'watcher[postgres]'" in done.stderr
+    assert "Traceback" not in done.stderr and "hunter22" not in done.stdout + done.stderr

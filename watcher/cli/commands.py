@@ -34,7 +34,7 @@ from watcher.notify.messages import Channel, render, sample
 from watcher.notify.silences import matches
 from watcher.redact import scrub
 from watcher.service.daemon import Options, run
-from watcher.stores import Store, is_database, open_store, statefile
+from watcher.stores import Store, is_database, open_store, registry, statefile
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -50,6 +50,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return _remote(args, url)  # through a daemon's API: no config, no database needed
     if args.command == "status":  # it reads the state only: no secrets, no servers needed
         state = args.state or state_of(args.config or default_config())
+        if missing := registry.missing_driver(state):
+            raise ConfigError(f"{'--state' if args.state else 'daemon.state'}: {missing}")
         return show_status(state, as_json=args.json)
     # Start-up builds what lives on (thousands of watch models, specs, records): collecting
     # while they are built only scans them again and again. The daemon collects once, then

@@ -5,7 +5,8 @@ else is a SQLite file. Every "is the state a database?" in watcher asks :func:`i
 A store's module is imported only when a state names it, so a SQLite run never loads asyncpg.
 
 Adding a store is one line in :data:`SCHEMES` and one module with an ``open_state`` function
-(see :class:`Opener`).
+(see :class:`Opener`). A store whose driver is an optional extra names it (:attr:`Kind.driver`,
+:attr:`Kind.extra`): :func:`missing_driver` says what to install when it is not there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol, cast
 from urllib.parse import urlsplit
+
+from watcher.errors import ConfigError
 
 if TYPE_CHECKING:
     from watcher.stores import Store
@@ -38,14 +41,47 @@ class Kind:
     database: bool
     """Whether its state lives in a database server (shared by instances), not a file."""
     default_port: int | None = None
+    driver: str | None = None
+    """The module of its driver, when that is not installed with watcher itself."""
+    extra: str | None = None
+    """The extra of :data:`DISTRIBUTION` that installs :attr:`driver`."""
 
     def opener(self) -> Opener:
-        """The store's module (imported now: its driver is loaded only when used)."""
+        """The store's module (imported now: its driver is loaded only when used).
+
+        Raises:
+            ConfigError: its driver is not installed (:meth:`missing` says what to install).
+        """
+        if (missing := self.missing()) is not None:
+            raise ConfigError(missing)
         return cast(Opener, importlib.import_module(self.module))
 
+    def missing(self) -> str | None:
+        """What to install when this store's driver cannot be imported, else ``None``."""
+        if self.driver is None:
+            return None
+        try:
+            importlib.import_module(self.driver)
+        except ImportError:
+            return (
+                f"a {self.name} state needs the {self.driver} driver, which is not installed: "
+                f"pip install '{DISTRIBUTION}[{self.extra}]'"
+            )
+        return None
+
+
+DISTRIBUTION: Final = "watcher"
+"""The name watcher is installed by (``pip install``), for the extras messages name."""
 
 SQLITE: Final = Kind("SQLite", "watcher.stores.sqlite", database=False)
-POSTGRES: Final = Kind("PostgreSQL", "watcher.stores.postgres", database=True, default_port=5432)
+POSTGRES: Final = Kind(
+    "PostgreSQL",
+    "watcher.stores.postgres",
+    database=True,
+    default_port=5432,
+    driver="asyncpg",
+    extra="postgres",
+)
 
 SCHEMES: Final = {"postgresql": POSTGRES, "postgres": POSTGRES}
 """The URL schemes that name a database, and the store each opens."""
@@ -57,6 +93,11 @@ def kind_of(state: str) -> Kind:
     if colon_slashes and (kind := SCHEMES.get(scheme)) is not None:
         return kind
     return SQLITE
+
+
+def missing_driver(state: str) -> str | None:
+    """What to install for the store ``state`` names, when its driver is not installed."""
+    return kind_of(state).missing()
 
 
 def is_database(state: str) -> bool:

@@ -22,10 +22,11 @@ from watcher.stores import registry
 def problem(state: str) -> str | None:
     """Why ``state`` can never be a state file (looking, not touching), or ``None``.
 
-    A database URL (see :func:`~watcher.stores.registry.is_database`) passes as it is.
+    A database URL (see :func:`~watcher.stores.registry.is_database`) passes as it is, when
+    its store's driver is installed.
     """
     if registry.is_database(state):
-        return None  # checked by connecting to it
+        return registry.missing_driver(state)  # the rest is checked by connecting to it
     if not state.strip():
         return "must name a file, e.g. 'watcher.db'"
     path = Path(state)
