@@ -80,6 +80,15 @@ async def test_wait_takes_several_ids_and_says_each_result(
     assert sorted(line.split(":")[0] for line in out) == ["run 1 on gov", "run 5 on gov"]
     outcomes = sorted(title for title in receiver.titles if "succeeded" in title)
     assert outcomes == ["run 1 on gov succeeded", "run 5 on gov succeeded"]
+    assert (tmp_path / "state.db").exists() and not (tmp_path / "state.db.lock").exists()
+
+
+async def test_run_once_leaves_no_lock_file_behind(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, ["5"])
+    assert await cli("run", "--once", "-c", path) == 0
+    assert (tmp_path / "state.db").exists() and not (tmp_path / "state.db.lock").exists()
 
 
 @pytest.mark.parametrize("command", [["run", "--once"], ["wait", "gov", "2", "8"]])

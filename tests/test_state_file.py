@@ -216,6 +216,7 @@ def test_a_second_daemon_on_one_state_file_refuses_to_start(tmp_path: Path) -> N
             first.send_signal(signal.SIGTERM)
             first.communicate(timeout=20)
         assert first.returncode == 0
+        assert not lock.exists()  # no pid of a process gone is left behind
 
 
 async def test_while_the_disk_is_full_even_an_unchanged_poll_waits_for_its_save(

@@ -53,6 +53,7 @@ from watcher.stores.sqlitefile import (
     is_outage,
     lock,
     transaction,
+    unlock,
 )
 from watcher.stores.sqlitefile import read_snapshot as read_snapshot
 from watcher.stores.sqliteoutbox import FileOutbox
@@ -99,7 +100,7 @@ class SqliteStore(SharedReads, SharedWrites, FileOutbox):
                     self._conn.execute("DELETE FROM instances WHERE name = ?", (self.instance,))
         except BaseException:
             if self._lock is not None:
-                self._lock.close()
+                unlock(self._lock)
             raise
         self._checkpoints: asyncio.Task[None] | None = None
         self._writer = GroupCommit[sqlite3.Connection](
@@ -311,7 +312,7 @@ class SqliteStore(SharedReads, SharedWrites, FileOutbox):
         with contextlib.suppress(sqlite3.Error):
             await asyncio.to_thread(checkpoint, self.path, "TRUNCATE")
         self._conn.close()
-        self._lock.close()
+        unlock(self._lock)
         return lost
 
 

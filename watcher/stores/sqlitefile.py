@@ -72,9 +72,29 @@ def _steps(conn: sqlite3.Connection, version: int) -> list[str]:
 
 
 def lock(path: str | Path) -> IO[str]:
-    """Hold ``<path>.lock`` for as long as the returned file stays open; ConfigError naming the
-    pid that holds it when another daemon does."""
-    handle = Path(f"{path}.lock").open("a+", encoding="utf-8")  # noqa: SIM115 (held open)
+    """Hold ``<path>.lock`` for as long as the returned file stays open (:func:`unlock` lets
+    it go); ConfigError naming the pid that holds it when another daemon does.
+
+    The file is removed when the lock is let go, so a lock taken on a file that was removed
+    meanwhile holds nothing: it is taken again on the file now at that path."""
+    while True:
+        handle = _locked(Path(f"{path}.lock"), path)
+        try:
+            same = os.fstat(handle.fileno()).st_ino == os.stat(handle.name).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _locked(lock_path: Path, path: str | Path) -> IO[str]:
+    handle = lock_path.open("a+", encoding="utf-8")  # noqa: SIM115 (held open)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -86,11 +106,15 @@ def lock(path: str | Path) -> IO[str]:
             "daemon needs a state file of its own"
         )
         raise ConfigError(msg) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
     return handle
+
+
+def unlock(handle: IO[str]) -> None:
+    """Let go of :func:`lock`'s lock and remove its file (while still held, so no other
+    process takes a lock on a file about to go)."""
+    with contextlib.suppress(OSError):
+        os.unlink(handle.name)
+    handle.close()
 
 
 def checkpoint(path: str, mode: str) -> None:
