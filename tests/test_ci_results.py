@@ -9,12 +9,13 @@ import pty
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Receiver
+from tests.conftest import Receiver, _free_port
 from tests.systems import config_text, in_background, server_table, watch_table
 from watcher.cli.main import main
 from watcher.simulators.base import Step
@@ -89,6 +90,35 @@ async def test_run_once_leaves_no_lock_file_behind(
     path = write(tmp_path, receiver.url, rsa.url, ["5"])
     assert await cli("run", "--once", "-c", path) == 0
     assert (tmp_path / "state.db").exists() and not (tmp_path / "state.db.lock").exists()
+
+
+async def test_wait_on_a_server_that_never_answers_ends_with_3_long_before_its_timeout(
+    tmp_path: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{_free_port()}/aveksa"  # nothing listens: refused
+    path = write(tmp_path, receiver.url, url, [], timeout=3600)
+    began = time.monotonic()
+    assert await cli("wait", "gov", "1", "-c", path, "--settle", "0") == 3
+    assert time.monotonic() - began < 30  # not the hour of its timeout
+    out = capsys.readouterr().out
+    assert out.startswith("run 1 on gov: error (no remote state, 5 polls): no answer from its ")
+    assert "server in 5 tries, gave up: " in out and f"{url}/command.submit: " in out
+    assert "already finished" not in out
+    keep = ["wait", "gov", "1", "-c", path, "--settle", "0", "--keep-waiting", "--timeout", "1"]
+    assert await cli(*keep, "--state", tmp_path / "patient.db") == 3
+    assert "run 1 on gov: timeout after " in capsys.readouterr().out  # it waited
+
+
+async def test_wait_on_a_run_the_server_does_not_know_says_what_the_server_said(
+    tmp_path: Path, receiver: Receiver, rsa: RsaSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, receiver.url, rsa.url, [], timeout=3600)
+    assert await cli("run", "--once", "-c", path, "--settle", "0") == 2  # no watches: usage
+    capsys.readouterr()
+    assert await cli("wait", "gov", "404", "-c", path, "--settle", "0") == 3
+    out = capsys.readouterr().out
+    assert out.startswith("run 404 on gov: error (no remote state, 1 poll): ")
+    assert "HTTP 404: The run-id 404 is invalid" in out and "already finished" not in out
 
 
 @pytest.mark.parametrize("command", [["run", "--once"], ["wait", "gov", "2", "8"]])

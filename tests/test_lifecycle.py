@@ -183,3 +183,19 @@ def test_a_run_that_ends_in_time_is_never_overdue() -> None:
     step = advance(fresh(), seen("Running", Phase.RUNNING), START + 5, policy, 0.5)
     step = advance(step.record, seen("Completed", Phase.SUCCEEDED), START + 15, policy, 0.5)
     assert Event.OVERDUE not in step.events and not step.record.overdue
+
+
+def test_giving_up_unanswered_ends_a_watch_never_answered_and_spares_one_answered() -> None:
+    policy = replace(POLICY, give_up_unanswered=True, unreachable_after=3)
+    record = fresh()
+    for _ in range(2):
+        record = advance(record, TransientError("refused"), START, policy, 0.5).record
+        assert not record.done
+    step = advance(record, TransientError("refused"), START, policy, 0.5)
+    assert step.record.outcome == Outcome.ERROR and step.delay_s is None
+    assert step.record.detail == "no answer from its server in 3 tries, gave up: refused"
+    assert step.events == (Event.ERROR,)
+    answered = advance(fresh(), seen("Running", Phase.RUNNING), START, policy, 0.5).record
+    for _ in range(4):
+        answered = advance(answered, TransientError("refused"), START, policy, 0.5).record
+    assert not answered.done and answered.unreachable  # it was seen: it waits on

@@ -20,7 +20,9 @@ JITTER = 0.1
 class Policy:
     """How fast to poll (the first delay, its growth factor and its ceiling, in seconds), and
     when to warn: after ``unreachable_after`` failures in a row, and once the watch is still
-    not finished ``expect_s`` after it started."""
+    not finished ``expect_s`` after it started. ``give_up_unanswered``: a watch whose server
+    has never answered it ends (in ``error``) at ``unreachable_after`` failures instead
+    (``wait`` and ``run --once``: a wrong URL in CI)."""
 
     interval_s: float
     backoff: float = 1.5
@@ -28,6 +30,7 @@ class Policy:
     jitter: float = JITTER
     unreachable_after: int = 5
     expect_s: float | None = None
+    give_up_unanswered: bool = False
 
 
 def next_delay(

@@ -27,7 +27,14 @@ from watcher.config.load import (
     load,
     state_of,
 )
-from watcher.engine.build import SUBMITTED_KEYS, adhoc_watch, build_channels, build_specs, submit
+from watcher.engine.build import (
+    SUBMITTED_KEYS,
+    adhoc_watch,
+    build_channels,
+    build_specs,
+    impatient,
+    submit,
+)
 from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError, StoreError
 from watcher.models import Event
 from watcher.notify.messages import Channel, render, sample
@@ -165,6 +172,8 @@ def _watch(path: str, args: argparse.Namespace, *, once: bool) -> int:
     _something_to_watch(config, path, options.once)
     _channels(config)
     specs = build_specs(config)
+    if once and not args.keep_waiting:
+        specs = impatient(specs)
     config = config.model_copy(update={"watches": []})  # the specs say it all, in less memory
     return asyncio.run(run(config, options, specs))
 

@@ -189,6 +189,12 @@ def _once_options(p: argparse.ArgumentParser) -> None:
         "--metrics", action="store_true", help="serve [daemon] metrics (wait and --once do not)"
     )
     p.add_argument(
+        "--keep-waiting",
+        action="store_true",
+        help="a watch whose server never answered waits for its timeout (default: it ends in "
+        "error, exit 3, after unreachable_after tries)",
+    )
+    p.add_argument(
         "--summary-every",
         type=_duration,
         default=60.0,

@@ -66,6 +66,17 @@ def _specs(watch: WatchConfig, config: Config) -> list[Spec]:
     return specs
 
 
+def impatient(specs: list[Spec]) -> list[Spec]:
+    """``specs`` ending, each, once its server has failed it ``unreachable_after`` times
+    without ever answering (``wait`` and ``run --once``: a wrong URL fails CI at once)."""
+    return [replace(spec, policy=_impatient(spec.policy)) for spec in specs]
+
+
+@functools.cache
+def _impatient(policy: Policy) -> Policy:
+    return replace(policy, give_up_unanswered=True)
+
+
 #: what `watcher submit` may set; everything else comes from the configuration's [defaults]
 SUBMITTED_KEYS = ("server", "id", "task", "name", "notify", "timeout", "interval")
 

@@ -7,7 +7,8 @@ database of its own, so it is tested by tables:
 * a state change emits ``changed`` and resets the backoff; an unchanged state grows it;
 * a state nobody documented keeps the watch polling (the engine warns once);
 * a transient failure (refused, reset, timeout, 5xx, 429) retries with backoff and honours
-  ``Retry-After``; the 5th in a row emits ``unreachable`` once, the next answer ``recovered``;
+  ``Retry-After``; the 5th in a row emits ``unreachable`` once, the next answer ``recovered``
+  (or, with ``give_up_unanswered``, ends a watch never answered with ``error``);
 * a body that is not the expected JSON is retried once, then ends the watch with ``error``;
 * a permanent failure (401, 403, 404, ...) ends the watch with ``error`` at once;
 * a poll at or after the deadline that finds no terminal state ends it with ``timeout``.
@@ -112,6 +113,8 @@ def _failed(
     ):
         return _end(record, changes, Outcome.ERROR, now, [])
     failures = record.failures + 1
+    if policy.give_up_unanswered and record.state is None and failures >= policy.unreachable_after:
+        return _given_up(record, changes, failures, message, now)
     events = [Event.UNREACHABLE] if failures == policy.unreachable_after else []
     changes.update(
         attempt=record.attempt + 1,
@@ -121,6 +124,16 @@ def _failed(
     )
     retry_after = error.retry_after_s if isinstance(error, TransientError) else None
     return _carry_on(record, changes, events, now, policy, rand, retry_after_s=retry_after)
+
+
+def _given_up(
+    record: WatchRecord, changes: dict[str, Any], failures: int, message: str, now: float
+) -> Step:
+    """The end of a watch whose server never answered it (``give_up_unanswered``)."""
+    tries = f"{failures} tr" + ("y" if failures == 1 else "ies")
+    changes.update(failures=failures, unreachable=True)
+    changes["detail"] = f"no answer from its server in {tries}, gave up: {message}"
+    return _end(record, changes, Outcome.ERROR, now, [])
 
 
 def _carry_on(

@@ -145,10 +145,13 @@ def plural(count: int, word: str) -> str:
 def result_line(record: WatchRecord, now: float) -> str:
     """``nightly import: failed after 1h30m (remote state Aborted, 12 polls): disk full``.
 
-    A run that was already over at the first poll says so, rather than a bare outcome."""
+    A run that was already over at the first poll says so, rather than a bare outcome; one
+    its server never told about (a 404, no answer) says its outcome and why alone."""
     state = f"remote state {record.state}" if record.state else "no remote state"
     if record.done:
-        if record.polls == 1 and record.first_poll is not None:
+        if record.state is None and record.outcome == Outcome.ERROR:  # a 404, no answer
+            head = str(record.outcome)
+        elif record.polls == 1 and record.first_poll is not None:
             head = f"already finished: {record.outcome}"
         else:
             took = format_duration(max((record.finished or now) - record.started, 0.0))
