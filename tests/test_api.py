@@ -717,3 +717,37 @@ async def test_token_new_into_a_file_is_a_token_file_submit_takes(
         submit = ["submit", "gov", "5733", "--url", url, "--token-file", str(made)]
         assert await asyncio.to_thread(main, submit) == 0
         assert capsys.readouterr().out == "gov//5733  submitted: run 5733 on gov\n"
+
+
+async def test_wait_through_the_api_shows_state_lines_as_the_run_moves_and_summaries(
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    token: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lines: list[dict[str, Any]] = []
+
+    async def seen(text: str) -> None:  # among wait's own lines (the daemon logs here too)
+        async with asyncio.timeout(10):
+            while not any(text in line["message"] for line in lines):
+                err = capsys.readouterr().err
+                said = (json.loads(line) for line in err.splitlines() if line.startswith("{"))
+                lines.extend(line for line in said if line["logger"] == "watcher.wait")
+                await asyncio.sleep(0.05)
+
+    async with daemon(write(tmp_path, receiver.url, rsa.url)) as (_, url):
+        remote = ["--url", url, "--token-file", str(token), "--log-format", "json"]
+        assert await asyncio.to_thread(main, ["submit", "gov", "77", *remote]) == 0
+        wait = ["wait", "gov//77", "--summary-every", "0.2", *remote]
+        waiting = asyncio.ensure_future(asyncio.to_thread(main, wait))
+        await seen("run 77 on gov: (first poll) -> Running")  # while the run goes on
+        await seen("0/1 done; waiting for run 77 on gov (Running, ")  # the summary
+        assert not waiting.done()
+        rsa.add_run("77", ["Completed"])
+        await seen("run 77 on gov: succeeded after ")
+        assert await asyncio.wait_for(waiting, 20) == 0
+    messages = [line["message"] for line in lines]
+    assert "run 77 on gov: Running -> Completed" in messages
+    assert messages.count("run 77 on gov: (first poll) -> Running") == 1  # once, not per ask
+    assert lines[0]["key"] == "gov//77" and lines[0]["state"] == "Running"

@@ -6,7 +6,8 @@
 * :mod:`~watcher.cli.status`: ``watcher status``: the instances, a table of watches and the
   undelivered notifications.
 * :mod:`~watcher.cli.api_client`: ``submit``, ``cancel`` and ``wait`` with ``--url``: the same
-  commands through a daemon's HTTP API.
+  commands through a daemon's HTTP API; :mod:`~watcher.cli.progress` what ``wait --url``
+  shows meanwhile (the live view, or the state lines and the summary).
 * :mod:`~watcher.cli.demo`: ``watcher demo``, the real engine against the local simulators.
 
 The top of the layers: it may import every other package, and none imports it.

@@ -2,7 +2,8 @@
 daemon's HTTP API, so a CI runner needs a token, not the database's credentials or the config.
 
 ``wait --url URL KEY...`` is the other half of a hand-over: a later CI step (or another
-pipeline) waits for runs that ``submit`` handed to the daemons, and exits as ``wait`` does.
+pipeline) waits for runs that ``submit`` handed to the daemons, shows them meanwhile
+(:mod:`~watcher.cli.progress`) and exits as ``wait`` does.
 
 The token comes from ``--token-file`` or ``$WATCHER_TOKEN`` and is sent only as
 ``Authorization: Bearer``; it is masked in everything watcher prints. An answer the user can act
@@ -30,6 +31,7 @@ from urllib.parse import quote
 from yarl import URL
 
 from watcher import redact
+from watcher.cli.progress import Progress
 from watcher.errors import (
     EXIT_FAILED,
     EXIT_INCOMPLETE,
@@ -117,14 +119,38 @@ async def wait(
     settle_s: float = 60.0,
     as_json: bool = False,
     fail_fast: bool = False,
+    progress: Progress | None = None,
 ) -> int:
     """Ask ``url``'s API about ``keys`` until every one has ended and its notifications are
     out (or ``settle_s`` more has passed); print a line per watch (or the JSON document) and
     return ``wait``'s exit code. ``timeout_s``: give up waiting (exit 3, not finished). A watch
     no longer watched (cancelled, or left out of watches.toml) will not end: exit 3 at once.
-    ``fail_fast``: stop at the first that ended other than succeeded."""
-    began = time.monotonic()
-    deadline = math.inf if timeout_s is None else began + timeout_s
+    ``fail_fast``: stop at the first that ended other than succeeded. ``progress``: shown
+    the watches at every ask (the live view, or the state lines and summaries)."""
+    deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
+    try:
+        watches = await _asked(url, token, keys, deadline, settle_s, fail_fast, progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    code = _exit_code(watches)
+    if as_json:
+        print(json.dumps({"version": 1, "exit_code": code, "watches": watches}, indent=2))
+    else:
+        print("\n".join(_line(w) for w in watches))
+    return code
+
+
+async def _asked(
+    url: str,
+    token: str,
+    keys: Sequence[str],
+    deadline: float,
+    settle_s: float,
+    fail_fast: bool,
+    progress: Progress | None,
+) -> list[dict[str, Any]]:
+    """The documents of ``keys`` once ``wait`` is done asking (see :func:`wait`)."""
     ended_at: float | None = None
     async with Http(connections=1) as http:
         while True:
@@ -136,6 +162,8 @@ async def wait(
                     raise
                 print(redact.scrub(str(exc)), file=sys.stderr)  # the ends are known already
                 break
+            if progress is not None:
+                progress.show(watches, time.time())
             now = time.monotonic()
             ended = [w for w in watches if w["outcome"] or not w["watched"]]
             failed = any(w["outcome"] != "succeeded" for w in ended)
@@ -144,15 +172,10 @@ async def wait(
             out = not any(w["undelivered"] for w in ended)  # the notifications of their ends
             if ended_at is not None and (out or now - ended_at >= settle_s):
                 break
-            if ended_at is None and timeout_s is not None and now - began >= timeout_s:
+            if ended_at is None and now >= deadline:
                 break
             await asyncio.sleep(POLL_EVERY_S)
-    code = _exit_code(watches)
-    if as_json:
-        print(json.dumps({"version": 1, "exit_code": code, "watches": watches}, indent=2))
-    else:
-        print("\n".join(_line(w) for w in watches))
-    return code
+    return watches
 
 
 def _exit_code(watches: Sequence[Mapping[str, Any]]) -> int:

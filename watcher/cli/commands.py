@@ -12,6 +12,7 @@ import errno
 import gc
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -72,6 +73,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
 def _remote(args: argparse.Namespace, url: str) -> int:
     from watcher.cli import api_client as remote
+    from watcher.cli.progress import Progress
 
     url = remote.api_url(url, "--url" if args.url else "$WATCHER_URL")
     token = remote.token_from(args.token_file, os.environ)
@@ -79,6 +81,9 @@ def _remote(args: argparse.Namespace, url: str) -> int:
         return remote.run(remote.cancel(url, token, args.key))
     if args.command == "wait":  # the keys `submit` printed
         keys = [args.server, *args.ids]
+        live = not args.json and _terminal(args)
+        rows = shutil.get_terminal_size().lines - 2
+        progress = Progress(sys.stderr, live=live, summary_every_s=args.summary_every, rows=rows)
         waited = remote.wait(
             url,
             token,
@@ -87,6 +92,7 @@ def _remote(args: argparse.Namespace, url: str) -> int:
             settle_s=args.settle,
             as_json=args.json,
             fail_fast=args.fail_fast,
+            progress=progress,
         )
         return remote.run(waited)
     settings = {key: getattr(args, key, None) for key in SUBMITTED_KEYS}

@@ -213,6 +213,10 @@ class LiveView:
         self._drawn = 0
         self._usual = usual or {}  # family -> the median duration of its earlier runs
 
+    def learn(self, usual: Mapping[tuple[str, str], float]) -> None:
+        """Know these families' usual durations too (the median of their earlier runs)."""
+        self._usual = {**self._usual, **usual}
+
     def draw(self, records: Sequence[WatchRecord], now: float) -> None:
         ordered = sorted(records, key=lambda r: (r.done, r.name))
         lines = [
