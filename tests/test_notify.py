@@ -6,6 +6,7 @@ import asyncio
 import email
 import email.policy
 import html
+import logging
 import re
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,6 +23,7 @@ from watcher.notify.messages import (
     context_for,
     render,
 )
+from watcher.service import logs
 
 ROOT = Path(__file__).parent.parent
 
@@ -117,6 +119,18 @@ async def test_a_refused_delivery_reports_why(receiver: Receiver) -> None:
     receiver.fail_first = 1
     error = await Channel("hook", [receiver.url], DEFAULT_EVENTS).send("t", "b")
     assert error is not None and "500" in error
+
+
+async def test_apprise_says_nothing_of_a_delivery_watcher_reports(
+    receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receiver.fail_first = 1
+    logs.setup("text")
+    error = await Channel("hook", [receiver.url], DEFAULT_EVENTS).send("t", "b")
+    assert error is not None and "500" in error  # the failure's own line quotes it
+    logging.getLogger("apprise").warning("apprise speaking of something else")
+    err = capsys.readouterr().err
+    assert err.count("WARNING") == 1 and "apprise speaking of something else" in err
 
 
 async def test_delivery_by_email_reaches_the_smtp_server(smtp: tuple[Mailbox, str]) -> None:

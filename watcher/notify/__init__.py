@@ -5,6 +5,8 @@
 * :mod:`~watcher.notify.messages`: a message rendered from a watch's event (pure), and a
   channel: its apprise object, the events it wants, its quiet hours.
 * :mod:`~watcher.notify.quiet`: quiet hours, a daily window of local time.
+* :mod:`~watcher.notify.sending`: whether a delivery is under way, so the log handlers drop
+  apprise's own line about it (watcher's failure line quotes it).
 * :mod:`~watcher.notify.digests`: which due notes wait for their channel's ``group`` window,
   and the one message they become (pure).
 * :mod:`~watcher.notify.reminders`: the next reminder of a lasting condition, and whether it

@@ -25,6 +25,7 @@ from typing import Any
 from watcher.models import Event, WatchRecord
 from watcher.notify import templates
 from watcher.notify.quiet import Quiet
+from watcher.notify.sending import delivering
 from watcher.redact import scrub
 from watcher.schema import format_duration
 
@@ -334,9 +335,10 @@ class Channel:
         """Deliver once, as text, with the notification type of ``event`` (info without one);
         ``None`` on success, else what went wrong (secrets masked)."""
         notify_type = NOTIFY_TYPES[event] if event is not None else "info"
-        result = await self._apprise.async_notify(
-            body=body, title=title, notify_type=notify_type, body_format="text"
-        )
+        with delivering():
+            result = await self._apprise.async_notify(
+                body=body, title=title, notify_type=notify_type, body_format="text"
+            )
         if result:
             return None
         problems = [

@@ -16,6 +16,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Literal
 
+from watcher.notify.sending import reported_by_watcher
 from watcher.redact import UNSAFE, ScrubFilter
 
 LogFormat = Literal["auto", "text", "journal", "json"]
@@ -82,6 +83,7 @@ def setup(kind: LogFormat = "auto", verbose: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(kind))
     handler.addFilter(ScrubFilter(FIELDS))
+    handler.addFilter(reported_by_watcher)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
