@@ -99,6 +99,16 @@ CASES: list[tuple[str, Callable[[Path], str], str]] = [
     ),
     ("timeout nan", swap("timeout = 0.3", "timeout = nan"), "watches[0].timeout: must be"),
     ("interval nan", swap("interval = 0.05", "interval = nan"), "watches[0].interval: must be"),
+    (
+        "expect neither a duration nor auto",  # one plain line, not pydantic's union members
+        swap("interval = 0.05", 'interval = 0.05\nexpect = "twenty"'),
+        "watches[0].expect: 'twenty' is not a duration such as '90s'* or seconds (or 'auto')\n",
+    ),
+    (
+        "expect below zero",
+        swap("interval = 0.05", "interval = 0.05\nexpect = -5"),
+        "watches[0].expect: must be a duration greater than zero (or 'auto')\n",
+    ),
     ("interval -inf", swap("interval = 0.05", "interval = -inf"), "watches[0].interval: must be"),
     (
         "request_timeout inf",
