@@ -285,7 +285,8 @@ def test_index_has_a_row_per_watch_with_its_facts() -> None:
     assert rows[HOSTILE_KEY]["duration"] == "1h"  # from started to finished
     assert rows[HOSTILE_KEY]["undelivered"] == "1"
     assert rows[HOSTILE_KEY]["next poll (UTC)"] == "-"
-    assert rows[WAITING]["phase / outcome"] == "waiting unreachable"
+    assert rows[WAITING]["phase / outcome"] == "waiting unreachable silenced"  # by #7, "gis"
+    assert rows[RUNNING]["phase / outcome"] == "running"  # #6 on brpm has expired
     assert rows[OVERDUE]["phase / outcome"] == "running overdue"
 
 
@@ -300,8 +301,8 @@ def test_the_summary_counts_watches_by_where_they_stand() -> None:
     assert "10 watches: 2 running, 1 waiting, 5 succeeded, 1 failed, 1 cancelled" in found.text
     assert page.summary({}) == page.summary({"running": 0}) == "no watches yet"
     assert page.summary({"running": 1}) == "1 watch: 1 running"
-    assert page.summary({"failed": 1, "running": 2, "pending": 1}) == (
-        "4 watches: 2 running, 1 pending, 1 failed"
+    assert page.summary({"failed": 1, "running": 2, "pending": 1, "unknown": 1}) == (
+        "5 watches: 2 running, 2 waiting, 1 failed"  # one word, as the rows' badges say
     )
 
 
@@ -388,7 +389,7 @@ def test_both_filters_apply_together_and_say_when_nothing_matches() -> None:
     assert "10 watches" in found.text and "(0 shown)" in found.text
 
 
-def test_the_filters_are_a_plain_get_form_offering_what_is_present() -> None:
+def test_the_filters_are_a_plain_get_form_offering_every_state() -> None:
     found = Read(page.index(make_doc(), server="gis", state="overdue", now=NOW))
     assert found.first("form", method="get")["action"] == "/"
     options = [(a["value"], "selected" in a) for t, a, _ in found.tags if t == "option"]
@@ -396,7 +397,7 @@ def test_the_filters_are_a_plain_get_form_offering_what_is_present() -> None:
     assert servers == [("", False), ("brpm", False), ("gis", True), ("governance", False)]
     assert [v for v, _ in states] == [
         *["", "running", "waiting", "unreachable", "overdue"],
-        *["succeeded", "failed", "cancelled"],  # the outcomes present, timeout and error are not
+        *["succeeded", "failed", "cancelled", "timeout", "error"],  # present or not
     ]
     assert [v for v, chosen in states if chosen] == ["overdue"]
     assert found.first("button")["type"] == "submit"

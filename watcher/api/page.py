@@ -31,6 +31,7 @@ import jinja2
 
 from watcher.api.documents import matches, standing
 from watcher.models import Outcome
+from watcher.notify.silences import matches as matches_silence
 from watcher.schema import format_duration
 
 HEADERS: Final[Mapping[str, str]] = MappingProxyType(
@@ -65,6 +66,8 @@ MAX_ROWS: Final = 200
 of HTML that no one reads, rendered every refresh; the filters and the API reach the rest."""
 
 _TONES: Final = frozenset({"running", "waiting", *Outcome})
+_WAITING: Final = MappingProxyType({"pending": "waiting", "unknown": "waiting"})
+"""The phases the rows call ``waiting`` (:func:`~watcher.api.documents.standing`)."""
 
 _ENV: Final = jinja2.Environment(
     loader=jinja2.PackageLoader("watcher.api", "templates"),
@@ -105,19 +108,32 @@ def web_link(link: str | None) -> str | None:
 
 
 def summary(counts: Mapping[str, int]) -> str:
-    """``12 watches: 3 running, 8 succeeded, 1 failed`` from the count of each state."""
-    left = {state: n for state, n in counts.items() if n}
+    """``12 watches: 3 running, 8 succeeded, 1 failed`` from the count of each state (the
+    store's ``pending`` and ``unknown`` are ``waiting``, as the rows' badges say)."""
+    left: dict[str, int] = {}
+    for state, n in counts.items():
+        if n:
+            word = _WAITING.get(state, state)
+            left[word] = left.get(word, 0) + n
     if not left:
         return "no watches yet"
     total = sum(left.values())
-    order = ["running", "pending", "waiting", "unknown", *Outcome, *sorted(left)]
+    order = ["running", "waiting", *Outcome, *sorted(left)]
     parts = [f"{left.pop(s)} {s}" for s in order if s in left]
     head = "1 watch" if total == 1 else f"{total} watches"
     return f"{head}: {', '.join(parts)}"
 
 
-def _row(entry: Mapping[str, Any], now: float) -> dict[str, Any]:
-    """What the templates show of one watch beyond its entry."""
+def _row(
+    entry: Mapping[str, Any], now: float, silences: Iterable[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """What the templates show of one watch beyond its entry; ``silences``: those in force
+    (a row one of them names is marked ``silenced``)."""
+    hushed = [
+        s
+        for s in silences
+        if matches_silence(s["match"], entry["key"], entry["name"], entry["server"])
+    ]
     started, finished = _seconds(entry["started"]), _seconds(entry["finished"])
     took = None if started is None else format_duration(max((finished or now) - started, 0.0))
     word, detail = standing(entry), entry["detail"] or ""
@@ -126,7 +142,8 @@ def _row(entry: Mapping[str, Any], now: float) -> dict[str, Any]:
         "href": "/watch?" + urlencode({"key": entry["key"]}),
         "standing": word,
         "tone": word if word in _TONES else "other",
-        "flags": [flag for flag in ("unreachable", "overdue") if entry[flag]],
+        "flags": [flag for flag in ("unreachable", "overdue") if entry[flag]]
+        + (["silenced"] if hushed else []),
         "took": took or "-",
         "link": web_link(entry["link"]),
         "excerpt": detail if len(detail) <= EXCERPT else detail[:EXCERPT].rstrip() + "…",
@@ -134,9 +151,9 @@ def _row(entry: Mapping[str, Any], now: float) -> dict[str, Any]:
     }
 
 
-def _states(counts: Mapping[str, int]) -> list[str]:
-    """The states to filter by: :data:`STATES`, then the outcomes present."""
-    return [*STATES, *(o for o in Outcome if counts.get(o))]
+def _states() -> list[str]:
+    """The states to filter by: :data:`STATES`, then every outcome."""
+    return [*STATES, *Outcome]
 
 
 def _instances(instances: Iterable[Mapping[str, Any]], now: float) -> list[str]:
@@ -196,7 +213,8 @@ def index(
         return sign_in_page()
     watches = doc["watches"]
     chosen = sorted((w for w in watches if matches(w, server, state)), key=_unfinished_first)
-    rows = [_row(w, now) for w in chosen[:MAX_ROWS]]
+    silences = _in_force(doc.get("silences", ()), now)
+    rows = [_row(w, now, silences) for w in chosen[:MAX_ROWS]]
     counts = doc.get("counts") or Counter(standing(w) for w in watches)
     servers = doc.get("servers") or sorted({w["server"] for w in watches})
     return _render(
@@ -206,11 +224,11 @@ def index(
         total=sum(counts.values()),
         summary=summary(counts),
         servers=servers,
-        states=_states(counts),
+        states=_states(),
         server=server or "",
         state=state or "",
         instances=_instances(doc.get("instances", ()), now),
-        silences=_in_force(doc.get("silences", ()), now),
+        silences=silences,
         refresh_s=max(int(refresh_s), 1),
         signed_in=signed_in,
         matched=doc.get("matched", len(chosen)),
