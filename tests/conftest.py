@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from aioresponses import aioresponses
 from aiosmtpd.controller import Controller
 
-from watcher import redact
+from watcher import clock, redact
 from watcher.remote.client import Http
 
 pytest_plugins = ["tests.postgres"]  # a real PostgreSQL server: `postgres`, `pg_url`
@@ -58,6 +58,13 @@ def restore_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def machine_zone() -> Iterator[None]:
+    """A command or daemon under test sets the process's zone from its config: unset it after."""
+    yield
+    clock.use(None)
 
 
 @pytest.fixture

@@ -7,13 +7,15 @@ import json
 import re
 from dataclasses import replace
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table, watch_table
+from watcher import clock
 from watcher.cli.main import main
-from watcher.cli.status import View, render, report
+from watcher.cli.status import Look, View, render, report
 from watcher.engine import history
 from watcher.models import Outcome, WatchRecord
 from watcher.simulators.rsa_governance import RsaSimulator
@@ -51,8 +53,9 @@ def test_status_says_when_a_run_is_usually_done() -> None:
         polls=3,
         deadline=1e9,
     )
+    clock.use(ZoneInfo("UTC"))
     text = render(View([*earlier, running], []), 3700.0)
-    assert "usually done by 01-01 01:10:00" in text  # started 01:00 UTC, runs take 10 minutes
+    assert "usually done by 1970-01-01 01:10 UTC" in text  # started 01:00, runs take 10 minutes
 
 
 NIGHTS = {str(i): ["Completed"] for i in range(5)}  # five earlier nights, over at once
@@ -100,12 +103,13 @@ def test_status_shows_a_learned_expectation_and_says_when_there_is_too_little_hi
     learning = WatchRecord(
         key="gov//9", name="nightly", server="gov", id="9", deadline=1e9, expect_auto=True
     )
-    text = render(View([*earlier, learning], []), 3700.0)
+    wide = Look(width=200)
+    text = render(View([*earlier, learning], []), 3700.0, wide)
     assert "auto: no overdue until 5 runs (3 so far)" in text
     more = [*earlier, *(_done(str(i), 600.0) for i in range(3, 6))]
     learned = replace(learning, expect_s=750.0)
-    assert "12m30s (learned from 6 runs)" in render(View([*more, learned], []), 3700.0)
-    fixed = replace(learning, expect_s=7200.0, expect_auto=False)
+    assert "12m30s (learned from 6 runs)" in render(View([*more, learned], []), 3700.0, wide)
+    fixed = replace(learning, expect_s=7200.0, expect_auto=False, polls=1)
     assert re.search(r"nightly .* 2h$", render(View([fixed], []), 3700.0), re.M)
 
 

@@ -16,11 +16,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
 
 from tests import browser
+from watcher import clock
 from watcher.api import page
 from watcher.api.documents import document, iso
 from watcher.models import Event, Note, Outcome, WatchRecord
@@ -29,6 +31,13 @@ NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC).timestamp()
 HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=\"alert(1)\">"
 HOSTILE_NAME = '<b onmouseover="alert(1)">export</b> & "more"'
 LONG_DETAIL = "ORA-01555: snapshot too old: rollback segment _SYSSMU12_" + "A" * 240
+
+
+@pytest.fixture(autouse=True)
+def in_utc() -> None:
+    """The page shows times in the daemon's zone: UTC here, whatever the machine's is."""
+    clock.use(ZoneInfo("UTC"))
+
 
 RUNNING = "governance//5733"
 WAITING = "gis/T1/"
@@ -281,7 +290,7 @@ def test_index_has_a_row_per_watch_with_its_facts() -> None:
         "detail": "",
         "href": href(RUNNING),
     }
-    assert rows[HISTORY[0]]["started (UTC)"] == "11-30 14:00:00"  # another day: with its date
+    assert rows[HISTORY[0]]["started (UTC)"] == "2026-11-30 14:00:00"  # another day: its date
     assert rows[HOSTILE_KEY]["duration"] == "1h"  # from started to finished
     assert rows[HOSTILE_KEY]["undelivered"] == "1"
     assert rows[HOSTILE_KEY]["next poll (UTC)"] == "-"
@@ -437,11 +446,20 @@ def test_instances_and_the_silences_in_force_are_shown() -> None:
     assert "i" not in {t for t, _, _ in found.tags}
 
 
+def test_the_page_shows_times_in_the_daemons_zone_with_its_abbreviation() -> None:
+    clock.use(ZoneInfo("Europe/Berlin"))
+    found = Read(page.index(make_doc(), now=NOW))
+    assert "Times are in Europe/Berlin. Page made at 2026-12-01 15:00:00 CET." in found.text
+    assert found.by_key()[RUNNING]["started (CET)"] == "13:30:00"  # the head names the zone
+    assert "#7 gis until 2026-12-01 16:00:00 CET: maintenance" in found.text
+    assert found.first("time", datetime="2026-12-01T12:30:00Z")  # the machine's form: UTC
+
+
 def test_the_page_reloads_itself_and_says_its_times_are_utc() -> None:
     found = Read(page.index(make_doc(), now=NOW, refresh_s=30))
     assert found.first("meta", **{"http-equiv": "refresh"})["content"] == "30"
     assert "width=device-width" in found.first("meta", name="viewport")["content"]
-    assert "All times are UTC. Page made at 2026-12-01 14:00:00 UTC." in found.text
+    assert "Times are in UTC. Page made at 2026-12-01 14:00:00 UTC." in found.text
     assert found.title == "watcher status"
 
 
@@ -476,15 +494,15 @@ def test_the_watch_page_shows_its_facts_and_escapes_its_events() -> None:
     found = Read(html)
     assert found.title == f"watcher: {HOSTILE_NAME}"
     assert ("/", "← all watches") in found.links
-    for fact in (HOSTILE_KEY, "run id77", "started2026-12-01 12:50:00", f"detail{HOSTILE}"):
+    for fact in (HOSTILE_KEY, "run id77", "started2026-12-01 12:50:00 UTC", f"detail{HOSTILE}"):
         assert fact in found.text
     assert "failed to ops: 3 tries, last error: HTTP 502 <html><script>alert(2)</script>" in (
         found.text
     )
-    events = [(r["event"], r["channel"], r["delivered (UTC)"], r["silenced"]) for r in found.rows]
+    events = [(r["event"], r["channel"], r["delivered"], r["silenced"]) for r in found.rows]
     assert events == [
         ("failed", "ops", "not yet", "-"),
-        ("failed", "mail", "2026-12-01 13:50:10", "-"),
+        ("failed", "mail", "2026-12-01 13:50:10 UTC", "-"),
         ("attention", "ops", "held back", "by silence #7"),
     ]
     assert found.rows[0]["last error"] == "HTTP 502 <script>alert(3)</script>"

@@ -123,8 +123,14 @@ async def test_a_remote_answer_echoing_the_servers_token_shows_it_masked_and_on_
         remote = ["--url", url, "--token-file", str(token)]
         assert await asyncio.to_thread(main, ["wait", "echo//1", "--settle", "5", *remote]) == 1
         waited = capsys.readouterr().out
-    assert await asyncio.to_thread(main, ["status", "-c", str(path)]) == 0
+    with pytest.MonkeyPatch.context() as wide:  # the table cuts a long cell: show it whole
+        wide.setenv("COLUMNS", "400")
+        assert await asyncio.to_thread(main, ["status", "-c", str(path)]) == 0
     status = capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["status", "-c", str(path), "echo//2"]) == 0
+    whole = capsys.readouterr().out  # the one watch: its remote text in full, escaped
+    assert TOKEN not in whole and all(trick in whole for trick in ESCAPED)
+    assert redact.UNSAFE.search(whole.replace("\n", "")) is None
     assert await asyncio.to_thread(main, ["status", "-c", str(path), "--json"]) == 0
     as_json = capsys.readouterr().out
 

@@ -2,8 +2,9 @@
 
 :func:`index` is the page at ``/``: the instances, the silences in force, a count by outcome and
 one row per watch (remote state verbatim, phase or outcome, unreachable and overdue, times in
-UTC, who holds it, its undelivered notifications, the remote side's detail). A plain GET form
-filters it by server and by state, and it reloads itself with ``<meta http-equiv="refresh">``.
+the daemon's zone, who holds it, its undelivered notifications, the remote side's detail). A
+plain GET form filters it by server and by state, and it reloads itself with
+``<meta http-equiv="refresh">``.
 :func:`watch` shows one watch with its recent notifications; :func:`not_found` an unknown key.
 
 Names, states, details and links come from remote systems and may be hostile, so:
@@ -30,6 +31,7 @@ from urllib.parse import urlencode, urlsplit
 import jinja2
 
 from watcher.api.documents import matches, standing
+from watcher.clock import abbreviation, current, shown
 from watcher.models import Outcome
 from watcher.notify.silences import matches as matches_silence
 from watcher.schema import format_duration
@@ -79,12 +81,16 @@ _ENV: Final = jinja2.Environment(
 
 
 def _when(moment: str, today: str | None = None) -> str:
-    """``2026-12-01T14:03:07Z`` -> ``2026-12-01 14:03:07``; with ``today`` (``2026-12-01``)
-    only ``14:03:07`` on that day, else ``12-01 14:03:07``."""
-    shown = datetime.fromisoformat(moment).astimezone(UTC)
+    """``2026-12-01T14:03:07Z`` -> ``2026-12-01 15:03:07 CET`` in the process's zone
+    (:func:`watcher.clock.shown`). With ``today`` (the page's ISO time), for a column whose
+    head names the zone: the date only when it is another day, the zone only when it is not
+    the head's (``15:03:07``, ``2026-11-30 15:03:07``, ``2026-07-01 15:03:07 CEST``)."""
+    then = datetime.fromisoformat(moment).timestamp()
     if today is None:
-        return shown.strftime("%Y-%m-%d %H:%M:%S")
-    return shown.strftime("%H:%M:%S" if shown.date().isoformat() == today else "%m-%d %H:%M:%S")
+        return shown(then)
+    now = datetime.fromisoformat(today).timestamp()
+    text, zone = shown(then, today=now), abbreviation(now)
+    return text.removesuffix(f" {zone}") if abbreviation(then) == zone else text
 
 
 _ENV.filters["when"] = _when
@@ -177,6 +183,7 @@ def _render(template: str, now: float | None = None, **values: Any) -> str:
     """``now`` (when given) goes to the page's footer as an ISO time."""
     if now is not None:
         values["now"] = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        values["zone"], values["abbr"] = str(current()), abbreviation(now)
     return _ENV.get_template(template).render(**values)
 
 

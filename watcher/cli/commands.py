@@ -17,8 +17,11 @@ import sys
 import time
 from collections.abc import AsyncIterator
 
+from watcher import clock
 from watcher.address import try_bind
+from watcher.cli.status import Look
 from watcher.cli.status import show as show_status
+from watcher.cli.table import coloured, width
 from watcher.config.api import ApiConfig
 from watcher.config.load import (
     ChannelConfig,
@@ -27,6 +30,7 @@ from watcher.config.load import (
     default_config,
     load,
     state_of,
+    zone_of,
 )
 from watcher.engine.build import (
     SUBMITTED_KEYS,
@@ -39,6 +43,7 @@ from watcher.engine.build import (
 from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError, StoreError
 from watcher.models import Event
 from watcher.notify.messages import Channel, render, sample
+from watcher.notify.quiet import zone
 from watcher.notify.silences import matches
 from watcher.redact import scrub
 from watcher.service.daemon import Options, run
@@ -57,10 +62,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if remote and (url := args.url or os.environ.get("WATCHER_URL")):
         return _remote(args, url)  # through a daemon's API: no config, no database needed
     if args.command == "status":  # it reads the state only: no secrets, no servers needed
-        state = args.state or state_of(args.config or default_config())
-        if missing := registry.missing_driver(state):
-            raise ConfigError(f"{'--state' if args.state else 'daemon.state'}: {missing}")
-        return show_status(state, as_json=args.json)
+        return _status(args)
     # Start-up builds what lives on (thousands of watch models, specs, records): collecting
     # while they are built only scans them again and again. The daemon collects once, then
     # turns the collector back on (Daemon._settle_memory).
@@ -69,6 +71,16 @@ def dispatch(args: argparse.Namespace) -> int:
         return _configured(args)
     finally:
         gc.enable()
+
+
+def _status(args: argparse.Namespace) -> int:
+    path = args.config or default_config()
+    state = args.state or state_of(path)
+    if missing := registry.missing_driver(state):
+        raise ConfigError(f"{'--state' if args.state else 'daemon.state'}: {missing}")
+    clock.use(zone(zone_of(path)))
+    look = Look(width(), coloured(), args.server, args.only)
+    return show_status(state, as_json=args.json, look=look, key=args.watch)
 
 
 def _remote(args: argparse.Namespace, url: str) -> int:
@@ -142,6 +154,7 @@ def _load(path: str, args: argparse.Namespace) -> Config:
     """The config at ``path``, with the state ``--state`` names, if any."""
     state = getattr(args, "state", None)
     config = load(path, state_writable=state is None)
+    clock.use(zone(config.daemon.timezone))
     if state is not None:  # a CI run's own, beside a daemon's
         config = _with_state(config, state)
     return config
@@ -275,7 +288,7 @@ async def _silences(config: Config, args: argparse.Namespace) -> int:
 
 
 def _local(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp))
+    return clock.shown(timestamp, seconds=False)
 
 
 @contextlib.asynccontextmanager
@@ -362,6 +375,7 @@ async def _notify_test(path: str, name: str, event_name: str | None) -> int:
         raise ConfigError(f"--event: no event named {event_name!r} (known: {', '.join(events)})")
     with ChannelConfig.urls_unchecked():
         config = load(path)
+    clock.use(zone(config.daemon.timezone))
     settings = config.channels.get(name)
     if settings is None:
         raise ConfigError(f"no channel named {name!r} (known: {', '.join(config.channels)})")
@@ -370,7 +384,7 @@ async def _notify_test(path: str, name: str, event_name: str | None) -> int:
     channel = Channel(name, settings.all_urls, settings.on, settings.title, settings.body)
     event = events[event_name] if event_name is not None else None
     if event is None:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        stamp = clock.shown(time.time())
         title, body = "watcher test notification", f"Sent by 'watcher notify-test' at {stamp}."
     else:
         title, body = render(sample(event), channel.title, channel.body)

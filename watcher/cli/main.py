@@ -15,6 +15,11 @@ from watcher.errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_USAGE, ConfigEr
 from watcher.service import logs
 
 DESCRIPTION = "Watch long-running remote runs until they finish, then notify."
+#: what `status --status` takes: where a watch stands, or its phase (the API's `state` filter)
+STANDINGS = (
+    *("failed", "error", "timeout", "unreachable", "overdue", "running", "waiting"),
+    *("cancelled", "succeeded", "pending", "unknown"),
+)
 
 
 def _duration(text: str) -> float:
@@ -148,9 +153,18 @@ def parser() -> argparse.ArgumentParser:
     p = command("unsilence", "end a silence now")
     p.add_argument("id", type=int, help="as `watcher silences` shows it")
     command("check", "validate the config and channel URLs")
-    p = command("status", "show instances, watches and their state")
+    p = command("status", "show instances, watches and their state (or one watch whole)")
+    p.add_argument("watch", nargs="?", metavar="KEY", help="show this watch whole (key or name)")
     p.add_argument("--state", help="read this state file or database (no config needed)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--server", help="only the watches of this server")
+    p.add_argument(
+        "--status",
+        dest="only",
+        choices=STANDINGS,
+        metavar="STATUS",
+        help=f"only the watches that stand so: {', '.join(STANDINGS)}",
+    )
     p = command("notify-test", "send a test notification")
     p.add_argument("channel")
     p.add_argument("--event", help="send what the templates make of a sample run at this event")

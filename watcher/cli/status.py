@@ -1,40 +1,37 @@
 """``watcher status``: the instances, a table of watches and undelivered notifications.
 
 It reads through a read-only store (a state file opened read-only, a database as a client: no
-lease, no heartbeat), so it is safe while daemons run.
+lease, no heartbeat), so it is safe while daemons run. The report is three parts, each its own
+function: :func:`heading`, the lines above the table (who runs; what is down); the table, one
+:class:`watcher.cli.rows.Row` per watch (trouble first, a detail column, cut to the width by
+:mod:`watcher.cli.table`); and :func:`footing`, the lines below it (undelivered notifications,
+silences). ``status KEY`` shows one watch whole (:mod:`watcher.cli.describe`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from watcher.api.documents import document, silence_entry
+from watcher.api.documents import document, matches, silence_entry
+from watcher.cli import describe, rows
+from watcher.cli.rows import Row, expectation, row
+from watcher.cli.table import DEFAULT_WIDTH, cut, lay_out
+from watcher.clock import shown
 from watcher.engine import history
 from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
-from watcher.notify.messages import describe_target
 from watcher.redact import escape
 from watcher.schema import format_duration
 from watcher.service.once import plural
 from watcher.stores import Silence, Store, is_database, open_store, statefile
-
-HEADER = (
-    "WATCH",
-    "TARGET",
-    "SERVER",
-    "REMOTE STATE",
-    "OUTCOME",
-    "POLLS",
-    "LAST POLL (UTC)",
-    "NEXT (UTC)",
-)
 
 
 @dataclass
@@ -50,96 +47,92 @@ class View:
     """How many notifications silences held back, by watch key."""
 
 
-def _when(timestamp: float | None) -> str:
-    if not timestamp:
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%m-%d %H:%M:%S")
+@dataclass(frozen=True, slots=True)
+class Look:
+    """How the report is shown: its width, whether in colour, and which watches (the filters
+    of :func:`watcher.api.documents.matches`: a server, a standing or phase)."""
+
+    width: int = DEFAULT_WIDTH
+    colour: bool = False
+    server: str | None = None
+    state: str | None = None
+
+    def keeps(self, record: WatchRecord) -> bool:
+        return matches(rows.entry(record), self.server, self.state)
 
 
-def row(record: WatchRecord, now: float, usual_s: float | None = None) -> tuple[str, ...]:
-    """One table row; a running watch shows its phase and how long it has been watched."""
-    if record.done:
-        outcome = (
-            f"{record.outcome} after {format_duration((record.finished or now) - record.started)}"
-        )
-        following = "done"
+def render(view: View, now: float, look: Look | None = None) -> str:
+    """The whole status report as text: the lines above the table (:func:`heading`), the table
+    of watches (trouble first) and the lines below it (:func:`footing`). Remote text (states,
+    details, names) is shown escaped: a line break, a control character or a bidi override in
+    it cannot break the report, and every line fits ``look.width``."""
+    look = look or Look()
+    chosen = [r for r in view.records if look.keeps(r)]
+    lines = [cut(escape(line), look.width) for line in heading(view, now)]
+    lines += [""] if lines else []
+    if chosen:
+        lines += _watches(view, chosen, now, look)
     else:
-        standing = "unreachable" if record.unreachable else record.phase
-        standing = standing or ("not answered yet" if record.polls else "not polled yet")
-        overdue = ", overdue" if record.overdue else ""
-        if usual_s is not None and not record.overdue:  # the median of earlier runs
-            overdue = f", usually done by {_when(record.started + usual_s)}"
-        outcome = f"({standing}, {format_duration(now - record.started)}{overdue})"
-        following = _when(record.next_poll)
-    return (
-        record.name,
-        describe_target(record) or "-",
-        record.server,
-        record.state or "-",
-        outcome,
-        str(record.polls),
-        _when(record.last_poll),
-        following,
-    )
+        lines.append("no watches match" if view.records else "no watches yet")
+    shown = {r.key for r in chosen}
+    below = footing(view, [n for n in view.pending if n.watch in shown], now)
+    lines += [cut(escape(line), look.width) for line in below]
+    return "\n".join(lines)
 
 
-def expectation(record: WatchRecord, runs: int) -> str:
-    """When the watch is overdue: ``2h``, ``2h30m (learned from 12 runs)``, or why not yet;
-    ``runs``: how many earlier runs of its family succeeded."""
-    if record.expect_auto and record.expect_s is None:
-        return f"auto: no overdue until {history.ENOUGH} runs ({runs} so far)"
-    if record.expect_s is None:
-        return "-"
-    learned = f" (learned from {plural(runs, 'run')})" if record.expect_auto else ""
-    return format_duration(record.expect_s) + learned
+def heading(view: View, now: float) -> list[str]:
+    """The lines above the table: who is running (more may come: what is down, and why)."""
+    return [_instance_line(view.instances, now)] if view.instances else []
 
 
-def table(rows: Sequence[tuple[str, ...]]) -> list[str]:
-    """The rows as aligned lines; each cell escaped to one line (:func:`watcher.redact.escape`)."""
-    shown = [tuple(escape(cell) for cell in r) for r in rows]
-    widths = [max(len(r[i]) for r in shown) for i in range(len(shown[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in shown]
-
-
-def render(view: View, now: float) -> str:
-    """The whole status report as text. Remote text (states, details, names) is shown escaped:
-    a line break, a control character or a bidi override in it cannot break the table."""
-    records, pending = view.records, view.pending
-    lines = [_instance_line(view.instances, now), ""] if view.instances else []
-    lines += _watches(view, now) if records else ["no watches yet"]
+def footing(view: View, pending: Sequence[Note], now: float) -> list[str]:
+    """The lines below the table: undelivered notifications, silences and what they held."""
+    lines = [""]
     if pending:
-        lines += ["", f"{len(pending)} notifications not delivered yet:"]
+        lines.append(f"{plural(len(pending), 'notification')} not delivered yet:")
         lines += [
             f"  {n.event} of {n.watch} to {n.channel}: {n.attempts} tries"
             + (f", last error: {n.last_error}" if n.last_error else "")
             for n in pending
         ]
     else:
-        lines += ["", "all notifications delivered"]
+        lines.append("all notifications delivered")
     if held := sum(view.held_back.values()):
         lines.append(f"{plural(held, 'notification')} held back by silences")
     lines += [
-        f"silence #{s.id}: {s.match} until {_when(s.until)} UTC"
+        f"silence #{s.id}: {s.match} until {shown(s.until, seconds=False)}"
         + (f" ({s.comment})" if s.comment else "")
         for s in view.silences
     ]
-    return "\n".join(escape(line) for line in lines)
+    return lines
 
 
-def _watches(view: View, now: float) -> list[str]:
-    """The table of watches, with who holds each when a daemon runs and when each is overdue
-    when any watch has an ``expect``."""
+def table_rows(view: View, records: Sequence[WatchRecord], now: float) -> list[Row]:
+    """The rows of ``records``, trouble first (:data:`watcher.cli.rows.ORDER`), then by name."""
     taken = history.durations(view.records)
-    header, rows = list(HEADER), []
-    held, expects = bool(view.holders), any(r.expect_s or r.expect_auto for r in view.records)
-    header += ["HELD BY"] * held + ["OVERDUE AFTER"] * expects
-    for record in view.records:
-        earlier = taken.get(history.family_of(record), [])
-        cells = list(row(record, now, history.usual(earlier)))
-        cells += [view.holders.get(record.key, "-")] * held
-        cells += [expectation(record, len(earlier))] * expects
-        rows.append(tuple(cells))
-    return table([tuple(header), *rows])
+    made = [row(r, now, history.usual(taken.get(history.family_of(r), []))) for r in records]
+    return sorted(made, key=lambda r: r.place)
+
+
+def _watches(view: View, records: Sequence[WatchRecord], now: float, look: Look) -> list[str]:
+    """The table, with who holds each watch when a daemon runs and when each is overdue when
+    any watch has an ``expect``; the detail last, cut to what the width leaves."""
+    taken = history.durations(view.records)
+    held, expects = bool(view.holders), any(r.expect_s or r.expect_auto for r in records)
+    columns = [*rows.COLUMNS, *[rows.HELD_BY] * held, *[rows.OVERDUE_AFTER] * expects]
+    columns.append(rows.DETAIL)
+    cells = []
+    for one in table_rows(view, records, now):
+        earlier = taken.get(history.family_of(one.record), [])
+        extra = [view.holders.get(one.record.key, "-")] * held
+        extra += [expectation(one.record, len(earlier))] * expects
+        cells.append((*one.cells, *extra, one.detail))
+    status = rows.COLUMNS.index(next(c for c in rows.COLUMNS if c.title == "STATUS"))
+
+    def tone(column: int, cells: Sequence[str]) -> str | None:
+        return rows.TONES.get(cells[status]) if look.colour and column == status else None
+
+    return lay_out(columns, cells, look.width, tone)
 
 
 def _instance_line(instances: Sequence[tuple[str, float, float]], now: float) -> str:
@@ -151,23 +144,51 @@ def _instance_line(instances: Sequence[tuple[str, float, float]], now: float) ->
     return f"instances: {', '.join(said)}"
 
 
-def show(state: str, *, as_json: bool = False) -> int:
+def show(
+    state: str, *, as_json: bool = False, look: Look | None = None, key: str | None = None
+) -> int:
     """Print the status of ``state`` (a state file or a database URL) as a report or as the
-    ``--json`` document; 1 if it cannot be read."""
-    return asyncio.run(report(state, as_json=as_json))
+    ``--json`` document, of every watch ``look`` keeps or of the one watch ``key`` names (a
+    key or a name); 1 if it cannot be read or there is no such watch."""
+    return asyncio.run(report(state, as_json=as_json, look=look, key=key))
 
 
-async def report(state: str, *, as_json: bool = False) -> int:
+async def report(
+    state: str, *, as_json: bool = False, look: Look | None = None, key: str | None = None
+) -> int:
     """:func:`show`, on the running loop."""
     if not is_database(state) and not Path(state).is_file():
         print(f"no state file at {state}: watcher has not run with this config yet")
         return 1
+    look = look or Look()
     try:
-        view = await _read(state)
+        async with _opened(state) as store:
+            if key is not None:
+                return await _one(store, key, as_json=as_json, state=state)
+            view = await _from(store)
     except (StoreError, ConfigError) as exc:
         print(f"cannot read {statefile.describe(state)}: {exc}")
         return 1
-    text = json.dumps(json_document(view), indent=2) if as_json else render(view, time.time())
+    if as_json:
+        view.records = [r for r in view.records if look.keeps(r)]
+        text = json.dumps(json_document(view), indent=2)
+    else:
+        text = render(view, time.time(), look)
+    print(statefile.without_password(text, state))
+    return 0
+
+
+async def _one(store: Store, key: str, *, as_json: bool, state: str) -> int:
+    """``status KEY``: the watch whole, or exit 1 when there is none."""
+    now = time.time()
+    one = await describe.find(store, key, now)
+    if one is None:
+        print(
+            f"watcher: no watch has the key or name {escape(key)} (`watcher status` lists them)",
+            file=sys.stderr,
+        )
+        return 1
+    text = json.dumps(describe.document(one), indent=2) if as_json else describe.render(one, now)
     print(statefile.without_password(text, state))
     return 0
 
@@ -185,10 +206,11 @@ def json_document(view: View) -> dict[str, Any]:
     return doc
 
 
-async def _read(state: str) -> View:
+@contextlib.asynccontextmanager
+async def _opened(state: str) -> AsyncIterator[Store]:
     store = await open_store(state, instance="watcher status", readonly=True)
     try:
-        return await _from(store)
+        yield store
     finally:
         await store.close()
 

@@ -39,11 +39,14 @@ class Daemon(BaseSettings):
     metrics: str | None = None
     instance: str = Field(default_factory=default_instance, min_length=1, max_length=200)
     lease: Duration = 15.0
-    timezone: str = "UTC"
+    timezone: str | None = None
+    """How people are shown times (an IANA name); ``None``: the machine's zone."""
 
     @field_validator("timezone")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
+    def _known_zone(cls, value: str | None) -> str | None:
+        if not value:  # ``WATCHER_TIMEZONE=""`` too: the machine's zone
+            return None
         quiet.zone(value)
         return value
 

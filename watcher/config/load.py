@@ -23,6 +23,7 @@ from typing import Any
 import tomli
 from pydantic import ValidationError
 
+from watcher import clock
 from watcher.config.api import read_tokens
 from watcher.config.channels import ChannelConfig
 from watcher.config.daemon import MAX_LEASE_S, MIN_LEASE_S, Daemon, default_state_path
@@ -109,6 +110,26 @@ def state_of(path: str | Path, environ: Mapping[str, str] | None = None) -> str:
     if not isinstance(expanded, str):
         raise ConfigError(f"{path}: daemon.state: must be a file name or a database URL")
     return expanded
+
+
+def zone_of(path: str | Path, environ: Mapping[str, str] | None = None) -> str | None:
+    """``[daemon] timezone`` of ``path``'s deployment, reading nothing else of the file (as
+    :func:`state_of`); ``$WATCHER_TIMEZONE`` wins; ``None``: the machine's zone. A name that
+    is no zone is a ConfigError."""
+    env = os.environ if environ is None else environ
+    value: object = env.get("WATCHER_TIMEZONE")
+    if value is None and Path(path).exists():
+        daemon = _read(Path(path))[1].get("daemon", {})
+        value = daemon.get("timezone") if isinstance(daemon, dict) else None
+    if not value:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: daemon.timezone: must be a time zone's name")
+    try:
+        clock.zone(value)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: daemon.timezone: {exc}") from None
+    return value
 
 
 def _read(path: Path) -> tuple[str, dict[str, Any]]:

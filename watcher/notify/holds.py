@@ -9,10 +9,10 @@ silence recorded); its channel's quiet hours hold its event back (it waits for t
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from watcher.clock import shown
 from watcher.models import Note, WatchRecord
 from watcher.notify.messages import Channel
 from watcher.notify.reminders import is_reminder, lasts
@@ -66,7 +66,7 @@ class Holds:
                 "%s: quiet hours; %s waits until %s",
                 note.channel,
                 note.title,
-                time.strftime("%H:%M %Z", time.localtime(until)),
+                shown(until, seconds=False),
                 extra=fields(note),
             )
             return True

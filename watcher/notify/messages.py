@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 from functools import cache
 from typing import Any
 
+from watcher import clock
 from watcher.models import Event, WatchRecord
 from watcher.notify import templates
 from watcher.notify.quiet import Quiet
@@ -46,8 +47,8 @@ PLACEHOLDERS: dict[str, str] = {
     "id": "the run id (empty for a task watch that has not found its run yet)",
     "task": "the task (ArcGIS), else empty",
     "link": "a URL to the run where the system has one, else empty",
-    "started": "when watching began (UTC)",
-    "finished": "when the watch ended (UTC), else empty",
+    "started": "when watching began, with its zone ([daemon] timezone, else the machine's)",
+    "finished": "when the watch ended, with its zone, else empty",
     "duration": "how long it has been watched, e.g. '1h02m'",
     "polls": "how many polls it took",
 }
@@ -158,12 +159,10 @@ class Context:
 
 
 def _shown(timestamp: float | None, tz: tzinfo | None = None) -> str:
-    """A time as messages show it: in ``[daemon] timezone`` with its offset, else in UTC."""
+    """A time as messages show it (:func:`watcher.clock.shown`): in ``[daemon] timezone``."""
     if not timestamp:
         return ""
-    if tz is None or str(tz) == "UTC":
-        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return datetime.fromtimestamp(timestamp, tz).strftime("%Y-%m-%d %H:%M:%S %Z (UTC%z)")
+    return clock.shown(timestamp, tz)
 
 
 def describe_target(record: WatchRecord) -> str:

@@ -1,8 +1,9 @@
 """Quiet hours: a daily window of local time in which a channel's messages wait.
 
-``[channels.X] quiet = "22:00-07:00"`` in ``[daemon] timezone`` (an IANA name): a window may
-cross midnight, and its end is found in local time on the right day, so a change to or from
-daylight saving time makes that night an hour shorter or longer, as a person would expect.
+``[channels.X] quiet = "22:00-07:00"`` in ``[daemon] timezone`` (an IANA name; the machine's
+zone when it is not set): a window may cross midnight, and its end is found in local time on
+the right day, so a change to or from daylight saving time makes that night an hour shorter or
+longer, as a person would expect.
 """
 
 from __future__ import annotations
@@ -10,19 +11,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from watcher import clock
 
 _WINDOW = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*")
 
 
-def zone(name: str) -> ZoneInfo:
-    """The time zone called ``name`` (``Europe/Berlin``); ValueError if there is none."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {name!r} (an IANA name such as 'Europe/Berlin')"
-        ) from None
+def zone(name: str | None) -> ZoneInfo:
+    """The time zone called ``name`` (``Europe/Berlin``), the machine's for ``None``;
+    ValueError if there is none."""
+    return clock.zone(name)
 
 
 def window(text: str) -> tuple[time, time]:

@@ -16,6 +16,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Literal
 
+from watcher import clock
 from watcher.notify.sending import reported_by_watcher
 from watcher.redact import UNSAFE, ScrubFilter
 
@@ -68,6 +69,14 @@ def _json_escape(found: re.Match[str]) -> str:
     return f"\\u{ord(found.group()):04x}"
 
 
+class TextFormatter(logging.Formatter):
+    """``16:54:07 CET INFO    message``: the time of day in the process's zone, with its
+    abbreviation (:func:`watcher.clock.shown`)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return clock.shown(record.created, today=record.created)
+
+
 def formatter(kind: LogFormat) -> logging.Formatter:
     if kind == "auto":
         kind = "journal" if os.environ.get("JOURNAL_STREAM") else "text"
@@ -75,7 +84,7 @@ def formatter(kind: LogFormat) -> logging.Formatter:
         return JournalFormatter("%(message)s")
     if kind == "json":
         return JsonFormatter()
-    return logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S %Z")
+    return TextFormatter("%(asctime)s %(levelname)-7s %(message)s")
 
 
 def setup(kind: LogFormat = "auto", verbose: bool = False) -> None:

@@ -21,11 +21,11 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import IO
 
 from watcher.api.documents import document
 from watcher.backoff import Policy
+from watcher.clock import shown
 from watcher.engine import history
 from watcher.engine.engine import Engine
 from watcher.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, EXIT_UNDELIVERED
@@ -256,8 +256,6 @@ def _live_line(record: WatchRecord, now: float, usual_s: float | None = None) ->
         if record.overdue:
             what += ", overdue"
         elif usual_s is not None:
-            done_by = (
-                datetime.fromtimestamp(record.started + usual_s).astimezone().strftime("%H:%M %Z")
-            )
+            done_by = shown(record.started + usual_s, seconds=False, today=now)
             what += f", usually done by {done_by}"
     return f"{mark} {record.name} [{target}]: {what}"

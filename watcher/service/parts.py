@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from watcher import clock
 from watcher.backoff import DELIVERY
 from watcher.config.load import Config
 from watcher.engine.build import build_channels, build_servers, submitted_spec
@@ -82,7 +83,9 @@ def build(
         submitted=lambda key, settings: submitted_spec(config, key, settings),
         metrics=metrics,
     )
-    engine.show_times_in(zone(config.daemon.timezone))
+    shown_in = zone(config.daemon.timezone)
+    engine.show_times_in(shown_in)
+    clock.use(shown_in)  # logs, the page and the process's lines show times as messages do
     facts = Facts(
         store,
         metrics,

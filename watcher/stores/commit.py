@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from watcher.clock import shown
+
 log = logging.getLogger(__name__)
 
 C = TypeVar("C")
@@ -51,7 +53,7 @@ class Health:
         """``""`` while writable, else one line saying since when and why."""
         if self.down_since is None:
             return ""
-        since = time.strftime("%H:%M:%S", time.localtime(self.down_since))
+        since = shown(self.down_since, today=time.time())
         return f"{what} not writable since {since} ({self.reason}), {self.waiting} writes waiting"
 
 
