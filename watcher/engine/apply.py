@@ -87,6 +87,7 @@ class Applier:
             self._pump.answered(spec.target.server)
         watches, key = self._watches, spec.key
         spec, before = watches.specs.get(key, spec), watches.held.get(key, record)
+        await self.outages.ready()
         polled, change = self.outages.seen.fold(
             spec, self._decide(spec, before, result), result, self._clock()
         )

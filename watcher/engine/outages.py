@@ -76,7 +76,7 @@ class Seen:
         seen.answered, seen.failing = now, None
         outage = seen.outage
         covered = outage is not None and (polled.before.last_poll or 0.0) >= outage.since
-        if seen.open or (Event.RECOVERED in polled.step.events and not covered):
+        if seen.open:
             return _without(polled, Event.RECOVERED), Change(spec.target.server, open=False)
         return (_without(polled, Event.RECOVERED) if covered else polled), None
 
@@ -120,6 +120,19 @@ class ServerOutages:
         self._store = store
         self._watches = watches
         self._instance = instance
+        self._loaded = False
+
+    async def ready(self) -> None:
+        """Know the outages open in the store (once: those opened before a restart)."""
+        if self._loaded:
+            return
+        try:
+            found = await self._store.outages()
+        except StoreError:
+            return  # the next poll asks again
+        for outage in found:
+            self.seen.opened(outage)
+        self._loaded = True
 
     async def apply(self, change: Change, poller: Poller, now: float) -> bool:
         """Open or close the outage ``change`` says; whether notes were queued. A store that
@@ -151,11 +164,8 @@ class ServerOutages:
 
     async def _close(self, server: str, poller: Poller, now: float) -> bool:
         outage = self.seen.outage(server)
-        if outage is None:  # opened by another instance, or before a restart
-            outage = next((o for o in await self._store.outages() if o.server == server), None)
-            if outage is None:
-                return False
-            self.seen.opened(outage)
+        if outage is None:
+            return False
         notes = self._notes(Event.RECOVERED, outage, now, self._names(server), poller)
         closed = await self._store.close_outage(outage, now, notes)
         self.seen.closed(server)
