@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +13,8 @@ from aiohttp import web
 
 from tests.conftest import Receiver
 from tests.systems import server_table, soon
+from watcher.api import page
+from watcher.cli.status import report as report_status
 from watcher.config.load import load
 from watcher.service.daemon import Daemon, Options
 from watcher.simulators.rsa_governance import RsaSimulator
@@ -73,8 +77,28 @@ def titled(receiver: Receiver, words: str) -> list[str]:
     return [title for title in receiver.titles if words in title]
 
 
+async def shown_once_while_open(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``status --json``, ``status`` and the page show the outage once, with its start."""
+    await soon(lambda: all(r.unreachable for r in read_snapshot(state)[0]), timeout_s=20)
+    capsys.readouterr()
+    assert await report_status(str(state), as_json=True) == 0
+    doc = json.loads(capsys.readouterr().out)
+    [outage] = doc["outages"]
+    assert (outage["server"], outage["said"], outage["watches"]) == ("gov", "answered HTTP 503", 30)
+    assert outage["since"].endswith("Z")
+    assert await report_status(str(state)) == 0
+    text = capsys.readouterr().out
+    assert text.count("server gov unreachable since") == 1
+    assert "answered HTTP 503, 30 watches waiting" in text
+    html = page.index(doc, now=time.time())
+    assert "Servers down" in html and "30 unreachable, 1 server down" in html
+    assert (
+        html.count('class="detail">server down<') == WATCHES and "Service Unavailable" not in html
+    )
+
+
 async def test_thirty_watches_on_a_server_that_answers_503_make_one_alert_per_channel(
-    tmp_path: Path, receiver: Receiver, gov: Switchable
+    tmp_path: Path, receiver: Receiver, gov: Switchable, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = config(tmp_path, receiver.url, gov.url, WATCHES)
     stop = asyncio.Event()
@@ -85,6 +109,7 @@ async def test_thirty_watches_on_a_server_that_answers_503_make_one_alert_per_ch
     await soon(lambda: len(titled(receiver, "server gov unreachable")) == 2, timeout_s=20)
     # every watch fails often enough to be unreachable on its own: its note is folded
     await soon(lambda: len(gov.refused) == WATCHES and min(gov.refused.values()) >= 3, 20)
+    await shown_once_while_open(tmp_path / "s.db", capsys)
     polls_when_up = dict(gov.polls)
     gov.down = False
     await soon(lambda: len(titled(receiver, "server gov recovered")) == 2, timeout_s=20)

@@ -7,6 +7,7 @@ lease, no heartbeat), so it is safe while daemons run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -15,15 +16,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from watcher.api.documents import document, silence_entry
+from watcher.api.documents import document, outage_entry, silence_entry
 from watcher.engine import history
 from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
 from watcher.notify.messages import describe_target
+from watcher.notify.outages import counted
 from watcher.redact import escape
 from watcher.schema import format_duration
 from watcher.service.once import plural
-from watcher.stores import Silence, Store, is_database, open_store, statefile
+from watcher.stores import Outage, Silence, Store, is_database, open_store, statefile
 
 HEADER = (
     "WATCH",
@@ -48,6 +50,8 @@ class View:
     silences: Sequence[Silence] = ()
     held_back: Mapping[str, int] = field(default_factory=dict)
     """How many notifications silences held back, by watch key."""
+    outages: Sequence[Outage] = ()
+    """The servers' outages open now."""
 
 
 def _when(timestamp: float | None) -> str:
@@ -106,6 +110,7 @@ def render(view: View, now: float) -> str:
     a line break, a control character or a bidi override in it cannot break the table."""
     records, pending = view.records, view.pending
     lines = [_instance_line(view.instances, now), ""] if view.instances else []
+    lines += [*(outage_line(o, now) for o in view.outages), ""] if view.outages else []
     lines += _watches(view, now) if records else ["no watches yet"]
     if pending:
         lines += ["", f"{len(pending)} notifications not delivered yet:"]
@@ -140,6 +145,15 @@ def _watches(view: View, now: float) -> list[str]:
         cells += [expectation(record, len(earlier))] * expects
         rows.append(tuple(cells))
     return table([tuple(header), *rows])
+
+
+def outage_line(outage: Outage, now: float) -> str:
+    """``server gov unreachable since 12-06 03:12:09 (40s): answered HTTP 503, 30 watches``."""
+    lasted = format_duration(max(now - outage.since, 0.0))
+    return (
+        f"server {outage.server} unreachable since {_when(outage.since)} ({lasted}): "
+        f"{outage.said}, {counted(outage.watches)} waiting"
+    )
 
 
 def _instance_line(instances: Sequence[tuple[str, float, float]], now: float) -> str:
@@ -182,6 +196,7 @@ def json_document(view: View) -> dict[str, Any]:
         held_back=view.held_back,
     )
     doc["silences"] = [silence_entry(s) for s in view.silences]
+    doc["outages"] = [outage_entry(o) for o in view.outages]
     return doc
 
 
@@ -197,4 +212,7 @@ async def _from(store: Store) -> View:
     records, pending = await store.snapshot()
     holders, instances = await store.holders(), await store.instances()
     silences, held_back = await store.silences(time.time()), await store.held_back()
-    return View(records, pending, holders, instances, silences, held_back)
+    view = View(records, pending, holders, instances, silences, held_back)
+    with contextlib.suppress(StoreError):  # a state file older than outages, read-only
+        view.outages = await store.outages()
+    return view
