@@ -88,7 +88,7 @@ class Applier:
         watches, key = self._watches, spec.key
         spec, before = watches.specs.get(key, spec), watches.held.get(key, record)
         await self.outages.ready()
-        polled, change = self.outages.seen.fold(
+        polled, change = self.outages.fold(
             spec, self._decide(spec, before, result), result, self._clock()
         )
         saved = await self._save(spec, polled)

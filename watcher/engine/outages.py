@@ -1,12 +1,13 @@
 """A whole server's outage: one ``server unreachable`` and one ``server recovered`` per channel.
 
-A server is *down* for a watch when none of its polls has been answered since that watch's
-first failed poll in a row (refused, timed out, 5xx, HTML where JSON belongs); a 404 or any
-other HTTP answer that is not 5xx counts as answered. When a watch reaches ``unreachable``
-while its server is down, the server's outage opens (in the store, see
-:mod:`watcher.stores.outages`) with one note per channel any waiting watch sends
+A server is *down* for a watch when it has other watches waiting and none of its polls has
+been answered since that watch's first failed poll in a row (refused, timed out, 5xx, HTML
+where JSON belongs); a 404 or any other HTTP answer that is not 5xx counts as answered. When a
+watch reaches ``unreachable`` while its server is down, the server's outage opens (in the store,
+see :mod:`watcher.stores.outages`) with one note per channel any waiting watch sends
 ``unreachable`` to, and the watches' own ``unreachable`` notes are folded into it (not sent);
-a watch whose server answers its other watches still gets its own. The first answer closes the
+a watch whose server answers its other watches, or the only watch of its server, still
+gets its own (which names it and says what the server did). The first answer closes the
 outage with one ``server recovered`` note per channel, and the watches' ``recovered`` notes of
 polls that failed within it are folded too.
 
@@ -66,12 +67,20 @@ class Seen:
     _streaks: dict[str, float] = field(default_factory=dict)  # watch -> its first failure
 
     def fold(
-        self, spec: Spec, polled: Polled, result: Observation | PollError, now: float
+        self,
+        spec: Spec,
+        polled: Polled,
+        result: Observation | PollError,
+        now: float,
+        *,
+        alone: bool = False,
     ) -> tuple[Polled, Change | None]:
-        """``polled`` without the notes an outage tells instead, and the outage's change."""
+        """``polled`` without the notes an outage tells instead, and the outage's change;
+        ``alone``: the watch is the only one waiting on its server (its own message says it
+        all, so no outage opens for it)."""
         seen = self._servers.setdefault(spec.target.server, _Server())
         if isinstance(result, PollError) and not answered(result):
-            return self._failed(spec, seen, polled, result, now)
+            return self._failed(spec, seen, polled, result, now, alone)
         self._streaks.pop(spec.key, None)
         seen.answered, seen.failing = now, None
         outage = seen.outage
@@ -81,11 +90,11 @@ class Seen:
         return (_without(polled, Event.RECOVERED) if covered else polled), None
 
     def _failed(
-        self, spec: Spec, seen: _Server, polled: Polled, error: PollError, now: float
+        self, spec: Spec, seen: _Server, polled: Polled, error: PollError, now: float, alone: bool
     ) -> tuple[Polled, Change | None]:
         first = self._streaks.setdefault(spec.key, now)
         seen.failing = now if seen.failing is None else seen.failing
-        down = seen.open or seen.answered is None or seen.answered < first
+        down = seen.open or (not alone and (seen.answered is None or seen.answered < first))
         if Event.UNREACHABLE not in polled.step.events or not down:
             return polled, None
         opening = Change(spec.target.server, True, seen.failing, error.cause, str(error))
@@ -121,6 +130,15 @@ class ServerOutages:
         self._watches = watches
         self._instance = instance
         self._loaded = False
+
+    def fold(
+        self, spec: Spec, polled: Polled, result: Observation | PollError, now: float
+    ) -> tuple[Polled, Change | None]:
+        """:meth:`Seen.fold`, knowing whether the watch is the only one of its server."""
+        alone = Event.UNREACHABLE in polled.step.events and not any(
+            other.key != spec.key for other in self._watches.waiting(spec.target.server)
+        )
+        return self.seen.fold(spec, polled, result, now, alone=alone)
 
     async def ready(self) -> None:
         """Know the outages open in the store (once: those opened before a restart)."""
