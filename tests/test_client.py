@@ -49,8 +49,15 @@ def test_error_text_reads_the_usual_error_shapes(body: str, said: str) -> None:
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504, 408])
 def test_server_trouble_is_transient(status: int) -> None:
-    with pytest.raises(TransientError):
+    with pytest.raises(TransientError) as caught:
         expect_ok(reply(status, "busy"))
+    assert caught.value.cause == f"answered HTTP {status}"
+
+
+def test_html_where_json_belongs_says_so_in_a_few_words() -> None:
+    with pytest.raises(BadReplyError) as caught:
+        reply(200, "<html><body><h1>Maintenance</h1></body></html>").json()
+    assert caught.value.cause == "answered HTML where JSON belongs"
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 412, 422])
@@ -89,8 +96,9 @@ async def test_a_server_that_does_not_answer_in_time_is_a_transient_timeout(http
     app = web.Application()
     app.router.add_get("/", slow)
     async with TestServer(app) as server:
-        with pytest.raises(TransientError, match="no answer within 0.2s"):
+        with pytest.raises(TransientError, match="no answer within 0.2s") as caught:
             await http.server(timeout_s=0.2).get(str(server.make_url("/")))
+    assert caught.value.cause == "timed out"
 
 
 async def test_a_reset_connection_is_transient(http: Http) -> None:
@@ -107,8 +115,9 @@ async def test_a_reset_connection_is_transient(http: Http) -> None:
 
 
 async def test_a_refused_connection_is_transient(http: Http, unused_tcp_port: int) -> None:
-    with pytest.raises(TransientError, match="cannot connect"):
+    with pytest.raises(TransientError, match="cannot connect") as caught:
         await http.server().get(f"http://127.0.0.1:{unused_tcp_port}/")
+    assert caught.value.cause == "refused the connection"
 
 
 async def test_requests_in_flight_to_one_server_are_bounded(http: Http) -> None:

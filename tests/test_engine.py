@@ -108,7 +108,7 @@ async def test_five_failures_in_a_row_fire_unreachable_once_then_recovered(
     steps: list[Step] = [pending, *[Fault.http(502, "bad gateway")] * 7, pending, done]
     code, _ = await watch_one(tmp_path, receiver, kind, steps)
     assert code == 0
-    assert receiver.titles.count("job cannot be polled: its server is unreachable") == 1
+    assert receiver.titles.count("job cannot be polled: sys answered HTTP 502") == 1
     assert receiver.titles.count("job can be polled again") == 1
 
 
@@ -130,7 +130,7 @@ async def test_an_arcgis_html_page_keeps_the_watch_polling_through_unreachable(
     code, record = await watch_one(tmp_path, receiver, "arcgis", steps)
     assert code == 0 and record.outcome == "succeeded"  # type: ignore[attr-defined]
     assert receiver.titles == [
-        "job cannot be polled: its server is unreachable",
+        "job cannot be polled: sys answered HTML where JSON belongs",
         "job can be polled again",
         "job is now succeeded",
         "job succeeded",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import pytest
 
 from watcher.backoff import Policy
-from watcher.engine.lifecycle import UNREACHABLE_AFTER, advance
+from watcher.engine.lifecycle import UNREACHABLE_AFTER, advance, log_lines
 from watcher.errors import BadReplyError, PermanentError, PollError, TransientError
 from watcher.models import Event, Observation, Outcome, Phase, WatchRecord
 
@@ -199,3 +200,18 @@ def test_giving_up_unanswered_ends_a_watch_never_answered_and_spares_one_answere
     for _ in range(4):
         answered = advance(answered, TransientError("refused"), START, policy, 0.5).record
     assert not answered.done and answered.unreachable  # it was seen: it waits on
+
+
+def test_a_recovery_is_logged_at_info_naming_what_it_recovered_from() -> None:
+    policy = replace(POLICY, unreachable_after=2)
+    record = fresh(state="Running")
+    for _ in range(2):
+        record = advance(
+            record, TransientError("GET /x answered HTTP 503"), START, policy, 0.5
+        ).record
+    step = advance(record, seen("Running", Phase.RUNNING), START + 1, policy, 0.5)
+    assert Event.RECOVERED in step.events
+    lines = log_lines("job", record, step, debug=False)
+    assert lines == [
+        (logging.INFO, "job: recovered after 2 failed polls: GET /x answered HTTP 503")
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 from watcher.api.documents import document, matches
 from watcher.models import Event, Note, Outcome, WatchRecord
-from watcher.stores import Configured, Store, for_clients, open_store, sql
+from watcher.stores import Configured, Outage, Store, for_clients, open_store, sql
 from watcher.stores.sqlite import SqliteStore
 
 NOW = 1000.0
@@ -373,6 +374,46 @@ async def test_a_reminder_is_queued_once_holds_nothing_back_and_settles(store: S
     assert await store.pending() == 0
 
 
+def outage(since: float = 10.0, by: str = "one") -> Outage:
+    return Outage("gov", since, "answered HTTP 503", "GET /x answered HTTP 503", 30, since + 5, by)
+
+
+def told(event: Event, since: float, channel: str = "team") -> Note:
+    key = "server:gov"
+    return Note(key, event, channel, f"gov {event}", "body", f"{key}|outage|{since!r}|{event}")
+
+
+async def test_a_servers_outage_opens_once_with_its_notes_and_closes_once(store: Store) -> None:
+    first = outage()
+    assert await store.open_outage(first, [told(Event.UNREACHABLE, 10.0)]) == first
+    later = outage(since=12.0, by="two")
+    assert await store.open_outage(later, [told(Event.UNREACHABLE, 12.0)]) == first
+    assert await store.outages() == [first]
+    assert [n.title for n in await store.due(NOW, 10)] == ["gov unreachable"]
+
+    assert await store.close_outage(later, 20.0, [told(Event.RECOVERED, 12.0)]) is False
+    assert await store.close_outage(first, 20.0, [told(Event.RECOVERED, 10.0)]) is True
+    assert await store.close_outage(first, 21.0, [told(Event.RECOVERED, 10.0, "x")]) is False
+    assert await store.outages() == []
+    assert await store.pending() == 2
+
+
+async def test_instances_opening_one_servers_outage_at_once_open_it_once(pg_url: str) -> None:
+    async with opened(pg_url, "one") as one, opened(pg_url, "two") as two:
+        mine, theirs = outage(by="one"), outage(since=11.0, by="two")
+        found = await asyncio.gather(
+            one.open_outage(mine, [told(Event.UNREACHABLE, 10.0)]),
+            two.open_outage(theirs, [told(Event.UNREACHABLE, 11.0)]),
+        )
+        assert found[0] == found[1] and found[0] in (mine, theirs)
+        assert await one.pending() == 1
+        closed = await asyncio.gather(
+            one.close_outage(found[0], 20.0, [told(Event.RECOVERED, found[0].since)]),
+            two.close_outage(found[1], 20.0, [told(Event.RECOVERED, found[1].since)]),
+        )
+        assert sorted(closed) == [False, True] and await two.pending() == 2
+
+
 async def test_counts_are_by_outcome_else_phase(store: Store) -> None:
     await store.sync(Configured.of([record("a"), record("b"), record("c"), record("d")]))
     claimed = await claim_all(store)
@@ -506,7 +547,7 @@ async def test_a_version_2_state_file_is_migrated_and_keeps_its_watches(tmp_path
     assert await store.submitted() == {"sub": {"id": "1"}}
     await store.close()
     version = sqlite3.connect(tmp_path / "s.db").execute("PRAGMA user_version").fetchone()[0]
-    assert version == 4
+    assert version == 5
 
 
 async def test_a_version_3_state_file_learns_to_keep_expectations(tmp_path: Path) -> None:

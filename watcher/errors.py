@@ -36,11 +36,32 @@ class StoreError(WatcherError):
 
 
 class PollError(WatcherError):
-    """A poll did not give a usable answer."""
+    """A poll did not give a usable answer.
+
+    ``cause`` says in a few words what the server did (``answered HTTP 503``, ``refused the
+    connection``, ``timed out``, ``answered HTML where JSON belongs``), for headlines; the
+    message has the whole story.
+    """
+
+    #: what the server did, when whoever raised the error knew; see :attr:`cause`
+    said: str = ""
+    _FALLBACK = "gave no usable answer"
+
+    @property
+    def cause(self) -> str:
+        """What the server did, in a few words (a sentence's predicate: "gov {cause}")."""
+        return self.said or self._FALLBACK
+
+    def because(self, said: str) -> PollError:
+        """This error, saying in a few words what the server did; returns itself."""
+        self.said = said
+        return self
 
 
 class TransientError(PollError):
     """Worth retrying later; ``retry_after_s`` is the server's own wish, when it said one."""
+
+    _FALLBACK = "could not be reached"
 
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
@@ -50,9 +71,13 @@ class TransientError(PollError):
 class BadReplyError(PollError):
     """The server answered, but not with the JSON its API documents."""
 
+    _FALLBACK = "answered something its API does not document"
+
 
 class PermanentError(PollError):
     """Retrying will not help: the watch ends with outcome ``error``."""
+
+    _FALLBACK = "refused the request"
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)

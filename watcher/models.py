@@ -62,6 +62,20 @@ class Event(StrEnum):
 DEFAULT_EVENTS: frozenset[Event] = frozenset(Event) - {Event.CHANGED}
 
 
+SERVER_KEY = "server:"
+"""How a note about a whole server (an outage) names it where a watch's key would be."""
+
+
+def server_key(server: str) -> str:
+    """The key of a note about ``server`` as a whole: ``server:gov``."""
+    return f"{SERVER_KEY}{server}"
+
+
+def server_of(key: str) -> str | None:
+    """The server a note's key names as a whole (``server:gov`` -> ``gov``), else ``None``."""
+    return key[len(SERVER_KEY) :] if key.startswith(SERVER_KEY) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """What is watched on a server: a run ``id``, a ``task`` (ArcGIS), or both."""

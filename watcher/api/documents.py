@@ -2,8 +2,8 @@
 
 * :func:`document`: the one document of ``--json`` (the same shape for `status`, `wait` and
   `run --once`; README documents it), and of ``GET /api/v1/watches``.
-* :func:`watch_entry` and :func:`silence_entry`: one watch, one silence, as the documents and
-  the API's other answers show them.
+* :func:`watch_entry`, :func:`silence_entry` and :func:`outage_entry`: one watch, one silence,
+  one server's outage, as the documents and the API's other answers show them.
 * :func:`matches` and :func:`standing`: the filters of the status page and the API.
 
 What the process prints for a person (result lines, the live view) is in
@@ -18,7 +18,7 @@ from typing import Any
 
 from watcher.engine import history
 from watcher.models import Note, WatchRecord
-from watcher.stores import Silence
+from watcher.stores import Outage, Silence
 
 #: the version of the ``--json`` document; a change that breaks a reader bumps it
 JSON_VERSION = 1
@@ -104,6 +104,20 @@ def silence_entry(silence: Silence) -> dict[str, Any]:
         "until": iso(silence.until),
         "comment": silence.comment,
         "created": iso(silence.created),
+    }
+
+
+def outage_entry(outage: Outage) -> dict[str, Any]:
+    """One server's outage of the documents (``status --json``, the API): since its first
+    failed poll, what the server did, how many watches waited when it opened."""
+    return {
+        "server": outage.server,
+        "since": iso(outage.since),
+        "said": outage.said,
+        "detail": outage.detail,
+        "watches": outage.watches,
+        "opened": iso(outage.opened),
+        "opened_by": outage.by,
     }
 
 

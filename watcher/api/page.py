@@ -21,7 +21,7 @@ Names, states, details and links come from remote systems and may be hostile, so
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from types import MappingProxyType
@@ -131,10 +131,14 @@ def summary(counts: Mapping[str, int]) -> str:
 
 
 def _row(
-    entry: Mapping[str, Any], now: float, silences: Iterable[Mapping[str, Any]] = ()
+    entry: Mapping[str, Any],
+    now: float,
+    silences: Iterable[Mapping[str, Any]] = (),
+    down: Container[str] = (),
 ) -> dict[str, Any]:
     """What the templates show of one watch beyond its entry; ``silences``: those in force
-    (a row one of them names is marked ``silenced``)."""
+    (a row one of them names is marked ``silenced``); ``down``: the servers in an outage (the
+    banner says what they answered, the row only that)."""
     hushed = [
         s
         for s in silences
@@ -143,6 +147,8 @@ def _row(
     started, finished = _seconds(entry["started"]), _seconds(entry["finished"])
     took = None if started is None else format_duration(max((finished or now) - started, 0.0))
     word, detail = standing(entry), entry["detail"] or ""
+    if entry["unreachable"] and not entry["outcome"] and entry["server"] in down:
+        detail = "server down"
     return {
         "entry": entry,
         "href": "/watch?" + urlencode({"key": entry["key"]}),
@@ -167,6 +173,25 @@ def _instances(instances: Iterable[Mapping[str, Any]], now: float) -> list[str]:
         f"{i['name']} (up {_ago(i['started'], now)}, heartbeat {_ago(i['heartbeat'], now)} ago)"
         for i in instances
     ]
+
+
+def _outages(outages: Iterable[Mapping[str, Any]], now: float) -> list[str]:
+    """``gov since 2026-12-06 03:12:09 CET (40s): answered HTTP 503, 30 watches waiting``."""
+    return [
+        f"{o['server']} since {_when(o['since'])} ({_ago(o['since'], now)}): {o['said']}, "
+        + (f"{o['watches']} watch" if o["watches"] == 1 else f"{o['watches']} watches")
+        + " waiting"
+        for o in outages
+    ]
+
+
+def outages_summary(watches: Iterable[Mapping[str, Any]], outages: Sequence[Any]) -> str:
+    """``; 30 unreachable, 1 server down`` for the summary line (empty when neither)."""
+    unreachable = sum(1 for w in watches if w["unreachable"] and not w["outcome"])
+    parts = [f"{unreachable} unreachable"] if unreachable else []
+    if outages:
+        parts.append(f"{len(outages)} server{'' if len(outages) == 1 else 's'} down")
+    return f"; {', '.join(parts)}" if parts else ""
 
 
 def _in_force(silences: Iterable[Mapping[str, Any]], now: float) -> list[Mapping[str, Any]]:
@@ -202,7 +227,8 @@ def index(
 
     Args:
         doc: the ``status --json`` document (:func:`watcher.api.documents.document` with ``holders``
-            and ``instances``) plus ``"silences"``: ``[{"id", "match", "until", "comment"}]``.
+            and ``instances``) plus ``"silences"``: ``[{"id", "match", "until", "comment"}]``
+            and ``"outages"`` (:func:`watcher.api.documents.outage_entry`), shown as a banner.
             A listing of a store (``GET /api/v1/watches``) also carries ``counts`` (every
             watch by state), ``servers`` and ``matched`` (how many pass its filters), and may
             hold only the watches shown.
@@ -221,7 +247,9 @@ def index(
     watches = doc["watches"]
     chosen = sorted((w for w in watches if matches(w, server, state)), key=_unfinished_first)
     silences = _in_force(doc.get("silences", ()), now)
-    rows = [_row(w, now, silences) for w in chosen[:MAX_ROWS]]
+    outages = doc.get("outages", ())
+    down = {o["server"] for o in outages}
+    rows = [_row(w, now, silences, down) for w in chosen[:MAX_ROWS]]
     counts = doc.get("counts") or Counter(standing(w) for w in watches)
     servers = doc.get("servers") or sorted({w["server"] for w in watches})
     return _render(
@@ -229,7 +257,8 @@ def index(
         now,
         rows=rows,
         total=sum(counts.values()),
-        summary=summary(counts),
+        summary=summary(counts) + outages_summary(watches, outages),
+        outages=_outages(outages, now),
         servers=servers,
         states=_states(),
         server=server or "",

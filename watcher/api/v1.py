@@ -25,7 +25,14 @@ from pydantic import (
     StringConstraints,
 )
 
-from watcher.api.documents import JSON_VERSION, document, iso, silence_entry, watch_entry
+from watcher.api.documents import (
+    JSON_VERSION,
+    document,
+    iso,
+    outage_entry,
+    silence_entry,
+    watch_entry,
+)
 from watcher.config.api import TokenConfig
 from watcher.config.load import Config
 from watcher.engine import history
@@ -205,6 +212,7 @@ async def watches(
     doc["matched"], doc["counts"], doc["servers"] = found.matched, found.counts, found.servers
     doc["next"] = None if found.following is None else cursor(found.following)
     doc["silences"] = [silence_entry(s) for s in await store.silences(time.time())]
+    doc["outages"] = [outage_entry(o) for o in await store.outages()]
     return doc
 
 

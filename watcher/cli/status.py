@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watcher.api.documents import document, matches, silence_entry
+from watcher.api.documents import document, matches, outage_entry, silence_entry
 from watcher.cli import describe, rows
 from watcher.cli.rows import Row, expectation, row
 from watcher.cli.table import DEFAULT_WIDTH, cut, lay_out
@@ -28,10 +28,11 @@ from watcher.clock import shown
 from watcher.engine import history
 from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
+from watcher.notify.outages import counted
 from watcher.redact import escape
 from watcher.schema import format_duration
 from watcher.service.once import plural
-from watcher.stores import Silence, Store, is_database, open_store, statefile
+from watcher.stores import Outage, Silence, Store, is_database, open_store, statefile
 
 
 @dataclass
@@ -45,6 +46,8 @@ class View:
     silences: Sequence[Silence] = ()
     held_back: Mapping[str, int] = field(default_factory=dict)
     """How many notifications silences held back, by watch key."""
+    outages: Sequence[Outage] = ()
+    """The servers' outages open now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +85,8 @@ def render(view: View, now: float, look: Look | None = None) -> str:
 
 def heading(view: View, now: float) -> list[str]:
     """The lines above the table: who is running (more may come: what is down, and why)."""
-    return [_instance_line(view.instances, now)] if view.instances else []
+    lines = [_instance_line(view.instances, now)] if view.instances else []
+    return lines + [outage_line(o, now) for o in view.outages]
 
 
 def footing(view: View, pending: Sequence[Note], now: float) -> list[str]:
@@ -133,6 +137,16 @@ def _watches(view: View, records: Sequence[WatchRecord], now: float, look: Look)
         return rows.TONES.get(cells[status]) if look.colour and column == status else None
 
     return lay_out(columns, cells, look.width, tone)
+
+
+def outage_line(outage: Outage, now: float) -> str:
+    """``server gov unreachable since 2026-12-06 03:12:09 CET (40s): answered HTTP 503, 30
+    watches waiting``."""
+    lasted = format_duration(max(now - outage.since, 0.0))
+    return (
+        f"server {outage.server} unreachable since {shown(outage.since)} ({lasted}): "
+        f"{outage.said}, {counted(outage.watches)} waiting"
+    )
 
 
 def _instance_line(instances: Sequence[tuple[str, float, float]], now: float) -> str:
@@ -203,6 +217,7 @@ def json_document(view: View) -> dict[str, Any]:
         held_back=view.held_back,
     )
     doc["silences"] = [silence_entry(s) for s in view.silences]
+    doc["outages"] = [outage_entry(o) for o in view.outages]
     return doc
 
 
@@ -219,4 +234,7 @@ async def _from(store: Store) -> View:
     records, pending = await store.snapshot()
     holders, instances = await store.holders(), await store.instances()
     silences, held_back = await store.silences(time.time()), await store.held_back()
-    return View(records, pending, holders, instances, silences, held_back)
+    view = View(records, pending, holders, instances, silences, held_back)
+    with contextlib.suppress(StoreError):  # a state file older than outages, read-only
+        view.outages = await store.outages()
+    return view

@@ -3,9 +3,10 @@
 :meth:`Applier.run` asks (:meth:`~watcher.engine.poll.Poller.ask`), hands the server's slot back
 as soon as the answer is in, has the poller decide on the watch as it is *then* (a reload may
 have changed it while the remote system was asked), and applies the :class:`~watcher.engine.poll.
-Polled` value: it saves the new record with its notifications and the runs it found in one
-transaction, logs what changed, adopts the runs, and schedules the next poll, releases the
-watch or ends it. The next poll of a watch can never overtake its save.
+Polled` value (its notes folded into its server's outage, :mod:`~watcher.engine.outages`): it
+saves the new record with its notifications and the runs it found in one transaction, opens or
+closes the server's outage, logs what changed, adopts the runs, and schedules the next poll,
+releases the watch or ends it. The next poll of a watch can never overtake its save.
 
 Two questions are answered once each: whether the watch is still wanted
 (:meth:`~watcher.engine.watches.Watches.wanted`) and whether a reload changed it during the save
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from watcher.engine import lifecycle
+from watcher.engine.outages import Change, ServerOutages
 from watcher.engine.poll import Polled, Poller, after_surprise
 from watcher.engine.pump import Pump
 from watcher.engine.spec import Spec
@@ -63,6 +65,7 @@ class Applier:
         self._clock = clock
         self._rand = rand
         self._warned: set[tuple[str, str]] = set()  # (key, state) said to be undocumented
+        self.outages = ServerOutages(store, watches, store.instance)
 
     async def run(self, spec: Spec, record: WatchRecord) -> None:
         """Poll a watch once; a surprise is logged and the watch tried again later."""
@@ -84,8 +87,14 @@ class Applier:
             self._pump.answered(spec.target.server)
         watches, key = self._watches, spec.key
         spec, before = watches.specs.get(key, spec), watches.held.get(key, record)
-        polled = self._decide(spec, before, result)
-        return await self._save(spec, polled)
+        await self.outages.ready()
+        polled, change = self.outages.fold(
+            spec, self._decide(spec, before, result), result, self._clock()
+        )
+        saved = await self._save(spec, polled)
+        if change is not None and saved[0] is not None:
+            await self._outage(change)
+        return saved
 
     def _decide(self, spec: Spec, before: WatchRecord, result: Observation | PollError) -> Polled:
         watches = self._watches
@@ -99,6 +108,10 @@ class Applier:
             watched=watches.specs,
             has_runs=watches.has_runs(spec.key),
         )
+
+    async def _outage(self, change: Change) -> None:
+        if await self.outages.apply(change, self.poller, self._clock()):
+            self._on_notes()
 
     async def _save(self, spec: Spec, polled: Polled) -> tuple[WatchRecord | None, bool]:
         store, after, hold = self._store, polled.record, polled.hold

@@ -188,7 +188,9 @@ def log_lines(
     if after.state != before.state:
         lines.append((logging.INFO, f"{name}: {before.state or '(first poll)'} -> {after.state}"))
     for event in step.events:
-        if event in (Event.UNREACHABLE, Event.RECOVERED, Event.ATTENTION):
+        if event is Event.RECOVERED:
+            lines.append((logging.INFO, f"{name}: {recovery(before)}"))
+        elif event in (Event.UNREACHABLE, Event.ATTENTION):
             said = after.detail or after.attention
             lines.append((logging.WARNING, f"{name}: {event} ({said})"))
         elif event is Event.OVERDUE:
@@ -207,3 +209,10 @@ def log_lines(
             )
         )
     return lines
+
+
+def recovery(before: WatchRecord) -> str:
+    """What a watch recovered from, by its record before the answer that ended it."""
+    polls = f"{before.failures} failed poll" + ("" if before.failures == 1 else "s")
+    said = f": {before.detail}" if before.detail else ""
+    return f"recovered after {polls}{said}"

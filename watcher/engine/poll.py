@@ -121,7 +121,8 @@ class Poller:
         if spec.discovers and has_runs:
             step = _quiet_end(step)
         after = _expecting(spec, step.record)
-        notes = tuple(self._notes(spec, after, step.events, now))
+        cause = result.cause if isinstance(result, PollError) else ""
+        notes = tuple(self._notes(spec, after, step.events, now, cause))
         found: tuple[tuple[Spec, WatchRecord], ...] = ()
         if wanted and isinstance(result, Observation) and result.discovered:
             runs = _found(spec, result.discovered, watched)
@@ -130,7 +131,7 @@ class Poller:
         return Polled(before, step, after, notes, found, hold)
 
     def _notes(
-        self, spec: Spec, record: WatchRecord, events: Iterable[Event], now: float
+        self, spec: Spec, record: WatchRecord, events: Iterable[Event], now: float, cause: str
     ) -> list[Note]:
         server = self.servers[spec.target.server]
         notes = []
@@ -138,7 +139,7 @@ class Poller:
             wanting = [self.channels[n] for n in spec.notify if self.channels[n].wants(event)]
             if not wanting:
                 continue
-            context = context_for(record, event, server.system, server.url, now, self.tz)
+            context = context_for(record, event, server.system, server.url, now, self.tz, cause)
             # outcomes happen once per watch; other events once per poll that raised them
             occurrence = 0 if event.is_outcome else record.polls
             for channel in wanting:

@@ -84,6 +84,11 @@ class Watches:
             self.not_succeeded.set()
         self.check_all_done()
 
+    def waiting(self, server: str) -> list[Spec]:
+        """The watches of ``server`` without an outcome yet."""
+        found = (self.specs.get(key) for key in self._open)
+        return [spec for spec in found if spec is not None and spec.target.server == server]
+
     def has_runs(self, key: str) -> bool:
         """The discovering watch ``key`` has found runs."""
         return bool(self._kids.get(key))

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from watcher.clock import shown
-from watcher.models import Note, WatchRecord
+from watcher.models import Note, WatchRecord, server_of
 from watcher.notify.messages import Channel
 from watcher.notify.reminders import is_reminder, lasts
 from watcher.notify.silences import silencing
-from watcher.stores import Outbox, Silence
+from watcher.stores import Outage, Outbox, Silence
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ class HoldStore(Outbox, Protocol):
     async def load(self, keys: Iterable[str] | None = None) -> dict[str, WatchRecord]: ...
 
     async def silences(self, now: float) -> list[Silence]: ...
+
+    async def outages(self) -> list[Outage]: ...
 
 
 class Holds:
@@ -73,7 +75,10 @@ class Holds:
         return False
 
     async def _still(self, note: Note) -> bool:
-        """Whether the condition a reminder is about still lasts."""
+        """Whether the condition a reminder is about still lasts (a server's outage: while
+        it is open)."""
+        if (server := server_of(note.watch)) is not None:
+            return any(outage.server == server for outage in await self._store.outages())
         return lasts(note, (await self._store.load([note.watch])).get(note.watch))
 
     async def _silence_of(self, note: Note) -> Silence | None:

@@ -51,6 +51,10 @@ PLACEHOLDERS: dict[str, str] = {
     "finished": "when the watch ended, with its zone, else empty",
     "duration": "how long it has been watched, e.g. '1h02m'",
     "polls": "how many polls it took",
+    "cause": "what the server did when it could not be polled, e.g. 'answered HTTP 503'",
+    "since": "a server outage: when its first failed poll was (else empty)",
+    "count": "a server outage: how many watches wait on the server (else 1)",
+    "names": "a server outage: the names of the watches waiting (up to 10, 'and N more')",
 }
 
 _HEADLINES = {
@@ -59,7 +63,7 @@ _HEADLINES = {
     Event.CANCELLED: "was cancelled",
     Event.TIMEOUT: "timed out",
     Event.ERROR: "could not be watched",
-    Event.UNREACHABLE: "cannot be polled: its server is unreachable",
+    Event.UNREACHABLE: "cannot be polled: {why}",
     Event.RECOVERED: "can be polled again",
     Event.CHANGED: "is now {state}",
     Event.ATTENTION: "needs attention",
@@ -148,10 +152,22 @@ class Context:
     duration: str
     polls: int
     outcome: str = ""
+    cause: str = ""
+    since: str = ""
+    count: int = 1
+    names: str = ""
+    lead: str = ""
+    """The headline, when it is not the watch's (a server outage's)."""
 
     @property
     def headline(self) -> str:
-        said = _HEADLINES[self.event].format(state=self.state or "?", duration=self.duration)
+        if self.lead:
+            return self.lead
+        said = _HEADLINES[self.event].format(
+            state=self.state or "?",
+            duration=self.duration,
+            why=f"{self.server} {self.cause}" if self.cause else "its server is unreachable",
+        )
         return f"{self.name} {said}"
 
     def fields(self) -> dict[str, Any]:
@@ -163,6 +179,11 @@ def _shown(timestamp: float | None, tz: tzinfo | None = None) -> str:
     if not timestamp:
         return ""
     return clock.shown(timestamp, tz)
+
+
+def shown(timestamp: float | None, tz: tzinfo | None = None) -> str:
+    """A time as messages show it (empty for none)."""
+    return _shown(timestamp, tz)
 
 
 def describe_target(record: WatchRecord) -> str:
@@ -179,8 +200,10 @@ def context_for(
     url: str,
     now: float,
     tz: tzinfo | None = None,
+    cause: str = "",
 ) -> Context:
-    """What a message about ``event`` of this watch may say (times shown in ``tz``)."""
+    """What a message about ``event`` of this watch may say (times shown in ``tz``);
+    ``cause``: what its server did, when it could not be polled."""
     return Context(
         name=record.name,
         event=event,
@@ -199,6 +222,8 @@ def context_for(
         duration=format_duration(max(0.0, (record.finished or now) - record.started)),
         polls=record.polls,
         outcome=str(record.outcome or ""),
+        cause=cause,
+        names=record.name,
     )
 
 
@@ -221,6 +246,7 @@ SAMPLE = Context(
     duration="1h02m",
     polls=12,
     outcome="failed",
+    names="nightly import",
 )
 
 
@@ -252,6 +278,7 @@ def sample(event: Event) -> Context:
         link="https://rsa.example.com/aveksa/runs/5733",
         finished=SAMPLE.finished if ended else "",
         outcome=event.value if ended else "",
+        cause="refused the connection" if event is Event.UNREACHABLE else "",
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 
-from watcher.models import Note, WatchRecord
+from watcher.models import Note, WatchRecord, server_of
 from watcher.stores import Silence
 
 
@@ -23,6 +23,6 @@ def silencing(
     silences: Iterable[Silence], note: Note, record: WatchRecord | None
 ) -> Silence | None:
     """The first of ``silences`` that holds ``note`` back, by its watch's ``record`` (``None``:
-    the watch is gone, only its key can match)."""
-    name, server = (record.name, record.server) if record else ("", "")
+    the watch is gone, only its key can match; a server outage's note, its server's name)."""
+    name, server = (record.name, record.server) if record else ("", server_of(note.watch) or "")
     return next((s for s in silences if matches(s.match, note.watch, name, server)), None)

@@ -61,6 +61,7 @@ _SNIPPET = 200
 _BY_ASYNCIO = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
 MAX_BODY_BYTES = 16 * 2**20  # a status answer; anything this large is not one
 _CHUNK_BYTES = 64 * 2**10
+_TOO_LARGE = f"answered more than {MAX_BODY_BYTES // 2**20} MiB"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +84,14 @@ class Reply:
             return loads(self.text)
         except TooDeepError as exc:
             msg = f"{self.where} answered {self.status} with JSON {exc}"
-            raise BadReplyError(msg) from None
+            raise BadReplyError(msg).because("answered JSON nested too deep") from None
         except ValueError:
             msg = (
                 f"{self.where} answered {self.status} with a body that is not JSON: {snippet(self)}"
             )
-            raise BadReplyError(msg) from None
+            html = self.text.lstrip().startswith("<")
+            said = "answered HTML where JSON belongs" if html else "answered text that is not JSON"
+            raise BadReplyError(msg).because(said) from None
 
 
 def snippet(reply: Reply) -> str:
@@ -103,9 +106,10 @@ def expect_ok(reply: Reply) -> Reply:
         return reply
     said = error_text(reply) or reply.reason or "no message"
     msg = f"{reply.where} answered HTTP {reply.status}: {scrub(said)}"
+    said_briefly = f"answered HTTP {reply.status}"
     if reply.status == 429 or reply.status == 408 or reply.status >= 500:
-        raise TransientError(msg, retry_after(reply.headers))
-    raise PermanentError(msg, reply.status)
+        raise TransientError(msg, retry_after(reply.headers)).because(said_briefly)
+    raise PermanentError(msg, reply.status).because(said_briefly)
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -155,12 +159,12 @@ async def _read_body(resp: aiohttp.ClientResponse, where: str) -> bytes:
     too_large = f"{where}: the answer is larger than {MAX_BODY_BYTES // 2**20} MiB"
     declared = resp.content_length
     if declared is not None and declared > MAX_BODY_BYTES:
-        raise BadReplyError(f"{too_large} (Content-Length: {declared})")
+        raise BadReplyError(f"{too_large} (Content-Length: {declared})").because(_TOO_LARGE)
     body = bytearray()
     async for chunk in resp.content.iter_chunked(_CHUNK_BYTES):
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise BadReplyError(too_large)
+            raise BadReplyError(too_large).because(_TOO_LARGE)
     return bytes(body)
 
 
@@ -168,14 +172,17 @@ def _mapped(exc: BaseException, where: str, timeout_s: float) -> PollError:
     """watcher's own error for what aiohttp raised (whose text may quote the URL's query)."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         msg = f"{where}: TLS certificate not trusted ({exc.certificate_error}); set ca_file"
-        return PermanentError(scrub(msg))
+        return PermanentError(scrub(msg)).because("showed a certificate that is not trusted")
     if isinstance(exc, TimeoutError):
-        return TransientError(f"{where}: no answer within {timeout_s:g}s")
+        return TransientError(f"{where}: no answer within {timeout_s:g}s").because("timed out")
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return TransientError(f"{where}: connection reset by the server")
+        said = "closed the connection without answering"
+        return TransientError(f"{where}: connection reset by the server").because(said)
     if isinstance(exc, aiohttp.ClientConnectorError):
         msg = f"{where}: cannot connect ({exc.os_error.strerror or exc.os_error})"
-        return TransientError(scrub(msg))
+        refused = isinstance(exc.os_error, ConnectionRefusedError)
+        said = "refused the connection" if refused else "could not be reached"
+        return TransientError(scrub(msg)).because(said)
     return TransientError(f"{where}: {type(exc).__name__}")
 
 

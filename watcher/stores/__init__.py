@@ -41,8 +41,17 @@ from typing import Final
 from watcher.stores import registry
 from watcher.stores.commit import Health
 from watcher.stores.registry import is_database
-from watcher.stores.roles import Lifecycle, Outbox, Reads, Requests, Store, Watches
-from watcher.stores.values import Active, Configured, Listing, Place, Sent, Silence, digest
+from watcher.stores.roles import Lifecycle, Outages, Outbox, Reads, Requests, Store, Watches
+from watcher.stores.values import (
+    Active,
+    Configured,
+    Listing,
+    Outage,
+    Place,
+    Sent,
+    Silence,
+    digest,
+)
 
 __all__ = [
     "CLIENT_WAIT_S",
@@ -52,6 +61,8 @@ __all__ = [
     "Health",
     "Lifecycle",
     "Listing",
+    "Outage",
+    "Outages",
     "Outbox",
     "Place",
     "Reads",

@@ -46,6 +46,7 @@ from watcher.stores import (
 from watcher.stores.batch import Batch, Save
 from watcher.stores.commit import GroupCommit, Health, Work
 from watcher.stores.leases import Held, Renewal, claimed
+from watcher.stores.outages import SharedOutages
 from watcher.stores.pgconnect import driver_errors, is_outage
 from watcher.stores.pgoutbox import LeasedOutbox
 from watcher.stores.reading import Query, SharedReads
@@ -66,7 +67,7 @@ READERS: Final = 2
 writes, so a flood of status reads (the API's, the page's) never holds up a lease renewal."""
 
 
-class PostgresStore(SharedReads, SharedWrites, LeasedOutbox):
+class PostgresStore(SharedReads, SharedWrites, LeasedOutbox, SharedOutages):
     """The PostgreSQL implementation of :class:`~watcher.stores.Store`; see the module
     docstring. Made by :meth:`open`."""
 
@@ -143,6 +144,20 @@ class PostgresStore(SharedReads, SharedWrites, LeasedOutbox):
 
     async def _change(self, statement: str, args: Sequence[Any]) -> list[Any]:
         return await self._write(lambda conn, batch: conn.fetch(statement, *args))
+
+    ENQUEUE = pgsql.ENQUEUE
+    _note_rows = staticmethod(pgsql.note_rows)
+
+    async def _guarded(
+        self, first: str, args: Sequence[Any], then: str, rows: Sequence[Sequence[Any]]
+    ) -> bool:
+        async def run(conn: Conn, batch: Plan) -> bool:
+            if not await conn.fetch(first, *args):
+                return False
+            await conn.executemany(then, rows)
+            return True
+
+        return await self._write(run)
 
     clean = staticmethod(pgsql.clean)
 

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 
 from watcher.models import Note, WatchRecord
 from watcher.stores.commit import Health
-from watcher.stores.values import Active, Configured, Listing, Place, Sent, Silence
+from watcher.stores.values import Active, Configured, Listing, Outage, Place, Sent, Silence
 
-__all__ = ["Lifecycle", "Outbox", "Reads", "Requests", "Store", "Watches"]
+__all__ = ["Lifecycle", "Outages", "Outbox", "Reads", "Requests", "Store", "Watches"]
 
 
 class Lifecycle(Protocol):
@@ -214,6 +214,29 @@ class Reads(Protocol):
         """The silences still in force at ``now``, oldest first."""
         ...
 
+    async def outages(self) -> list[Outage]:
+        """The servers' outages open now, oldest first."""
+        ...
+
+
+class Outages(Protocol):
+    """What the engine needs to tell of a whole server's outage once (see
+    :mod:`watcher.stores.outages`)."""
+
+    async def outages(self) -> list[Outage]:
+        """The servers' outages open now, oldest first."""
+        ...
+
+    async def open_outage(self, outage: Outage, notes: Sequence[Note] = ()) -> Outage:
+        """Open ``outage`` unless its server has one open, queueing ``notes`` in the same
+        transaction only if this call opened it; the outage open now."""
+        ...
+
+    async def close_outage(self, outage: Outage, at: float, notes: Sequence[Note] = ()) -> bool:
+        """Close ``outage`` if it is still open (its server's, since its ``since``), queueing
+        ``notes`` made ``at`` in the same transaction; whether this call closed it."""
+        ...
+
 
 class Requests(Protocol):
     """What clients ask to change beside the polling (the API, ``submit``, ``silence``)."""
@@ -238,6 +261,6 @@ class Requests(Protocol):
         ...
 
 
-class Store(Lifecycle, Watches, Outbox, Reads, Requests, Protocol):
+class Store(Lifecycle, Watches, Outbox, Reads, Requests, Outages, Protocol):
     """What the engine, the dispatcher and the readers need from durable state, together:
     what each store implements."""

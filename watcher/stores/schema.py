@@ -143,6 +143,17 @@ TABLES = (
         ),
     ),
     Table(
+        "outages",
+        (
+            Column("server", _T, key=True),
+            Column("since", _R, null=False),
+            *(Column(n, _T, null=False, default="") for n in ("said", "detail")),
+            Column("watches", _I, null=False, default=0),
+            Column("opened", _R, null=False),
+            Column("opened_by", _T, null=False, default=""),
+        ),
+    ),
+    Table(
         "instances",
         (
             Column("name", _T, key=True),

@@ -7,9 +7,9 @@ both dialects read (the listing's ``LISTED``/``ORDER``/``AFTER``, ``IN_ORDER``, 
 with ``{...}`` where each writes its parameters), or SQLite's own (``?`` parameters: claims,
 saves, the sync, the outbox, ``IN_ONE``), and the record's and note's columns both decode.
 
-The state file's schema is at version 4; ``VERSION_1`` and ``MIGRATE_TO_*`` bring a file written
+The state file's schema is at version 5; ``VERSION_1`` and ``MIGRATE_TO_*`` bring a file written
 by an earlier version there (``active``/``claimed`` and the due index in 2; ``origin``,
-``settings``, silences and instances in 3; the expected duration in 4).
+``settings``, silences and instances in 3; the expected duration in 4; server outages in 5).
 """
 
 from __future__ import annotations
@@ -68,6 +68,13 @@ CREATE TABLE instances (
 MIGRATE_TO_4 = """
 ALTER TABLE watches ADD COLUMN expect_s REAL;
 ALTER TABLE watches ADD COLUMN expect_auto INTEGER NOT NULL DEFAULT 0;
+"""
+
+MIGRATE_TO_5 = """
+CREATE TABLE IF NOT EXISTS outages (server TEXT PRIMARY KEY, since REAL NOT NULL,
+    said TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '',
+    watches INTEGER NOT NULL DEFAULT 0, opened REAL NOT NULL,
+    opened_by TEXT NOT NULL DEFAULT '');
 """
 
 RECORD_FIELDS = [f.name for f in fields(WatchRecord)]

@@ -44,6 +44,7 @@ from watcher.stores import (
     sql,
 )
 from watcher.stores.commit import GroupCommit, Health, Work
+from watcher.stores.outages import SharedOutages
 from watcher.stores.readers import Readers
 from watcher.stores.reading import Query, Rows, SharedReads
 from watcher.stores.sqlitefile import (
@@ -67,7 +68,7 @@ READERS_STOP_S = 2.0
 """How long a close waits for reads under way (interrupted) to end."""
 
 
-class SqliteStore(SharedReads, SharedWrites, FileOutbox):
+class SqliteStore(SharedReads, SharedWrites, FileOutbox, SharedOutages):
     """The SQLite implementation of :class:`~watcher.stores.Store`; see the module docstring."""
 
     SUBMITTER = "json_extract(settings, '$.by')"
@@ -184,6 +185,21 @@ class SqliteStore(SharedReads, SharedWrites, FileOutbox):
     async def _change(self, statement: str, args: Sequence[Any]) -> list[Any]:
         rows: list[Any] = await self._write(lambda c: c.execute(statement, args).fetchall())
         return rows
+
+    ENQUEUE = sql.ENQUEUE
+    _note_rows = staticmethod(sql.note_rows)
+
+    async def _guarded(
+        self, first: str, args: Sequence[Any], then: str, rows: Sequence[Sequence[Any]]
+    ) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            if not conn.execute(first, args).fetchall():
+                return False
+            conn.executemany(then, rows)
+            return True
+
+        done: bool = await self._write(work)
+        return done
 
     async def sync(
         self, configured: Configured, sooner: Mapping[str, float] | None = None

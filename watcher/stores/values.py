@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from watcher.models import Note, WatchRecord
 
-__all__ = ["Active", "Configured", "Listing", "Place", "Sent", "Silence", "digest"]
+__all__ = ["Active", "Configured", "Listing", "Outage", "Place", "Sent", "Silence", "digest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,29 @@ def digest(watches: Iterable[tuple[str, str, float]]) -> str:
     """What :meth:`Store.sync` writes depends on: each watch's key, name and timeout."""
     text = "\n".join(f"{key}\t{name}\t{timeout_s!r}" for key, name, timeout_s in watches)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A server that cannot be polled while none of its watches is answered (Unix times).
+
+    Attributes:
+        server: the server's name; at most one outage of a server is open.
+        since: its first failed poll since it last answered.
+        said: what it did, in a few words (``answered HTTP 503``, ``refused the connection``).
+        detail: the last failed poll's whole error text.
+        watches: how many watches waited on it when the outage opened.
+        opened: when the outage was declared (a watch had failed ``unreachable_after`` times).
+        by: the instance that declared it.
+    """
+
+    server: str
+    since: float
+    said: str
+    detail: str
+    watches: int
+    opened: float
+    by: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,7 +215,7 @@ def _decode(reply: Reply) -> dict[str, Any]:
             "sign-in page, or a url that is not the admin API root, "
             f"https://host/<context>/admin): {snippet(reply)}"
         )
-        raise TransientError(msg)
+        raise TransientError(msg).because("answered HTML where JSON belongs")
     data = reply.json()
     if not isinstance(data, dict):
         raise BadReplyError(f"{reply.where} answered JSON that is not an object")
