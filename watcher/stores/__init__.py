@@ -42,11 +42,12 @@ from watcher.stores import registry
 from watcher.stores.commit import Health
 from watcher.stores.registry import is_database
 from watcher.stores.roles import Lifecycle, Outbox, Reads, Requests, Store, Watches
-from watcher.stores.values import Active, Configured, Listing, Place, Sent, Silence, digest
+from watcher.stores.values import Ack, Active, Configured, Listing, Place, Sent, Silence, digest
 
 __all__ = [
     "CLIENT_WAIT_S",
     "DEFAULT_LEASE_S",
+    "Ack",
     "Active",
     "Configured",
     "Health",

@@ -19,7 +19,7 @@ from watcher.models import Note, WatchRecord
 from watcher.stores import schema, sql
 from watcher.stores.commit import Work
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 @contextlib.contextmanager
@@ -68,7 +68,9 @@ def _steps(conn: sqlite3.Connection, version: int) -> list[str]:
     found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'watches'").fetchone()
     if version == 0 and found is None:
         return [schema.sqlite()]
-    return [sql.VERSION_1, sql.MIGRATE_TO_2, sql.MIGRATE_TO_3, sql.MIGRATE_TO_4][version:]
+    return [sql.VERSION_1, sql.MIGRATE_TO_2, sql.MIGRATE_TO_3, sql.MIGRATE_TO_4, sql.MIGRATE_TO_5][
+        version:
+    ]
 
 
 def lock(path: str | Path) -> IO[str]:

@@ -8,7 +8,16 @@ from dataclasses import dataclass
 
 from watcher.models import Note, WatchRecord
 
-__all__ = ["Active", "Configured", "Listing", "Place", "Sent", "Silence", "digest"]
+__all__ = [
+    "Ack",
+    "Active",
+    "Configured",
+    "Listing",
+    "Place",
+    "Sent",
+    "Silence",
+    "digest",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +34,24 @@ def digest(watches: Iterable[tuple[str, str, float]]) -> str:
     """What :meth:`Store.sync` writes depends on: each watch's key, name and timeout."""
     text = "\n".join(f"{key}\t{name}\t{timeout_s!r}" for key, name, timeout_s in watches)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """``watcher ack``: the reminders of one occurrence of a lasting condition stop.
+
+    ``condition`` is the occurrence's identity (:func:`watcher.notify.acks.condition`): a new
+    occurrence of the same condition is a new identity, not acknowledged. ``by`` is who
+    acknowledged it (an API token's name, or the user running the command), ``at`` when
+    (Unix time)."""
+
+    id: int
+    condition: str
+    watch: str
+    event: str
+    by: str
+    at: float
+    comment: str
 
 
 @dataclass(frozen=True, slots=True)
