@@ -19,11 +19,12 @@ from watcher.api.documents import document, silence_entry
 from watcher.engine import history
 from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
+from watcher.notify.acks import acknowledged
 from watcher.notify.messages import describe_target
 from watcher.redact import escape
 from watcher.schema import format_duration
 from watcher.service.once import plural
-from watcher.stores import Silence, Store, is_database, open_store, statefile
+from watcher.stores import Ack, Silence, Store, is_database, open_store, statefile
 
 HEADER = (
     "WATCH",
@@ -48,6 +49,8 @@ class View:
     silences: Sequence[Silence] = ()
     held_back: Mapping[str, int] = field(default_factory=dict)
     """How many notifications silences held back, by watch key."""
+    acks: Sequence[Ack] = ()
+    """The acknowledgements of conditions that still last."""
 
 
 def _when(timestamp: float | None) -> str:
@@ -123,6 +126,11 @@ def render(view: View, now: float) -> str:
         + (f" ({s.comment})" if s.comment else "")
         for s in view.silences
     ]
+    lines += [
+        f"acknowledged: {a.event} of {a.watch} by {a.by} at {_when(a.at)} UTC"
+        + (f" ({a.comment})" if a.comment else "")
+        for a in view.acks
+    ]
     return "\n".join(escape(line) for line in lines)
 
 
@@ -180,6 +188,7 @@ def json_document(view: View) -> dict[str, Any]:
         holders=view.holders,
         instances=view.instances,
         held_back=view.held_back,
+        acked={a.watch: a for a in view.acks},
     )
     doc["silences"] = [silence_entry(s) for s in view.silences]
     return doc
@@ -197,4 +206,6 @@ async def _from(store: Store) -> View:
     records, pending = await store.snapshot()
     holders, instances = await store.holders(), await store.instances()
     silences, held_back = await store.silences(time.time()), await store.held_back()
-    return View(records, pending, holders, instances, silences, held_back)
+    return View(
+        records, pending, holders, instances, silences, held_back, await acknowledged(store)
+    )
