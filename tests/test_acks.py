@@ -5,6 +5,9 @@ the outbox with injected time, and end to end through a daemon, the CLI and the 
 from __future__ import annotations
 
 import asyncio
+import getpass
+import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -15,9 +18,12 @@ from aiohttp.test_utils import TestServer
 
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table, simulator, soon, watch_table
+from tests.test_api import READ, SUBMIT, call, daemon, write
 from watcher.cli.main import main
+from watcher.cli.status import show
 from watcher.config.load import load
 from watcher.engine.build import build_channels
+from watcher.errors import ConfigError
 from watcher.models import Event, Note, WatchRecord
 from watcher.notify.acks import acknowledge, acknowledged, condition, in_force, named
 from watcher.notify.dispatch import Dispatcher
@@ -25,6 +31,7 @@ from watcher.notify.escalation import first_due, wait_s
 from watcher.notify.messages import Channel
 from watcher.service.daemon import Options, run
 from watcher.simulators.base import Fault
+from watcher.simulators.rsa_governance import RsaSimulator
 from watcher.stores import Ack, Configured
 from watcher.stores.sqlite import SqliteStore
 
@@ -211,3 +218,78 @@ async def _until(check: Callable[[], Awaitable[bool]]) -> None:
     async with asyncio.timeout(5):
         while not await check():
             await asyncio.sleep(0.01)
+
+
+async def test_acks_through_the_api_need_a_submit_token_and_say_who_and_when(
+    tmp_path: Path,
+    receiver: Receiver,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CI_TOKEN", SUBMIT)  # the config names it
+    sim = RsaSimulator({"66": [Fault.http(502, "bad gateway")], "67": ["Running"]})
+    await sim.start()
+    path = write(tmp_path, receiver.url, sim.url)
+    try:
+        async with daemon(path) as (_, url):
+            for run_id in ("66", "67"):
+                given = {"server": "gov", "id": run_id}
+                assert (await call(url, "POST", "/api/v1/watches", SUBMIT, json=given))[0] == 201
+            await soon(lambda: any("cannot be polled" in t for t in receiver.titles), 15)
+            ack = {"match": "gov//*", "comment": "on it"}
+            assert (await call(url, "POST", "/api/v1/acks", READ, json=ack))[0] == 403
+            before = time.time()
+            status, made, _ = await call(url, "POST", "/api/v1/acks", SUBMIT, json=ack)
+            assert status == 201  # only what lasts: 67 is running fine
+            [entry] = made["acks"]
+            assert (entry["watch"], entry["event"]) == ("gov//66", "unreachable")
+            assert (entry["by"], entry["comment"]) == ("ci", "on it")
+            assert entry["at"] >= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(before - 1))
+            nothing = {"match": "gov//67"}
+            assert (await call(url, "POST", "/api/v1/acks", SUBMIT, json=nothing))[0] == 404
+            assert (await call(url, "POST", "/api/v1/acks", SUBMIT, json={"m": 1}))[0] == 422
+            status, listed, _ = await call(url, "GET", "/api/v1/acks", READ)
+            assert status == 200 and listed["acks"] == [entry]
+            _, one, _ = await call(url, "GET", "/api/v1/watches/gov//66", READ)
+            assert one["watch"]["acknowledged"] == entry
+            await asyncio.sleep(1.0)  # past the second a listing is shared for
+            _, page, _ = await call(url, "GET", "/api/v1/watches", READ)
+            acked = {w["key"]: w["acknowledged"] for w in page["watches"]}
+            assert acked == {"gov//66": entry, "gov//67": None}
+            config = ["-c", str(path)]
+            capsys.readouterr()
+            assert await asyncio.to_thread(main, ["ack", "gov//67", *config]) == 1
+            assert "nothing lasts now that 'gov//67' names" in capsys.readouterr().err
+            assert await asyncio.to_thread(main, ["ack", "gov//66", *config]) == 0
+            said = capsys.readouterr().out  # acknowledged again: now by whoever ran it
+            assert f"gov//66  unreachable  acknowledged by {getpass.getuser()}" in said
+            assert await asyncio.to_thread(show, str(tmp_path / "s.db")) == 0
+            assert "acknowledged: unreachable of gov//66 by" in capsys.readouterr().out
+    finally:
+        await sim.stop()
+
+
+@pytest.mark.parametrize(
+    ("keys", "error"),
+    [
+        ("repeat_factor = 2", "channels.hook: 'repeat_factor' needs 'repeat'"),
+        (
+            "repeat = 60\nrepeat_factor = 0.5",
+            "channels.hook.repeat_factor: must be a number from 1",
+        ),
+        ("repeat = 60\nrepeat_max = 30", "channels.hook: 'repeat_max' must be at least 'repeat'"),
+        ('after = "0s"', "channels.hook.after"),
+        ('on = ["failed"]\nafter = "30m"', "channels.hook: 'after' delays lasting conditions"),
+    ],
+)
+def test_escalation_keys_are_checked_as_the_config_loads(
+    tmp_path: Path, keys: str, error: str
+) -> None:
+    text = config_text(tmp_path / "s.db", "json://127.0.0.1:9/h", "", "")
+    if keys.startswith("on ="):  # in place of the channel's own
+        text = re.sub(r"\non = \[.*\]\n", "\n", text)
+    text = text.replace("[channels.hook]\n", f"[channels.hook]\n{keys}\n")
+    (tmp_path / "w.toml").write_text(text, "utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path / "w.toml")
+    assert error in str(refused.value)
