@@ -258,6 +258,34 @@ async def test_silences_are_kept_listed_and_ended(store: Store) -> None:
     assert [s.id for s in await store.silences(NOW)] == [second]
 
 
+async def test_acks_are_kept_by_condition_with_who_when_and_why(store: Store) -> None:
+    first = await store.ack("w|unreachable|3", "w", "unreachable", "alice", "on it", NOW)
+    other = await store.ack("v|attention|1", "v", "attention", "ci", "", NOW + 1)
+    again = await store.ack("w|unreachable|3", "w", "unreachable", "bob", "mine now", NOW + 2)
+    assert again == first  # one condition is acknowledged once: the latest says who and why
+    [ack] = await store.acks(["w", "x"])
+    assert (ack.condition, ack.watch, ack.event) == ("w|unreachable|3", "w", "unreachable")
+    assert (ack.by, ack.at, ack.comment) == ("bob", NOW + 2, "mine now")
+    assert [a.id for a in await store.acks()] == [first, other]
+
+
+async def test_the_latest_note_of_each_lasting_condition_is_found(store: Store) -> None:
+    await store.save(record("w", started=10.0), [note("w", Event.UNREACHABLE, n=2)])
+    later = [note("w", Event.UNREACHABLE, n=7), note("w", Event.UNREACHABLE, "ops", n=7)]
+    await store.save(record("w2", started=10.0), [*later, note("w", Event.FAILED, n=8)])
+    await store.save(record("v", started=10.0), [note("v", Event.ATTENTION, n=1)])
+    found = await store.lasting(["unreachable", "attention", "overdue"])
+    assert [n.dedup for n in found] == ["w|unreachable|7|ops", "v|attention|1|team"]
+
+
+async def test_a_note_due_later_holds_back_no_later_note_of_its_watch(store: Store) -> None:
+    late = replace(note("w", Event.UNREACHABLE), next_try=NOW + 600)
+    await store.save(record("w", started=10.0), [late, note("w", n=1)])
+    assert [n.event for n in await store.due(NOW, 10)] == [Event.FAILED]
+    assert await store.next_due() == 10.0
+    assert Event.UNREACHABLE in [n.event for n in await store.due(NOW + 600, 10)]
+
+
 async def test_notes_a_silence_held_back_are_counted_by_watch(store: Store) -> None:
     await store.save(record("w", started=10.0), [note("w"), note("w", channel="ops"), note("v")])
     by = await store.silence("w", NOW + 60, "", NOW)
@@ -547,7 +575,7 @@ async def test_a_version_2_state_file_is_migrated_and_keeps_its_watches(tmp_path
     assert await store.submitted() == {"sub": {"id": "1"}}
     await store.close()
     version = sqlite3.connect(tmp_path / "s.db").execute("PRAGMA user_version").fetchone()[0]
-    assert version == 5
+    assert version == 6
 
 
 async def test_a_version_3_state_file_learns_to_keep_expectations(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 * :func:`document`: the one document of ``--json`` (the same shape for `status`, `wait` and
   `run --once`; README documents it), and of ``GET /api/v1/watches``.
-* :func:`watch_entry`, :func:`silence_entry` and :func:`outage_entry`: one watch, one silence,
-  one server's outage, as the documents and the API's other answers show them.
+* :func:`watch_entry`, :func:`silence_entry`, :func:`outage_entry` and :func:`ack_entry`: one
+  watch, one silence, one server's outage, one acknowledgement, as the documents and the API's
+  other answers show them.
 * :func:`matches` and :func:`standing`: the filters of the status page and the API.
 
 What the process prints for a person (result lines, the live view) is in
@@ -18,7 +19,7 @@ from typing import Any
 
 from watcher.engine import history
 from watcher.models import Note, WatchRecord
-from watcher.stores import Outage, Silence
+from watcher.stores import Ack, Outage, Silence
 
 #: the version of the ``--json`` document; a change that breaks a reader bumps it
 JSON_VERSION = 1
@@ -121,6 +122,17 @@ def outage_entry(outage: Outage) -> dict[str, Any]:
     }
 
 
+def ack_entry(ack: Ack) -> dict[str, Any]:
+    """One acknowledgement: of a watch's ``event`` (the documents' ``acknowledged``, the API)."""
+    return {
+        "watch": ack.watch,
+        "event": ack.event,
+        "by": ack.by,
+        "at": iso(ack.at),
+        "comment": ack.comment,
+    }
+
+
 def document(
     records: Iterable[WatchRecord],
     pending: Iterable[Note],
@@ -130,11 +142,13 @@ def document(
     instances: Sequence[tuple[str, float, float]] = (),
     held_back: Mapping[str, int] | None = None,
     taken: Mapping[tuple[str, str], Sequence[float]] | None = None,
+    acked: Mapping[str, Ack] | None = None,
 ) -> dict[str, Any]:
     """The ``--json`` document: every watch with its undelivered notifications; ``exit_code``
     for `wait` and `run --once`; ``instances`` and each watch's ``held_by`` for `status`;
     ``held_back``: how many notifications of each watch silences held back; ``taken``: the
-    durations of earlier runs by family, when ``records`` are not all of them."""
+    durations of earlier runs by family, when ``records`` are not all of them; ``acked``: the
+    acknowledgement of each watch's lasting condition, if any (``acknowledged``)."""
     notes: dict[str, list[Note]] = {}
     for note in pending:
         notes.setdefault(note.watch, []).append(note)
@@ -147,6 +161,9 @@ def document(
         entry = watch_entry(record, notes.get(record.key, ()), earlier, silenced)
         if holders is not None:
             entry["held_by"] = holders.get(record.key)
+        if acked is not None:
+            ack = acked.get(record.key)
+            entry["acknowledged"] = None if ack is None else ack_entry(ack)
         watches.append(entry)
     doc: dict[str, Any] = {"version": JSON_VERSION, "watches": watches}
     if exit_code is not None:

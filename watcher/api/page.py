@@ -155,12 +155,19 @@ def _row(
         "standing": word,
         "tone": word if word in _TONES else "other",
         "flags": [flag for flag in ("unreachable", "overdue") if entry[flag]]
-        + (["silenced"] if hushed else []),
+        + (["silenced"] if hushed else [])
+        + _acked(entry),
         "took": took or "-",
         "link": web_link(entry["link"]),
         "excerpt": detail if len(detail) <= EXCERPT else detail[:EXCERPT].rstrip() + "…",
         "held_by": entry.get("held_by"),
     }
+
+
+def _acked(entry: Mapping[str, Any]) -> list[str]:
+    """The marker of a watch whose lasting condition someone acknowledged."""
+    ack = entry.get("acknowledged")
+    return [f"acknowledged by {ack['by']}"] if ack else []
 
 
 def _states() -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from watcher.api import v1
+from watcher.api import acking, v1
 from watcher.api.shared import BUILD_ROWS, ROWS_PER_S, Budget, Shared
 from watcher.engine import history
 from watcher.stores import Place
@@ -51,6 +51,10 @@ class Reads:
     async def silences(self, request: web.Request) -> web.StreamResponse:
         """``GET /api/v1/silences``."""
         return web.json_response(await v1.silences(self._service.store))
+
+    async def acks(self, request: web.Request) -> web.StreamResponse:
+        """``GET /api/v1/acks``."""
+        return web.json_response(await acking.acks(self._service.store))
 
     async def listing(
         self, server: str | None, state: str | None, limit: int, after: Place | None = None

@@ -23,7 +23,8 @@ and owns the listener's life: start, close, reconfigure.
 Routes and scopes: ``GET /healthz`` (none); ``GET /api/v1/watches[/{key}]``, ``GET
 /api/v1/silences``, the page (``read``); ``POST /api/v1/watches``, ``DELETE
 /api/v1/watches/{key}`` (``submit``); ``POST /api/v1/silences``, ``DELETE
-/api/v1/silences/{id}`` (``admin``). ``GET /metrics`` (``read``) too when ``[daemon] metrics``
+/api/v1/silences/{id}`` (``admin``); ``GET /api/v1/acks`` (``read``), ``POST /api/v1/acks``
+(``submit``). ``GET /metrics`` (``read``) too when ``[daemon] metrics``
 is the same address. Every ``GET`` also answers ``HEAD``.
 """
 
@@ -100,6 +101,8 @@ class Api:
         r.add_get("/api/v1/silences", guard("read", reads.silences))
         r.add_post("/api/v1/silences", guard("admin", writes.silence))
         r.add_delete("/api/v1/silences/{id}", guard("admin", writes.unsilence))
+        r.add_get("/api/v1/acks", guard("read", reads.acks))
+        r.add_post("/api/v1/acks", guard("submit", writes.ack))
         Site(self._access, reads).routes(r)
         if self._metrics is not None:
             r.add_get("/metrics", guard("read", self._metrics.scrape))

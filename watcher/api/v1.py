@@ -27,6 +27,7 @@ from pydantic import (
 
 from watcher.api.documents import (
     JSON_VERSION,
+    ack_entry,
     document,
     iso,
     outage_entry,
@@ -38,6 +39,7 @@ from watcher.config.load import Config
 from watcher.engine import history
 from watcher.engine.build import adhoc_watch, build_specs, submit
 from watcher.errors import ConfigError
+from watcher.notify.acks import acknowledged
 from watcher.schema import check_duration, parse_duration
 from watcher.stores import Place, Reads, Requests, Sent, Silence
 
@@ -208,6 +210,7 @@ async def watches(
         instances=await store.instances(),
         held_back=await store.held_back(shown),
         taken=earlier,
+        acked={a.watch: a for a in await acknowledged(store, shown)},
     )
     doc["matched"], doc["counts"], doc["servers"] = found.matched, found.counts, found.servers
     doc["next"] = None if found.following is None else cursor(found.following)
@@ -228,6 +231,8 @@ async def watch(
     entry = watch_entry(record, (), family, (await store.held_back([key])).get(key, 0))
     entry["held_by"] = (await store.holders([key])).get(key)
     entry["watched"] = await store.watched(key)  # False: cancelled, or left out of watches.toml
+    acked = await acknowledged(store, [key])
+    entry["acknowledged"] = ack_entry(acked[-1]) if acked else None
     sent = await store.sent(key, RECENT)
     entry["undelivered"] = [_sent(s) for s in sent if s.delivered is None]
     return {"version": JSON_VERSION, "watch": entry, "events": [_sent(s) for s in sent]}

@@ -1,4 +1,5 @@
-"""The API's writes: submitting and cancelling watches, adding and ending silences.
+"""The API's writes: submitting and cancelling watches, adding and ending silences,
+acknowledging what lasts.
 
 Each is authorised by a token (:data:`~watcher.api.checks.TOKEN`, ``submit`` or ``admin``),
 whose name is recorded as who did it; what each does is :mod:`watcher.api.v1`.
@@ -11,7 +12,7 @@ import logging
 
 from aiohttp import web
 
-from watcher.api import v1
+from watcher.api import acking, v1
 from watcher.api.access import Access
 from watcher.api.checks import TOKEN, body
 
@@ -47,3 +48,10 @@ class Writes:
     async def unsilence(self, request: web.Request) -> web.StreamResponse:
         """``DELETE /api/v1/silences/{id}``."""
         return web.json_response(await v1.unsilence(self._service.store, request.match_info["id"]))
+
+    async def ack(self, request: web.Request) -> web.StreamResponse:
+        """``POST /api/v1/acks``."""
+        by = request[TOKEN].name
+        doc = await acking.ack(self._service.store, await body(request), by)
+        log.info("%s acknowledged %s", by, json.dumps([a["watch"] for a in doc["acks"]]))
+        return web.json_response(doc, status=201)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import errno
 import gc
+import getpass
 import json
 import os
 import shutil
@@ -42,6 +43,7 @@ from watcher.engine.build import (
 )
 from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError, StoreError
 from watcher.models import Event
+from watcher.notify.acks import acknowledge, acknowledged
 from watcher.notify.messages import Channel, render, sample
 from watcher.notify.quiet import zone
 from watcher.notify.silences import matches
@@ -147,6 +149,8 @@ def _configured(args: argparse.Namespace) -> int:
         return asyncio.run(_submit(config, args))
     if args.command == "cancel":
         return asyncio.run(_cancel(config, args.key))
+    if args.command in ("ack", "acks"):
+        return asyncio.run(_acks(config, args))
     return asyncio.run(_silences(config, args))  # silence, silences, unsilence
 
 
@@ -285,6 +289,36 @@ async def _silences(config: Config, args: argparse.Namespace) -> int:
     if not silences:
         print("no silences in force")
     return EXIT_OK
+
+
+async def _acks(config: Config, args: argparse.Namespace) -> int:
+    """``ack`` (as the user running it) and ``acks``: kept in the store, as silences are."""
+    async with _client(config) as store:
+        if args.command == "acks":
+            acked = await acknowledged(store)
+        else:
+            acked = await acknowledge(store, args.match, _user(), args.comment, time.time())
+        if args.command == "ack" and not acked:
+            print(
+                f"watcher: nothing lasts now that {args.match!r} names (unreachable, attention"
+                " or overdue; see `watcher status`)",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+    for ack in acked:
+        said = f" ({ack.comment})" if ack.comment else ""
+        print(f"{ack.watch}  {ack.event}  acknowledged by {ack.by} at {_local(ack.at)}{said}")
+    if not acked:
+        print("no acknowledged condition lasts")
+    return EXIT_OK
+
+
+def _user() -> str:
+    """Who runs the command, as the machine knows them."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return f"uid {os.getuid()}"
 
 
 def _local(timestamp: float) -> str:

@@ -28,11 +28,12 @@ from watcher.clock import shown
 from watcher.engine import history
 from watcher.errors import ConfigError, StoreError
 from watcher.models import Note, WatchRecord
+from watcher.notify.acks import acknowledged
 from watcher.notify.outages import counted
 from watcher.redact import escape
 from watcher.schema import format_duration
 from watcher.service.once import plural
-from watcher.stores import Outage, Silence, Store, is_database, open_store, statefile
+from watcher.stores import Ack, Outage, Silence, Store, is_database, open_store, statefile
 
 
 @dataclass
@@ -48,6 +49,8 @@ class View:
     """How many notifications silences held back, by watch key."""
     outages: Sequence[Outage] = ()
     """The servers' outages open now."""
+    acks: Sequence[Ack] = ()
+    """The acknowledgements of conditions that still last."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,11 @@ def footing(view: View, pending: Sequence[Note], now: float) -> list[str]:
         f"silence #{s.id}: {s.match} until {shown(s.until, seconds=False)}"
         + (f" ({s.comment})" if s.comment else "")
         for s in view.silences
+    ]
+    lines += [
+        f"acknowledged: {a.event} of {a.watch} by {a.by} at {shown(a.at, seconds=False)}"
+        + (f" ({a.comment})" if a.comment else "")
+        for a in view.acks
     ]
     return lines
 
@@ -215,6 +223,7 @@ def json_document(view: View) -> dict[str, Any]:
         holders=view.holders,
         instances=view.instances,
         held_back=view.held_back,
+        acked={a.watch: a for a in view.acks},
     )
     doc["silences"] = [silence_entry(s) for s in view.silences]
     doc["outages"] = [outage_entry(o) for o in view.outages]
@@ -237,4 +246,5 @@ async def _from(store: Store) -> View:
     view = View(records, pending, holders, instances, silences, held_back)
     with contextlib.suppress(StoreError):  # a state file older than outages, read-only
         view.outages = await store.outages()
+    view.acks = await acknowledged(store)
     return view

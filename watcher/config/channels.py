@@ -18,6 +18,7 @@ from watcher import redact
 from watcher.models import DEFAULT_EVENTS, Event
 from watcher.notify import quiet
 from watcher.notify.messages import check_template, url_problem
+from watcher.notify.reminders import LASTING
 from watcher.schema import Duration, Model
 
 _check_channel_urls: ContextVar[bool] = ContextVar("check_channel_urls", default=True)
@@ -47,7 +48,31 @@ class ChannelConfig(Model):
     quiet: str | None = None
     urgent: frozenset[Event] = frozenset()
     repeat: Duration | None = None
+    repeat_factor: float | None = None
+    repeat_max: Duration | None = None
+    after: Duration | None = None
     group: Duration | None = None
+
+    @field_validator("repeat_factor")
+    @classmethod
+    def _a_factor(cls, value: float | None) -> float | None:
+        if value is not None and not 1 <= value <= 10:
+            raise ValueError("must be a number from 1 (reminders as often) to 10")
+        return value
+
+    @model_validator(mode="after")
+    def _escalation(self) -> ChannelConfig:
+        for key in ("repeat_factor", "repeat_max"):
+            if getattr(self, key) is not None and self.repeat is None:
+                msg = f"'{key}' needs 'repeat' (how long before the first reminder)"
+                raise ValueError(msg)
+        if self.repeat and self.repeat_max and self.repeat_max < self.repeat:
+            raise ValueError("'repeat_max' must be at least 'repeat'")
+        if self.after is not None and not self.on & LASTING:
+            names = ", ".join(sorted(LASTING))
+            msg = f"'after' delays lasting conditions ({names}), and 'on' names none of them"
+            raise ValueError(msg)
+        return self
 
     @field_validator("quiet")
     @classmethod

@@ -167,6 +167,9 @@ def build_channels(config: Config) -> dict[str, Channel]:
             ch.urgent,
             ch.repeat,
             ch.group,
+            repeat_factor=ch.repeat_factor or 1.0,
+            repeat_max_s=ch.repeat_max or 0.0,
+            after_s=ch.after,
         )
         for name, ch in config.channels.items()
     }

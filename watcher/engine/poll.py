@@ -24,6 +24,7 @@ from watcher.engine.spec import Server, Spec
 from watcher.errors import BadReplyError, PermanentError, PollError
 from watcher.metrics import Metrics, PollResult
 from watcher.models import Event, Note, Observation, Outcome, WatchRecord
+from watcher.notify.escalation import first_due
 from watcher.notify.messages import Channel, context_for, render
 from watcher.redact import scrub
 from watcher.remote.providers.base import Discoverer
@@ -145,7 +146,8 @@ class Poller:
             for channel in wanting:
                 title, body = render(context, channel.title, channel.body)
                 dedup = f"{spec.key}|{event}|{occurrence}|{channel.name}"
-                notes.append(Note(spec.key, event, channel.name, title, body, dedup))
+                due = first_due(channel, event, now)
+                notes.append(Note(spec.key, event, channel.name, title, body, dedup, next_try=due))
         return notes
 
 

@@ -11,8 +11,13 @@
   and the one message they become (pure).
 * :mod:`~watcher.notify.reminders`: the next reminder of a lasting condition, and whether it
   still lasts (pure).
+* :mod:`~watcher.notify.escalation`: how reminders space out (``repeat_factor``) and when an
+  ``after`` channel first hears of a lasting condition (pure).
 * :mod:`~watcher.notify.silences`: which silence names a watch (pure).
-* :mod:`~watcher.notify.holds`: the gate before sending: taken over, passed, silenced, quiet.
+* :mod:`~watcher.notify.acks`: which occurrence of a condition a note tells of, and whether it
+  was acknowledged (pure).
+* :mod:`~watcher.notify.holds`: the gate before sending: taken over, passed, acknowledged, silenced,
+  quiet.
 * :mod:`~watcher.notify.dispatch`: the outbox loop: claim the due notes, deliver them (singly
   or in a digest) until apprise says they arrived, record the outcome.
 

@@ -31,9 +31,10 @@ from watcher.backoff import DELIVERY, Policy, next_delay
 from watcher.metrics import Metrics
 from watcher.models import Event, Note
 from watcher.notify.digests import Windows, digest
+from watcher.notify.escalation import reminder_wait_s
 from watcher.notify.holds import Holds, HoldStore, fields
 from watcher.notify.messages import Channel
-from watcher.notify.reminders import LASTING, again
+from watcher.notify.reminders import again
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +172,8 @@ class Dispatcher:
     async def _delivered(self, notes: Sequence[Note], channel: Channel | None) -> None:
         for note in notes:
             await self._store.delivered(note, self._clock())
-            if channel is not None and channel.repeat_s and note.event in LASTING:
-                await self._store.remind(
-                    again(note), self._clock() + channel.repeat_s, self._clock()
-                )
+            if channel is not None and (wait_s := reminder_wait_s(channel, note)) is not None:
+                await self._store.remind(again(note), self._clock() + wait_s, self._clock())
             self.delivered += 1
             self._metrics.delivered(note.channel)
             log.info("delivered to %s: %s", note.channel, note.title, extra=fields(note))

@@ -2,22 +2,25 @@
 
 Checked in this order, right before a note is sent (so a store's or a clock's change since it
 came due counts): another instance has taken it over (nothing is done); it reminds of a
-condition that has passed (settled unsent); a silence names its watch (settled unsent, the
+condition that has passed, or escalates one to an ``after`` channel (settled unsent); it tells of
+a condition someone acknowledged (settled unsent); a silence names its watch (settled unsent, the
 silence recorded); its channel's quiet hours hold its event back (it waits for their end).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from watcher.clock import shown
 from watcher.models import Note, WatchRecord, server_of
+from watcher.notify.acks import acknowledging
+from watcher.notify.escalation import escalates
 from watcher.notify.messages import Channel
-from watcher.notify.reminders import is_reminder, lasts
+from watcher.notify.reminders import LASTING, is_reminder, lasts
 from watcher.notify.silences import silencing
-from watcher.stores import Outage, Outbox, Silence
+from watcher.stores import Ack, Outage, Outbox, Silence
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ class HoldStore(Outbox, Protocol):
     async def silences(self, now: float) -> list[Silence]: ...
 
     async def outages(self) -> list[Outage]: ...
+    async def acks(self, keys: Sequence[str] | None = None) -> list[Ack]: ...
 
 
 class Holds:
@@ -49,8 +53,18 @@ class Holds:
         holds it, it reminds of what has passed, a silence or quiet hours hold it back."""
         if not await self._store.confirm(note):
             return True  # another instance took it over while this one could not renew
-        if is_reminder(note) and not await self._still(note):
+        if (is_reminder(note) or escalates(channel, note)) and not await self._still(note):
             await self._store.settle(note, self._clock())  # the condition has passed
+            return True
+        if note.event in LASTING and (ack := await self._ack_of(note)) is not None:
+            await self._store.settle(note, self._clock())
+            log.info(
+                "not sent to %s (acknowledged by %s): %s",
+                note.channel,
+                ack.by,
+                note.title,
+                extra=fields(note),
+            )
             return True
         if (silence := await self._silence_of(note)) is not None:
             await self._store.silenced(note, self._clock(), silence.id)
@@ -80,6 +94,10 @@ class Holds:
         if (server := server_of(note.watch)) is not None:
             return any(outage.server == server for outage in await self._store.outages())
         return lasts(note, (await self._store.load([note.watch])).get(note.watch))
+
+    async def _ack_of(self, note: Note) -> Ack | None:
+        """The acknowledgement of the condition ``note`` tells of, if any."""
+        return acknowledging(await self._store.acks([note.watch]), note)
 
     async def _silence_of(self, note: Note) -> Silence | None:
         """The silence in force that holds ``note`` back, if any."""

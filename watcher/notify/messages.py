@@ -324,6 +324,10 @@ class Channel:
         urgent: frozenset[Event] = frozenset(),
         repeat_s: float | None = None,
         group_s: float | None = None,
+        *,
+        repeat_factor: float = 1.0,
+        repeat_max_s: float = 0.0,
+        after_s: float | None = None,
     ) -> None:
         self.name = name
         self.events = events
@@ -332,6 +336,9 @@ class Channel:
         self._quiet, self._urgent = quiet, urgent
         self.repeat_s = repeat_s  # remind of a condition that lasts this often
         self.group_s = group_s  # gather what comes within this into one message
+        # reminders wait longer each time, up to a cap (watcher.notify.escalation)
+        self.repeat_factor, self.repeat_max_s = repeat_factor, repeat_max_s
+        self.after_s = after_s  # hear of a lasting condition only once it lasted this long
         templates.prepare(title or DEFAULT_TITLE, body or DEFAULT_BODY)
         apprise = _apprise()
         self._apprise = apprise.Apprise(asset=apprise.AppriseAsset(app_id="watcher"))

@@ -23,6 +23,16 @@ def is_reminder(note: Note) -> bool:
     return _AGAIN in note.dedup
 
 
+def first(dedup: str) -> str:
+    """The ``dedup`` of the note a reminder repeats (a note's own, if it is no reminder)."""
+    return dedup.partition(_AGAIN)[0]
+
+
+def repeats(note: Note) -> int:
+    """How many reminders came before and with ``note`` (0: it is no reminder)."""
+    return int(note.dedup.partition(_AGAIN)[2] or 0)
+
+
 def again(note: Note) -> Note:
     """The next reminder of ``note``: one per repeat, the same across restarts and instances."""
     base, _, count = note.dedup.partition(_AGAIN)

@@ -43,6 +43,7 @@ from watcher.stores.commit import Health
 from watcher.stores.registry import is_database
 from watcher.stores.roles import Lifecycle, Outages, Outbox, Reads, Requests, Store, Watches
 from watcher.stores.values import (
+    Ack,
     Active,
     Configured,
     Listing,
@@ -56,6 +57,7 @@ from watcher.stores.values import (
 __all__ = [
     "CLIENT_WAIT_S",
     "DEFAULT_LEASE_S",
+    "Ack",
     "Active",
     "Configured",
     "Health",

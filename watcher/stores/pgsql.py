@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # for annotations only: the store and its connector import as
 
     Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA_LOCK = 0x77617463_68657231  # pg_advisory_xact_lock key for creating the schema
 SYNC_LOCK = 0x77617463_68657232  # ... and for syncing the configured watches
 
@@ -168,8 +168,8 @@ INSTANCES = (
 
 # --- the outbox ------------------------------------------------------------------------------
 ENQUEUE = (
-    "INSERT INTO outbox (watch, event, channel, title, body, dedup, created, next_try)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dedup) DO NOTHING"
+    "INSERT INTO outbox (watch, event, channel, title, body, dedup, created, next_try, reminder)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (dedup) DO NOTHING"
 )
 DUE = (
     "WITH next AS (SELECT id FROM outbox WHERE delivered IS NULL AND next_try <= $3"

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from watcher.models import Note, WatchRecord
 from watcher.stores import sql
 from watcher.stores.timing import Timings
-from watcher.stores.values import Listing, Place, Sent, Silence
+from watcher.stores.values import Ack, Listing, Place, Sent, Silence
 
 T = TypeVar("T")
 Rows = Sequence[Any]
@@ -157,6 +157,19 @@ class SharedReads:
     async def silences(self, now: float) -> list[Silence]:
         query = f"SELECT {sql.SILENCE_COLS} FROM silences WHERE until > {self.mark(1)} ORDER BY id"
         return [Silence(*row) for row in await self._one(Query(query, [now], as_rows))]
+
+    async def acks(self, keys: Sequence[str] | None = None) -> list[Ack]:
+        query, args = f"SELECT {sql.ACK_COLS} FROM acks", []
+        if keys is not None:
+            where, value = self.among("watch", 1, keys)
+            query, args = f"{query} WHERE {where}", [value]
+        rows = await self._one(Query(f"{query} ORDER BY id", args, as_rows), apart=keys is None)
+        return [Ack(*row) for row in rows]
+
+    async def lasting(self, events: Iterable[str]) -> list[Note]:
+        where, value = self.among("event", 1, events)
+        query = sql.LASTING.format(cols=sql.NOTE_COLS, events=where)
+        return await self._one(Query(query, [value], notes))
 
     async def pending(self) -> int:
         query = "SELECT COUNT(*) FROM outbox WHERE delivered IS NULL"

@@ -13,7 +13,16 @@ from typing import Any, Protocol
 
 from watcher.models import Note, WatchRecord
 from watcher.stores.commit import Health
-from watcher.stores.values import Active, Configured, Listing, Outage, Place, Sent, Silence
+from watcher.stores.values import (
+    Ack,
+    Active,
+    Configured,
+    Listing,
+    Outage,
+    Place,
+    Sent,
+    Silence,
+)
 
 __all__ = ["Lifecycle", "Outages", "Outbox", "Reads", "Requests", "Store", "Watches"]
 
@@ -218,6 +227,15 @@ class Reads(Protocol):
         """The servers' outages open now, oldest first."""
         ...
 
+    async def acks(self, keys: Sequence[str] | None = None) -> list[Ack]:
+        """The acknowledgements (of the watches ``keys`` only, if given), oldest first."""
+        ...
+
+    async def lasting(self, events: Iterable[str]) -> list[Note]:
+        """The latest notification of each watch and event of ``events`` (delivered or not):
+        the occurrence of each condition each watch last raised, oldest first."""
+        ...
+
 
 class Outages(Protocol):
     """What the engine needs to tell of a whole server's outage once (see
@@ -258,6 +276,13 @@ class Requests(Protocol):
 
     async def unsilence(self, silence_id: int) -> bool:
         """End a silence at once; ``False`` if there is none with that id."""
+        ...
+
+    async def ack(
+        self, condition: str, watch: str, event: str, by: str, comment: str, now: float
+    ) -> int:
+        """Acknowledge one occurrence of a lasting condition (again: who, when and the
+        comment are the latest); its id."""
         ...
 
 

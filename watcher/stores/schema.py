@@ -154,6 +154,16 @@ TABLES = (
         ),
     ),
     Table(
+        "acks",
+        (
+            Column("id", Type.ROW_ID),
+            Column("condition", _T, null=False, unique=True),
+            *(Column(n, _T, null=False) for n in ("watch", "event", "who")),
+            Column("at", _R, null=False),
+            Column("comment", _T, null=False, default=""),
+        ),
+    ),
+    Table(
         "instances",
         (
             Column("name", _T, key=True),

@@ -7,9 +7,10 @@ both dialects read (the listing's ``LISTED``/``ORDER``/``AFTER``, ``IN_ORDER``, 
 with ``{...}`` where each writes its parameters), or SQLite's own (``?`` parameters: claims,
 saves, the sync, the outbox, ``IN_ONE``), and the record's and note's columns both decode.
 
-The state file's schema is at version 5; ``VERSION_1`` and ``MIGRATE_TO_*`` bring a file written
+The state file's schema is at version 6; ``VERSION_1`` and ``MIGRATE_TO_*`` bring a file written
 by an earlier version there (``active``/``claimed`` and the due index in 2; ``origin``,
-``settings``, silences and instances in 3; the expected duration in 4; server outages in 5).
+``settings``, silences and instances in 3; the expected duration in 4; server outages in 5;
+acknowledgements in 6).
 """
 
 from __future__ import annotations
@@ -75,6 +76,13 @@ CREATE TABLE IF NOT EXISTS outages (server TEXT PRIMARY KEY, since REAL NOT NULL
     said TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '',
     watches INTEGER NOT NULL DEFAULT 0, opened REAL NOT NULL,
     opened_by TEXT NOT NULL DEFAULT '');
+"""
+
+MIGRATE_TO_6 = """
+CREATE TABLE acks (
+    id INTEGER PRIMARY KEY, condition TEXT NOT NULL UNIQUE, watch TEXT NOT NULL,
+    event TEXT NOT NULL, who TEXT NOT NULL, at REAL NOT NULL, comment TEXT NOT NULL DEFAULT ''
+);
 """
 
 RECORD_FIELDS = [f.name for f in fields(WatchRecord)]
@@ -183,8 +191,9 @@ SUCCEEDED = (
     " WHERE outcome = 'succeeded' AND finished IS NOT NULL"
 )
 ENQUEUE = (
-    "INSERT OR IGNORE INTO outbox (watch, event, channel, title, body, dedup, created, next_try)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO outbox"
+    " (watch, event, channel, title, body, dedup, created, next_try, reminder)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 PENDING = "SELECT {cols} FROM outbox WHERE delivered IS NULL"
 # a watch's notes reach a channel in the order they happened: each waits for the one before
@@ -199,6 +208,12 @@ REMIND = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)"
 )
 SILENCE_COLS = "id, match, until, comment, created"
+ACK_COLS = "id, condition, watch, event, who, at, comment"
+#: the latest note of each watch and event of ``{events}``: the occurrence each last raised
+LASTING = (
+    "SELECT {cols} FROM outbox WHERE id IN"
+    " (SELECT max(id) FROM outbox WHERE {events} GROUP BY watch, event) ORDER BY id"
+)
 
 
 def reminder_row(note: Note, at: float, now: float) -> tuple[Any, ...]:
@@ -270,7 +285,13 @@ def configure(
 
 
 def note_rows(notes: Iterable[Note], created: float) -> list[tuple[Any, ...]]:
+    """The values of :data:`ENQUEUE` (and PostgreSQL's). A note due later than it was made
+    (a channel's ``after``) holds back no later note of its watch, as a reminder does."""
     return [
-        (n.watch, str(n.event), n.channel, n.title, n.body, n.dedup, created, created)
+        (n.watch, str(n.event), n.channel, n.title, n.body, n.dedup, created, *_due(n, created))
         for n in notes
     ]
+
+
+def _due(note: Note, created: float) -> tuple[float, int]:
+    return (note.next_try, 1) if note.next_try > created else (created, 0)

@@ -19,7 +19,7 @@ from watcher.models import Note, WatchRecord
 from watcher.stores import schema, sql
 from watcher.stores.commit import Work
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 @contextlib.contextmanager
@@ -74,6 +74,7 @@ def _steps(conn: sqlite3.Connection, version: int) -> list[str]:
         sql.MIGRATE_TO_3,
         sql.MIGRATE_TO_4,
         sql.MIGRATE_TO_5,
+        sql.MIGRATE_TO_6,
     ][version:]
 
 

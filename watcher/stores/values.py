@@ -8,7 +8,17 @@ from dataclasses import dataclass
 
 from watcher.models import Note, WatchRecord
 
-__all__ = ["Active", "Configured", "Listing", "Outage", "Place", "Sent", "Silence", "digest"]
+__all__ = [
+    "Ack",
+    "Active",
+    "Configured",
+    "Listing",
+    "Outage",
+    "Place",
+    "Sent",
+    "Silence",
+    "digest",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +58,24 @@ class Outage:
     watches: int
     opened: float
     by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """``watcher ack``: the reminders of one occurrence of a lasting condition stop.
+
+    ``condition`` is the occurrence's identity (:func:`watcher.notify.acks.condition`): a new
+    occurrence of the same condition is a new identity, not acknowledged. ``by`` is who
+    acknowledged it (an API token's name, or the user running the command), ``at`` when
+    (Unix time)."""
+
+    id: int
+    condition: str
+    watch: str
+    event: str
+    by: str
+    at: float
+    comment: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,8 @@ from typing import Any
 
 
 class SharedWrites:
-    """The silences' writes over :meth:`_change`; a store subclasses it and fills in the
-    connector and the dialect's hooks."""
+    """The silences' and acknowledgements' writes over :meth:`_change`; a store subclasses
+    it and fills in the connector and the dialect's hooks."""
 
     async def _change(self, statement: str, args: Sequence[Any]) -> list[Any]:
         """The connector: ``statement`` run with ``args`` in the next transaction; its rows."""
@@ -38,6 +38,17 @@ class SharedWrites:
         [(made,)] = await self._change(
             f"{insert} RETURNING id", [match, until, self.clean(comment), now]
         )
+        return int(made)
+
+    async def ack(
+        self, condition: str, watch: str, event: str, by: str, comment: str, now: float
+    ) -> int:
+        marks = ", ".join(self.mark(n) for n in range(1, 7))
+        insert = f"INSERT INTO acks (condition, watch, event, who, at, comment) VALUES ({marks})"
+        again = "ON CONFLICT (condition) DO UPDATE SET who = excluded.who, at = excluded.at,"
+        again += " comment = excluded.comment"
+        args = [condition, watch, event, self.clean(by), now, self.clean(comment)]
+        [(made,)] = await self._change(f"{insert} {again} RETURNING id", args)
         return int(made)
 
     async def unsilence(self, silence_id: int) -> bool:
