@@ -70,6 +70,17 @@ def test_an_ack_names_what_lasts_of_the_matching_watches_and_holds_while_it_last
     assert in_force([ack], again, records) == []
 
 
+def test_an_ack_of_a_server_names_its_outage_while_the_outage_is_open() -> None:
+    since = "server:gov|outage|1000.0|unreachable"
+    outage = Note("server:gov", Event.UNREACHABLE, "hook", "t", "b", f"{since}|hook")
+    assert list(named("gov", [outage], {}, down={"gov"})) == [since]
+    assert named("gis", [outage], {}, down={"gov"}) == {}
+    assert named("gov", [outage], {}) == {}  # it recovered: nothing of it lasts
+    ack = Ack(1, since, "server:gov", "unreachable", "alice", T0, "")
+    assert in_force([ack], [outage], {}, down={"gov"}) == [ack]
+    assert in_force([ack], [outage], {}) == []
+
+
 @pytest.mark.parametrize(
     ("factor", "max_s", "waits"),
     [
@@ -156,19 +167,19 @@ async def oncall() -> AsyncIterator[Receiver]:
 async def test_a_daemon_stops_reminding_of_what_was_acknowledged_and_escalates_the_rest(
     tmp_path: Path, receiver: Receiver, oncall: Receiver
 ) -> None:
-    """Two runs whose server answers 502: the team hears of both and is reminded; `ack` of
-    one stops its reminders, and only the other reaches the on-call channel ``after`` later."""
+    """Two runs, each alone on a server that answers 502: the team hears of both and is
+    reminded; `ack` of one stops its reminders, and only the other reaches the on-call channel
+    ``after`` later."""
     sim = simulator("rsa_governance", {run: [Fault.http(502, "bad gateway")] for run in "12"})
     url = await sim.start()
-    watches = "".join(watch_table("rsa_governance", "gov", n, name=f"run {n}") for n in "12")
-    text = config_text(
-        tmp_path / "s.db", receiver.url, server_table("rsa_governance", "gov", url), watches
-    )
+    servers = "".join(server_table("rsa_governance", f"gov{n}", url) for n in "12")
+    watches = "".join(watch_table("rsa_governance", f"gov{n}", n, name=f"run {n}") for n in "12")
+    text = config_text(tmp_path / "s.db", receiver.url, servers, watches)
     text = text.replace('notify = ["hook"]', 'notify = ["hook", "oncall"]')
     text = text.replace("[channels.hook]\n", "[channels.hook]\nrepeat = 0.4\n")
     text += f'\n[channels.oncall]\nurl = "{oncall.url}"\non = ["unreachable"]\nafter = 3\n'
     (tmp_path / "w.toml").write_text(text, "utf-8")
-    down = "run {} cannot be polled: its server is unreachable"
+    down = "run {0} cannot be polled: gov{0} answered HTTP 502"
     stop = asyncio.Event()
     daemon = asyncio.create_task(run(load(tmp_path / "w.toml"), Options(), stop=stop))
     try:
