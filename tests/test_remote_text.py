@@ -123,9 +123,9 @@ async def test_a_remote_answer_echoing_the_servers_token_shows_it_masked_and_on_
         remote = ["--url", url, "--token-file", str(token)]
         assert await asyncio.to_thread(main, ["wait", "echo//1", "--settle", "5", *remote]) == 1
         waited = capsys.readouterr().out
-    assert await asyncio.to_thread(main, ["status", "-c", str(path)]) == 0
+    assert await asyncio.to_thread(main, ["status", "-c", str(path)]) == 3  # daemon gone
     status = capsys.readouterr().out
-    assert await asyncio.to_thread(main, ["status", "-c", str(path), "--json"]) == 0
+    assert await asyncio.to_thread(main, ["status", "-c", str(path), "--json"]) == 3
     as_json = capsys.readouterr().out
 
     records, _ = read_snapshot(str(tmp_path / "s.db"))

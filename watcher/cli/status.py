@@ -1,13 +1,16 @@
 """``watcher status``: the instances, a table of watches and undelivered notifications.
 
 It reads through a read-only store (a state file opened read-only, a database as a client: no
-lease, no heartbeat), so it is safe while daemons run.
+lease, no heartbeat), so it is safe while daemons run. When no instance runs it says so first
+and exits :data:`EXIT_NOT_RUNNING`: a state file's instance is the process holding its lock
+file; a database's, one whose heartbeat is younger than :data:`STALE_AFTER_S`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +38,13 @@ HEADER = (
     "LAST POLL (UTC)",
     "NEXT (UTC)",
 )
+
+EXIT_NOT_RUNNING = 3
+"""``status``'s exit code when no instance runs: nothing is being polled (LSB's "program is
+not running"); 1 is a state that cannot be read, 2 a usage error."""
+STALE_AFTER_S = 60.0
+"""A database's instance whose heartbeat is older than this is not running (instances write
+theirs every third of ``[daemon] lease``, 5 s by default)."""
 
 
 @dataclass
@@ -162,14 +172,39 @@ async def report(state: str, *, as_json: bool = False) -> int:
     if not is_database(state) and not Path(state).is_file():
         print(f"no state file at {state}: watcher has not run with this config yet")
         return 1
+    written = statefile.last_written(state)
     try:
         view = await _read(state)
     except (StoreError, ConfigError) as exc:
         print(f"cannot read {statefile.describe(state)}: {exc}")
         return 1
-    text = json.dumps(json_document(view), indent=2) if as_json else render(view, time.time())
+    now = time.time()
+    idle = idle_line(view.instances, now, written) if not _running(state, view, now) else None
+    text = json.dumps(json_document(view), indent=2) if as_json else render(view, now)
+    if idle is not None and not as_json:
+        text = f"{idle}\n\n{text}"
+    elif idle is not None:
+        print(idle, file=sys.stderr)
     print(statefile.without_password(text, state))
-    return 0
+    return 0 if idle is None else EXIT_NOT_RUNNING
+
+
+def _running(state: str, view: View, now: float) -> bool:
+    """Whether an instance works on ``state`` now (see the module docstring)."""
+    if not is_database(state):
+        return statefile.in_use(state)
+    return any(now - beat < STALE_AFTER_S for _, _, beat in view.instances)
+
+
+def idle_line(
+    instances: Sequence[tuple[str, float, float]], now: float, written: float | None = None
+) -> str:
+    """What ``status`` says first when no instance runs: since when, if known (the last
+    heartbeat of one that died, else when the state file was last written)."""
+    beats = [beat for _, _, beat in instances]
+    last = max(beats) if beats else written
+    since = f" since {_when(last)} UTC" if last else ""
+    return f"no instance running{since}: nothing is being polled"
 
 
 def json_document(view: View) -> dict[str, Any]:

@@ -82,6 +82,13 @@ class Engine:
         self._claims = Claims(self.watches, self._pump, store, submitted, clock)
         self._applier = Applier(poller, self.watches, self._pump, store, on_notes, clock, rand)
         self._running: asyncio.Task[None] | None = None
+        self.last_tick: float | None = None
+        """When :meth:`tick` last ran (Unix seconds): a daemon's loop ticks every second."""
+
+    @property
+    def alive(self) -> bool:
+        """Whether the loop that starts polls runs (only a stop or a bug ends it)."""
+        return self._running is not None and not self._running.done()
 
     @property
     def specs(self) -> dict[str, Spec]:
@@ -123,6 +130,7 @@ class Engine:
 
     def tick(self) -> None:
         """The periodic claim: take what comes due soon (one claim at a time); warn if behind."""
+        self.last_tick = self._clock()
         self._claims.tick()
 
     async def shed(self) -> int:
