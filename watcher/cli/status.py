@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from watcher.api.documents import document, silence_entry
 from watcher.engine import history
 from watcher.errors import ConfigError, StoreError
-from watcher.models import Note, WatchRecord
+from watcher.models import Note, Outcome, WatchRecord
 from watcher.notify.messages import describe_target
 from watcher.redact import escape
 from watcher.schema import format_duration
@@ -230,6 +230,15 @@ async def _read(state: str) -> View:
 
 async def _from(store: Store) -> View:
     records, pending = await store.snapshot()
+    cancelled = await store.cancelled()
+    records = [as_cancelled(r) if r.key in cancelled else r for r in records]
     holders, instances = await store.holders(), await store.instances()
     silences, held_back = await store.silences(time.time()), await store.held_back()
     return View(records, pending, holders, instances, silences, held_back)
+
+
+def as_cancelled(record: WatchRecord) -> WatchRecord:
+    """A cancelled watch's record as ``status`` shows it: ended ``cancelled`` at its last poll
+    (the store keeps it as it was polled, for a watch submitted again to resume)."""
+    ended = record.last_poll or record.started
+    return replace(record, outcome=Outcome.CANCELLED, finished=ended, next_poll=None)

@@ -141,6 +141,17 @@ class Engine:
         """Another instance holds these watches now: stop polling them here."""
         self._claims.lost(keys)
 
+    async def cancelled(self, key: str) -> None:
+        """Watch ``key`` (and the runs it found) was cancelled: none is polled again from now.
+        One being polled saves its answer and is then let go (it is no longer wanted), so its
+        result cannot schedule it again."""
+        keys = [key, *self.watches.runs_of(key)]
+        idle = [k for k in keys if k in self.held and k not in self.watches.polling]
+        for k in keys:
+            if self.watches.wanted(k):
+                self._forget(k)
+        await self._store.release(idle)
+
     def _limit(self, server: str) -> int:
         return self._applier.poller.limit(server)
 

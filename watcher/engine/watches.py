@@ -84,6 +84,10 @@ class Watches:
             self.not_succeeded.set()
         self.check_all_done()
 
+    def runs_of(self, key: str) -> set[str]:
+        """The runs the discovering watch ``key`` found (none for another watch)."""
+        return set(self._kids.get(key, ()))
+
     def has_runs(self, key: str) -> bool:
         """The discovering watch ``key`` has found runs."""
         return bool(self._kids.get(key))
