@@ -30,7 +30,7 @@ from dataclasses import replace
 from datetime import tzinfo
 from typing import Any
 
-from watcher.engine import expect
+from watcher.engine import expect, fast
 from watcher.engine.apply import Applier
 from watcher.engine.claims import Claims
 from watcher.engine.poll import Poller
@@ -203,8 +203,10 @@ class Engine:
         return str(change)
 
     async def _learn_expectations(self) -> None:
-        if expect.wanted(self.specs.values()):  # not every whole record: the succeeded ones
-            expect.learn(self.specs, await self._store.succeeded())
+        succeeded = await self._store.succeeded()  # not every whole record: the succeeded ones
+        if expect.wanted(self.specs.values()):
+            expect.learn(self.specs, succeeded)
+        fast.learn(self.specs, succeeded)
 
     def _forget(self, key: str) -> None:
         self.watches.forget(key)

@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 PLACEHOLDERS: dict[str, str] = {
     "name": "the watch's name (configured, or derived from its target)",
     "headline": "one line: name and what happened, e.g. 'nightly import failed'",
-    "event": "what happened: an outcome, or unreachable, recovered, changed, attention, overdue",
+    "event": (
+        "what happened: an outcome, or unreachable, recovered, changed, attention, overdue,"
+        " suspiciously_fast"
+    ),
     "outcome": "the outcome once the watch has ended, else empty",
     "state": "the remote state verbatim, e.g. 'Aborted'",
     "phase": "pending, running, succeeded, failed, cancelled, or 'unknown'",
@@ -62,6 +65,7 @@ _HEADLINES = {
     Event.CHANGED: "is now {state}",
     Event.ATTENTION: "needs attention",
     Event.OVERDUE: "is overdue: still {state} after {duration}",
+    Event.SUSPICIOUSLY_FAST: "succeeded suspiciously fast: in {duration}, usually {usual}",
 }
 
 #: apprise's notification type per event: chat services colour messages by it
@@ -75,6 +79,7 @@ NOTIFY_TYPES: dict[Event, str] = {
     Event.UNREACHABLE: "warning",
     Event.ATTENTION: "warning",
     Event.OVERDUE: "warning",
+    Event.SUSPICIOUSLY_FAST: "warning",
     Event.CHANGED: "info",
 }
 
@@ -146,10 +151,13 @@ class Context:
     duration: str
     polls: int
     outcome: str = ""
+    usual: str = ""
 
     @property
     def headline(self) -> str:
-        said = _HEADLINES[self.event].format(state=self.state or "?", duration=self.duration)
+        said = _HEADLINES[self.event].format(
+            state=self.state or "?", duration=self.duration, usual=self.usual or "?"
+        )
         return f"{self.name} {said}"
 
     def fields(self) -> dict[str, Any]:
@@ -179,8 +187,11 @@ def context_for(
     url: str,
     now: float,
     tz: tzinfo | None = None,
+    *,
+    usual_s: float | None = None,
 ) -> Context:
-    """What a message about ``event`` of this watch may say (times shown in ``tz``)."""
+    """What a message about ``event`` of this watch may say (times shown in ``tz``);
+    ``usual_s``: how long its family's runs usually take, where known."""
     return Context(
         name=record.name,
         event=event,
@@ -199,6 +210,7 @@ def context_for(
         duration=format_duration(max(0.0, (record.finished or now) - record.started)),
         polls=record.polls,
         outcome=str(record.outcome or ""),
+        usual="" if usual_s is None else format_duration(usual_s),
     )
 
 
@@ -236,13 +248,15 @@ _SAMPLE_STATES: dict[Event, tuple[str, str, str]] = {
     Event.CHANGED: ("Running", "running", ""),
     Event.ATTENTION: ("Held", "pending", "waiting for an approval"),
     Event.OVERDUE: ("Running", "running", ""),
+    Event.SUSPICIOUSLY_FAST: ("Completed", "succeeded", "0 identities collected"),
 }
 
 
 def sample(event: Event) -> Context:
     """A sample run at ``event``, every field with a typical value (``notify-test --event``)."""
     state, phase, detail = _SAMPLE_STATES[event]
-    ended = event.is_outcome
+    fast = event is Event.SUSPICIOUSLY_FAST  # a success, in minutes where hours are usual
+    ended = event.is_outcome or fast
     return replace(
         SAMPLE,
         event=event,
@@ -251,7 +265,9 @@ def sample(event: Event) -> Context:
         detail=detail,
         link="https://rsa.example.com/aveksa/runs/5733",
         finished=SAMPLE.finished if ended else "",
-        outcome=event.value if ended else "",
+        outcome=("succeeded" if fast else event.value) if ended else "",
+        duration="4m" if fast else SAMPLE.duration,
+        usual="1h02m" if fast else "",
     )
 
 
