@@ -168,7 +168,7 @@ async def test_json_is_one_document_a_script_can_read(
     assert by_id["2"]["outcome"] == "failed" and by_id["2"]["state"] == "Aborted"
     assert by_id["1"]["phase"] == "succeeded" and by_id["1"]["polls"] == 3
     assert by_id["1"]["finished"].endswith("Z") and by_id["1"]["undelivered"] == []
-    assert await cli("status", "--json", "-c", path) == 0
+    assert await cli("status", "--json", "-c", path) == 3  # the run has ended
     status = json.loads(capsys.readouterr().out)
     assert {w["key"] for w in status["watches"]} >= {w["key"] for w in doc["watches"]}
     assert status["instances"] == [] and "held_by" in status["watches"][0]
@@ -216,7 +216,7 @@ def test_status_needs_no_secrets_and_a_closed_pipe_ends_quietly(tmp_path: Path) 
         timeout=60,
     )
     done = subprocess.run([*run, "status", "-c", str(path)], env=env, capture_output=True)
-    assert done.returncode == 0, done.stderr  # ${RSA_TOKEN} is unset: status did not need it
+    assert done.returncode == 3, done.stderr  # ${RSA_TOKEN} is unset: status did not need it
     assert done.stdout.count(b"\n") > 1500  # more than a pipe holds: head closes it mid-write
     piped = subprocess.run(
         f"{' '.join(run)} status -c {path} | head -n 2; echo ${{PIPESTATUS[0]}}",

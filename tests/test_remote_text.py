@@ -125,13 +125,13 @@ async def test_a_remote_answer_echoing_the_servers_token_shows_it_masked_and_on_
         waited = capsys.readouterr().out
     with pytest.MonkeyPatch.context() as wide:  # the table cuts a long cell: show it whole
         wide.setenv("COLUMNS", "400")
-        assert await asyncio.to_thread(main, ["status", "-c", str(path)]) == 0
+        assert await asyncio.to_thread(main, ["status", "-c", str(path)]) == 3  # daemon gone
     status = capsys.readouterr().out
     assert await asyncio.to_thread(main, ["status", "-c", str(path), "echo//2"]) == 0
     whole = capsys.readouterr().out  # the one watch: its remote text in full, escaped
     assert TOKEN not in whole and all(trick in whole for trick in ESCAPED)
     assert redact.UNSAFE.search(whole.replace("\n", "")) is None
-    assert await asyncio.to_thread(main, ["status", "-c", str(path), "--json"]) == 0
+    assert await asyncio.to_thread(main, ["status", "-c", str(path), "--json"]) == 3
     as_json = capsys.readouterr().out
 
     records, _ = read_snapshot(str(tmp_path / "s.db"))

@@ -372,6 +372,20 @@ async def test_a_cancelled_watch_is_no_longer_watched(store: Store) -> None:
     assert await store.cancel("sub") and not await store.watched("sub")
 
 
+async def test_the_watches_cancelled_before_they_ended_are_told_apart(store: Store) -> None:
+    await store.sync(Configured.of([record("conf"), record("gone")]))
+    for key in ("sub", "done", "kept"):
+        assert await store.submit(record(key), {"server": "s", "id": key})
+    claimed = await claim_all(store)
+    found = record("sub/1", parent="sub", id="1")
+    await store.save(claimed["sub"], also=[found], hold=True)
+    ended = replace(claimed["done"], outcome=Outcome.SUCCEEDED, finished=NOW, next_poll=None)
+    assert await store.save(ended)
+    await store.sync(Configured.of([record("conf")]))  # "gone" left the configuration
+    assert await store.cancel("sub") and await store.cancel("done")
+    assert await store.cancelled() == {"sub", "sub/1"}  # not one that had ended, nor "gone"
+
+
 async def test_the_runs_that_succeeded_are_listed_with_their_durations(store: Store) -> None:
     await store.sync(Configured.of(LISTED))
     assert sorted(await store.succeeded()) == [("gis", None, "f", 60.0), ("gov", None, "g", 30.0)]

@@ -23,6 +23,11 @@ instance owns its own ``CollectorRegistry``, never the global default one, so se
 * ``watcher_store_unwritable`` (gauge): 1 while the state file takes no writes (a full disk);
   ``watcher_store_unsaved_writes`` counts what is kept in memory meanwhile.
 * ``watcher_silences`` (gauge): silences in force (``watcher silence``).
+* ``watcher_up`` (gauge): 1 while this instance works (the loop that starts polls runs, the
+  state takes writes, the leases are held), else 0; absent when the process is gone, so
+  ``absent(watcher_up == 1)`` is a dead-man's alert.
+* ``watcher_last_loop_timestamp_seconds`` (gauge): Unix time of the engine's last claim tick
+  (every second): stale while the loop is stuck.
 * ``watcher_api_refusals_total{reason}`` (counter): API requests refused: ``unauthorized``
   (401), ``forbidden`` (403), ``too_many_failures`` (429: the client failed too often) and
   ``quota`` (429: a token's submissions over its quota).
@@ -103,6 +108,12 @@ class Metrics:
         self._unsaved = Gauge(
             "watcher_store_unsaved_writes", "Writes kept in memory for the state file", registry=reg
         )
+        self._up = Gauge("watcher_up", "1 while this instance works", registry=reg)
+        self._looped = Gauge(
+            "watcher_last_loop_timestamp_seconds",
+            "Unix time of the engine's last claim tick",
+            registry=reg,
+        )
         self._refusals = Counter(
             "watcher_api_refusals", "API requests refused", ["reason"], registry=reg
         )
@@ -170,6 +181,14 @@ class Metrics:
         self._behind.set(behind_s)
         self._unwritable.set(0 if store.down_since is None else 1)
         self._unsaved.set(store.waiting)
+
+    def liveness(self, up: bool, last_loop: float | None) -> None:
+        """Record whether this instance works and when its engine's loop last ticked."""
+        if not self._on:
+            return
+        self._up.set(1 if up else 0)
+        if last_loop is not None:
+            self._looped.set(last_loop)
 
     def text(self) -> bytes:
         """The metrics in the Prometheus text exposition format."""

@@ -51,6 +51,8 @@ class Event(StrEnum):
     ATTENTION = "attention"
     OVERDUE = "overdue"
     """Still not finished after the watch's ``expect`` (once per watch)."""
+    SUSPICIOUSLY_FAST = "suspiciously_fast"
+    """Succeeded in much less time than its family's runs usually take (beside ``succeeded``)."""
 
     @property
     def is_outcome(self) -> bool:

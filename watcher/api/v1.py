@@ -116,6 +116,9 @@ class Service(Protocol):
     def configured(self, key: str) -> bool:
         """Whether ``key`` is a watch of watches.toml (which stops by leaving it)."""
 
+    async def cancelled(self, key: str) -> None:
+        """Stop polling ``key`` (cancelled in the store just now) at once."""
+
 
 class Submission(BaseModel):
     """``POST /api/v1/watches``: the fields of ``watcher submit``."""
@@ -288,7 +291,8 @@ async def cancel(service: Service, key: str, token: TokenConfig) -> dict[str, An
     if stored is not None:
         if token.scope != "admin" and stored.get("by") != token.name:
             raise Refused(403, "submitted by another token: an admin token may cancel it")
-        await store.cancel(key)
+        if await store.cancel(key):
+            await service.cancelled(key)  # polled no more once this answers
         return {"version": JSON_VERSION, "cancelled": key}
     record = (await store.load([key])).get(key)
     if record is None:

@@ -70,6 +70,14 @@ exit codes of `run --once` and `wait`:
 141  stdout was closed early (`watcher status | head`)
 """
 
+STATUS_CODES = """\
+exit codes of `status`:
+  0  an instance is running
+  1  the state cannot be read (or there is none yet)
+  2  bad configuration or usage
+  3  no instance is running: nothing is being polled (said on the first line)
+"""
+
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """``-c``, ``-v`` and ``--log-format``, before or after the subcommand: a subcommand's copy
@@ -159,6 +167,7 @@ def parser() -> argparse.ArgumentParser:
     command("check", "validate the config and channel URLs")
     p = command("status", "show instances, watches and their state (or one watch whole)")
     p.add_argument("watch", nargs="?", metavar="KEY", help="show this watch whole (key or name)")
+    p.epilog = STATUS_CODES
     p.add_argument("--state", help="read this state file or database (no config needed)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--server", help="only the watches of this server")

@@ -6,6 +6,10 @@ function: :func:`heading`, the lines above the table (who runs; what is down); t
 :class:`watcher.cli.rows.Row` per watch (trouble first, a detail column, cut to the width by
 :mod:`watcher.cli.table`); and :func:`footing`, the lines below it (undelivered notifications,
 silences). ``status KEY`` shows one watch whole (:mod:`watcher.cli.describe`).
+
+When no instance runs it says so first and exits :data:`EXIT_NOT_RUNNING`: a state file's
+instance is the process holding its lock file; a database's, one whose heartbeat is younger
+than :data:`STALE_AFTER_S`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +31,20 @@ from watcher.cli.table import DEFAULT_WIDTH, cut, lay_out
 from watcher.clock import shown
 from watcher.engine import history
 from watcher.errors import ConfigError, StoreError
-from watcher.models import Note, WatchRecord
+from watcher.models import Note, Outcome, WatchRecord
 from watcher.notify.acks import acknowledged
 from watcher.notify.outages import counted
 from watcher.redact import escape
 from watcher.schema import format_duration
 from watcher.service.once import plural
 from watcher.stores import Ack, Outage, Silence, Store, is_database, open_store, statefile
+
+EXIT_NOT_RUNNING = 3
+"""``status``'s exit code when no instance runs: nothing is being polled (LSB's "program is
+not running"); 1 is a state that cannot be read, 2 a usage error."""
+STALE_AFTER_S = 60.0
+"""A database's instance whose heartbeat is older than this is not running (instances write
+theirs every third of ``[daemon] lease``, 5 s by default)."""
 
 
 @dataclass
@@ -183,6 +194,7 @@ async def report(
         print(f"no state file at {state}: watcher has not run with this config yet")
         return 1
     look = look or Look()
+    written = statefile.last_written(state)
     try:
         async with _opened(state) as store:
             if key is not None:
@@ -191,13 +203,19 @@ async def report(
     except (StoreError, ConfigError) as exc:
         print(f"cannot read {statefile.describe(state)}: {exc}")
         return 1
+    now = time.time()
+    idle = None if _running(state, view, now) else idle_line(view.instances, now, written)
     if as_json:
         view.records = [r for r in view.records if look.keeps(r)]
         text = json.dumps(json_document(view), indent=2)
     else:
-        text = render(view, time.time(), look)
+        text = render(view, now, look)
+    if idle is not None and not as_json:
+        text = f"{idle}\n\n{text}"
+    elif idle is not None:
+        print(idle, file=sys.stderr)
     print(statefile.without_password(text, state))
-    return 0
+    return 0 if idle is None else EXIT_NOT_RUNNING
 
 
 async def _one(store: Store, key: str, *, as_json: bool, state: str) -> int:
@@ -213,6 +231,24 @@ async def _one(store: Store, key: str, *, as_json: bool, state: str) -> int:
     text = json.dumps(describe.document(one), indent=2) if as_json else describe.render(one, now)
     print(statefile.without_password(text, state))
     return 0
+
+
+def _running(state: str, view: View, now: float) -> bool:
+    """Whether an instance works on ``state`` now (see the module docstring)."""
+    if not is_database(state):
+        return statefile.in_use(state)
+    return any(now - beat < STALE_AFTER_S for _, _, beat in view.instances)
+
+
+def idle_line(
+    instances: Sequence[tuple[str, float, float]], now: float, written: float | None = None
+) -> str:
+    """What ``status`` says first when no instance runs: since when, if known (the last
+    heartbeat of one that died, else when the state file was last written)."""
+    beats = [beat for _, _, beat in instances]
+    last = max(beats) if beats else written
+    since = f" since {shown(last)}" if last else ""
+    return f"no instance running{since}: nothing is being polled"
 
 
 def json_document(view: View) -> dict[str, Any]:
@@ -241,10 +277,19 @@ async def _opened(state: str) -> AsyncIterator[Store]:
 
 async def _from(store: Store) -> View:
     records, pending = await store.snapshot()
+    cancelled = await store.cancelled()
+    records = [as_cancelled(r) if r.key in cancelled else r for r in records]
     holders, instances = await store.holders(), await store.instances()
     silences, held_back = await store.silences(time.time()), await store.held_back()
     view = View(records, pending, holders, instances, silences, held_back)
-    with contextlib.suppress(StoreError):  # a state file older than outages, read-only
+    with contextlib.suppress(StoreError):  # a state file older than these, read-only
         view.outages = await store.outages()
-    view.acks = await acknowledged(store)
+        view.acks = await acknowledged(store)
     return view
+
+
+def as_cancelled(record: WatchRecord) -> WatchRecord:
+    """A cancelled watch's record as ``status`` shows it: ended ``cancelled`` at its last poll
+    (the store keeps it as it was polled, for a watch submitted again to resume)."""
+    ended = record.last_poll or record.started
+    return replace(record, outcome=Outcome.CANCELLED, finished=ended, next_poll=None)

@@ -1,4 +1,5 @@
-"""``[daemon]``: where the state is, how this instance is named and leases, the metrics address.
+"""``[daemon]``: where the state is, how this instance is named and leases, the metrics address,
+the heartbeat URL a dead-man's switch listens on.
 
 Every key may also be set as ``WATCHER_<KEY>`` in the environment, which wins over the file.
 """
@@ -7,10 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from watcher import redact
 from watcher.address import parse_address
 from watcher.errors import ConfigError
 from watcher.notify import quiet
@@ -19,6 +22,8 @@ from watcher.stores import default_instance, is_database, statefile
 
 #: ``[daemon] lease``: renewed every third of it, so a third is what a pause may take
 MIN_LEASE_S, MAX_LEASE_S = 3.0, 600.0
+#: ``[daemon] heartbeat_every``: a dead-man's switch's period is minutes; a second is for tests
+MIN_HEARTBEAT_S, MAX_HEARTBEAT_S = 1.0, 3600.0
 
 
 def default_state_path() -> str:
@@ -41,6 +46,8 @@ class Daemon(BaseSettings):
     lease: Duration = 15.0
     timezone: str | None = None
     """How people are shown times (an IANA name); ``None``: the machine's zone."""
+    heartbeat: str | None = None
+    heartbeat_every: Duration = 60.0
 
     @field_validator("timezone")
     @classmethod
@@ -67,6 +74,26 @@ class Daemon(BaseSettings):
     def _lease_range(cls, value: float) -> float:
         if not MIN_LEASE_S <= value <= MAX_LEASE_S:
             raise ValueError(f"must be between {MIN_LEASE_S:g}s and {MAX_LEASE_S / 60:g}m")
+        return value
+
+    @field_validator("heartbeat")
+    @classmethod
+    def _ping_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        redact.register_url(value)  # a healthchecks ping URL is a secret: masked from now on
+        return value
+
+    @field_validator("heartbeat_every")
+    @classmethod
+    def _heartbeat_range(cls, value: float) -> float:
+        if not MIN_HEARTBEAT_S <= value <= MAX_HEARTBEAT_S:
+            raise ValueError(
+                f"must be between {MIN_HEARTBEAT_S:g}s and {MAX_HEARTBEAT_S / 3600:g}h"
+            )
         return value
 
     @field_validator("metrics")

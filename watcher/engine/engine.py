@@ -30,7 +30,7 @@ from dataclasses import replace
 from datetime import tzinfo
 from typing import Any
 
-from watcher.engine import expect
+from watcher.engine import expect, fast
 from watcher.engine.apply import Applier
 from watcher.engine.claims import Claims
 from watcher.engine.poll import Poller
@@ -82,6 +82,13 @@ class Engine:
         self._claims = Claims(self.watches, self._pump, store, submitted, clock)
         self._applier = Applier(poller, self.watches, self._pump, store, on_notes, clock, rand)
         self._running: asyncio.Task[None] | None = None
+        self.last_tick: float | None = None
+        """When :meth:`tick` last ran (Unix seconds): a daemon's loop ticks every second."""
+
+    @property
+    def alive(self) -> bool:
+        """Whether the loop that starts polls runs (only a stop or a bug ends it)."""
+        return self._running is not None and not self._running.done()
 
     @property
     def specs(self) -> dict[str, Spec]:
@@ -123,6 +130,7 @@ class Engine:
 
     def tick(self) -> None:
         """The periodic claim: take what comes due soon (one claim at a time); warn if behind."""
+        self.last_tick = self._clock()
         self._claims.tick()
 
     async def shed(self) -> int:
@@ -132,6 +140,17 @@ class Engine:
     def lost(self, keys: Iterable[str]) -> None:
         """Another instance holds these watches now: stop polling them here."""
         self._claims.lost(keys)
+
+    async def cancelled(self, key: str) -> None:
+        """Watch ``key`` (and the runs it found) was cancelled: none is polled again from now.
+        One being polled saves its answer and is then let go (it is no longer wanted), so its
+        result cannot schedule it again."""
+        keys = [key, *self.watches.runs_of(key)]
+        idle = [k for k in keys if k in self.held and k not in self.watches.polling]
+        for k in keys:
+            if self.watches.wanted(k):
+                self._forget(k)
+        await self._store.release(idle)
 
     def _limit(self, server: str) -> int:
         return self._applier.poller.limit(server)
@@ -184,8 +203,10 @@ class Engine:
         return str(change)
 
     async def _learn_expectations(self) -> None:
-        if expect.wanted(self.specs.values()):  # not every whole record: the succeeded ones
-            expect.learn(self.specs, await self._store.succeeded())
+        succeeded = await self._store.succeeded()  # not every whole record: the succeeded ones
+        if expect.wanted(self.specs.values()):
+            expect.learn(self.specs, succeeded)
+        fast.learn(self.specs, succeeded)
 
     def _forget(self, key: str) -> None:
         self.watches.forget(key)

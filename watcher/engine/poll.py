@@ -19,7 +19,7 @@ from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 
-from watcher.engine import lifecycle
+from watcher.engine import fast, lifecycle
 from watcher.engine.spec import Server, Spec
 from watcher.errors import BadReplyError, PermanentError, PollError
 from watcher.metrics import Metrics, PollResult
@@ -121,6 +121,7 @@ class Poller:
         step = lifecycle.advance(before, result, now, spec.policy, rand)
         if spec.discovers and has_runs:
             step = _quiet_end(step)
+        step = replace(step, events=fast.events(step.record, step.events, spec.usual_s))
         after = _expecting(spec, step.record)
         cause = result.cause if isinstance(result, PollError) else ""
         notes = tuple(self._notes(spec, after, step.events, now, cause))
@@ -140,7 +141,9 @@ class Poller:
             wanting = [self.channels[n] for n in spec.notify if self.channels[n].wants(event)]
             if not wanting:
                 continue
-            context = context_for(record, event, server.system, server.url, now, self.tz, cause)
+            context = context_for(
+                record, event, server.system, server.url, now, self.tz, cause, usual_s=spec.usual_s
+            )
             # outcomes happen once per watch; other events once per poll that raised them
             occurrence = 0 if event.is_outcome else record.polls
             for channel in wanting:

@@ -27,6 +27,8 @@ class Spec:
     """``config``, or ``submitted`` for a watch `watcher submit` added at run time."""
     expect_auto: bool = False
     """``expect = "auto"``: the engine learns ``policy.expect_s`` from earlier runs."""
+    usual_s: float | None = None
+    """The median duration of its family's runs that succeeded (:mod:`watcher.engine.fast`)."""
 
     def child(self, run_id: str) -> Spec:
         """The watch of one run this (discovering) watch found."""
@@ -41,6 +43,7 @@ class Spec:
             self.notify,
             parent=self.key,
             origin=self.origin,
+            usual_s=self.usual_s if self.target.task else None,  # a task's runs: one family
         )
 
     def new_record(self, now: float, first_poll_at: float) -> WatchRecord:

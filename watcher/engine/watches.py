@@ -89,6 +89,10 @@ class Watches:
         found = (self.specs.get(key) for key in self._open)
         return [spec for spec in found if spec is not None and spec.target.server == server]
 
+    def runs_of(self, key: str) -> set[str]:
+        """The runs the discovering watch ``key`` found (none for another watch)."""
+        return set(self._kids.get(key, ()))
+
     def has_runs(self, key: str) -> bool:
         """The discovering watch ``key`` has found runs."""
         return bool(self._kids.get(key))

@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 PLACEHOLDERS: dict[str, str] = {
     "name": "the watch's name (configured, or derived from its target)",
     "headline": "one line: name and what happened, e.g. 'nightly import failed'",
-    "event": "what happened: an outcome, or unreachable, recovered, changed, attention, overdue",
+    "event": (
+        "what happened: an outcome, or unreachable, recovered, changed, attention, overdue,"
+        " suspiciously_fast"
+    ),
     "outcome": "the outcome once the watch has ended, else empty",
     "state": "the remote state verbatim, e.g. 'Aborted'",
     "phase": "pending, running, succeeded, failed, cancelled, or 'unknown'",
@@ -55,6 +58,7 @@ PLACEHOLDERS: dict[str, str] = {
     "since": "a server outage: when its first failed poll was (else empty)",
     "count": "a server outage: how many watches wait on the server (else 1)",
     "names": "a server outage: the names of the watches waiting (up to 10, 'and N more')",
+    "usual": "how long its family's earlier runs usually took (their median), e.g. '40m'",
 }
 
 _HEADLINES = {
@@ -68,6 +72,7 @@ _HEADLINES = {
     Event.CHANGED: "is now {state}",
     Event.ATTENTION: "needs attention",
     Event.OVERDUE: "is overdue: still {state} after {duration}",
+    Event.SUSPICIOUSLY_FAST: "succeeded suspiciously fast: in {duration}, usually {usual}",
 }
 
 #: apprise's notification type per event: chat services colour messages by it
@@ -81,6 +86,7 @@ NOTIFY_TYPES: dict[Event, str] = {
     Event.UNREACHABLE: "warning",
     Event.ATTENTION: "warning",
     Event.OVERDUE: "warning",
+    Event.SUSPICIOUSLY_FAST: "warning",
     Event.CHANGED: "info",
 }
 
@@ -158,6 +164,7 @@ class Context:
     names: str = ""
     lead: str = ""
     """The headline, when it is not the watch's (a server outage's)."""
+    usual: str = ""
 
     @property
     def headline(self) -> str:
@@ -167,6 +174,7 @@ class Context:
             state=self.state or "?",
             duration=self.duration,
             why=f"{self.server} {self.cause}" if self.cause else "its server is unreachable",
+            usual=self.usual or "?",
         )
         return f"{self.name} {said}"
 
@@ -201,9 +209,12 @@ def context_for(
     now: float,
     tz: tzinfo | None = None,
     cause: str = "",
+    *,
+    usual_s: float | None = None,
 ) -> Context:
     """What a message about ``event`` of this watch may say (times shown in ``tz``);
-    ``cause``: what its server did, when it could not be polled."""
+    ``cause``: what its server did, when it could not be polled; ``usual_s``: how long its
+    family's runs usually take, where known."""
     return Context(
         name=record.name,
         event=event,
@@ -224,6 +235,7 @@ def context_for(
         outcome=str(record.outcome or ""),
         cause=cause,
         names=record.name,
+        usual="" if usual_s is None else format_duration(usual_s),
     )
 
 
@@ -262,13 +274,15 @@ _SAMPLE_STATES: dict[Event, tuple[str, str, str]] = {
     Event.CHANGED: ("Running", "running", ""),
     Event.ATTENTION: ("Held", "pending", "waiting for an approval"),
     Event.OVERDUE: ("Running", "running", ""),
+    Event.SUSPICIOUSLY_FAST: ("Completed", "succeeded", "0 identities collected"),
 }
 
 
 def sample(event: Event) -> Context:
     """A sample run at ``event``, every field with a typical value (``notify-test --event``)."""
     state, phase, detail = _SAMPLE_STATES[event]
-    ended = event.is_outcome
+    fast = event is Event.SUSPICIOUSLY_FAST  # a success, in minutes where hours are usual
+    ended = event.is_outcome or fast
     return replace(
         SAMPLE,
         event=event,
@@ -277,8 +291,10 @@ def sample(event: Event) -> Context:
         detail=detail,
         link="https://rsa.example.com/aveksa/runs/5733",
         finished=SAMPLE.finished if ended else "",
-        outcome=event.value if ended else "",
+        outcome=("succeeded" if fast else event.value) if ended else "",
         cause="refused the connection" if event is Event.UNREACHABLE else "",
+        duration="4m" if fast else SAMPLE.duration,
+        usual="1h02m" if fast else "",
     )
 
 

@@ -12,6 +12,8 @@
   the API's ``Service`` (what the API needs of the daemon).
 * :mod:`~watcher.service.facts`: the one line the process says of itself (``STATUS=``,
   ``/healthz``), which refreshes the gauges.
+* :mod:`~watcher.service.heartbeat`: the dead-man's switch: ``[daemon] heartbeat`` pinged
+  while this instance works.
 * :mod:`~watcher.service.once`: how ``--once`` and ``wait`` end: the summary and the live view
   meanwhile, the settling, a line per watch and the exit code.
 * :mod:`~watcher.service.sdnotify`: systemd's notify protocol; :mod:`~watcher.service.logs`:

@@ -7,7 +7,8 @@ and, for ``--once``, the summary and the live view (:mod:`~watcher.service.once`
 systemd it is ready and then waits: for SIGTERM/SIGINT
 (daemon), or for every watch to end (once). Its few periodic jobs run on APScheduler: the
 engine's claim tick (every second), the systemd watchdog ping (from the event loop, so a stuck
-loop misses pings), ``STATUS=`` and the gauges, and the CI summary line. It re-reads the
+loop misses pings), ``STATUS=`` and the gauges, and the CI summary line; ``[daemon] heartbeat``
+pings on its own (:mod:`~watcher.service.heartbeat`). It re-reads the
 configuration on SIGHUP. It stops in order: ``STOPPING=1``, no new polls, polls in flight
 saved, deliveries in flight finished, state file closed; writes the state file could not take
 by then make the exit code 3.
@@ -182,6 +183,8 @@ class Daemon:
             if self.options.live:
                 self._spawn(self.parts.ending.live())
             await self._ready()
+            if self.parts.heartbeat is not None:
+                self.parts.heartbeat.start()
             where = statefile.describe(self.config.daemon.state)
             log.info("watching %s, state in %s", plural(len(self.specs), "run"), where)
             await self._wait()
@@ -234,6 +237,8 @@ class Daemon:
         if self.stop.is_set():
             log.info("stopping: saving state")
         self.notifier.stopping()
+        if self.parts.heartbeat is not None:
+            await self.parts.heartbeat.stop()
         await front.close()
         if self._jobs is not None and self._jobs.running:
             self._jobs.shutdown(wait=False)

@@ -10,12 +10,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from watcher.metrics import Metrics
 from watcher.schema import format_duration
 from watcher.service.cluster import open_watches
+from watcher.service.heartbeat import standing
 from watcher.service.once import plural
 from watcher.stores import Store
+
+
+class Looping(Protocol):
+    """The engine, as far as liveness goes."""
+
+    @property
+    def alive(self) -> bool:
+        """Whether the loop that starts polls runs."""
+        ...
+
+    @property
+    def last_tick(self) -> float | None:
+        """When its loop last ticked (Unix seconds)."""
+        ...
 
 
 class Facts:
@@ -29,15 +45,18 @@ class Facts:
         *,
         database: bool,
         behind_say_s: float = 1.0,
+        engine: Looping | None = None,
     ) -> None:
         """``behind_s``: how late the most overdue poll is (the engine's); ``database``: the
         state is a shared database rather than a state file; ``behind_say_s``: the line says
-        how far behind polls are from this much."""
+        how far behind polls are from this much; ``engine``: whose loop ``watcher_up`` and
+        ``watcher_last_loop_timestamp_seconds`` speak of."""
         self._store = store
         self._metrics = metrics
         self._behind_s = behind_s
         self._database = database
         self._behind_say_s = behind_say_s
+        self._engine = engine
 
     async def __call__(self) -> str:
         """Read the store, refresh the gauges, and say it in one line."""
@@ -47,6 +66,13 @@ class Facts:
         metrics.watches(counts)
         metrics.outbox(pending)
         metrics.health(behind_s, store.health)
+        if (engine := self._engine) is not None:
+            works = standing(
+                alive=engine.alive,
+                writable=store.health.down_since is None,
+                lease_ok=store.lease_ok,
+            )
+            metrics.liveness(works == "ok", engine.last_tick)
         silences = len(await store.silences(time.time()))
         metrics.silences(silences)
         return self._line(open_watches(counts), pending, silences, behind_s)

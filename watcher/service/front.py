@@ -67,6 +67,9 @@ class Front:
         spec = self._engine.specs.get(key)
         return spec is not None and spec.origin == "config"
 
+    async def cancelled(self, key: str) -> None:
+        await self._engine.cancelled(key)
+
     async def facts(self) -> str:
         return await self._facts()
 

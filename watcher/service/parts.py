@@ -1,6 +1,7 @@
 """The parts of one run, built from the configuration on the open store and the one HTTP
-session: the dispatcher, the engine, the facts, the cluster membership, the ``--once`` ending
-and the front (not listening yet). :class:`~watcher.service.daemon.Daemon` starts and stops them.
+session: the dispatcher, the engine, the facts, the cluster membership, the ``--once``
+ending, the front (not listening yet) and a daemon's heartbeat (not beating yet).
+:class:`~watcher.service.daemon.Daemon` starts and stops them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from watcher.remote.providers import ServerConfig
 from watcher.service.cluster import Cluster
 from watcher.service.facts import Facts
 from watcher.service.front import Front
+from watcher.service.heartbeat import Heartbeat
 from watcher.service.once import Ending, settle_retries
 from watcher.stores import Store, is_database
 
@@ -38,6 +40,8 @@ class Parts:
     cluster: Cluster
     ending: Ending
     front: Front
+    heartbeat: Heartbeat | None = None
+    """``[daemon] heartbeat``'s pings (a daemon's only, never ``--once``'s)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,7 @@ def build(
         lambda: engine.behind_s,
         database=is_database(config.daemon.state),
         behind_say_s=shape.behind_say_s,
+        engine=engine,
     )
     front = Front(
         config,
@@ -111,7 +116,17 @@ def build(
         cluster=Cluster(store, engine, config.daemon.lease),
         ending=Ending(store, engine, dispatcher, settle_s=shape.settle_s, as_json=shape.as_json),
         front=front,
+        heartbeat=heartbeat(config, store, http, engine) if not shape.once else None,
     )
+
+
+def heartbeat(config: Config, store: Store, http: Http, engine: Engine) -> Heartbeat | None:
+    """The pings of ``[daemon] heartbeat``, if it is set."""
+    daemon = config.daemon
+    if daemon.heartbeat is None:
+        return None
+    every_s = daemon.heartbeat_every
+    return Heartbeat(daemon.heartbeat, every_s, http, lambda: engine.alive, store)
 
 
 def by_name(servers: Mapping[str, tuple[Any, Server]]) -> dict[str, Server]:

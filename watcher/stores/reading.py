@@ -128,6 +128,10 @@ class SharedReads:
         query = sql.WATCHED.format(key=self.mark(1))
         return bool(await self._one(Query(query, [key], number), apart=False))
 
+    async def cancelled(self) -> set[str]:
+        rows = await self._one(Query(sql.CANCELLED, (), as_rows))
+        return {str(key) for (key,) in rows}
+
     async def submitted(self, key: str | None = None) -> dict[str, dict[str, Any]]:
         query, args = sql.SETTINGS, [] if key is None else [key]
         if key is not None:

@@ -196,6 +196,12 @@ class Reads(Protocol):
         watches.toml); ``False`` for a key the store does not know."""
         ...
 
+    async def cancelled(self) -> set[str]:
+        """The watches cancelled before they ended (submitted ones a cancel stopped, and the
+        runs they had found): their records stay as they were last polled, so that a watch
+        submitted again resumes with its state, and readers show them as cancelled."""
+        ...
+
     async def submitted(self, key: str | None = None) -> dict[str, dict[str, Any]]:
         """The active submitted watches and their settings (the runs they found come with
         :meth:`sync`'s answer, as those of configured watches do); only ``key``'s if given."""

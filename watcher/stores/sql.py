@@ -185,6 +185,11 @@ IN_ONE = (
     + ")) FROM ({query})"
 )
 WATCHED = "SELECT count(*) FROM watches WHERE key = {key} AND active"
+#: watches cancelled before they ended: submitted ones a cancel stopped, and the runs they found
+CANCELLED = (
+    "SELECT w.key FROM watches AS w LEFT JOIN watches AS p ON p.key = w.parent"
+    " WHERE NOT w.active AND w.outcome IS NULL AND coalesce(p.origin, w.origin) = 'submitted'"
+)
 SERVERS = "SELECT DISTINCT server FROM watches WHERE active ORDER BY server"
 SUCCEEDED = (
     "SELECT server, task, name, finished - started FROM watches"

@@ -4,11 +4,13 @@
 tries to write beside the file, for the commands that will. A database URL passes through both
 untouched, for a state kept in a database server (which a value names is
 :mod:`watcher.stores.registry`'s to say); :func:`database_where` and :func:`without_password`
-name one in messages without its credentials.
+name one in messages without its credentials. :func:`in_use` and :func:`last_written` tell
+``status`` whether a process works on a state file, and when one last did.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -84,6 +86,39 @@ def without_password(text: str, url: str) -> str:
     for secret in {password, unquote(password)} if password else ():
         text = text.replace(secret, redact.MASK)
     return text
+
+
+def in_use(state: str) -> bool:
+    """Whether a process holds state file ``state`` (a daemon, ``run --once``, ``wait``: each
+    holds ``<state>.lock`` while it runs, and a killed one holds it no more); ``False`` for a
+    database. Asked by trying a shared lock, let go at once."""
+    if registry.is_database(state):
+        return False
+    try:
+        handle = Path(f"{state}.lock").open(encoding="utf-8")  # noqa: SIM115 (closed below)
+    except OSError:  # none: nobody has run, or the last one removed it
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def last_written(state: str) -> float | None:
+    """When state file ``state`` (or its write-ahead log) was last written (Unix time), or
+    ``None`` for a database or a file that is not there."""
+    if registry.is_database(state):
+        return None
+    times = []
+    for path in (state, f"{state}-wal"):
+        try:
+            times.append(os.stat(path).st_mtime)
+        except OSError:
+            continue
+    return max(times, default=None)
 
 
 def _nearest_existing(folder: Path) -> Path:
