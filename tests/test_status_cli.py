@@ -95,8 +95,9 @@ async def test_filters_keep_a_server_or_a_state_as_the_api_does(
     state = str(await _state(tmp_path))
 
     async def status(*args: str) -> list[str]:
-        assert await asyncio.to_thread(main, ["status", "--state", state, *args]) == 0
-        out = capsys.readouterr().out
+        assert await asyncio.to_thread(main, ["status", "--state", state, *args]) == 3  # none runs
+        idle, out = capsys.readouterr().out.split("\n\n", 1)
+        assert idle.startswith("no instance running")
         return [line.split()[0] for line in out.split("\n\n")[0].splitlines()[1:]]
 
     assert await status("--server", "gis") == ["y"]
@@ -104,10 +105,10 @@ async def test_filters_keep_a_server_or_a_state_as_the_api_does(
     assert await status("--status", "running") == ["the", "a"]  # the phase, overdue or not
     assert await status("--status", "overdue", "--server", "gov") == ["the"]
     assert await status("--server", "nowhere") == []
-    assert await asyncio.to_thread(main, ["status", "--state", state, "--server", "x"]) == 0
-    assert capsys.readouterr().out.startswith("no watches match")
+    assert await asyncio.to_thread(main, ["status", "--state", state, "--server", "x"]) == 3
+    assert capsys.readouterr().out.split("\n\n", 1)[1].startswith("no watches match")
     as_json = ["status", "--state", state, "--json", "--status", "error"]
-    assert await asyncio.to_thread(main, as_json) == 0
+    assert await asyncio.to_thread(main, as_json) == 3
     assert [w["key"] for w in json.loads(capsys.readouterr().out)["watches"]] == ["gov//6"]
 
 
@@ -142,7 +143,7 @@ async def test_colour_on_a_terminal_unless_no_color_and_never_in_a_pipe(tmp_path
     )
     assert "failed" in plain and "\x1b[" not in plain
     piped = await asyncio.to_thread(_run, "status", "--state", state, env=env)
-    assert piped.returncode == 0 and "failed" in piped.stdout and "\x1b[" not in piped.stdout
+    assert piped.returncode == 3 and "failed" in piped.stdout and "\x1b[" not in piped.stdout
     assert all(len(line) <= 100 for line in piped.stdout.splitlines())  # no terminal: 100
 
 
@@ -192,13 +193,13 @@ async def test_with_a_timezone_every_human_time_says_it_and_json_stays_utc(
     assert re.search(f"until {berlin}", capsys.readouterr().out)  # a silence's until
     assert await asyncio.to_thread(main, ["silences", "-c", str(path)]) == 0
     assert re.search(f"until {berlin}", capsys.readouterr().out)
-    assert await asyncio.to_thread(main, ["status", "-c", str(path)]) == 0
+    assert await asyncio.to_thread(main, ["status", "-c", str(path)]) == 3  # the run ended
     assert re.search(f"until {berlin}", capsys.readouterr().out)
     said = formatter("text").format(
         logging.LogRecord("watcher", logging.INFO, __file__, 1, "hello", None, None)
     )
     assert re.match(r"\d\d:\d\d:\d\d CES?T INFO", said)  # a text log line
-    assert await asyncio.to_thread(main, ["status", "-c", str(path), "--json"]) == 0
+    assert await asyncio.to_thread(main, ["status", "-c", str(path), "--json"]) == 3
     [entry] = json.loads(capsys.readouterr().out)["watches"]
     assert entry["started"].endswith("Z") and entry["finished"].endswith("Z")  # JSON: UTC
     clock.use(None)
