@@ -144,18 +144,28 @@ def _watches(view: View, records: Sequence[WatchRecord], now: float, look: Look)
     held, expects = bool(view.holders), any(r.expect_s or r.expect_auto for r in records)
     columns = [*rows.COLUMNS, *[rows.HELD_BY] * held, *[rows.OVERDUE_AFTER] * expects]
     columns.append(rows.DETAIL)
-    cells = []
+    cells, down = [], {o.server for o in view.outages}
     for one in table_rows(view, records, now):
         earlier = taken.get(history.family_of(one.record), [])
         extra = [view.holders.get(one.record.key, "-")] * held
         extra += [expectation(one.record, len(earlier))] * expects
-        cells.append((*one.cells, *extra, one.detail))
+        cells.append((*one.cells, *extra, _detail(one.record, one.detail, down)))
     status = rows.COLUMNS.index(next(c for c in rows.COLUMNS if c.title == "STATUS"))
 
     def tone(column: int, cells: Sequence[str]) -> str | None:
         return rows.TONES.get(cells[status]) if look.colour and column == status else None
 
     return lay_out(columns, cells, look.width, tone)
+
+
+def _detail(record: WatchRecord, detail: str, down: set[str]) -> str:
+    """A watch waiting on a server that is down says only that: the line above the table
+    says what the server answered (``status KEY`` has the watch's own last error)."""
+    return (
+        "server down"
+        if record.unreachable and not record.done and record.server in down
+        else detail
+    )
 
 
 def outage_line(outage: Outage, now: float) -> str:
@@ -205,6 +215,8 @@ async def report(
         return 1
     now = time.time()
     idle = None if _running(state, view, now) else idle_line(view.instances, now, written)
+    if idle is not None:  # what instances and holders the state names are gone
+        view.instances, view.holders = (), {}
     if as_json:
         view.records = [r for r in view.records if look.keeps(r)]
         text = json.dumps(json_document(view), indent=2)

@@ -173,8 +173,7 @@ class ServerOutages:
         self.seen.opened(outage)
         if outage is wanted:
             log.warning(
-                "server %s: %s",
-                change.server,
+                "%s",
                 messages.headline(Event.UNREACHABLE, change.server, change.said, len(names), ""),
                 extra={"server": change.server, "events": ["unreachable"]},
             )
@@ -191,7 +190,7 @@ class ServerOutages:
             said = messages.headline(
                 Event.RECOVERED, server, "", len(self._names(server)), _length(outage, now)
             )
-            log.info("server %s: %s", server, said, extra={"server": server})
+            log.info("%s", said, extra={"server": server})
         return closed and bool(notes)
 
     def _names(self, server: str) -> list[str]:
