@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -148,3 +150,27 @@ async def test_a_watch_whose_server_answers_the_others_is_unreachable_on_its_own
 
     assert "job 02 cannot be polled: gov answered HTTP 503" in receiver.titles
     assert not titled(receiver, "server gov")
+
+
+async def test_an_outage_whose_watches_all_ended_closes_untold(
+    tmp_path: Path, receiver: Receiver, gov: Switchable
+) -> None:
+    """Every watch of a server that is down times out: no watch waits on it any more, so the
+    outage is closed (status shows no server down) without a ``recovered`` it never had."""
+    path = config(tmp_path, receiver.url, gov.url, 3)
+    path.write_text(path.read_text("utf-8").replace("timeout = 60", "timeout = 4"), "utf-8")
+    gov.down = True
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(Daemon(load(path), Options(config_path=path), stop=stop).run())
+    await soon(lambda: len(titled(receiver, "server gov unreachable")) == 2, timeout_s=20)
+    await soon(lambda: all(r.done for r in read_snapshot(tmp_path / "s.db")[0]), timeout_s=20)
+    await soon(lambda: _outages(tmp_path / "s.db") == 0, timeout_s=10)
+    stop.set()
+    assert await daemon in (0, 3)
+    assert not titled(receiver, "recovered")
+    assert {r.outcome for r in read_snapshot(tmp_path / "s.db")[0]} == {"timeout"}
+
+
+def _outages(state: Path) -> int:
+    with contextlib.closing(sqlite3.connect(state)) as conn:
+        return int(conn.execute("SELECT count(*) FROM outages").fetchone()[0])

@@ -159,6 +159,7 @@ class Applier:
             watches.held.pop(key, None)
             if wanted and record.done:
                 watches.ended(key, record)
+            await self.outages.left(record.server, self.poller, self._clock())
         if not wanted:  # removed by a reload meanwhile: nobody holds it now
             await self._store.release([key])
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 
+from watcher.clock import shown
 from watcher.engine.poll import Polled, Poller
 from watcher.engine.spec import Spec
 from watcher.engine.watches import Watches
@@ -50,13 +51,15 @@ class _Server:
 @dataclass(frozen=True, slots=True)
 class Change:
     """What a poll does to its server's outage: open one (``said`` and ``detail`` say what
-    the server did) or close the one open."""
+    the server did) or close the one open: it answered, or (``gone``) no watch waits on it
+    any more, which closes it untold, since it did not recover."""
 
     server: str
     open: bool
     since: float = 0.0
     said: str = ""
     detail: str = ""
+    gone: bool = False
 
 
 @dataclass(slots=True)
@@ -140,6 +143,12 @@ class ServerOutages:
         )
         return self.seen.fold(spec, polled, result, now, alone=alone)
 
+    async def left(self, server: str, poller: Poller, now: float) -> None:
+        """A watch of ``server`` ended or left: once no watch waits on it, its open outage is
+        closed untold (``gone``), or it would stay open with nobody to see it answer."""
+        if self.seen.outage(server) is not None and not self._watches.waiting(server):
+            await self.apply(Change(server, open=False, gone=True), poller, now)
+
     async def ready(self) -> None:
         """Know the outages open in the store (once: those opened before a restart)."""
         if self._loaded:
@@ -158,7 +167,7 @@ class ServerOutages:
         try:
             if change.open:
                 return await self._open(change, poller, now)
-            return await self._close(change.server, poller, now)
+            return await self._close(change.server, poller, now, gone=change.gone)
         except StoreError as exc:
             log.warning("server %s: cannot record its outage now (%s)", change.server, exc)
             return False
@@ -179,14 +188,25 @@ class ServerOutages:
             )
         return outage is wanted and bool(notes)
 
-    async def _close(self, server: str, poller: Poller, now: float) -> bool:
+    async def _close(self, server: str, poller: Poller, now: float, *, gone: bool) -> bool:
         outage = self.seen.outage(server)
         if outage is None:
             return False
-        notes = self._notes(Event.RECOVERED, outage, now, self._names(server), poller)
+        if gone:
+            notes = []
+        else:
+            notes = self._notes(Event.RECOVERED, outage, now, self._names(server), poller)
         closed = await self._store.close_outage(outage, now, notes)
         self.seen.closed(server)
-        if closed:
+        if closed and gone:
+            log.info(
+                "server %s: no watch waits on it any more, so its outage is closed untold"
+                " (it has not answered since %s)",
+                server,
+                shown(outage.since, poller.tz),
+                extra={"server": server},
+            )
+        elif closed:
             said = messages.headline(
                 Event.RECOVERED, server, "", len(self._names(server)), _length(outage, now)
             )
