@@ -203,3 +203,16 @@ async def test_with_a_timezone_every_human_time_says_it_and_json_stays_utc(
     [entry] = json.loads(capsys.readouterr().out)["watches"]
     assert entry["started"].endswith("Z") and entry["finished"].endswith("Z")  # JSON: UTC
     clock.use(None)
+
+
+async def test_a_watch_left_out_of_the_configuration_is_not_shown_as_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = await _state(tmp_path)
+    store = SqliteStore(state)
+    await store.sync(Configured.of([r for r in RECORDS if r.name != "a running"]))
+    await store.close()
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["status", "--state", str(state)]) == 3  # none runs
+    names = [line.split()[0] for line in capsys.readouterr().out.split("\n\n")[1].splitlines()]
+    assert "the" in names and "a" not in names  # nobody watches it: not "running"

@@ -384,6 +384,7 @@ async def test_the_watches_cancelled_before_they_ended_are_told_apart(store: Sto
     await store.sync(Configured.of([record("conf")]))  # "gone" left the configuration
     assert await store.cancel("sub") and await store.cancel("done")
     assert await store.cancelled() == {"sub", "sub/1"}  # not one that had ended, nor "gone"
+    assert await store.left_out() == {"gone"}  # what status leaves out
 
 
 async def test_the_runs_that_succeeded_are_listed_with_their_durations(store: Store) -> None:

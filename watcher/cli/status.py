@@ -289,8 +289,8 @@ async def _opened(state: str) -> AsyncIterator[Store]:
 
 async def _from(store: Store) -> View:
     records, pending = await store.snapshot()
-    cancelled = await store.cancelled()
-    records = [as_cancelled(r) if r.key in cancelled else r for r in records]
+    cancelled, gone = await store.cancelled(), await store.left_out()
+    records = [as_cancelled(r) if r.key in cancelled else r for r in records if r.key not in gone]
     holders, instances = await store.holders(), await store.instances()
     silences, held_back = await store.silences(time.time()), await store.held_back()
     view = View(records, pending, holders, instances, silences, held_back)

@@ -132,6 +132,10 @@ class SharedReads:
         rows = await self._one(Query(sql.CANCELLED, (), as_rows))
         return {str(key) for (key,) in rows}
 
+    async def left_out(self) -> set[str]:
+        rows = await self._one(Query(sql.LEFT_OUT, (), as_rows))
+        return {str(key) for (key,) in rows}
+
     async def submitted(self, key: str | None = None) -> dict[str, dict[str, Any]]:
         query, args = sql.SETTINGS, [] if key is None else [key]
         if key is not None:

@@ -202,6 +202,11 @@ class Reads(Protocol):
         submitted again resumes with its state, and readers show them as cancelled."""
         ...
 
+    async def left_out(self) -> set[str]:
+        """The watches left out of watches.toml before they ended (and the runs they had
+        found): nobody watches them, so readers do not show them."""
+        ...
+
     async def submitted(self, key: str | None = None) -> dict[str, dict[str, Any]]:
         """The active submitted watches and their settings (the runs they found come with
         :meth:`sync`'s answer, as those of configured watches do); only ``key``'s if given."""

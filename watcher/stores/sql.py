@@ -190,6 +190,10 @@ CANCELLED = (
     "SELECT w.key FROM watches AS w LEFT JOIN watches AS p ON p.key = w.parent"
     " WHERE NOT w.active AND w.outcome IS NULL AND coalesce(p.origin, w.origin) = 'submitted'"
 )
+LEFT_OUT = (
+    "SELECT w.key FROM watches AS w LEFT JOIN watches AS p ON p.key = w.parent"
+    " WHERE NOT w.active AND w.outcome IS NULL AND coalesce(p.origin, w.origin) <> 'submitted'"
+)
 SERVERS = "SELECT DISTINCT server FROM watches WHERE active ORDER BY server"
 SUCCEEDED = (
     "SELECT server, task, name, finished - started FROM watches"
