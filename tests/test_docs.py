@@ -53,7 +53,8 @@ def _section(text: str, heading: str) -> str:
     level = heading.split(" ", 1)[0]
     start = text.index(heading + "\n")
     rest = text[start + len(heading) :]
-    ends = [m.start() for m in re.finditer(r"^#{1,%d} " % len(level), rest, re.MULTILINE)]
+    same_or_higher = re.compile(rf"^#{{1,{len(level)}}} ", re.MULTILINE)
+    ends = [m.start() for m in same_or_higher.finditer(rest)]
     return rest[: ends[0]] if ends else rest
 
 
