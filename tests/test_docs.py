@@ -1,4 +1,5 @@
-"""README and ARCHITECTURE.md say what the code does: state tables, test command, the map."""
+"""README, the docs site and ARCHITECTURE.md say what the code does: state tables, the test
+command, the configuration reference, the walk-through, the map."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from watcher.config import reference
 from watcher.remote.providers import KINDS
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = ROOT / "docs"
+SYSTEMS = (DOCS / "systems.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("kind", sorted(k for k in KINDS if KINDS[k].states))
-def test_readme_state_table_matches_the_code(kind: str) -> None:
-    section = README.split(f'(`kind = "{kind}"`)', 1)[1].split("\n### ", 1)[0]
+def test_systems_page_state_table_matches_the_code(kind: str) -> None:
+    section = SYSTEMS.split(f'(`kind = "{kind}"`)', 1)[1].split("\n#", 1)[0]
     found = re.findall(r"^\| `([^`]+)` \| (\w+)", section, flags=re.MULTILINE)
     rows = {state: phase for state, phase in found if phase != "phase"}  # not the header
     assert rows == {state: str(phase) for state, phase in KINDS[kind].states.items()}
@@ -30,6 +34,41 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 
 def test_readme_gives_the_demo_command() -> None:
     assert "pip install . && watcher demo" in README
+
+
+def test_ci_builds_the_docs_strictly() -> None:
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert re.search(r"^mkdocs build --strict", ci, flags=re.MULTILINE)
+
+
+def test_configuration_reference_is_what_the_models_say() -> None:
+    committed = (DOCS / "reference" / "configuration.md").read_text(encoding="utf-8")
+    assert committed == reference.markdown(), (
+        f"docs/reference/configuration.md is out of date; write it again: {reference.COMMAND}"
+    )
+
+
+def _section(text: str, heading: str) -> str:
+    """From ``heading`` to the next heading of its level or higher."""
+    level = heading.split(" ", 1)[0]
+    start = text.index(heading + "\n")
+    rest = text[start + len(heading) :]
+    same_or_higher = re.compile(rf"^#{{1,{len(level)}}} ", re.MULTILINE)
+    ends = [m.start() for m in same_or_higher.finditer(rest)]
+    return rest[: ends[0]] if ends else rest
+
+
+def test_readme_walk_through_is_the_getting_started_page() -> None:
+    in_readme = _section(README, "## Your first real watch").replace("](docs/", "](")
+    page = (DOCS / "getting-started.md").read_text(encoding="utf-8")
+    assert in_readme.strip() == _section(page, "# Your first real watch").strip(), (
+        "README's walk-through and docs/getting-started.md differ: change both"
+    )
+
+
+@pytest.mark.parametrize("target", sorted(set(re.findall(r"\]\((docs/[^)#]+)", README))))
+def test_readme_links_into_the_docs_reach_a_page(target: str) -> None:
+    assert (ROOT / target).is_file()
 
 
 ARCHITECTURE = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")

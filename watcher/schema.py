@@ -96,7 +96,11 @@ class Model(BaseModel):
     """Every configuration model: unknown keys are errors, values are frozen."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, hide_input_in_errors=True, allow_inf_nan=False
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+        allow_inf_nan=False,
+        use_attribute_docstrings=True,  # the configuration reference documents each key
     )
 
 
@@ -158,12 +162,24 @@ class ServerBase(Model):
     """Keys every server has, whatever its kind."""
 
     kind: str
+    """The kind of remote system; each kind's own keys are in its section."""
     url: HttpUrl
+    """Base URL, see each system: ``http://`` or ``https://``, a host, a port from 1 to 65535, no
+    spaces or control characters, no ``user:password@`` (credentials go in the auth keys, which
+    are masked); the same holds for ``token_url``.
+    """
     verify_tls: bool = True
+    """Check the server's TLS certificate."""
     ca_file: Annotated[str, AfterValidator(_ca_bundle)] | None = None
+    """A CA bundle (PEM) to trust instead of the system's; one holding no certificate is a config
+    error.
+    """
     headers: dict[str, str] = Field(default_factory=dict)
+    """Extra headers on every request."""
     max_concurrency: int = Field(default=4, ge=1, le=1000)
+    """Requests in flight to this server at most."""
     request_timeout: Duration = 30.0
+    """One request, from sending to the whole answer, redirects included."""
 
     def target_error(self, id: str | None, task: str | None) -> str | None:
         """Why a watch on this server cannot name this id/task, or ``None`` if it can."""

@@ -1,7 +1,7 @@
 """The JSON documents: what ``--json`` and ``/api/v1`` tell a pipeline about the watches.
 
 * :func:`document`: the one document of ``--json`` (the same shape for `status`, `wait` and
-  `run --once`; README documents it), and of ``GET /api/v1/watches``.
+  `run --once`; docs/commands.md documents it), and of ``GET /api/v1/watches``.
 * :func:`watch_entry`, :func:`silence_entry`, :func:`outage_entry` and :func:`ack_entry`: one
   watch, one silence, one server's outage, one acknowledgement, as the documents and the API's
   other answers show them.

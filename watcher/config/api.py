@@ -87,11 +87,23 @@ def _loopback_names() -> list[str]:
 
 
 class TokenConfig(Model):
-    """One ``[[api.tokens]]`` entry, as :func:`read_tokens` leaves it: a name, a scope, a hash."""
+    """One ``[[api.tokens]]`` entry: a name, a scope and the token's hash.
+
+    :func:`read_tokens` has replaced a ``token_file`` or ``token_env`` by its hash.
+    """
 
     name: str = Field(min_length=1, max_length=100)
+    """The token's name: logs and silences name the token, never show it."""
     scope: Scope
+    """``read`` sees the watches, the silences and the page; ``submit`` also submits and cancels
+    watches; ``admin`` also makes and ends silences.
+    """
     hash: Annotated[str, AfterValidator(_sha256)]
+    """``"sha256:<hex>"`` of the token (``watcher token new`` prints it). Instead, ``token_file``
+    (a file holding the token: beside watches.toml, or under ``$CREDENTIALS_DIRECTORY``) or
+    ``token_env`` (an environment variable holding it), read at start, only their hash kept; a
+    secret from either shorter than 16 characters or easy to guess is refused.
+    """
     max_active: int | None = Field(default=None, ge=1, le=1_000_000)
     """This token's own ``[api] max_active_per_token``."""
     submissions_per_minute: int | None = Field(default=None, ge=1, le=100_000)
@@ -102,18 +114,29 @@ class ApiConfig(Model):
     """``[api]``: where the HTTP API listens, how it is reached and who may use it."""
 
     listen: str
+    """``host:port``, ``[v6]:port`` or a port alone (then ``127.0.0.1``)."""
     cert_file: str | None = None
+    """Serve HTTPS with this PEM certificate chain (TLS 1.2 at least); with ``key_file``."""
     key_file: str | None = None
+    """The PEM key of ``cert_file``."""
     anonymous_read: bool = False
+    """The page and the GET endpoints answer without a token."""
     trusted_proxies: list[Annotated[str, AfterValidator(_ip)]] = Field(default_factory=list)
+    """Addresses of reverse proxies whose right-most ``X-Forwarded-For`` entry is the client; it
+    only decides whose address is believed, and never turns the Host check off.
+    """
     plain_http: bool = False
+    """Allow plain HTTP on an address that is not loopback (a proxy in front terminates TLS)."""
     hosts: list[Annotated[str, AfterValidator(_host)]] = Field(default_factory=_loopback_names)
-    """The host names the listener answers to (an IP address it always answers)."""
+    """The host names the listener answers to, behind a proxy too (any case, a trailing dot
+    ignored, no port); a request for an IP address is always answered, any other name gets 421."""
     max_active_per_token: int = Field(default=1000, ge=1, le=1_000_000)
-    """Submitted watches that have not ended, per token."""
+    """Submitted watches that have not ended (neither finished nor cancelled), per token, shared
+    by the instances of one database."""
     submissions_per_minute: int = Field(default=60, ge=1, le=100_000)
-    """Submissions per token in any minute, per instance."""
+    """Submissions per token in any minute, counted by each instance."""
     tokens: list[TokenConfig] = Field(default_factory=list)
+    """The tokens the API takes (``[[api.tokens]]``)."""
 
     @field_validator("listen")
     @classmethod

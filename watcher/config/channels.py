@@ -41,17 +41,45 @@ class ChannelConfig(Model):
     """
 
     url: ChannelUrl | None = None
+    """An apprise URL; one that apprise cannot parse, or with a port outside 1 to 65535, is a
+    config error. A channel needs ``url`` or ``urls``.
+    """
     urls: list[ChannelUrl] = Field(default_factory=list)
+    """More apprise URLs, checked as ``url`` is."""
     on: frozenset[Event] = DEFAULT_EVENTS
+    """Which events this channel receives; by default every event except ``changed``."""
     title: str | None = None
+    """The message's title template: Jinja2, or text with ``{placeholder}`` fields; unset: the
+    default title.
+    """
     body: str | None = None
+    """The message's body template, as ``title``; unset: the default body."""
     quiet: str | None = None
+    """Quiet hours, ``"22:00-07:00"`` in ``[daemon] timezone``: messages wait for the end of the
+    window.
+    """
     urgent: frozenset[Event] = frozenset()
+    """Events that go out during quiet hours all the same, e.g. ``["failed", "error"]``."""
     repeat: Duration | None = None
+    """Remind this channel of ``unreachable``, ``attention`` and ``overdue`` (and a server outage)
+    this often while they last, e.g. ``"1h"``.
+    """
     repeat_factor: float | None = None
+    """Each reminder waits this many times longer than the last (``repeat``, then x2, x4 ...; 1 to
+    10); needs ``repeat``; unset: 1.
+    """
     repeat_max: Duration | None = None
+    """The longest wait between reminders when ``repeat_factor`` grows it; at least ``repeat``;
+    needs ``repeat``; unset: ``24h``.
+    """
     after: Duration | None = None
+    """Escalation: hear of a lasting condition only once it has lasted this long and nobody
+    acknowledged it, e.g. ``"30m"``; ``on`` must name a lasting condition.
+    """
     group: Duration | None = None
+    """Gather what reaches the channel within this window (e.g. ``"2m"``) into one message;
+    ``urgent`` events do not wait.
+    """
 
     @field_validator("repeat_factor")
     @classmethod

@@ -36,18 +36,38 @@ class Daemon(BaseSettings):
     """``[daemon]``: every key may also be set as ``WATCHER_<KEY>`` in the environment."""
 
     model_config = SettingsConfigDict(
-        env_prefix="WATCHER_", extra="forbid", frozen=True, hide_input_in_errors=True
+        env_prefix="WATCHER_",
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+        use_attribute_docstrings=True,
     )
 
     state: str = Field(default_factory=default_state_path)
+    """The state: a SQLite file (watches and the notification outbox), or a ``postgresql://`` URL
+    of a database that several instances share.
+    """
     notify_concurrency: int = Field(default=4, ge=1, le=64)
+    """Notifications being delivered at once."""
     metrics: str | None = None
+    """Serve Prometheus metrics on this ``host:port`` (a port alone means ``127.0.0.1:port``); off
+    when unset.
+    """
     instance: str = Field(default_factory=default_instance, min_length=1, max_length=200)
+    """This instance's name among those sharing a database (``watcher status`` shows it)."""
     lease: Duration = 15.0
+    """How long what an instance claimed stays its own without renewal (3s to 10m)."""
     timezone: str | None = None
-    """How people are shown times (an IANA name); ``None``: the machine's zone."""
+    """The IANA time zone people are shown times in (messages, text logs, ``status``,
+    ``silences``, the page: ``2026-12-06 16:54:07 CET``) and of quiet hours; unset: the
+    machine's. An unknown name is a config error. JSON documents always use UTC (ISO 8601, ``Z``).
+    """
     heartbeat: str | None = None
+    """A dead-man's switch URL (healthchecks.io or any http(s) URL), pinged every
+    ``heartbeat_every`` while the daemon works; a secret: never logged.
+    """
     heartbeat_every: Duration = 60.0
+    """How often ``heartbeat`` is pinged: between 1s and 1h."""
 
     @field_validator("timezone")
     @classmethod

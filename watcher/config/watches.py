@@ -20,17 +20,34 @@ class WatchSettings(Model):
     """Keys a watch takes; every one may also be set in ``[defaults]``."""
 
     server: str | None = None
+    """A name from ``[servers]``."""
     id: str | None = None
+    """The run id (a string; numbers are accepted)."""
     task: str | None = None
+    """ArcGIS: the task whose runs to watch."""
     filters: dict[str, str | int] | None = None
+    """BRPM: find runs by attributes instead of naming one (sent as ``filters[key]=value``)."""
     interval: Duration = 15.0
+    """First delay between polls."""
     backoff: float = Field(default=1.5, ge=1.0, le=10.0)
+    """Factor by which the delay grows while the remote state does not change."""
     max_interval: Duration = 300.0
+    """Ceiling of the delay; a change of the remote state resets it to ``interval``."""
     timeout: Duration = 12 * 3600.0
+    """No terminal state this long after the watch started: outcome ``timeout``."""
     notify: list[str] = Field(default_factory=list)
+    """Channels to tell (names from ``[channels]``)."""
     each: bool | None = None
+    """ArcGIS task watch without an ``id``: ``true`` reports every new run, ``false`` follows the
+    next run to its end; unset: the server's ``each``.
+    """
     expect: Literal["auto"] | Duration | None = None
+    """How long a run usually takes at most: still not finished this long after the watch started,
+    it fires ``overdue`` once (the watch goes on until it ends or times out); ``"auto"`` learns
+    it from earlier runs.
+    """
     unreachable_after: int = Field(default=5, ge=1, le=1000)
+    """Transient failures in a row before ``unreachable`` fires."""
 
     @field_validator("id", mode="before")
     @classmethod
@@ -42,7 +59,11 @@ class WatchConfig(WatchSettings):
     """One ``[[watches]]`` entry."""
 
     name: str | None = None
+    """How people see the watch; unset: derived from its target, e.g. ``run 5733 on governance``.
+    Not taken in ``[defaults]``.
+    """
     server: str
+    """A name from ``[servers]``; every watch needs one, its own or ``[defaults]``'s."""
 
     @model_validator(mode="after")
     def _interval_below_max(self) -> WatchConfig:

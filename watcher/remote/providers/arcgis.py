@@ -75,11 +75,23 @@ class Config(ServerBase):
 
     kind: Literal["arcgis"]
     token: SecretStr | None = None
+    """A static token."""
     username: str | None = None
+    """Sign in with generateToken (username, password, ``client=requestip``); with ``password``."""
     password: SecretStr | None = None
+    """The password of ``username``."""
     token_url: HttpUrl | None = None
+    """Where to sign in; unset: the portal's ``sharing/rest/generateToken`` beside the admin root
+    (set it when ``url`` does not end in ``/admin``).
+    """
     token_in: Literal["query", "header"] = "query"
+    """Where the token goes: ``query`` (``?token=``), or ``header`` (``X-Esri-Authorization: Bearer
+    <token>``).
+    """
     each: bool = False
+    """The ``each`` of this server's task watches without an ``id``: ``true`` reports every new
+    run; a watch's own ``each`` wins.
+    """
 
     @model_validator(mode="after")
     def _one_way_to_sign_in(self) -> Self:

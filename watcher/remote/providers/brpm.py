@@ -57,14 +57,12 @@ _JSON = "application/json"
 
 
 class Config(ServerBase):
-    """``kind = "brpm"``; ``url`` is the application root, e.g. ``https://host:8443/brpm``.
-
-    Attributes:
-        token: the user's REST API token (from the BRPM user profile); sent as ``?token=``.
-    """
+    """``kind = "brpm"``; ``url`` is the application root, e.g. ``https://host:8443/brpm``."""
 
     kind: Literal["brpm"]
     token: SecretStr
+    """The per-user API token (from the BRPM user profile); sent as ``?token=``, masked everywhere.
+    """
 
     def target_error(self, id: str | None, task: str | None) -> str | None:
         """A watch names a numeric run ``id``; watches with ``filters`` are checked elsewhere."""

@@ -71,10 +71,17 @@ class Config(ServerBase):
 
     kind: Literal["gardin"]
     url: HttpUrl = DEFAULT_URL
+    """The API's base URL."""
     token: SecretStr | None = None
+    """A static access token."""
     client_id: str | None = None
+    """OAuth2 client credentials (Basic auth, ``grant_type=client_credentials``); with
+    ``client_secret``.
+    """
     client_secret: SecretStr | None = None
+    """The secret of ``client_id``."""
     token_url: HttpUrl = DEFAULT_TOKEN_URL
+    """Where client credentials are exchanged for a token."""
 
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> Self:

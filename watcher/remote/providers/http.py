@@ -75,9 +75,15 @@ class Acceptor(Model):
     """One rule: when ``matcher`` finds ``expected``, the run is in phase ``outcome``."""
 
     matcher: Matcher
+    """``path`` compares an expression's value with ``expected``; ``pathAll``/``pathAny`` need a
+    non-empty list whose every/any element equals it; ``status`` compares the HTTP status code.
+    """
     argument: JmesPath | None = None
+    """The JMESPath expression of ``path``, ``pathAll`` and ``pathAny`` (``status`` takes none)."""
     expected: str | int | float | bool
+    """The value to match, by JSON equality; an integer status code for ``status``."""
     outcome: Outcome
+    """The phase of the run when this rule matches."""
 
     @model_validator(mode="after")
     def _argument_fits_matcher(self) -> Self:
@@ -98,21 +104,45 @@ class Config(ServerBase):
 
     kind: Literal["http"]
     path: str
+    """``GET {url}{path}``, ``{id}`` replaced by the URL-quoted run id; starts with ``/``, e.g.
+    ``/jobs/{id}``.
+    """
     state: JmesPath | None = None
+    """JMESPath selecting the state value."""
     success: list[str] = []
+    """States that mean the run succeeded."""
     failure: list[str] = []
+    """States that mean it failed."""
     cancelled: list[str] = []
+    """States that mean it was cancelled."""
     pending: list[str] = []
+    """Documented non-terminal states: pending (optional)."""
     running: list[str] = []
+    """Documented non-terminal states: running (optional); a state in no list is unknown: polling
+    goes on, logged once.
+    """
     detail: JmesPath | None = None
+    """JMESPath for the message shown in notifications (optional)."""
     link: str | None = None
+    """A URL to the run, ``{id}`` replaced (optional)."""
     acceptors: list[Acceptor] = []
+    """Ordered rules in the manner of boto3 waiters, checked before the ``state`` lists: the first
+    that matches wins.
+    """
     auth: Auth = "none"
+    """``none``, ``bearer`` (``token``), ``basic`` (``username``, ``password``) or ``header``
+    (``header_name``, ``header_value``).
+    """
     token: SecretStr | None = None
+    """The bearer token (``auth = "bearer"``)."""
     username: str | None = None
+    """The user name (``auth = "basic"``)."""
     password: SecretStr | None = None
+    """The password (``auth = "basic"``)."""
     header_name: str | None = None
+    """The header's name (``auth = "header"``)."""
     header_value: SecretStr | None = None
+    """The header's value (``auth = "header"``)."""
 
     @model_validator(mode="after")
     def _readable_and_authenticated(self) -> Self:

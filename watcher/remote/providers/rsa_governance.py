@@ -68,10 +68,19 @@ class Config(ServerBase):
 
     kind: Literal["rsa_governance"]
     token: SecretStr | None = None
+    """A static token, sent as ``Authorization: Bearer``."""
     username: str | None = None
+    """Log in as this user with ``cmd=loginUser`` (an XML ``<username>``/``<password>`` body); with
+    ``password``.
+    """
     password: SecretStr | None = None
+    """The password of ``username``."""
     client_id: str | None = None
+    """Log in as a trusted application with ``cmd=loginTrustedApp`` (``ClientId``/``ClientSecret``
+    headers); with ``client_secret``.
+    """
     client_secret: SecretStr | None = None
+    """The secret of ``client_id``."""
 
     def split_ids(self, id: str | None) -> list[str | None]:
         """``"5733,5734"`` (what a start command returns for several collectors) is two runs."""
