@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Coroutine, Mapping, Sequence
@@ -31,7 +32,7 @@ from urllib.parse import quote
 from yarl import URL
 
 from watcher import redact
-from watcher.cli.progress import Progress
+from watcher.cli.progress import Progress, record_of
 from watcher.errors import (
     EXIT_FAILED,
     EXIT_INCOMPLETE,
@@ -42,6 +43,7 @@ from watcher.errors import (
 )
 from watcher.remote.client import Http, Reply, retry_after
 from watcher.service.once import plural
+from watcher.service.reports.publish import Reports
 
 TIMEOUT_S = 30.0
 POLL_EVERY_S = 5.0
@@ -120,13 +122,16 @@ async def wait(
     as_json: bool = False,
     fail_fast: bool = False,
     progress: Progress | None = None,
+    junit: str | None = None,
 ) -> int:
     """Ask ``url``'s API about ``keys`` until every one has ended and its notifications are
     out (or ``settle_s`` more has passed); print a line per watch (or the JSON document) and
     return ``wait``'s exit code. ``timeout_s``: give up waiting (exit 3, not finished). A watch
     no longer watched (cancelled, or left out of watches.toml) will not end: exit 3 at once.
     ``fail_fast``: stop at the first that ended other than succeeded. ``progress``: shown
-    the watches at every ask (the live view, or the state lines and summaries)."""
+    the watches at every ask (the live view, or the state lines and summaries). ``junit``:
+    a JUnit file to write; under GitHub Actions the annotations and the job summary too
+    (:mod:`~watcher.service.reports`)."""
     deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
     try:
         watches = await _asked(url, token, keys, deadline, settle_s, fail_fast, progress)
@@ -134,10 +139,15 @@ async def wait(
         if progress is not None:
             progress.close()
     code = _exit_code(watches)
+    records, now = [record_of(watch) for watch in watches], time.time()
+    reports = Reports.asked(junit, os.environ)
+    if not reports.write(records, now) and code == EXIT_OK:
+        code = EXIT_INCOMPLETE
     if as_json:
         print(json.dumps({"version": 1, "exit_code": code, "watches": watches}, indent=2))
     else:
         print("\n".join(_line(w) for w in watches))
+    reports.annotate(records, now, sys.stderr if as_json else sys.stdout)
     return code
 
 

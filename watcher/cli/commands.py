@@ -49,6 +49,7 @@ from watcher.notify.quiet import zone
 from watcher.notify.silences import matches
 from watcher.redact import scrub
 from watcher.service.daemon import Options, run
+from watcher.service.reports import junit
 from watcher.stores import Store, is_database, open_store, registry, statefile
 
 
@@ -94,6 +95,8 @@ def _remote(args: argparse.Namespace, url: str) -> int:
     if args.command == "cancel":
         return remote.run(remote.cancel(url, token, args.key))
     if args.command == "wait":  # the keys `submit` printed
+        if args.junit is not None:
+            junit.check(args.junit)
         keys = [args.server, *args.ids]
         live = not args.json and _terminal(args)
         rows = shutil.get_terminal_size().lines - 2
@@ -107,6 +110,7 @@ def _remote(args: argparse.Namespace, url: str) -> int:
             as_json=args.json,
             fail_fast=args.fail_fast,
             progress=progress,
+            junit=args.junit,
         )
         return remote.run(waited)
     settings = {key: getattr(args, key, None) for key in SUBMITTED_KEYS}
@@ -167,6 +171,10 @@ def _load(path: str, args: argparse.Namespace) -> Config:
 def _watch(path: str, args: argparse.Namespace, *, once: bool) -> int:
     """``run``, ``run --once`` and ``wait``. The configuration's watches become specs, then
     only the specs are kept: 50,000 watch models would cost 1.3 KB each for the whole run."""
+    if args.junit is not None:
+        if not once:
+            raise ConfigError("--junit: only with --once (a daemon does not end)")
+        junit.check(args.junit)
     config = _load(path, args)
     if once and is_database(config.daemon.state):
         command = "wait" if args.command == "wait" else "run --once"
@@ -185,6 +193,7 @@ def _watch(path: str, args: argparse.Namespace, *, once: bool) -> int:
         json=once and args.json,
         live=once and not args.json and _terminal(args),
         fail_fast=once and args.fail_fast,
+        junit=args.junit,
     )
     if metrics:
         _address_note(path, "daemon.metrics", config.daemon.metrics, in_use_ok=False)

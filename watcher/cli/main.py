@@ -207,6 +207,11 @@ def _notify_option(p: argparse.ArgumentParser) -> None:
 def _once_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="the results as one JSON document on stdout")
     p.add_argument(
+        "--junit",
+        metavar="FILE",
+        help="also write the results as a JUnit XML report (GitLab, Jenkins) to FILE",
+    )
+    p.add_argument(
         "--fail-fast",
         action="store_true",
         help="end as soon as a watch ends other than succeeded (the others are not waited for)",

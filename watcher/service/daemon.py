@@ -67,6 +67,7 @@ class Options:
         live: once: redraw a line per watch on stderr (a terminal) instead of logging each
             state change.
         fail_fast: once: exit as soon as a watch ends other than succeeded.
+        junit: once: write a JUnit report of the watches to this file at the end.
     """
 
     once: bool = False
@@ -77,6 +78,7 @@ class Options:
     json: bool = False
     live: bool = False
     fail_fast: bool = False
+    junit: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,7 @@ class Daemon:
             serve_metrics=bool(self.config.daemon.metrics) and options.metrics,
             behind_say_s=self.timings.behind_say_s,
             where=self._where,
+            junit=options.junit,
         )
         parts = self.parts = build(self.config, self.specs, store, http, self.metrics, shape)
         self.store, self.engine, self.dispatcher = store, parts.engine, parts.dispatcher

@@ -8,6 +8,9 @@
 * :class:`LiveView`: on a terminal, one line per watch redrawn in place while they run.
 * :func:`settle_retries`: delivery retries that fit within ``--settle``.
 
+The reports for CI (``--junit``, GitHub Actions' annotations and job summary) are written by
+:mod:`~watcher.service.reports` from the same records.
+
 The lines show remote text (states, details, names) escaped (:func:`watcher.redact.escape`),
 so a line break, a control character or a bidi override in it cannot forge or recolour a line.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -34,6 +38,7 @@ from watcher.notify.dispatch import Dispatcher
 from watcher.notify.messages import describe_target
 from watcher.redact import escape, scrub
 from watcher.schema import format_duration
+from watcher.service.reports.publish import Reports
 from watcher.stores import Store
 
 log = logging.getLogger(__name__)
@@ -52,14 +57,17 @@ class Ending:
         *,
         settle_s: float,
         as_json: bool = False,
+        junit: str | None = None,
     ) -> None:
         """``settle_s``: how long to wait for notifications at the end; ``as_json``: the report
-        as one JSON document, instead of a line per watch."""
+        as one JSON document, instead of a line per watch; ``junit``: a JUnit file to write
+        (:mod:`~watcher.service.reports`)."""
         self._store = store
         self._engine = engine
         self._dispatcher = dispatcher
         self._settle_s = settle_s
         self._as_json = as_json
+        self._junit = junit
 
     async def summary(self) -> None:
         """Log one line of what is done and what is still waited for."""
@@ -96,13 +104,17 @@ class Ending:
             )
 
     async def report(self) -> int:
-        """A line per watch (or the JSON document) on stdout, and the exit code; undelivered
-        notifications make an all-good run's code 4."""
+        """A line per watch (or the JSON document) on stdout, the CI reports, and the exit
+        code; undelivered notifications make an all-good run's code 4, a JUnit file that
+        could not be written 3."""
         records = await self._engine.results()
         _, notes = await self._store.snapshot()
         keys = {record.key for record in records}
         undelivered = [note for note in notes if note.watch in keys]
         code = exit_code(records)
+        reports = Reports.asked(self._junit, os.environ)
+        if not reports.write(records, time.time()) and code == EXIT_OK:
+            code = EXIT_INCOMPLETE
         if undelivered and code == EXIT_OK:
             code = EXIT_UNDELIVERED
         if self._as_json:
@@ -119,6 +131,8 @@ class Ending:
                 ]
             text = "\n".join(escape(line) for line in lines)  # remote text: one line each
         print(scrub(text), flush=True)
+        # beside a JSON document, stderr: GitHub reads workflow commands there too
+        reports.annotate(records, time.time(), sys.stderr if self._as_json else sys.stdout)
         return code
 
 

@@ -52,6 +52,7 @@ class Shape:
         once: it ends when every watch has ended; deliveries are retried within ``settle_s``.
         settle_s: once: how long notifications may take to be delivered before the exit.
         as_json: once: the results as one JSON document.
+        junit: once: the JUnit file to write at the end (``--junit``).
         serve_metrics: ``/metrics`` is served.
         behind_say_s: ``STATUS=`` says how far behind polls are from this much.
         where: how errors name the configuration file (``""`` without one).
@@ -63,6 +64,7 @@ class Shape:
     serve_metrics: bool
     behind_say_s: float
     where: str
+    junit: str | None = None
 
 
 def build(
@@ -114,7 +116,14 @@ def build(
         engine=engine,
         facts=facts,
         cluster=Cluster(store, engine, config.daemon.lease),
-        ending=Ending(store, engine, dispatcher, settle_s=shape.settle_s, as_json=shape.as_json),
+        ending=Ending(
+            store,
+            engine,
+            dispatcher,
+            settle_s=shape.settle_s,
+            as_json=shape.as_json,
+            junit=shape.junit,
+        ),
         front=front,
         heartbeat=heartbeat(config, store, http, engine) if not shape.once else None,
     )
