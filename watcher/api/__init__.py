@@ -15,6 +15,7 @@ the host names answered, is :mod:`watcher.config.api`.
 * :mod:`watcher.api.checks`: what every request must pass, and how a refusal is answered.
 * :mod:`watcher.api.health`: ``/healthz``; :mod:`watcher.api.reads` and
   :mod:`watcher.api.writes`: the handlers of ``/api/v1``.
+* :mod:`watcher.api.contract`: ``/api/v1/openapi.json``, the OpenAPI document of the routes.
 * :mod:`watcher.api.server`: the routes, composing the above, and the listener's life.
 
 It may import the engine (what a submission becomes, the history of runs), config, notify,

@@ -33,7 +33,7 @@ MISDIRECTED: Final = (
     " clients use to reach it"
 )
 HSTS: Final = "max-age=31536000"
-UNCOUNTED: Final = frozenset({"/healthz", "/page.css", "/favicon.ico"})
+UNCOUNTED: Final = frozenset({"/healthz", "/page.css", "/favicon.ico", "/api/v1/openapi.json"})
 """Reads that are not counted against a client's share (see :class:`Gate`): they are shared
 or constant."""
 TOKEN: Final = web.RequestKey("token", TokenConfig)

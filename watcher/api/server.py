@@ -24,7 +24,8 @@ Routes and scopes: ``GET /healthz`` (none); ``GET /api/v1/watches[/{key}]``, ``G
 /api/v1/silences``, the page (``read``); ``POST /api/v1/watches``, ``DELETE
 /api/v1/watches/{key}`` (``submit``); ``POST /api/v1/silences``, ``DELETE
 /api/v1/silences/{id}`` (``admin``); ``GET /api/v1/acks`` (``read``), ``POST /api/v1/acks``
-(``submit``). ``GET /metrics`` (``read``) too when ``[daemon] metrics``
+(``submit``); ``GET /api/v1/openapi.json`` (``read``), the contract of them all
+(:mod:`watcher.api.contract`). ``GET /metrics`` (``read``) too when ``[daemon] metrics``
 is the same address. Every ``GET`` also answers ``HEAD``.
 """
 
@@ -41,7 +42,7 @@ from typing import Final, Protocol
 from aiohttp import web
 
 from watcher.address import parse_address
-from watcher.api import health, v1
+from watcher.api import contract, health, v1
 from watcher.api.access import Access
 from watcher.api.checks import MAX_BODY, Checks
 from watcher.api.listener import Listener
@@ -103,6 +104,7 @@ class Api:
         r.add_delete("/api/v1/silences/{id}", guard("admin", writes.unsilence))
         r.add_get("/api/v1/acks", guard("read", reads.acks))
         r.add_post("/api/v1/acks", guard("submit", writes.ack))
+        r.add_get(contract.PATH, guard("read", contract.openapi))
         Site(self._access, reads).routes(r)
         if self._metrics is not None:
             r.add_get("/metrics", guard("read", self._metrics.scrape))
