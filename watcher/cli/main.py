@@ -50,12 +50,12 @@ def _grace(text: str) -> float:
 
 
 class _Version(argparse.Action):
-    """``--version``: reads the installed version only when asked."""
+    """``--version``: the version (and a checkout's commit), looked up only when asked."""
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
-        from watcher import __version__
+        from watcher.cli.version import describe
 
-        print(f"watcher {__version__}")
+        print(describe())
         parser.exit()
 
 
