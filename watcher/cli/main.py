@@ -183,6 +183,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--event", help="send what the templates make of a sample run at this event")
     p = sub.add_parser("demo", help="watch simulated runs on four systems, no accounts needed")
     p.add_argument("--speed", type=float, default=1.0, help="poll faster (2 = twice as fast)")
+    p.add_argument(
+        "--serve",
+        nargs="?",
+        const="127.0.0.1:9477",
+        metavar="ADDRESS",
+        help="stay up with the API and status page until Ctrl-C (default 127.0.0.1:9477; "
+        "port 0: a free one)",
+    )
     return top
 
 
