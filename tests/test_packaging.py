@@ -57,3 +57,18 @@ def test_version_without_git_is_the_version_alone() -> None:
     alone = f"watcher {watcher.__version__}\n"
     assert (done.returncode, done.stdout, done.stderr) == (0, alone, "")
     assert describe().startswith(f"watcher {watcher.__version__}")
+
+
+def test_every_file_the_package_reads_is_package_data_in_the_wheel() -> None:
+    # the wheel takes the .py files and only the data pyproject.toml names: a template or asset
+    # left out works from the checkout and fails once installed (.ci/run builds and runs one)
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = config["tool"]["setuptools"]["package-data"]["watcher"]
+    package = ROOT / "watcher"
+    data = [
+        path.relative_to(package)
+        for path in package.rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts
+    ]
+    assert data, "the status page's templates and stylesheet are package data"
+    assert [path for path in data if not any(path.match(glob) for glob in globs)] == []
