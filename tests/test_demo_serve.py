@@ -8,6 +8,7 @@ import signal
 import sys
 
 import aiohttp
+import pytest
 
 DEMO_NAMES = (
     "nightly identity collection",
@@ -28,7 +29,8 @@ async def _banner(stdout: asyncio.StreamReader) -> dict[str, str]:
     return found
 
 
-async def test_demo_serve_stays_up_with_page_and_api_until_sigint() -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+async def test_demo_serve_stays_up_with_page_and_api_until_a_signal(stop: signal.Signals) -> None:
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "watcher", "demo", "--serve", "127.0.0.1:0", "--speed", "4"),
         stdout=asyncio.subprocess.PIPE,
@@ -52,7 +54,7 @@ async def test_demo_serve_stays_up_with_page_and_api_until_sigint() -> None:
         names = {watch["name"] for watch in listed["watches"]}
         assert names == set(DEMO_NAMES)
         assert all(name in html for name in DEMO_NAMES)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
         await drained
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from watcher.address import parse_address, try_bind
-from watcher.config.api import new_token
+from watcher.config.api import loopback, new_token
 from watcher.config.load import load
 from watcher.errors import ConfigError
 from watcher.service.daemon import Options, run
@@ -55,13 +55,16 @@ def listener(listen: str) -> Listener:
     """A listener at ``listen`` (port 0: a free one), with a new read token.
 
     Raises:
-        ConfigError: ``listen`` is no address, or it cannot be listened on (in use, say).
+        ConfigError: ``listen`` is no address, not loopback, or cannot be listened on (in
+            use, say).
     """
     try:
         host, port = parse_address(listen)
         try_bind(listen)
     except (ValueError, OSError) as exc:
         raise ConfigError(f"demo --serve: cannot listen on {listen}: {exc}") from None
+    if not loopback(host):  # the demo has no certificate: its token would cross the network
+        raise ConfigError(f"demo --serve: {listen} is not loopback (127.0.0.1, [::1])")
     if port == 0:
         port = _free_port(host)
     token, hashed = new_token()

@@ -182,7 +182,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("channel")
     p.add_argument("--event", help="send what the templates make of a sample run at this event")
     p = sub.add_parser("init", help="write a commented watches.toml to start from")
-    p.add_argument("path", nargs="?", default="watches.toml", metavar="PATH")
+    p.add_argument(
+        "path", nargs="?", default="watches.toml", metavar="PATH", help="default: ./watches.toml"
+    )
     p.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
     p = sub.add_parser("demo", help="watch simulated runs on four systems, no accounts needed")
     p.add_argument("--speed", type=float, default=1.0, help="poll faster (2 = twice as fast)")
