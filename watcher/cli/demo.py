@@ -151,7 +151,7 @@ async def demo(speed: float = 1.0, *, serve: str | None = None) -> int:
 
 NEXT = """
 What to try next:
-  cp watches.toml my.toml        the shipped example: set your servers, channels and runs
+  watcher init my.toml           a commented config: set your servers, channels and runs
   watcher check -c my.toml       validates it, channel URLs included, and says what it would do
   watcher notify-test CHANNEL    sends a test notification through one channel
   watcher wait SERVER ID         in a CI step: waits for one run, notifies, exits 0/1/3
