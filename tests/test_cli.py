@@ -184,7 +184,7 @@ async def test_a_bad_config_exits_2_naming_file_and_key_without_a_traceback(tmp_
 async def test_usage_errors_and_version() -> None:
     assert (await run_process("frobnicate"))[0] == 2
     code, out, _ = await run_process("--version")
-    assert code == 0 and out.strip() == f"watcher {__version__}"
+    assert code == 0 and re.fullmatch(rf"watcher {__version__}( \(commit [0-9a-f]+\))?\n", out)
 
 
 async def test_sigterm_stops_the_daemon_promptly_with_state_saved(

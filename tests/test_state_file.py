@@ -246,7 +246,7 @@ async def test_while_the_disk_is_full_even_an_unchanged_poll_waits_for_its_save(
 
 
 WITHOUT_ASYNCPG = (
-    "import sys; sys.modules['asyncpg'] = None; "  # as if `pip install watcher` left it out
+    "import sys; sys.modules['asyncpg'] = None; "  # as if installed without the extra
     "from watcher.cli.main import main; sys.exit(main(sys.argv[1:]))"
 )
 
@@ -264,5 +264,5 @@ def test_a_database_state_without_its_driver_is_exit_2_saying_what_to_install(
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "needs the asyncpg driver, which is not installed" in done.stderr
-    assert "pip install 'watcher[postgres]'" in done.stderr
+    assert "pip install 'watcher-runs[postgres]'" in done.stderr
     assert "Traceback" not in done.stderr and "hunter22" not in done.stdout + done.stderr

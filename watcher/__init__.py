@@ -16,7 +16,13 @@ contracts in pyproject.toml, checked by ``lint-imports``)::
     models  errors  redact       values, the exception tree, masking
 """
 
-__all__ = ["__version__"]
+from typing import Final
+
+__all__ = ["DISTRIBUTION", "__version__"]
 
 #: the one place the version is written; pyproject.toml reads it from here
 __version__ = "0.1.0"
+#: the name watcher is installed by (``pip install``, ``importlib.metadata``): pyproject.toml's
+#: ``[project] name``. The import package and the command are ``watcher``; the registry's
+#: ``watcher`` is another project.
+DISTRIBUTION: Final = "watcher-runs"

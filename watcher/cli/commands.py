@@ -58,7 +58,11 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from watcher.cli.demo import demo
 
-        return asyncio.run(demo(speed=args.speed))
+        return asyncio.run(demo(speed=args.speed, serve=args.serve))
+    if args.command == "init":
+        from watcher.cli.init import init
+
+        return init(args.path, force=args.force)
     if args.command == "token":
         return _new_token(args.name, args.scope, toml=args.toml)
     remote = args.command in ("submit", "cancel", "wait")

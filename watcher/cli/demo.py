@@ -12,6 +12,7 @@ import logging
 import tempfile
 from pathlib import Path
 
+from watcher.cli import demo_serve
 from watcher.cli.status import report
 from watcher.config.load import load
 from watcher.service.daemon import Options, run
@@ -114,16 +115,25 @@ def simulators(speed: float = 1.0) -> dict[str, Simulator]:
     }
 
 
-async def demo(speed: float = 1.0) -> int:
-    """Run the demo; 0 when everything happened as designed, else what ``run --once`` gave."""
+async def demo(speed: float = 1.0, *, serve: str | None = None) -> int:
+    """Run the demo; 0 when everything happened as designed, else what ``run --once`` gave.
+
+    With ``serve`` (an address to listen on), run it as a daemon with its API and status page
+    until a signal instead (:mod:`watcher.cli.demo_serve`); 0 when stopped so.
+    """
+    where = demo_serve.listener(serve) if serve is not None else None
     sims = simulators(speed)
     urls = {name: await sim.start() for name, sim in sims.items()}
     try:
         with tempfile.TemporaryDirectory(prefix="watcher-demo-") as tmp:
             path = Path(tmp) / "watches.toml"
-            path.write_text(_config(urls, Path(tmp) / "watcher.db", speed), encoding="utf-8")
+            text = _config(urls, Path(tmp) / "watcher.db", speed)
+            text += where.api_table() if where is not None else ""
+            path.write_text(text, encoding="utf-8")
             print("watcher demo: simulators running; this is the config it watches with:\n")
-            print(path.read_text(encoding="utf-8"))
+            print(path.read_text(encoding="utf-8"), flush=True)
+            if where is not None:
+                return await demo_serve.serve(path, where, urls)
             config = load(path)
             logging.getLogger("watcher.engine").setLevel(logging.DEBUG)
             code = await run(config, Options(once=True, summary_every_s=5.0 / speed))
@@ -141,11 +151,12 @@ async def demo(speed: float = 1.0) -> int:
 
 NEXT = """
 What to try next:
-  cp watches.toml my.toml        the shipped example: set your servers, channels and runs
+  watcher init my.toml           a commented config: set your servers, channels and runs
   watcher check -c my.toml       validates it, channel URLs included, and says what it would do
   watcher notify-test CHANNEL    sends a test notification through one channel
   watcher wait SERVER ID         in a CI step: waits for one run, notifies, exits 0/1/3
   watcher run -c my.toml         as a service: see systemd/watcher.service and README.md
+  watcher demo --serve           this demo left up with its API and status page, until Ctrl-C
   [api] in my.toml               uncomment it, run, and open http://127.0.0.1:9477/: the status
                                  page, and the API a CI step hands its runs to (README.md)
 """

@@ -50,12 +50,12 @@ def _grace(text: str) -> float:
 
 
 class _Version(argparse.Action):
-    """``--version``: reads the installed version only when asked."""
+    """``--version``: the version (and a checkout's commit), looked up only when asked."""
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
-        from watcher import __version__
+        from watcher.cli.version import describe
 
-        print(f"watcher {__version__}")
+        print(describe())
         parser.exit()
 
 
@@ -181,8 +181,21 @@ def parser() -> argparse.ArgumentParser:
     p = command("notify-test", "send a test notification")
     p.add_argument("channel")
     p.add_argument("--event", help="send what the templates make of a sample run at this event")
+    p = sub.add_parser("init", help="write a commented watches.toml to start from")
+    p.add_argument(
+        "path", nargs="?", default="watches.toml", metavar="PATH", help="default: ./watches.toml"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
     p = sub.add_parser("demo", help="watch simulated runs on four systems, no accounts needed")
     p.add_argument("--speed", type=float, default=1.0, help="poll faster (2 = twice as fast)")
+    p.add_argument(
+        "--serve",
+        nargs="?",
+        const="127.0.0.1:9477",
+        metavar="ADDRESS",
+        help="stay up with the API and status page until Ctrl-C (default 127.0.0.1:9477; "
+        "port 0: a free one)",
+    )
     return top
 
 

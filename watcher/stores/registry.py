@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol, cast
 from urllib.parse import urlsplit
 
+from watcher import DISTRIBUTION
 from watcher.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -69,9 +70,6 @@ class Kind:
             )
         return None
 
-
-DISTRIBUTION: Final = "watcher"
-"""The name watcher is installed by (``pip install``), for the extras messages name."""
 
 SQLITE: Final = Kind("SQLite", "watcher.stores.sqlite", database=False)
 POSTGRES: Final = Kind(
