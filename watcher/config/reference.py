@@ -26,6 +26,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from watcher import DISTRIBUTION
 from watcher.config.api import ApiConfig, TokenConfig
 from watcher.config.channels import ChannelConfig
 from watcher.config.daemon import Daemon
@@ -33,7 +34,7 @@ from watcher.config.watches import WatchConfig
 from watcher.remote.providers import KINDS
 from watcher.remote.providers.http import Acceptor
 from watcher.schema import ServerBase, format_duration
-from watcher.stores.registry import DISTRIBUTION, SCHEMES
+from watcher.stores.registry import SCHEMES
 
 COMMAND: Final = "python -m watcher.config.reference > docs/reference/configuration.md"
 """How the committed page is made again after a model changes."""
