@@ -54,6 +54,7 @@ class Shape:
         as_json: once: the results as one JSON document.
         serve_metrics: ``/metrics`` is served.
         behind_say_s: ``STATUS=`` says how far behind polls are from this much.
+        behind_warn_s: polls starting this late are logged as a warning.
         where: how errors name the configuration file (``""`` without one).
     """
 
@@ -62,6 +63,7 @@ class Shape:
     as_json: bool
     serve_metrics: bool
     behind_say_s: float
+    behind_warn_s: float
     where: str
 
 
@@ -86,6 +88,7 @@ def build(
         on_notes=dispatcher.wake,
         submitted=lambda key, settings: submitted_spec(config, key, settings),
         metrics=metrics,
+        behind_warn_s=shape.behind_warn_s,
     )
     shown_in = zone(config.daemon.timezone)
     engine.show_times_in(shown_in)

@@ -44,18 +44,19 @@ from watcher.stores import (
     default_instance,
     serving_clients,
     sql,
+    sqlitefile,
 )
-from watcher.stores.commit import GroupCommit, Health, Work
+from watcher.stores.commit import RETRY_FIRST_S, GroupCommit, Health, Work
 from watcher.stores.outages import SharedOutages
 from watcher.stores.readers import Readers
 from watcher.stores.reading import Query, Rows, SharedReads
 from watcher.stores.sqlitefile import (
+    Transact,
     checkpoint,
     connect,
     driver_errors,
     is_outage,
     lock,
-    transaction,
     unlock,
 )
 from watcher.stores.sqlitefile import read_snapshot as read_snapshot
@@ -85,8 +86,14 @@ class SqliteStore(SharedReads, SharedWrites, FileWatches, FileOutbox, SharedOuta
         lease_s: float = DEFAULT_LEASE_S,
         client: bool = False,
         readonly: bool = False,
+        transact: Transact = sqlitefile.transact,
+        retry_first_s: float = RETRY_FIRST_S,
     ) -> None:
+        """Open the file ``path`` (see the module docstring). ``transact`` runs a batch of writes
+        in one transaction and ``retry_first_s`` is the first wait after the file refused one
+        (tests make the disk full, or slow)."""
         self.path = str(path)
+        self._transact = transact
         self.instance = instance or default_instance()
         self.lease_s = lease_s
         self.client = client = client or readonly
@@ -108,7 +115,7 @@ class SqliteStore(SharedReads, SharedWrites, FileWatches, FileOutbox, SharedOuta
             raise
         self._checkpoints: asyncio.Task[None] | None = None
         self._writer = GroupCommit[sqlite3.Connection](
-            self._transaction, is_outage, f"state file {self.path}"
+            self._transaction, is_outage, f"state file {self.path}", retry_first_s=retry_first_s
         )
         self._timings = Timings(self._writer, retime)
         self._readers = Readers(lambda: connect(self.path, readonly=True))
@@ -171,7 +178,7 @@ class SqliteStore(SharedReads, SharedWrites, FileWatches, FileOutbox, SharedOuta
                 await asyncio.to_thread(checkpoint, self.path, "PASSIVE")
 
     async def _transaction(self, writes: Sequence[Work[sqlite3.Connection]]) -> list[Any]:
-        return transaction(self._started(), writes)
+        return await self._transact(self._started(), writes)
 
     @property
     def health(self) -> Health:
