@@ -163,16 +163,8 @@ class Daemon:
 
     def _build(self, http: Http, store: Store) -> Front:
         """The parts (:mod:`~watcher.service.parts`); the front, not listening yet."""
-        self._http, options = http, self.options
-        shape = Shape(
-            once=options.once,
-            settle_s=options.settle_s,
-            as_json=options.json,
-            serve_metrics=bool(self.config.daemon.metrics) and options.metrics,
-            behind_say_s=self.timings.behind_say_s,
-            behind_warn_s=self.timings.behind_warn_s,
-            where=self._where,
-        )
+        self._http = http
+        shape = _shape(self.config, self.options, self.timings, self._where)
         parts = self.parts = build(self.config, self.specs, store, http, self.metrics, shape)
         self.store, self.engine, self.dispatcher = store, parts.engine, parts.dispatcher
         self.facts, self.front = parts.facts, parts.front
@@ -310,6 +302,19 @@ class Daemon:
         # status is a courtesy: never stop for it, nor complain when a stop cuts it short
         with contextlib.suppress(Exception, asyncio.CancelledError):
             self.notifier.status(await self.facts())
+
+
+def _shape(config: Config, options: Options, timings: Timings, where: str) -> Shape:
+    """How the run was asked for, as the parts are built for it."""
+    return Shape(
+        once=options.once,
+        settle_s=options.settle_s,
+        as_json=options.json,
+        serve_metrics=bool(config.daemon.metrics) and options.metrics,
+        behind_say_s=timings.behind_say_s,
+        behind_warn_s=timings.behind_warn_s,
+        where=where,
+    )
 
 
 def settle_memory(watches: int) -> None:
