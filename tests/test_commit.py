@@ -7,7 +7,6 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from watcher.stores import commit
 from watcher.stores.commit import GroupCommit
 
 
@@ -42,19 +41,17 @@ def write(value: Any) -> Any:
     return lambda db: value
 
 
-async def test_writes_queued_together_share_few_transactions_in_chunks(monkeypatch: Any) -> None:
-    monkeypatch.setattr(commit, "CHUNK", 100)
+async def test_writes_queued_together_share_few_transactions_in_chunks() -> None:
     db = Database()
-    writer = GroupCommit(db.commit, outage, "db")
+    writer = GroupCommit(db.commit, outage, "db", chunk=100)
     await asyncio.gather(*(writer.write(write(i)) for i in range(450)))
     assert db.rows == list(range(450))
     assert 5 <= db.transactions <= 6
 
 
-async def test_an_outage_keeps_every_write_in_order_until_it_ends(monkeypatch: Any) -> None:
-    monkeypatch.setattr(commit, "RETRY_FIRST_S", 0.01)
+async def test_an_outage_keeps_every_write_in_order_until_it_ends() -> None:
     db = Database()
-    writer = GroupCommit(db.commit, outage, "db")
+    writer = GroupCommit(db.commit, outage, "db", retry_first_s=0.01)
     db.down = True
     waiting = [asyncio.ensure_future(writer.write(write(i))) for i in range(10)]
     await asyncio.sleep(0.05)
@@ -65,10 +62,9 @@ async def test_an_outage_keeps_every_write_in_order_until_it_ends(monkeypatch: A
     assert db.rows == list(range(20)) and writer.health.down_since is None
 
 
-async def test_an_outage_met_while_isolating_a_bad_write_is_waited_out(monkeypatch: Any) -> None:
-    monkeypatch.setattr(commit, "RETRY_FIRST_S", 0.01)
+async def test_an_outage_met_while_isolating_a_bad_write_is_waited_out() -> None:
     db = Database()
-    writer = GroupCommit(db.commit, outage, "db")
+    writer = GroupCommit(db.commit, outage, "db", retry_first_s=0.01)
 
     filled = False
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,9 @@ import pytest
 from tests.conftest import Receiver
 from tests.systems import config_text, server_table
 from watcher.config.load import load
-from watcher.engine import pump
 from watcher.service.daemon import Daemon, Options, Timings
 from watcher.simulators.rsa_governance import RsaSimulator
+from watcher.stores import sqlitefile
 from watcher.stores.sqlite import SqliteStore
 
 
@@ -42,14 +43,13 @@ async def test_an_overloaded_daemon_warns_once_says_how_far_behind_and_stops_at_
     tmp_path: Path,
     receiver: Receiver,
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(pump, "BEHIND_WARN_S", 0.2)
     sim = RsaSimulator({str(i): ["Running"] for i in range(1500)})
     path = config(tmp_path, receiver.url, await sim.start(), many(1500), interval=0.01)
     caplog.set_level(logging.INFO)
     stop = asyncio.Event()
-    timings = Timings(claim_every_s=0.2, behind_say_s=0.2)  # the check runs many times
+    # the check runs many times, and warns from 0.2 s behind
+    timings = Timings(claim_every_s=0.2, behind_say_s=0.2, behind_warn_s=0.2)
     service = Daemon(load(path), Options(config_path=path), stop=stop, timings=timings)
     running = asyncio.create_task(service.run())
     await until(lambda: sum(sim.polls.values()) >= 3000)  # every watch polled twice: even
@@ -64,22 +64,25 @@ async def test_an_overloaded_daemon_warns_once_says_how_far_behind_and_stops_at_
 
 
 async def test_a_poll_due_while_the_previous_one_saves_runs_right_after_it(
-    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, receiver: Receiver
 ) -> None:
     slow_s = 0.2
-    original = SqliteStore._transaction
 
-    async def slow(self: SqliteStore, writes: Any) -> list[Any]:
+    async def slow(conn: sqlite3.Connection, writes: Any) -> list[Any]:
         await asyncio.sleep(slow_s)
-        return await original(self, writes)
+        return await sqlitefile.transact(conn, writes)
 
-    monkeypatch.setattr(SqliteStore, "_transaction", slow)
+    async def open_state(state: str, **how: Any) -> SqliteStore:
+        return SqliteStore(state, transact=slow, **how)
+
     flapping = ["New", "Running"] * 50  # every poll changes the state, so every poll saves
     sim = RsaSimulator({"1": flapping})
     watch = '[[watches]]\nserver = "gov"\nid = "1"\n'
     path = config(tmp_path, receiver.url, await sim.start(), watch, interval=0.01)
     stop = asyncio.Event()
-    running = asyncio.create_task(Daemon(load(path), Options(), stop=stop).run())
+    running = asyncio.create_task(
+        Daemon(load(path), Options(), stop=stop, open_state=open_state).run()
+    )
     # a dropped poll would wait for a fallback of a second or more; here each follows its save
     await until(lambda: sim.polls["1"] >= 8, timeout_s=8 * slow_s * 3)
     stop.set()

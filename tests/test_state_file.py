@@ -22,7 +22,7 @@ from tests.systems import config_text, in_background, server_table
 from watcher.config.load import load
 from watcher.service.daemon import Daemon, Options, Timings
 from watcher.simulators.rsa_governance import RsaSimulator
-from watcher.stores import Configured
+from watcher.stores import Configured, sqlitefile
 from watcher.stores.sqlite import SqliteStore, read_snapshot
 
 RUNS = {str(i): ["Running", "Running", "Completed"] for i in range(5)}
@@ -56,23 +56,24 @@ def disk_full() -> sqlite3.OperationalError:
 
 
 class Disk:
-    """Makes the state file refuse every write (SQLITE_FULL) while ``full`` is set."""
+    """Makes the state file refuse every write (SQLITE_FULL) while ``full`` is set: a store
+    opened with :meth:`transact` (or by :meth:`open`, a daemon's) commits through it."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self) -> None:
         self.full = False
-        original = SqliteStore._transaction
 
-        async def commit(store: SqliteStore, writes: Any) -> list[Any]:
-            if self.full:
-                raise disk_full()
-            return await original(store, writes)
+    async def transact(self, conn: sqlite3.Connection, writes: Any) -> list[Any]:
+        if self.full:
+            raise disk_full()
+        return await sqlitefile.transact(conn, writes)
 
-        monkeypatch.setattr(SqliteStore, "_transaction", commit)
+    async def open(self, state: str, **how: Any) -> SqliteStore:
+        return SqliteStore(state, transact=self.transact, **how)
 
 
 @pytest.fixture
-def disk(monkeypatch: pytest.MonkeyPatch) -> Disk:
-    return Disk(monkeypatch)
+def disk() -> Disk:
+    return Disk()
 
 
 def succeeded_once(receiver: Receiver) -> None:
@@ -85,7 +86,7 @@ async def test_a_full_disk_keeps_outcomes_in_memory_and_saves_them_once_space_re
 ) -> None:
     sim = RsaSimulator(RUNS)
     path = config(tmp_path, receiver.url, await sim.start(), interval=0.05, max_interval=0.05)
-    service = Daemon(load(path), Options(once=True, settle_s=10.0))
+    service = Daemon(load(path), Options(once=True, settle_s=10.0), open_state=disk.open)
     running = asyncio.create_task(service.run())
     await until(lambda: all(sim.polls[i] >= 1 for i in RUNS))
     disk.full = True
@@ -110,23 +111,25 @@ async def test_a_full_disk_keeps_outcomes_in_memory_and_saves_them_once_space_re
 
 
 async def test_writes_the_disk_never_takes_make_the_exit_code_say_so(
-    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, receiver: Receiver
 ) -> None:
-    original = SqliteStore._transaction
     calls = 0
 
-    async def commit(self: SqliteStore, writes: Any) -> list[Any]:
+    async def commit(conn: sqlite3.Connection, writes: Any) -> list[Any]:
         nonlocal calls
         calls += 1
         if calls > 2:  # the start-up sync and first claim land; nothing after
             raise disk_full()
-        return await original(self, writes)
+        return await sqlitefile.transact(conn, writes)
 
-    monkeypatch.setattr(SqliteStore, "_transaction", commit)
+    async def open_state(state: str, **how: Any) -> SqliteStore:
+        return SqliteStore(state, transact=commit, **how)
+
     sim = RsaSimulator({str(i): ["Completed"] for i in range(5)})
     path = config(tmp_path, receiver.url, await sim.start())
     stop = asyncio.Event()
-    service = Daemon(load(path), Options(), stop=stop, timings=Timings(stop_grace_s=0.5))
+    timings = Timings(stop_grace_s=0.5)
+    service = Daemon(load(path), Options(), stop=stop, timings=timings, open_state=open_state)
     running = asyncio.create_task(service.run())
     await until(lambda: all(sim.polls[str(i)] >= 1 for i in range(5)))
     stop.set()
@@ -220,14 +223,13 @@ def test_a_second_daemon_on_one_state_file_refuses_to_start(tmp_path: Path) -> N
 
 
 async def test_while_the_disk_is_full_even_an_unchanged_poll_waits_for_its_save(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disk: Disk
+    tmp_path: Path, disk: Disk
 ) -> None:
     from dataclasses import replace
 
     from watcher.models import WatchRecord
 
-    monkeypatch.setattr("watcher.stores.commit.RETRY_FIRST_S", 0.01)
-    store = SqliteStore(tmp_path / "s.db")
+    store = SqliteStore(tmp_path / "s.db", transact=disk.transact, retry_first_s=0.01)
     fresh = WatchRecord(key="w", name="w", server="s", next_poll=0.0, deadline=1e9)
     await store.sync(Configured.of([fresh]))
     [before] = await store.claim(1.0, 10)

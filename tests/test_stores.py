@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from watcher.api.documents import document, matches
+from watcher.errors import ConfigError
 from watcher.models import Event, Note, Outcome, WatchRecord
 from watcher.stores import Configured, Outage, Store, for_clients, open_store, sql
+from watcher.stores.registry import is_database
 from watcher.stores.sqlite import SqliteStore
 
 NOW = 1000.0
@@ -118,6 +120,43 @@ async def test_runs_found_by_a_watch_stay_active_with_it(store: Store) -> None:
     assert {(a.key, a.parent, a.id) for a in active} == {("p", None, None), ("p/1", "p", "1")}
     assert await store.sync(Configured.of([])) == []
     assert {a.key for a in await store.sync(Configured.of([record("p")]))} == {"p", "p/1"}
+
+
+async def test_a_restart_without_a_removed_watch_claims_only_the_open_configured_ones(
+    state: str,
+) -> None:
+    async with opened(state) as store:
+        await store.sync(Configured.of([record("keep"), record("gone"), record("done")]))
+        done = (await claim_all(store))["done"]
+        await store.save(replace(done, outcome=Outcome.SUCCEEDED, next_poll=None))
+    async with opened(state) as store:  # a restart with "gone" removed from the config
+        active = await store.sync(Configured.of([record("keep"), record("done")]))
+        assert {(a.key, a.done) for a in active} == {("keep", False), ("done", True)}
+        assert [r.key for r in await store.claim(NOW, 10)] == ["keep"]
+        assert {r.key for r in (await store.snapshot())[0]} == {"keep", "gone", "done"}
+
+
+async def test_a_restart_of_the_same_configuration_builds_no_records(state: str) -> None:
+    first = Configured.of([record("a"), record("b")])
+
+    def never() -> list[WatchRecord]:
+        raise AssertionError("records were built although the configuration did not change")
+
+    async with opened(state) as store:
+        await store.sync(first)
+        assert {a.key for a in await store.sync(Configured(first.digest, never))} == {"a", "b"}
+    async with opened(state) as store:
+        assert {a.key for a in await store.sync(Configured(first.digest, never))} == {"a", "b"}
+        changed = Configured.of([record("a")])  # one watch removed: a new digest
+        assert {a.key for a in await store.sync(changed)} == {"a"}
+
+
+async def test_a_restart_with_a_renamed_watch_renames_it(state: str) -> None:
+    for name in ("first", "second"):
+        async with opened(state) as store:
+            await store.sync(Configured.of([record("w", name=name)]))
+    async with opened(state) as store:
+        assert (await store.load(["w"]))["w"].name == "second"
 
 
 # --- claims and saves ----------------------------------------------------------------------------
@@ -551,7 +590,33 @@ async def test_an_instance_is_listed_with_its_heartbeat_while_open(state: str) -
         assert [name for name, _, _ in await store.instances()] == ["host:2"]
 
 
-# --- SQLite only -------------------------------------------------------------------------------
+# --- the state's version -----------------------------------------------------------------------
+
+
+async def stamp_version(state: str, version: int) -> None:
+    """Mark the state as written by schema ``version``, as that watcher would have."""
+    if not is_database(state):
+        with contextlib.closing(sqlite3.connect(state)) as conn:
+            conn.execute(f"PRAGMA user_version = {version}")
+        return
+    import asyncpg  # only here: the SQLite cases never load the driver
+
+    conn = await asyncpg.connect(state)
+    try:
+        await conn.execute("UPDATE meta SET value = $1 WHERE key = 'schema'", str(version))
+    finally:
+        await conn.close()
+
+
+async def test_a_state_written_by_a_newer_watcher_is_refused(state: str) -> None:
+    async with opened(state):
+        pass  # the schema this watcher writes
+    await stamp_version(state, 99)
+    with pytest.raises(ConfigError, match="newer watcher"):
+        await open_store(state, instance="one", lease_s=15.0)
+
+
+# --- SQLite only: the file's own migrations and refusal -----------------------------------------
 
 V2_SCHEMA = """
 CREATE TABLE watches (
@@ -605,6 +670,44 @@ async def test_a_version_3_state_file_learns_to_keep_expectations(tmp_path: Path
     await store.save(learned, [])
     assert (await store.load(["w"]))["w"] == learned
     await store.close()
+
+
+BEFORE_CLAIMS_SCHEMA = """
+CREATE TABLE watches (
+    key TEXT PRIMARY KEY, name TEXT NOT NULL, server TEXT NOT NULL, id TEXT, task TEXT,
+    parent TEXT, state TEXT, phase TEXT, outcome TEXT, detail TEXT NOT NULL DEFAULT '',
+    link TEXT, run_id TEXT, attention TEXT NOT NULL DEFAULT '', started REAL NOT NULL,
+    first_poll REAL, last_poll REAL, next_poll REAL, finished REAL, deadline REAL NOT NULL,
+    polls INTEGER NOT NULL, attempt INTEGER NOT NULL, failures INTEGER NOT NULL,
+    unreachable INTEGER NOT NULL, bad_replies INTEGER NOT NULL, memo TEXT NOT NULL
+);
+INSERT INTO watches VALUES ('w', 'w', 's', NULL, NULL, NULL, 'Running', 'running', NULL, '',
+    NULL, NULL, '', 1.0, 2.0, 3.0, NULL, NULL, 1e9, 4, 2, 0, 0, 0, '{}');
+"""
+
+
+async def test_a_state_file_from_before_claims_is_migrated(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "s.db")
+    conn.executescript(BEFORE_CLAIMS_SCHEMA)
+    conn.close()
+    store = SqliteStore(tmp_path / "s.db", instance="one")
+    await store.sync(Configured.of([record("w", 50.0)]))
+    [claimed] = await store.claim(10.0, 10)
+    assert (claimed.state, claimed.polls, claimed.next_poll) == ("Running", 4, 1.0)
+    await store.close()
+
+
+def test_an_empty_file_of_a_newer_watcher_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    conn = sqlite3.connect(tmp_path / "s.db")
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(ConfigError, match="newer watcher"):
+        SqliteStore(tmp_path / "s.db")
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
+    conn.close()
 
 
 def test_commands_that_use_sqlite_never_import_the_database_driver() -> None:

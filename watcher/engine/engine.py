@@ -34,7 +34,7 @@ from watcher.engine import expect, fast
 from watcher.engine.apply import Applier
 from watcher.engine.claims import Claims
 from watcher.engine.poll import Poller
-from watcher.engine.pump import Pump
+from watcher.engine.pump import BEHIND_WARN_S, Pump
 from watcher.engine.reload import changed, changes
 from watcher.engine.spec import Server, Spec
 from watcher.engine.watches import Watches
@@ -71,6 +71,7 @@ class Engine:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        behind_warn_s: float = BEHIND_WARN_S,
     ) -> None:
         self.configured = {spec.key: spec for spec in specs}
         self.watches = Watches()
@@ -78,7 +79,7 @@ class Engine:
         self._clock = clock
         self._rand = rand
         poller = Poller(dict(servers), dict(channels), metrics or Metrics(on=False))
-        self._pump = Pump(self.watches, self._run_poll, self._limit, clock)
+        self._pump = Pump(self.watches, self._run_poll, self._limit, clock, behind_warn_s)
         self._claims = Claims(self.watches, self._pump, store, submitted, clock)
         self._applier = Applier(poller, self.watches, self._pump, store, on_notes, clock, rand)
         self._running: asyncio.Task[None] | None = None

@@ -24,7 +24,7 @@ from watcher.models import WatchRecord
 log = logging.getLogger("watcher.engine")
 
 BEHIND_WARN_S = 5.0
-"""Polls starting this late are worth a warning (at most one a minute)."""
+"""Polls starting this late are worth a warning (at most one a minute), unless told otherwise."""
 WARN_EVERY_S = 60.0
 TIMER_STEP_S = 0.005
 """The loop's timer wakes at most this often; polls due meanwhile start together."""
@@ -39,6 +39,7 @@ class Pump:
             start to its save.
         limit: how many polls of a server may run at once.
         clock: the time now, in Unix seconds.
+        behind_warn_s: polls starting this late are worth a warning.
     """
 
     def __init__(
@@ -47,8 +48,10 @@ class Pump:
         poll: Callable[[Spec, WatchRecord], Coroutine[Any, Any, None]],
         limit: Callable[[str], int],
         clock: Callable[[], float],
+        behind_warn_s: float = BEHIND_WARN_S,
     ) -> None:
         self._watches = watches
+        self._behind_warn_s = behind_warn_s
         self._poll = poll
         self._limit = limit
         self._clock = clock
@@ -132,7 +135,7 @@ class Pump:
     def say_if_behind(self) -> None:
         """Warn (at most once a minute) while polls start late; say when they are on time."""
         behind, now = self.behind_s, self._clock()
-        if behind >= BEHIND_WARN_S:
+        if behind >= self._behind_warn_s:
             if self._warned_at is None or now - self._warned_at >= WARN_EVERY_S:
                 self._warned_at = now
                 waiting = len(self._schedule) + sum(len(q) for q in self._queued.values())
@@ -143,7 +146,7 @@ class Pump:
                     waiting,
                     len(self._watches.polling),
                 )
-        elif self._warned_at is not None and behind < BEHIND_WARN_S / 5:
+        elif self._warned_at is not None and behind < self._behind_warn_s / 5:
             self._warned_at = None
             log.info("polls are back on schedule")
 

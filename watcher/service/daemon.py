@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from watcher.config.load import Config, load
 from watcher.engine.build import build_channels, build_servers, build_specs
 from watcher.engine.engine import Engine
+from watcher.engine.pump import BEHIND_WARN_S
 from watcher.engine.spec import Spec
 from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError, StoreError
 from watcher.metrics import Metrics
@@ -91,12 +92,14 @@ class Timings:
         claim_every_s: the engine's claim tick.
         status_every_s: how often ``STATUS=`` and the gauges are refreshed.
         behind_say_s: ``STATUS=`` says how far behind polls are from this much.
+        behind_warn_s: polls starting this late are logged as a warning (once a minute).
     """
 
     stop_grace_s: float = 3.0
     claim_every_s: float = 1.0
     status_every_s: float = 10.0
     behind_say_s: float = 1.0
+    behind_warn_s: float = BEHIND_WARN_S
 
 
 class Daemon:
@@ -116,8 +119,10 @@ class Daemon:
         stop: asyncio.Event | None = None,
         *,
         timings: Timings | None = None,
+        open_state: Callable[..., Awaitable[Store]] = open_store,
     ) -> None:
         self.config = config
+        self._open_state = open_state  # open_store's signature; tests wrap it
         self.options = options
         self.specs = build_specs(config) if specs is None else specs
         self.stop = stop or asyncio.Event()
@@ -143,7 +148,9 @@ class Daemon:
         """Run until stopped (daemon) or until every watch has ended (once); the exit code."""
         daemon = self.config.daemon
         try:  # a database that is down is waited for (open_store says so, once)
-            store = await open_store(daemon.state, instance=daemon.instance, lease_s=daemon.lease)
+            store = await self._open_state(
+                daemon.state, instance=daemon.instance, lease_s=daemon.lease
+            )
         except (OSError, StoreError) as exc:
             msg = f"{self._where}daemon.state: cannot open {daemon.state}: {exc}"
             raise ConfigError(msg) from None
@@ -158,16 +165,8 @@ class Daemon:
 
     def _build(self, http: Http, store: Store) -> Front:
         """The parts (:mod:`~watcher.service.parts`); the front, not listening yet."""
-        self._http, options = http, self.options
-        shape = Shape(
-            once=options.once,
-            settle_s=options.settle_s,
-            as_json=options.json,
-            serve_metrics=bool(self.config.daemon.metrics) and options.metrics,
-            behind_say_s=self.timings.behind_say_s,
-            where=self._where,
-            junit=options.junit,
-        )
+        self._http = http
+        shape = _shape(self.config, self.options, self.timings, self._where)
         parts = self.parts = build(self.config, self.specs, store, http, self.metrics, shape)
         self.store, self.engine, self.dispatcher = store, parts.engine, parts.dispatcher
         self.facts, self.front = parts.facts, parts.front
@@ -305,6 +304,20 @@ class Daemon:
         # status is a courtesy: never stop for it, nor complain when a stop cuts it short
         with contextlib.suppress(Exception, asyncio.CancelledError):
             self.notifier.status(await self.facts())
+
+
+def _shape(config: Config, options: Options, timings: Timings, where: str) -> Shape:
+    """How the run was asked for, as the parts are built for it."""
+    return Shape(
+        once=options.once,
+        settle_s=options.settle_s,
+        as_json=options.json,
+        serve_metrics=bool(config.daemon.metrics) and options.metrics,
+        behind_say_s=timings.behind_say_s,
+        behind_warn_s=timings.behind_warn_s,
+        where=where,
+        junit=options.junit,
+    )
 
 
 def settle_memory(watches: int) -> None:

@@ -55,6 +55,7 @@ class Shape:
         junit: once: the JUnit file to write at the end (``--junit``).
         serve_metrics: ``/metrics`` is served.
         behind_say_s: ``STATUS=`` says how far behind polls are from this much.
+        behind_warn_s: polls starting this late are logged as a warning.
         where: how errors name the configuration file (``""`` without one).
     """
 
@@ -63,6 +64,7 @@ class Shape:
     as_json: bool
     serve_metrics: bool
     behind_say_s: float
+    behind_warn_s: float
     where: str
     junit: str | None = None
 
@@ -88,6 +90,7 @@ def build(
         on_notes=dispatcher.wake,
         submitted=lambda key, settings: submitted_spec(config, key, settings),
         metrics=metrics,
+        behind_warn_s=shape.behind_warn_s,
     )
     shown_in = zone(config.daemon.timezone)
     engine.show_times_in(shown_in)

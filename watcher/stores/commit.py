@@ -65,6 +65,10 @@ class GroupCommit(Generic[C]):
         is_outage: whether an error means "the database takes no writes now" (retry the batch)
             rather than "this batch holds a bad write".
         what: how log lines name the database (``state file /var/lib/watcher/watcher.db``).
+        clock: the time now, in Unix seconds.
+        retry_first_s: the first wait before a batch the database refused is tried again (it
+            doubles up to :data:`RETRY_MAX_S`).
+        chunk: writes per transaction at most.
     """
 
     def __init__(
@@ -73,8 +77,13 @@ class GroupCommit(Generic[C]):
         is_outage: Callable[[BaseException], bool],
         what: str,
         clock: Callable[[], float] = time.time,
+        *,
+        retry_first_s: float = RETRY_FIRST_S,
+        chunk: int = CHUNK,
     ) -> None:
         self._commit = commit
+        self._retry_first_s = retry_first_s
+        self._chunk = chunk
         self._is_outage = is_outage
         self._what = what
         self._clock = clock
@@ -100,7 +109,7 @@ class GroupCommit(Generic[C]):
     async def _flush(self) -> None:
         try:
             while self._queue:
-                batch, self._queue = self._queue[:CHUNK], self._queue[CHUNK:]
+                batch, self._queue = self._queue[: self._chunk], self._queue[self._chunk :]
                 await self._land(batch)
                 if self._queue:
                     await asyncio.sleep(0)  # let the loop breathe between chunks
@@ -108,7 +117,7 @@ class GroupCommit(Generic[C]):
             self._flusher = None
 
     async def _land(self, batch: list[tuple[Work[C], asyncio.Future[Any]]]) -> None:
-        delay = RETRY_FIRST_S
+        delay = self._retry_first_s
         while True:
             try:
                 results = await self._commit([work for work, _ in batch])
@@ -116,7 +125,7 @@ class GroupCommit(Generic[C]):
                 if not self._is_outage(exc):
                     await self._one_by_one(batch)
                     return
-                room = max(0, CHUNK - len(batch))  # what queued meanwhile joins, in order
+                room = max(0, self._chunk - len(batch))  # what queued meanwhile joins, in order
                 batch += self._queue[:room]
                 self._queue = self._queue[room:]
                 self._down(exc, len(batch) + len(self._queue))
@@ -153,7 +162,7 @@ class GroupCommit(Generic[C]):
                 if self._is_outage(exc):  # not this write's fault: it and the rest wait
                     self._queue[:0] = batch[index:]
                     self._down(exc, len(self._queue))
-                    await self._pause(RETRY_FIRST_S)
+                    await self._pause(self._retry_first_s)
                     return
                 _settle([(work, done)], error=exc)  # this waiter learns its write did not land
             else:

@@ -16,6 +16,9 @@ committed. A database that cannot be reached (down, restarting, a dropped connec
 outage: writes wait in memory and are retried in order, as for a full disk; a read meets a dead
 connection once at most, and raises while the database is down.
 
+This module holds the pool, the group commit and the leases' renewal; the watches' writes are
+:mod:`~watcher.stores.pgwatches`, the outbox :mod:`~watcher.stores.pgoutbox`.
+
 The schema is created or migrated when the store opens, under an advisory lock; a schema newer
 than this watcher knows is refused. Only this module and its connector
 (:mod:`~watcher.stores.pgconnect`) import asyncpg.
@@ -24,31 +27,28 @@ than this watcher knows is refused. Only this module and its connector
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import asyncpg
 
-from watcher.models import Note, WatchRecord
+from watcher.models import WatchRecord
 from watcher.stores import (
     CLIENT_WAIT_S,
     DEFAULT_LEASE_S,
-    Active,
-    Configured,
     pgconnect,
     pgsql,
-    sql,
     statefile,
 )
-from watcher.stores.batch import Batch, Save
+from watcher.stores.batch import Batch
 from watcher.stores.commit import GroupCommit, Health, Work
-from watcher.stores.leases import Held, Renewal, claimed
+from watcher.stores.leases import Held, Renewal
 from watcher.stores.outages import SharedOutages
 from watcher.stores.pgconnect import driver_errors, is_outage
 from watcher.stores.pgoutbox import LeasedOutbox
+from watcher.stores.pgwatches import LeasedWatches
 from watcher.stores.reading import Query, SharedReads
 from watcher.stores.timing import Timings
 from watcher.stores.writing import SharedWrites
@@ -67,7 +67,7 @@ READERS: Final = 2
 writes, so a flood of status reads (the API's, the page's) never holds up a lease renewal."""
 
 
-class PostgresStore(SharedReads, SharedWrites, LeasedOutbox, SharedOutages):
+class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, SharedOutages):
     """The PostgreSQL implementation of :class:`~watcher.stores.Store`; see the module
     docstring. Made by :meth:`open`."""
 
@@ -161,70 +161,7 @@ class PostgresStore(SharedReads, SharedWrites, LeasedOutbox, SharedOutages):
 
     clean = staticmethod(pgsql.clean)
 
-    # --- watches -------------------------------------------------------------------------
-
-    async def sync(
-        self, configured: Configured, sooner: Mapping[str, float] | None = None
-    ) -> list[Active]:
-        pulls, digest = sooner or {}, configured.digest
-
-        async def run(conn: Conn, batch: Plan) -> list[Active]:
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", pgsql.SYNC_LOCK)
-            if pulls or await conn.fetchval(pgsql.SAID) != digest:  # else a restart, same config
-                await pgsql.configure(conn, pgsql.unique_keys(configured.records()), pulls, digest)
-            return [Active(*row) for row in await conn.fetch(pgsql.ACTIVE)]
-
-        return await self._write(run)
-
-    async def claim(self, until: float, limit: int) -> list[WatchRecord]:
-        async def run(conn: Conn, batch: Plan) -> list[WatchRecord]:
-            if not self.lease_ok:  # fencing first: what this instance held may be taken
-                return []
-            return claimed(
-                batch, await conn.fetch(pgsql.CLAIM, self.instance, self._lease, until, limit)
-            )
-
-        if not self.lease_ok:
-            return []
-        return await self._write(run)
-
-    async def save(
-        self,
-        record: WatchRecord,
-        notes: Sequence[Note] = (),
-        also: Sequence[WatchRecord] = (),
-        *,
-        before: WatchRecord | None = None,
-        hold: bool = False,
-    ) -> bool:
-        if (
-            hold
-            and before is not None
-            and not also
-            and not notes
-            and record.key in self._held.fences
-            and self._writer.health.down_since is None
-            and sql.stable(before) == sql.stable(record)
-        ):
-            self._timings.put(record)
-            return True
-        self._timings.drop(record.key)  # this write carries newer timing
-        save = Save(record, notes, also, hold)
-        with driver_errors():
-            landed: bool = await self._writer.write(lambda batch: batch.save(save))
-        return landed
-
-    async def release(self, keys: Sequence[str], *, retire: bool = False) -> None:
-        keys = list(keys)
-        for key in keys:
-            self._timings.drop(key)
-
-        async def run(conn: Conn, batch: Plan) -> None:
-            await conn.execute(pgsql.RETIRE if retire else pgsql.RELEASE, self.instance, keys)
-            batch.fences.update(dict.fromkeys(keys))
-
-        if keys:
-            await self._write(run)
+    # --- lifecycle ----------------------------------------------------------------------
 
     async def renew(self) -> set[str]:
         """See :class:`~watcher.stores.leases.Renewal`."""
@@ -232,20 +169,6 @@ class PostgresStore(SharedReads, SharedWrites, LeasedOutbox, SharedOutages):
         for key in lost:
             self._timings.drop(key)
         return lost
-
-    async def submit(self, record: WatchRecord, settings: Mapping[str, Any]) -> bool:
-        row = [*pgsql.record_row(record), json.dumps(dict(settings), sort_keys=True)]
-
-        return await self._write(lambda conn, batch: conn.fetchval(pgsql.SUBMIT, *row)) is not None
-
-    async def cancel(self, key: str) -> bool:
-        async def run(conn: Conn, batch: Plan) -> bool:
-            stopped = [row[0] for row in await conn.fetch(pgsql.CANCEL, key)]
-            batch.fences.update(dict.fromkeys(stopped))
-            return key in stopped
-
-        self._timings.drop(key)
-        return await self._write(run)
 
     # --- reads ---------------------------------------------------------------------------
 

@@ -17,6 +17,10 @@ A poll that changed nothing but its timing is written with the next batch of suc
 a watch's history, the counts, the silences) runs on reader threads
 (:mod:`watcher.stores.readers`) instead, and shows such timings too.
 
+This module opens the file and runs work on it; what the watches' writes are is
+:mod:`~watcher.stores.sqlitewatches`, the outbox :mod:`~watcher.stores.sqliteoutbox`, the file's
+opening, migrations and lock :mod:`~watcher.stores.sqlitefile`.
+
 The schema is versioned with ``PRAGMA user_version``; older files are migrated on open, and a file
 written by a newer watcher is refused.
 """
@@ -29,35 +33,35 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import watcher
-from watcher.models import Note, WatchRecord
+from watcher.models import WatchRecord
 from watcher.stores import (
     DEFAULT_LEASE_S,
-    Active,
-    Configured,
     default_instance,
     serving_clients,
     sql,
+    sqlitefile,
 )
-from watcher.stores.commit import GroupCommit, Health, Work
+from watcher.stores.commit import RETRY_FIRST_S, GroupCommit, Health, Work
 from watcher.stores.outages import SharedOutages
 from watcher.stores.readers import Readers
 from watcher.stores.reading import Query, Rows, SharedReads
 from watcher.stores.sqlitefile import (
+    Transact,
     checkpoint,
     connect,
     driver_errors,
     is_outage,
     lock,
-    transaction,
     unlock,
 )
 from watcher.stores.sqlitefile import read_snapshot as read_snapshot
 from watcher.stores.sqliteoutbox import FileOutbox
+from watcher.stores.sqlitewatches import FileWatches, retime
 from watcher.stores.timing import Timings
 from watcher.stores.writing import SharedWrites
 
@@ -68,7 +72,7 @@ READERS_STOP_S = 2.0
 """How long a close waits for reads under way (interrupted) to end."""
 
 
-class SqliteStore(SharedReads, SharedWrites, FileOutbox, SharedOutages):
+class SqliteStore(SharedReads, SharedWrites, FileWatches, FileOutbox, SharedOutages):
     """The SQLite implementation of :class:`~watcher.stores.Store`; see the module docstring."""
 
     SUBMITTER = "json_extract(settings, '$.by')"
@@ -82,8 +86,14 @@ class SqliteStore(SharedReads, SharedWrites, FileOutbox, SharedOutages):
         lease_s: float = DEFAULT_LEASE_S,
         client: bool = False,
         readonly: bool = False,
+        transact: Transact = sqlitefile.transact,
+        retry_first_s: float = RETRY_FIRST_S,
     ) -> None:
+        """Open the file ``path`` (see the module docstring). ``transact`` runs a batch of writes
+        in one transaction and ``retry_first_s`` is the first wait after the file refused one
+        (tests make the disk full, or slow)."""
         self.path = str(path)
+        self._transact = transact
         self.instance = instance or default_instance()
         self.lease_s = lease_s
         self.client = client = client or readonly
@@ -105,9 +115,9 @@ class SqliteStore(SharedReads, SharedWrites, FileOutbox, SharedOutages):
             raise
         self._checkpoints: asyncio.Task[None] | None = None
         self._writer = GroupCommit[sqlite3.Connection](
-            self._transaction, is_outage, f"state file {self.path}"
+            self._transaction, is_outage, f"state file {self.path}", retry_first_s=retry_first_s
         )
-        self._timings = Timings(self._writer, _retime)
+        self._timings = Timings(self._writer, retime)
         self._readers = Readers(lambda: connect(self.path, readonly=True))
         if not client:
             self._beat()
@@ -168,7 +178,7 @@ class SqliteStore(SharedReads, SharedWrites, FileOutbox, SharedOutages):
                 await asyncio.to_thread(checkpoint, self.path, "PASSIVE")
 
     async def _transaction(self, writes: Sequence[Work[sqlite3.Connection]]) -> list[Any]:
-        return transaction(self._started(), writes)
+        return await self._transact(self._started(), writes)
 
     @property
     def health(self) -> Health:
@@ -201,75 +211,6 @@ class SqliteStore(SharedReads, SharedWrites, FileOutbox, SharedOutages):
         done: bool = await self._write(work)
         return done
 
-    async def sync(
-        self, configured: Configured, sooner: Mapping[str, float] | None = None
-    ) -> list[Active]:
-        pulls = [(when, key) for key, when in (sooner or {}).items()]
-
-        def work(conn: sqlite3.Connection) -> list[Active]:
-            said = conn.execute("SELECT value FROM meta WHERE key = 'configured'").fetchone()
-            if pulls or said is None or said[0] != configured.digest:  # else the same config
-                sql.configure(conn, configured.records(), pulls, configured.digest)
-            found = conn.execute(
-                "SELECT key, parent, id, outcome IS NOT NULL FROM watches WHERE active"
-            )
-            return [Active(key, parent, id, bool(done)) for key, parent, id, done in found]
-
-        result: list[Active] = await self._write(work)
-        return result
-
-    async def claim(self, until: float, limit: int) -> list[WatchRecord]:
-        def work(conn: sqlite3.Connection) -> list[WatchRecord]:
-            records = [sql.row_to_record(row) for row in conn.execute(sql.CLAIM, (until, limit))]
-            return sorted(records, key=_due)  # RETURNING keeps no order
-
-        result: list[WatchRecord] = await self._write(work)
-        return result
-
-    async def save(
-        self,
-        record: WatchRecord,
-        notes: Sequence[Note] = (),
-        also: Sequence[WatchRecord] = (),
-        *,
-        before: WatchRecord | None = None,
-        hold: bool = False,
-    ) -> bool:
-        if (
-            before is not None
-            and not also
-            and not notes
-            and sql.stable(before) == sql.stable(record)
-        ):
-            if hold and self._writer.health.down_since is None:
-                self._timings.put(record)
-                return True
-            statement, row = sql.RETIME, [*sql.timing(record), hold, record.key]
-        else:
-            statement, row = sql.UPSERT, [*sql.record_row(record), hold]
-        self._timings.drop(record.key)  # this write carries newer timing
-        found = [[*sql.record_row(r), True] for r in also]
-        created = record.last_poll or record.started
-
-        def work(conn: sqlite3.Connection) -> None:
-            conn.execute(statement, row)
-            if found:
-                conn.executemany(sql.UPSERT, found)
-            if notes:
-                conn.executemany(sql.ENQUEUE, sql.note_rows(notes, created))
-
-        await self._write(work)
-        return True
-
-    async def release(self, keys: Sequence[str], *, retire: bool = False) -> None:
-        for key in keys:
-            self._timings.drop(key)
-        if not keys:
-            return
-        update = "UPDATE watches SET claimed = 0" + (", active = 0" if retire else "")
-        rows = [(key,) for key in keys]
-        await self._write(lambda conn: conn.executemany(update + " WHERE key = ?", rows))
-
     async def renew(self) -> set[str]:
         """Write the heartbeat (the only holder's lease never runs out) and let go of the
         held watches that were stopped meanwhile (`watcher cancel`)."""
@@ -278,23 +219,6 @@ class SqliteStore(SharedReads, SharedWrites, FileOutbox, SharedOutages):
         for (key,) in stopped:
             self._timings.drop(key)
         return {key for (key,) in stopped}
-
-    async def submit(self, record: WatchRecord, settings: Mapping[str, Any]) -> bool:
-        row = [*sql.record_row(record), json.dumps(dict(settings), sort_keys=True)]
-        taken = await self._write(lambda conn: conn.execute(sql.SUBMIT, row).fetchall())
-        return bool(taken)
-
-    async def cancel(self, key: str) -> bool:
-        def work(conn: sqlite3.Connection) -> bool:
-            query = "SELECT 1 FROM watches WHERE key = ? AND active AND origin = 'submitted'"
-            if conn.execute(query, (key,)).fetchone() is None:
-                return False
-            conn.execute(sql.CANCEL, (key, key))
-            return True
-
-        self._timings.drop(key)
-        done: bool = await self._write(work)
-        return done
 
     async def holders(self, keys: Sequence[str] | None = None) -> dict[str, str]:
         query, args = "SELECT json_group_array(key) FROM watches WHERE claimed AND active", []
@@ -342,12 +266,3 @@ async def open_state(
 def _in_order(record: WatchRecord) -> tuple[bool, float, str, str]:
     """The order of :data:`sql.ORDER` (text compared as SQLite does: by code point)."""
     return record.outcome is not None, -(record.finished or 0.0), record.name, record.key
-
-
-def _due(record: WatchRecord) -> float:
-    return record.next_poll or 0.0
-
-
-def _retime(records: Sequence[WatchRecord]) -> Work[sqlite3.Connection]:
-    rows = [[*sql.timing(r), True, r.key] for r in records]
-    return lambda conn: conn.executemany(sql.RETIME, rows)

@@ -10,7 +10,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -133,7 +133,20 @@ def checkpoint(path: str, mode: str) -> None:
         conn.close()
 
 
+Transact = Callable[[sqlite3.Connection, Sequence[Work[sqlite3.Connection]]], Awaitable[list[Any]]]
+"""How the group commit runs writes in one transaction: :func:`transact` (tests wrap it to make
+the disk full or slow)."""
+
+
+async def transact(
+    conn: sqlite3.Connection, writes: Sequence[Work[sqlite3.Connection]]
+) -> list[Any]:
+    """:func:`transaction`, as the group commit awaits it (on the loop's thread)."""
+    return transaction(conn, writes)
+
+
 def transaction(conn: sqlite3.Connection, writes: Sequence[Work[sqlite3.Connection]]) -> list[Any]:
+    """``writes`` in one ``BEGIN IMMEDIATE`` transaction; each one's result."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         results = [work(conn) for work in writes]
