@@ -1,4 +1,4 @@
-"""watches.schema.json: generated from the config models, kept in the repository, read by editors."""
+"""watches.schema.json: made from the config models, kept in the repository, read by editors."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 
 from watcher import clock
 from watcher.address import try_bind
+from watcher.api.documents import JSON_VERSION, ack_entry, silence_entry
 from watcher.cli.status import Look
 from watcher.cli.status import show as show_status
 from watcher.cli.table import coloured, width
@@ -60,6 +61,11 @@ def dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(demo(speed=args.speed))
     if args.command == "token":
         return _new_token(args.name, args.scope, toml=args.toml)
+    if args.command == "schema":
+        from watcher.config import toml_schema
+
+        print(toml_schema.text(), end="")
+        return EXIT_OK
     remote = args.command in ("submit", "cancel", "wait")
     if remote and (url := args.url or os.environ.get("WATCHER_URL")):
         return _remote(args, url)  # through a daemon's API: no config, no database needed
@@ -251,8 +257,10 @@ async def _submit(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _cancel(config: Config, key: str) -> int:
+    """As the API's cancel: 0 for a submitted watch, stopped now or before (a retried step);
+    1 for no such watch, a run a watch found, or a watch of watches.toml."""
     async with _client(config) as store:
-        if await store.cancel(key):
+        if await store.cancel(key) or await _stopped_before(config, store, key):
             print(f"{key}: cancelled")
             return EXIT_OK
     print(
@@ -261,6 +269,14 @@ async def _cancel(config: Config, key: str) -> int:
         file=sys.stderr,
     )
     return EXIT_FAILED
+
+
+async def _stopped_before(config: Config, store: Store, key: str) -> bool:
+    """Whether ``key`` is a watch that was submitted and no longer runs."""
+    record = (await store.load([key])).get(key)
+    if record is None or record.parent:
+        return False
+    return all(spec.key != key for spec in build_specs(config))
 
 
 async def _silences(config: Config, args: argparse.Namespace) -> int:
@@ -283,6 +299,11 @@ async def _silences(config: Config, args: argparse.Namespace) -> int:
             print(f"watcher: no silence #{args.id}", file=sys.stderr)
             return EXIT_FAILED
         silences = await store.silences(now)
+    if args.json:  # as the API's GET /api/v1/silences
+        print(
+            json.dumps({"version": JSON_VERSION, "silences": [silence_entry(s) for s in silences]})
+        )
+        return EXIT_OK
     for s in silences:
         said = f" ({s.comment})" if s.comment else ""
         print(f"#{s.id}  {s.match}  until {_local(s.until)}{said}")
@@ -305,6 +326,9 @@ async def _acks(config: Config, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_FAILED
+    if getattr(args, "json", False):  # as the API's GET /api/v1/acks
+        print(json.dumps({"version": JSON_VERSION, "acks": [ack_entry(a) for a in acked]}))
+        return EXIT_OK
     for ack in acked:
         said = f" ({ack.comment})" if ack.comment else ""
         print(f"{ack.watch}  {ack.event}  acknowledged by {ack.by} at {_local(ack.at)}{said}")
