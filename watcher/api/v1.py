@@ -305,12 +305,11 @@ async def cancel(service: Service, key: str, token: TokenConfig) -> dict[str, An
 
 
 async def silence(store: Requests, body: Mapping[str, Any], by: str) -> dict[str, Any]:
-    """Record a silence; ``by`` (the token's name) is kept with its comment."""
+    """Record a silence made ``by`` a token (its name)."""
     given = NewSilence.model_validate(body)
     for_s, now = given.for_s, time.time()
-    comment = f"{given.comment} (by {by})" if given.comment else f"by {by}"
-    silence_id = await store.silence(given.match, now + for_s, comment, now)
-    made = Silence(silence_id, given.match, now + for_s, comment, now)
+    silence_id = await store.silence(given.match, now + for_s, given.comment, now, by)
+    made = Silence(silence_id, given.match, now + for_s, given.comment, now, by)
     return {"version": JSON_VERSION, "silence": silence_entry(made)}
 
 

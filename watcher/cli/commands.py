@@ -286,7 +286,7 @@ async def _silences(config: Config, args: argparse.Namespace) -> int:
     async with _client(config) as store:
         if args.command == "silence":
             until = now + args.duration
-            made = await store.silence(args.match, until, args.comment, now)
+            made = await store.silence(args.match, until, args.comment, now, _user())
             records, _ = await store.snapshot()
             matching = [r for r in records if matches(args.match, r.key, r.name, r.server)]
             print(f"silence #{made}: {args.match} until {_local(until)}", end="")
@@ -306,7 +306,8 @@ async def _silences(config: Config, args: argparse.Namespace) -> int:
         return EXIT_OK
     for s in silences:
         said = f" ({s.comment})" if s.comment else ""
-        print(f"#{s.id}  {s.match}  until {_local(s.until)}{said}")
+        by = f" by {s.by}" if s.by else ""
+        print(f"#{s.id}  {s.match}  until {_local(s.until)}{by}{said}")
     if not silences:
         print("no silences in force")
     return EXIT_OK
