@@ -779,3 +779,27 @@ async def test_cancel_exits_alike_locally_and_through_the_api(
             assert await asyncio.to_thread(main, ["cancel", "gov//nope", *how]) == 1
             said = capsys.readouterr().err
             assert said.startswith("watcher: gov//nope is not a submitted watch that is still")
+
+
+async def test_submit_again_with_other_settings_is_refused_locally_and_through_the_api_alike(
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    token: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CI_TOKEN", SUBMIT)
+    path = write(tmp_path, receiver.url, rsa.url)
+    async with daemon(path) as (_, url):
+        remote = ["--url", url, "--token-file", str(token)]
+        local = ["-c", str(path)]
+        assert await asyncio.to_thread(main, ["submit", "gov", "78", "--name", "a", *local]) == 0
+        capsys.readouterr()
+        for how in (remote, local):
+            argv = ["submit", "gov", "78", "--name", "b", *how]
+            assert await asyncio.to_thread(main, argv) == 2
+            assert "already watched with other settings: name" in capsys.readouterr().err
+            argv = ["submit", "gov", "78", "--name", "a", *how]
+            assert await asyncio.to_thread(main, argv) == 0
+            assert capsys.readouterr().out == "gov//78  already watched: a\n"

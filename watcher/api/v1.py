@@ -37,7 +37,7 @@ from watcher.api.documents import (
 from watcher.config.api import TokenConfig
 from watcher.config.load import Config
 from watcher.engine import history
-from watcher.engine.build import adhoc_watch, build_specs, submit
+from watcher.engine.build import adhoc_watch, build_specs, differing, submit
 from watcher.errors import ConfigError
 from watcher.notify.acks import acknowledged
 from watcher.schema import check_duration, parse_duration
@@ -261,7 +261,7 @@ async def add(
         service.submitted()
     else:
         stored = (await service.store.submitted(record.key)).get(record.key)
-        if stored is not None and (differ := _differing(stored, settings)):
+        if stored is not None and (differ := differing(stored, settings)):
             raise Refused(409, f"already watched with other settings: {', '.join(differ)}")
     current = (await service.store.load([record.key])).get(record.key, record)
     return (201 if new else 200), {"version": JSON_VERSION, "watch": watch_entry(current)}
@@ -276,11 +276,6 @@ async def _watching(service: Service, settings: Mapping[str, Any]) -> bool:
         return True
     config = service.config.model_copy(update={"watches": [watch]})
     return all([await service.store.watched(spec.key) for spec in build_specs(config)])
-
-
-def _differing(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
-    keys = ("name", "notify", "timeout", "interval")
-    return [key for key in keys if key in given and stored.get(key) != given[key]]
 
 
 async def cancel(service: Service, key: str, token: TokenConfig) -> dict[str, Any]:

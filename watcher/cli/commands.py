@@ -39,6 +39,7 @@ from watcher.engine.build import (
     adhoc_watch,
     build_channels,
     build_specs,
+    differing,
     impatient,
     submit,
 )
@@ -250,8 +251,14 @@ async def _submit(config: Config, args: argparse.Namespace) -> int:
     one of the instances sharing the database) claims it within a second."""
     settings = {key: getattr(args, key, None) for key in SUBMITTED_KEYS}
     adhoc_watch(config, settings, "submit")  # a refused one is refused before the store opens
+    given = {key: value for key, value in settings.items() if value is not None}
     async with _client(config) as store:
         for record, added in await submit(config, store, settings, time.time()):
+            stored = None if added else (await store.submitted(record.key)).get(record.key)
+            if stored is not None and (differ := differing(stored, given)):  # as the API's 409
+                raise ConfigError(
+                    f"{record.key}: already watched with other settings: {', '.join(differ)}"
+                )
             print(f"{record.key}  {'submitted' if added else 'already watched'}: {record.name}")
     return EXIT_OK
 
