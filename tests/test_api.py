@@ -146,7 +146,8 @@ async def test_tokens_scopes_and_what_a_client_may_send(
             assert status == 400 and refused["error"] == "the path or query holds a NUL character"
         assert (await said(url, "GET", "/api/v1/watches?server=%2500", READ))[0] == 200  # "%00"
         run = {"server": "gov", "id": "5733", "name": "nightly"}
-        assert (await said(url, "POST", "/api/v1/watches", READ, json=run))[0] == 403
+        status, refused, _ = await said(url, "POST", "/api/v1/watches", READ, json=run)
+        assert (status, refused) == (403, {"error": "this needs a token with the submit scope"})
 
         status, first, _ = await said(url, "POST", "/api/v1/watches", SUBMIT, json=run)
         assert status == 201 and first["watch"]["key"] == "gov//5733"
@@ -196,7 +197,8 @@ async def test_tokens_scopes_and_what_a_client_may_send(
         hush = {"match": "gov", "for": "2h", "comment": "maintenance"}
         assert (await said(url, "POST", "/api/v1/silences", SUBMIT, json=hush))[0] == 403
         status, made, _ = await said(url, "POST", "/api/v1/silences", ADMIN, json=hush)
-        assert status == 201 and made["silence"]["comment"] == "maintenance (by ops)"
+        assert status == 201 and made["silence"]["comment"] == "maintenance"
+        assert made["silence"]["by"] == "ops"  # the token's name
         status, listed, _ = await said(url, "GET", "/api/v1/silences", READ)
         assert [s["match"] for s in listed["silences"]] == ["gov"]
         for never in ("0", True, 1e-300, "0.5s"):  # a silence lasts a second at least
@@ -246,7 +248,8 @@ async def test_submit_and_cancel_through_the_api_need_only_a_token(
         token.write_text(READ, "utf-8")  # a read token may not submit
         assert await asyncio.to_thread(cli, "submit", "gov", "78") == 2
         err = capsys.readouterr().err
-        assert "refused (403)" in err and READ not in err
+        assert "refused (403): this needs a token with the submit scope" in err
+        assert READ not in err
     assert await asyncio.to_thread(cli, "submit", "gov", "78") == 1  # the daemon is gone
     assert "cannot reach the API" in capsys.readouterr().err
 
@@ -751,3 +754,52 @@ async def test_wait_through_the_api_shows_state_lines_as_the_run_moves_and_summa
     assert "run 77 on gov: Running -> Completed" in messages
     assert messages.count("run 77 on gov: (first poll) -> Running") == 1  # once, not per ask
     assert lines[0]["key"] == "gov//77" and lines[0]["state"] == "Running"
+
+
+async def test_cancel_exits_alike_locally_and_through_the_api(
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    token: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """0 for a submitted watch, stopped now or before (a retried step); 1 for no such watch."""
+    monkeypatch.setenv("CI_TOKEN", SUBMIT)
+    path = write(tmp_path, receiver.url, rsa.url)
+    async with daemon(path) as (_, url):
+        remote = ["--url", url, "--token-file", str(token)]
+        local = ["-c", str(path)]
+        assert await asyncio.to_thread(main, ["submit", "gov", "77", *remote]) == 0
+        capsys.readouterr()
+        for how in (remote, remote, local):
+            assert await asyncio.to_thread(main, ["cancel", "gov//77", *how]) == 0
+            assert capsys.readouterr().out == "gov//77: cancelled\n"
+        for how in (remote, local):
+            assert await asyncio.to_thread(main, ["cancel", "gov//nope", *how]) == 1
+            said = capsys.readouterr().err
+            assert said.startswith("watcher: gov//nope is not a submitted watch that is still")
+
+
+async def test_submit_again_with_other_settings_is_refused_locally_and_through_the_api_alike(
+    tmp_path: Path,
+    receiver: Receiver,
+    rsa: RsaSimulator,
+    token: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CI_TOKEN", SUBMIT)
+    path = write(tmp_path, receiver.url, rsa.url)
+    async with daemon(path) as (_, url):
+        remote = ["--url", url, "--token-file", str(token)]
+        local = ["-c", str(path)]
+        assert await asyncio.to_thread(main, ["submit", "gov", "78", "--name", "a", *local]) == 0
+        capsys.readouterr()
+        for how in (remote, local):
+            argv = ["submit", "gov", "78", "--name", "b", *how]
+            assert await asyncio.to_thread(main, argv) == 2
+            assert "already watched with other settings: name" in capsys.readouterr().err
+            argv = ["submit", "gov", "78", "--name", "a", *how]
+            assert await asyncio.to_thread(main, argv) == 0
+            assert capsys.readouterr().out == "gov//78  already watched: a\n"

@@ -161,6 +161,7 @@ def make_doc() -> dict[str, Any]:
     )
     doc["silences"] = [
         {"id": 7, "match": "gis", "until": iso(NOW + 3600), "comment": "maintenance <i>x</i>"},
+        {"id": 8, "match": "gov", "until": iso(NOW + 60), "comment": "", "by": "alice"},
         {"id": 6, "match": "brpm", "until": iso(NOW - 60), "comment": "expired"},
     ]
     return doc
@@ -443,6 +444,7 @@ def test_instances_and_the_silences_in_force_are_shown() -> None:
     )
     assert "#7 gis until 2026-12-01 15:00:00 UTC: maintenance <i>x</i>" in found.text
     assert "#6" not in found.text  # expired
+    assert "#8 gov until 2026-12-01 14:01:00 UTC by alice" in found.text  # who made it
     assert "i" not in {t for t, _, _ in found.tags}
 
 

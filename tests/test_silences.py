@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,23 @@ def _note(key: str, event: Event, n: int) -> Note:
 async def _settled(db: Store) -> None:
     while await db.pending():
         await asyncio.sleep(0.01)
+
+
+def test_a_silence_says_who_made_it_in_silences_status_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("watcher.cli.commands._user", lambda: "alice")
+    server = server_table("rsa_governance", "gov", "http://127.0.0.1:9/aveksa")
+    text = config_text(tmp_path / "s.db", "json://127.0.0.1:9/h", server, "")
+    (tmp_path / "w.toml").write_text(text, "utf-8")
+    config = ["-c", str(tmp_path / "w.toml")]
+    assert main(["silence", "gov", "--for", "2h", "--comment", "maintenance", *config]) == 0
+    capsys.readouterr()
+    assert main(["silences", *config]) == 0
+    listed = capsys.readouterr().out
+    assert "#1  gov  until " in listed and listed.endswith(" by alice (maintenance)\n")
+    assert main(["silences", "--json", *config]) == 0
+    [made] = json.loads(capsys.readouterr().out)["silences"]
+    assert (made["by"], made["comment"]) == ("alice", "maintenance")
+    show(str(tmp_path / "s.db"))
+    assert " by alice (maintenance)" in capsys.readouterr().out

@@ -297,6 +297,14 @@ async def test_silences_are_kept_listed_and_ended(store: Store) -> None:
     assert [s.id for s in await store.silences(NOW)] == [second]
 
 
+async def test_a_silence_keeps_who_made_it(store: Store) -> None:
+    made = await store.silence("gov", NOW + 60, "maintenance", NOW, "alice")
+    unsaid = await store.silence("gis", NOW + 60, "", NOW)  # as a state written before
+    [first, second] = await store.silences(NOW)
+    assert (first.id, first.by, first.comment) == (made, "alice", "maintenance")
+    assert (second.id, second.by) == (unsaid, "")
+
+
 async def test_acks_are_kept_by_condition_with_who_when_and_why(store: Store) -> None:
     first = await store.ack("w|unreachable|3", "w", "unreachable", "alice", "on it", NOW)
     other = await store.ack("v|attention|1", "v", "attention", "ci", "", NOW + 1)
@@ -655,7 +663,7 @@ async def test_a_version_2_state_file_is_migrated_and_keeps_its_watches(tmp_path
     assert await store.submitted() == {"sub": {"id": "1"}}
     await store.close()
     version = sqlite3.connect(tmp_path / "s.db").execute("PRAGMA user_version").fetchone()[0]
-    assert version == 6
+    assert version == 7
 
 
 async def test_a_version_3_state_file_learns_to_keep_expectations(tmp_path: Path) -> None:
@@ -717,3 +725,25 @@ def test_commands_that_use_sqlite_never_import_the_database_driver() -> None:
         "sys.exit('asyncpg' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+async def test_a_version_6_state_file_keeps_its_silences_and_learns_who_made_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    await (await open_store(str(path), instance="one")).close()
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "DROP TABLE silences; CREATE TABLE silences (id INTEGER PRIMARY KEY, match TEXT NOT NULL,"
+        " until REAL NOT NULL, comment TEXT NOT NULL DEFAULT '', created REAL NOT NULL);"
+        " INSERT INTO silences VALUES (1, 'gov', 1e12, 'kept', 1.0); PRAGMA user_version = 6;"
+    )
+    conn.close()
+    store = await open_store(str(path), instance="one")
+    await store.silence("gis", 1e12, "", NOW, "bob")
+    assert [(s.match, s.comment, s.by) for s in await store.silences(NOW)] == [
+        ("gov", "kept", ""),
+        ("gis", "", "bob"),
+    ]
+    await store.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 7

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -75,9 +76,22 @@ def _checked_duration(value: Any) -> float:
     return check_duration(parse_duration(value))
 
 
+#: What a duration looks like to an editor (``watcher schema``): the forms
+#: :func:`parse_duration` reads, within the range :func:`check_duration` allows.
+DURATION_JSON_SCHEMA: Final[dict[str, Any]] = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION_S},
+        {
+            "type": "string",
+            "pattern": r"^\s*(?:\d+(?:\.\d+)?|(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)\s*)+)\s*$",
+        },
+    ],
+    "description": "a duration: '90s', '15m', '1h30m', '1d', '250ms' or a number of seconds",
+}
+
 #: A length of time in seconds, written as ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` or a number;
 #: more than zero and at most 365 days.
-Duration = Annotated[float, BeforeValidator(_duration)]
+Duration = Annotated[float, BeforeValidator(_duration), WithJsonSchema(DURATION_JSON_SCHEMA)]
 
 
 def format_duration(seconds: float) -> str:

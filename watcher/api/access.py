@@ -92,7 +92,7 @@ class Access:
         self._failed(request, token)
         if token is None:
             raise Refused(401, "a valid token is needed (Authorization: Bearer TOKEN)")
-        raise Refused(403, "this token may not do that")
+        raise Refused(403, f"this needs a token with the {needed} scope")
 
     def anonymous(self, request: web.Request) -> bool:
         """A read without a token is let in: ``anonymous_read``, and no token was sent."""

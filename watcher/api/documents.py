@@ -105,6 +105,7 @@ def silence_entry(silence: Silence) -> dict[str, Any]:
         "until": iso(silence.until),
         "comment": silence.comment,
         "created": iso(silence.created),
+        "by": silence.by,
     }
 
 

@@ -234,7 +234,7 @@ def index(
 
     Args:
         doc: the ``status --json`` document (:func:`watcher.api.documents.document` with ``holders``
-            and ``instances``) plus ``"silences"``: ``[{"id", "match", "until", "comment"}]``
+            and ``instances``) plus ``"silences"``: ``[{"id", "match", "until", "comment", "by"}]``
             and ``"outages"`` (:func:`watcher.api.documents.outage_entry`), shown as a banner.
             A listing of a store (``GET /api/v1/watches``) also carries ``counts`` (every
             watch by state), ``servers`` and ``matched`` (how many pass its filters), and may

@@ -37,7 +37,7 @@ from watcher.api.documents import (
 from watcher.config.api import TokenConfig
 from watcher.config.load import Config
 from watcher.engine import history
-from watcher.engine.build import adhoc_watch, build_specs, submit
+from watcher.engine.build import adhoc_watch, build_specs, differing, submit
 from watcher.errors import ConfigError
 from watcher.notify.acks import acknowledged
 from watcher.schema import check_duration, parse_duration
@@ -261,7 +261,7 @@ async def add(
         service.submitted()
     else:
         stored = (await service.store.submitted(record.key)).get(record.key)
-        if stored is not None and (differ := _differing(stored, settings)):
+        if stored is not None and (differ := differing(stored, settings)):
             raise Refused(409, f"already watched with other settings: {', '.join(differ)}")
     current = (await service.store.load([record.key])).get(record.key, record)
     return (201 if new else 200), {"version": JSON_VERSION, "watch": watch_entry(current)}
@@ -276,11 +276,6 @@ async def _watching(service: Service, settings: Mapping[str, Any]) -> bool:
         return True
     config = service.config.model_copy(update={"watches": [watch]})
     return all([await service.store.watched(spec.key) for spec in build_specs(config)])
-
-
-def _differing(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
-    keys = ("name", "notify", "timeout", "interval")
-    return [key for key in keys if key in given and stored.get(key) != given[key]]
 
 
 async def cancel(service: Service, key: str, token: TokenConfig) -> dict[str, Any]:
@@ -305,12 +300,11 @@ async def cancel(service: Service, key: str, token: TokenConfig) -> dict[str, An
 
 
 async def silence(store: Requests, body: Mapping[str, Any], by: str) -> dict[str, Any]:
-    """Record a silence; ``by`` (the token's name) is kept with its comment."""
+    """Record a silence made ``by`` a token (its name)."""
     given = NewSilence.model_validate(body)
     for_s, now = given.for_s, time.time()
-    comment = f"{given.comment} (by {by})" if given.comment else f"by {by}"
-    silence_id = await store.silence(given.match, now + for_s, comment, now)
-    made = Silence(silence_id, given.match, now + for_s, comment, now)
+    silence_id = await store.silence(given.match, now + for_s, given.comment, now, by)
+    made = Silence(silence_id, given.match, now + for_s, given.comment, now, by)
     return {"version": JSON_VERSION, "silence": silence_entry(made)}
 
 

@@ -7,8 +7,10 @@ pipeline) waits for runs that ``submit`` handed to the daemons, shows them meanw
 
 The token comes from ``--token-file`` or ``$WATCHER_TOKEN`` and is sent only as
 ``Authorization: Bearer``; it is masked in everything watcher prints. An answer the user can act
-on (401, 403, 404, 409, 422) is a ConfigError (exit 2) carrying the API's own words; a daemon
-that cannot be reached, or answers 5xx, is exit 1 for ``submit`` and ``cancel``. A 429 or 503
+on (401, 403, 404, 409, 422) is a ConfigError (exit 2) carrying the API's own words (a 403
+names the scope needed), but for ``cancel``'s 404 and 409: exit 1, no such watch still watched,
+as the local ``cancel`` says; a daemon that cannot be reached, or answers 5xx, is exit 1 for
+``submit`` and ``cancel``. A 429 or 503
 with ``Retry-After`` (a quota, a flood of readers) is waited out for up to :data:`BUSY_FOR_S`,
 then counts as no answer. ``wait`` asks
 again for up to :data:`UNREACHABLE_S` (a daemon restarting or being deployed), then gives up
@@ -106,8 +108,17 @@ async def submit(url: str, token: str, settings: Mapping[str, Any]) -> int:
 
 
 async def cancel(url: str, token: str, key: str) -> int:
-    """DELETE the watch ``key`` through ``url``'s API."""
-    await _call(url, token, "DELETE", f"/api/v1/watches/{quote(key, safe='')}")
+    """DELETE the watch ``key`` through ``url``'s API; exit 1 (as the local ``cancel``) if it
+    is no submitted watch still watched (the API's 404 or 409)."""
+    try:
+        await _call(url, token, "DELETE", f"/api/v1/watches/{quote(key, safe='')}")
+    except _Refused as exc:
+        if exc.status not in (404, 409):
+            raise
+        print(
+            f"watcher: {key} is not a submitted watch that is still watched: {exc}", file=sys.stderr
+        )
+        return EXIT_FAILED
     print(f"{key}: cancelled")
     return EXIT_OK
 
@@ -272,7 +283,7 @@ async def _call(
     said = _said(reply)
     if reply.status >= 500 or reply.status == 429:  # a limit of the daemon's, not the input
         raise _Unreachable(f"watcher: the API at {url} answered {reply.status}: {said}")
-    raise ConfigError(f"the API at {url} refused ({reply.status}): {said}")
+    raise _Refused(f"the API at {url} refused ({reply.status}): {said}", reply.status)
 
 
 def _come_back_in(reply: Reply, waited_s: float) -> float | None:
@@ -291,6 +302,14 @@ def _said(reply: Reply) -> str:
     except (PollError, AttributeError):
         said = reply.text[:200]
     return redact.escape(redact.scrub(said))  # whatever answered: a proxy's page, say
+
+
+class _Refused(ConfigError):
+    """The API refused the request (4xx): what it said, and its ``status``."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class _Unreachable(Exception):

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 
 from watcher import clock
 from watcher.address import try_bind
+from watcher.api.documents import JSON_VERSION, ack_entry, silence_entry
 from watcher.cli.status import Look
 from watcher.cli.status import show as show_status
 from watcher.cli.table import coloured, width
@@ -38,6 +39,7 @@ from watcher.engine.build import (
     adhoc_watch,
     build_channels,
     build_specs,
+    differing,
     impatient,
     submit,
 )
@@ -65,6 +67,11 @@ def dispatch(args: argparse.Namespace) -> int:
         return init(args.path, force=args.force)
     if args.command == "token":
         return _new_token(args.name, args.scope, toml=args.toml)
+    if args.command == "schema":
+        from watcher.config import toml_schema
+
+        print(toml_schema.text(), end="")
+        return EXIT_OK
     remote = args.command in ("submit", "cancel", "wait")
     if remote and (url := args.url or os.environ.get("WATCHER_URL")):
         return _remote(args, url)  # through a daemon's API: no config, no database needed
@@ -257,15 +264,23 @@ async def _submit(config: Config, args: argparse.Namespace) -> int:
     one of the instances sharing the database) claims it within a second."""
     settings = {key: getattr(args, key, None) for key in SUBMITTED_KEYS}
     adhoc_watch(config, settings, "submit")  # a refused one is refused before the store opens
+    given = {key: value for key, value in settings.items() if value is not None}
     async with _client(config) as store:
         for record, added in await submit(config, store, settings, time.time()):
+            stored = None if added else (await store.submitted(record.key)).get(record.key)
+            if stored is not None and (differ := differing(stored, given)):  # as the API's 409
+                raise ConfigError(
+                    f"{record.key}: already watched with other settings: {', '.join(differ)}"
+                )
             print(f"{record.key}  {'submitted' if added else 'already watched'}: {record.name}")
     return EXIT_OK
 
 
 async def _cancel(config: Config, key: str) -> int:
+    """As the API's cancel: 0 for a submitted watch, stopped now or before (a retried step);
+    1 for no such watch, a run a watch found, or a watch of watches.toml."""
     async with _client(config) as store:
-        if await store.cancel(key):
+        if await store.cancel(key) or await _stopped_before(config, store, key):
             print(f"{key}: cancelled")
             return EXIT_OK
     print(
@@ -276,6 +291,14 @@ async def _cancel(config: Config, key: str) -> int:
     return EXIT_FAILED
 
 
+async def _stopped_before(config: Config, store: Store, key: str) -> bool:
+    """Whether ``key`` is a watch that was submitted and no longer runs."""
+    record = (await store.load([key])).get(key)
+    if record is None or record.parent:
+        return False
+    return all(spec.key != key for spec in build_specs(config))
+
+
 async def _silences(config: Config, args: argparse.Namespace) -> int:
     """``silence``, ``silences`` and ``unsilence``: kept in the store, so every instance (and
     the next run) honours them."""
@@ -283,7 +306,7 @@ async def _silences(config: Config, args: argparse.Namespace) -> int:
     async with _client(config) as store:
         if args.command == "silence":
             until = now + args.duration
-            made = await store.silence(args.match, until, args.comment, now)
+            made = await store.silence(args.match, until, args.comment, now, _user())
             records, _ = await store.snapshot()
             matching = [r for r in records if matches(args.match, r.key, r.name, r.server)]
             print(f"silence #{made}: {args.match} until {_local(until)}", end="")
@@ -296,9 +319,15 @@ async def _silences(config: Config, args: argparse.Namespace) -> int:
             print(f"watcher: no silence #{args.id}", file=sys.stderr)
             return EXIT_FAILED
         silences = await store.silences(now)
+    if args.json:  # as the API's GET /api/v1/silences
+        print(
+            json.dumps({"version": JSON_VERSION, "silences": [silence_entry(s) for s in silences]})
+        )
+        return EXIT_OK
     for s in silences:
         said = f" ({s.comment})" if s.comment else ""
-        print(f"#{s.id}  {s.match}  until {_local(s.until)}{said}")
+        by = f" by {s.by}" if s.by else ""
+        print(f"#{s.id}  {s.match}  until {_local(s.until)}{by}{said}")
     if not silences:
         print("no silences in force")
     return EXIT_OK
@@ -318,6 +347,9 @@ async def _acks(config: Config, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_FAILED
+    if getattr(args, "json", False):  # as the API's GET /api/v1/acks
+        print(json.dumps({"version": JSON_VERSION, "acks": [ack_entry(a) for a in acked]}))
+        return EXIT_OK
     for ack in acked:
         said = f" ({ack.comment})" if ack.comment else ""
         print(f"{ack.watch}  {ack.event}  acknowledged by {ack.by} at {_local(ack.at)}{said}")

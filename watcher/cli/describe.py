@@ -149,7 +149,8 @@ def _expect(record: WatchRecord, earlier: Sequence[float]) -> str:
 
 
 def _silence(silence: Silence) -> str:
-    said = f" ({silence.comment})" if silence.comment else ""
+    said = f" by {silence.by}" if silence.by else ""
+    said += f" ({silence.comment})" if silence.comment else ""
     return f"#{silence.id} {silence.match} until {shown(silence.until, seconds=False)}{said}"
 
 

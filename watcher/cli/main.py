@@ -9,9 +9,11 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from watcher.errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_USAGE, ConfigError
+from watcher.cli import shells
+from watcher.cli.examples import epilog
+from watcher.errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, ConfigError
 from watcher.service import logs
 
 DESCRIPTION = "Watch long-running remote runs until they finish, then notify."
@@ -86,7 +88,10 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     def default(value: object) -> object:
         return value if top else argparse.SUPPRESS
 
-    parser.add_argument("-c", "--config", default=default(None), help="watches.toml to use")
+    config = parser.add_argument(
+        "-c", "--config", default=default(None), help="watches.toml to use"
+    )
+    shells.complete_files(config)
     parser.add_argument(
         "-v", "--verbose", action="store_true", default=default(False), help="log debug details"
     )
@@ -106,25 +111,27 @@ def parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     top.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     _common(top, top=True)
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")  # bare: the help, exit 0
 
     def command(name: str, help: str, *, codes: bool = False) -> argparse.ArgumentParser:
         return sub.add_parser(
             name,
             parents=[common],
             help=help,
-            epilog=EXIT_CODES if codes else None,
+            epilog=epilog(name, EXIT_CODES if codes else None),
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            allow_abbrev=False,
         )
 
     p = command("run", "watch until stopped (or --once: until done)", codes=True)
     p.add_argument("--once", action="store_true", help="exit when every watch has ended")
     _once_options(p)
     p = command("wait", "wait for runs (for a CI step)", codes=True)
-    p.add_argument("server", help="a server name from the config")
+    _server_argument(p)
     p.add_argument("ids", nargs="*", metavar="ID", help="run ids (optional with --task for ArcGIS)")
     p.add_argument("--task", help="the task (ArcGIS)")
     p.add_argument("--timeout", type=_duration, help="give up after this long (e.g. 2h)")
@@ -133,7 +140,7 @@ def parser() -> argparse.ArgumentParser:
     _once_options(p)
     _remote_options(p, waits=True)
     p = command("submit", "hand one run to the running deployment and return")
-    p.add_argument("server", help="a server name from the config")
+    _server_argument(p)
     p.add_argument("id", nargs="?", help="the run id (optional with --task for ArcGIS)")
     p.add_argument("--task", help="the task (ArcGIS)")
     p.add_argument("--name", help="what notifications call it (default: run ID on SERVER)")
@@ -157,18 +164,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("match", help="a server's name, or a glob of watch names or keys")
     p.add_argument("--for", dest="duration", type=_duration, required=True, metavar="D")
     p.add_argument("--comment", default="", help="why (shown by `watcher silences`)")
-    command("silences", "list the silences in force")
+    _json_option(command("silences", "list the silences in force"))
     p = command("unsilence", "end a silence now")
     p.add_argument("id", type=int, help="as `watcher silences` shows it")
     p = command("ack", "stop the reminders of what lasts now (unreachable, attention, overdue)")
     p.add_argument("match", help="a server's name, or a glob of watch names or keys")
     p.add_argument("--comment", default="", help="why, or who is on it (shown by `watcher acks`)")
-    command("acks", "list the acknowledged conditions that still last")
+    _json_option(command("acks", "list the acknowledged conditions that still last"))
     command("check", "validate the config and channel URLs")
     p = command("status", "show instances, watches and their state (or one watch whole)")
     p.add_argument("watch", nargs="?", metavar="KEY", help="show this watch whole (key or name)")
-    p.epilog = STATUS_CODES
-    p.add_argument("--state", help="read this state file or database (no config needed)")
+    p.epilog = epilog("status", STATUS_CODES)
+    _state_option(p, "read this state file or database (no config needed)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--server", help="only the watches of this server")
     p.add_argument(
@@ -179,14 +186,26 @@ def parser() -> argparse.ArgumentParser:
         help=f"only the watches that stand so: {', '.join(STANDINGS)}",
     )
     p = command("notify-test", "send a test notification")
-    p.add_argument("channel")
+    shells.complete_names(p.add_argument("channel"), "channels")
     p.add_argument("--event", help="send what the templates make of a sample run at this event")
-    p = sub.add_parser("init", help="write a commented watches.toml to start from")
+    p = sub.add_parser(
+        "init",
+        help="write a commented watches.toml to start from",
+        epilog=epilog("init"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
     p.add_argument(
         "path", nargs="?", default="watches.toml", metavar="PATH", help="default: ./watches.toml"
     )
     p.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
-    p = sub.add_parser("demo", help="watch simulated runs on four systems, no accounts needed")
+    p = sub.add_parser(
+        "demo",
+        help="watch simulated runs on four systems, no accounts needed",
+        epilog=epilog("demo"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
     p.add_argument("--speed", type=float, default=1.0, help="poll faster (2 = twice as fast)")
     p.add_argument(
         "--serve",
@@ -196,7 +215,37 @@ def parser() -> argparse.ArgumentParser:
         help="stay up with the API and status page until Ctrl-C (default 127.0.0.1:9477; "
         "port 0: a free one)",
     )
+    _editor_and_shell_commands(command, sub)
     return top
+
+
+def _editor_and_shell_commands(
+    command: Callable[[str, str], argparse.ArgumentParser],
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """``schema``, ``completion``, the hidden ``names`` they use, and ``help`` (last: it
+    offers every command before it)."""
+    command("schema", "print the JSON Schema of watches.toml (for editors)")
+    p = command("completion", "print a completion script for bash, zsh or fish")
+    p.add_argument("shell", choices=shells.SHELLS)
+    p = sub.add_parser("names", allow_abbrev=False)  # no help: not listed
+    _common(p, top=False)
+    p.add_argument("kind", choices=shells.NAMES)
+    p = command("help", "show the help of watcher or of one command")
+    public = [action.dest for action in sub._get_subactions()]  # `names` is not listed
+    p.add_argument("topic", nargs="?", choices=public, metavar="COMMAND")
+
+
+def _server_argument(p: argparse.ArgumentParser) -> None:
+    shells.complete_names(p.add_argument("server", help="a server name from the config"), "servers")
+
+
+def _json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout (as the API)")
+
+
+def _state_option(p: argparse.ArgumentParser, help: str) -> None:
+    shells.complete_files(p.add_argument("--state", help=help))
 
 
 def _remote_options(p: argparse.ArgumentParser, *, waits: bool = False) -> None:
@@ -204,17 +253,21 @@ def _remote_options(p: argparse.ArgumentParser, *, waits: bool = False) -> None:
     p.add_argument(
         "--url", help=f"a daemon's API (default $WATCHER_URL); without it, the local store{also}"
     )
-    p.add_argument("--token-file", help="the API token's file (default: $WATCHER_TOKEN)")
+    token_file = p.add_argument(
+        "--token-file", help="the API token's file (default: $WATCHER_TOKEN)"
+    )
+    shells.complete_files(token_file)
 
 
 def _notify_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+    notify = p.add_argument(
         "--notify",
         action="append",
         default=None,
         metavar="CHANNEL",
         help="a channel to tell (repeat for more; default: the config's [defaults] notify)",
     )
+    shells.complete_names(notify, "channels")
 
 
 def _once_options(p: argparse.ArgumentParser) -> None:
@@ -229,7 +282,7 @@ def _once_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="end as soon as a watch ends other than succeeded (the others are not waited for)",
     )
-    p.add_argument("--state", help="a state file of this run's own (default: [daemon] state)")
+    _state_option(p, "a state file of this run's own (default: [daemon] state)")
     p.add_argument(
         "--metrics", action="store_true", help="serve [daemon] metrics (wait and --once do not)"
     )
@@ -264,11 +317,18 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.ids = [*args.ids, *extra]
     elif extra:
         top.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command is None:  # as gh and kubectl: the help on stdout, exit 0
+        top.print_help()
+        top.exit(EXIT_OK)
+    if args.command == "help":
+        top.parse_args([args.topic, "--help"] if args.topic else ["--help"])
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    if args.command in ("completion", "names"):  # at every shell's start: nothing else loaded
+        return shells.run(args, parser())
     logs.setup(getattr(args, "log_format", "auto"), getattr(args, "verbose", False))
     try:
         from watcher.cli.commands import dispatch

@@ -119,6 +119,7 @@ def footing(view: View, pending: Sequence[Note], now: float) -> list[str]:
         lines.append(f"{plural(held, 'notification')} held back by silences")
     lines += [
         f"silence #{s.id}: {s.match} until {shown(s.until, seconds=False)}"
+        + (f" by {s.by}" if s.by else "")
         + (f" ({s.comment})" if s.comment else "")
         for s in view.silences
     ]

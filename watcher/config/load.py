@@ -30,6 +30,7 @@ from watcher.config.daemon import MAX_LEASE_S, MIN_LEASE_S, Daemon, default_stat
 from watcher.config.expand import expand, read_secret_files
 from watcher.config.explain import explain
 from watcher.config.file import Config
+from watcher.config.places import CONFIG_PLACES, default_config
 from watcher.config.watches import WatchConfig, WatchSettings
 from watcher.errors import ConfigError
 from watcher.stores import statefile
@@ -49,18 +50,6 @@ __all__ = [
     "load",
     "state_of",
 ]
-
-CONFIG_PLACES = ("watches.toml", "/etc/watcher/watches.toml")
-
-
-def default_config() -> str:
-    """``$WATCHER_CONFIG``, ./watches.toml, ``$CONFIGURATION_DIRECTORY``, /etc/watcher."""
-    if env := os.environ.get("WATCHER_CONFIG"):
-        return env
-    places = list(CONFIG_PLACES)
-    if conf_dir := os.environ.get("CONFIGURATION_DIRECTORY"):
-        places.insert(1, str(Path(conf_dir.split(":")[0]) / "watches.toml"))
-    return next((p for p in places if Path(p).is_file()), places[0])
 
 
 def load(

@@ -49,7 +49,7 @@ class WatchSettings(Model):
     unreachable_after: int = Field(default=5, ge=1, le=1000)
     """Transient failures in a row before ``unreachable`` fires."""
 
-    @field_validator("id", mode="before")
+    @field_validator("id", mode="before", json_schema_input_type=str | int | None)
     @classmethod
     def _id_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value

@@ -81,6 +81,14 @@ def _impatient(policy: Policy) -> Policy:
 SUBMITTED_KEYS = ("server", "id", "task", "name", "notify", "timeout", "interval")
 
 
+def differing(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
+    """The settings a run submitted again gives otherwise than it was first submitted with
+    (a retried step gives the same: it is already watched; else it is refused, locally and
+    through the API alike)."""
+    keys = ("name", "notify", "timeout", "interval")
+    return [key for key in keys if key in given and stored.get(key) != given[key]]
+
+
 def adhoc_watch(config: Config, settings: Mapping[str, Any], where: str) -> WatchConfig:
     """One watch given outside the watches list (``watcher wait``, ``watcher submit``): the
     configuration's ``[defaults]`` under ``settings``; ConfigError (prefixed ``where``) if it

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # for annotations only: the store and its connector import as
 
     Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA_LOCK = 0x77617463_68657231  # pg_advisory_xact_lock key for creating the schema
 SYNC_LOCK = 0x77617463_68657232  # ... and for syncing the configured watches
 

@@ -281,8 +281,10 @@ class Requests(Protocol):
         submitted watch (the configuration's own watches stop by leaving it)."""
         ...
 
-    async def silence(self, match: str, until: float, comment: str, now: float) -> int:
-        """Record a silence; its id."""
+    async def silence(
+        self, match: str, until: float, comment: str, now: float, by: str = ""
+    ) -> int:
+        """Record a silence made ``by`` someone (a user, a token's name); its id."""
         ...
 
     async def unsilence(self, silence_id: int) -> bool:

@@ -140,6 +140,7 @@ TABLES = (
             Column("until", _R, null=False),
             Column("comment", _T, null=False, default=""),
             Column("created", _R, null=False),
+            Column("who", _T, null=False, default="", added=True),  # who made it
         ),
     ),
     Table(

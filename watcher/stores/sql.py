@@ -7,10 +7,10 @@ both dialects read (the listing's ``LISTED``/``ORDER``/``AFTER``, ``IN_ORDER``, 
 with ``{...}`` where each writes its parameters), or SQLite's own (``?`` parameters: claims,
 saves, the sync, the outbox, ``IN_ONE``), and the record's and note's columns both decode.
 
-The state file's schema is at version 6; ``VERSION_1`` and ``MIGRATE_TO_*`` bring a file written
+The state file's schema is at version 7; ``VERSION_1`` and ``MIGRATE_TO_*`` bring a file written
 by an earlier version there (``active``/``claimed`` and the due index in 2; ``origin``,
 ``settings``, silences and instances in 3; the expected duration in 4; server outages in 5;
-acknowledgements in 6).
+acknowledgements in 6; who made a silence in 7).
 """
 
 from __future__ import annotations
@@ -83,6 +83,10 @@ CREATE TABLE acks (
     id INTEGER PRIMARY KEY, condition TEXT NOT NULL UNIQUE, watch TEXT NOT NULL,
     event TEXT NOT NULL, who TEXT NOT NULL, at REAL NOT NULL, comment TEXT NOT NULL DEFAULT ''
 );
+"""
+
+MIGRATE_TO_7 = """
+ALTER TABLE silences ADD COLUMN who TEXT NOT NULL DEFAULT '';
 """
 
 RECORD_FIELDS = [f.name for f in fields(WatchRecord)]
@@ -216,7 +220,7 @@ REMIND = (
     " (watch, event, channel, title, body, dedup, created, next_try, reminder)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)"
 )
-SILENCE_COLS = "id, match, until, comment, created"
+SILENCE_COLS = "id, match, until, comment, created, who"
 ACK_COLS = "id, condition, watch, event, who, at, comment"
 #: the latest note of each watch and event of ``{events}``: the occurrence each last raised
 LASTING = (

@@ -88,6 +88,8 @@ class Silence:
     until: float
     comment: str
     created: float
+    by: str = ""
+    """Who made it: the user who ran ``watcher silence``, or the API token's name."""
 
 
 @dataclass(frozen=True, slots=True)

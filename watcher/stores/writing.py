@@ -32,12 +32,13 @@ class SharedWrites:
         """``value`` as the database can store it."""
         return value
 
-    async def silence(self, match: str, until: float, comment: str, now: float) -> int:
-        marks = ", ".join(self.mark(n) for n in range(1, 5))
-        insert = f"INSERT INTO silences (match, until, comment, created) VALUES ({marks})"
-        [(made,)] = await self._change(
-            f"{insert} RETURNING id", [match, until, self.clean(comment), now]
-        )
+    async def silence(
+        self, match: str, until: float, comment: str, now: float, by: str = ""
+    ) -> int:
+        marks = ", ".join(self.mark(n) for n in range(1, 6))
+        insert = f"INSERT INTO silences (match, until, comment, created, who) VALUES ({marks})"
+        args = [match, until, self.clean(comment), now, self.clean(by)]
+        [(made,)] = await self._change(f"{insert} RETURNING id", args)
         return int(made)
 
     async def ack(
