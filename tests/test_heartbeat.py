@@ -59,8 +59,8 @@ async def pings() -> AsyncIterator[Pings]:
 
 
 @pytest.fixture
-def disk(monkeypatch: pytest.MonkeyPatch) -> Disk:
-    return Disk(monkeypatch)
+def disk() -> Disk:
+    return Disk()
 
 
 @pytest.fixture
@@ -188,7 +188,7 @@ async def test_a_state_that_takes_no_writes_sends_fail_and_brings_watcher_up_to_
     ping = f"/ping/{UUID}"
     path = write(tmp_path, receiver.url, rsa.url, pings.url + ping, metrics=True)
     stop = asyncio.Event()
-    service = Daemon(load(path), Options(config_path=path), stop=stop)
+    service = Daemon(load(path), Options(config_path=path), stop=stop, open_state=disk.open)
     running = asyncio.create_task(service.run())
     try:
         await soon(lambda: pings.count(ping) >= 1, timeout_s=20)
