@@ -52,7 +52,7 @@ async def test_an_overloaded_daemon_warns_once_says_how_far_behind_and_stops_at_
     timings = Timings(claim_every_s=0.2, behind_say_s=0.2, behind_warn_s=0.2)
     service = Daemon(load(path), Options(config_path=path), stop=stop, timings=timings)
     running = asyncio.create_task(service.run())
-    await until(lambda: sum(sim.polls.values()) >= 3000)  # every watch polled twice: even
+    await until(lambda: sum(sim.polls.values()) >= 3000, timeout_s=60)  # every watch twice
     await asyncio.sleep(2.0)
     assert min(sim.polls.values()) >= 2
     assert "behind by" in await service.facts()
