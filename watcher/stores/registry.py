@@ -104,11 +104,32 @@ def is_database(state: str) -> bool:
 
 
 def where(state: str) -> str:
-    """``host:port/database`` of a database URL, for messages (never its credentials).
+    """``host:port/database`` of a database URL, for messages (never its credentials); a URL
+    naming several hosts (``db1,db2:5433``, tried in turn) gives each ``host:port``, joined
+    by commas.
 
     Raises:
         ValueError: it is no usable URL.
     """
     parts = urlsplit(state)
-    host, port = parts.hostname or "localhost", parts.port or kind_of(state).default_port
-    return f"{host}:{port}{parts.path}"
+    hosts = parts.netloc.rpartition("@")[2].split(",")
+    default = kind_of(state).default_port
+    return ",".join(_host_port(host, default) for host in hosts) + parts.path
+
+
+def _host_port(netloc: str, default_port: int | None) -> str:
+    """``host:port`` of one host of a URL's host list (``[::1]:5432`` for an IPv6 one).
+
+    Raises:
+        ValueError: its port is no number.
+    """
+    if netloc.startswith("["):
+        host, bracket, rest = netloc.partition("]")
+        host, port = host + bracket, rest.removeprefix(":")
+        if not bracket or rest[:1] not in ("", ":"):
+            raise ValueError(f"not a host: {netloc}")
+    else:
+        host, _, port = netloc.partition(":")
+    if port and not port.isdigit():
+        raise ValueError(f"not a port: {port}")
+    return f"{host or 'localhost'}:{port or default_port}"
