@@ -12,6 +12,7 @@ lost, and a notification marked delivered then may arrive again: the one window 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -34,7 +35,8 @@ from tests.test_ha import (  # noqa: F401 (the instances' clean-up)
 )
 from watcher import redact
 from watcher.config.load import load
-from watcher.stores import statefile
+from watcher.stores import pgconnect, statefile
+from watcher.stores.postgres import PostgresStore
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -204,3 +206,24 @@ def test_a_multi_host_url_is_a_state_and_its_password_stays_masked(tmp_path: Pat
     assert statefile.database_where(in_query) == "db1:5432,db2:5432/watcher"
     said = statefile.without_password(f"refused {in_query} (pw/q)", in_query)
     assert "pw/q" not in said and "pw%2Fq" not in said
+
+
+async def test_a_host_that_hangs_does_not_keep_the_next_one_from_being_tried(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frozen primary (or a network that drops its packets) takes the connection and never
+    answers: each host has the connect timeout to itself, so the next one is reached."""
+    monkeypatch.setattr(pgconnect, "CONNECT_TIMEOUT_S", 1.0)
+    with socket.socket() as silent:  # listens, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        hung = f"127.0.0.1:{silent.getsockname()[1]}"
+        url = pg_url.replace("@127.0.0.1:", f"@{hung},127.0.0.1:")
+        url += "?target_session_attrs=read-write"
+        began = time.monotonic()
+        store = await PostgresStore.open(url, instance="a", wait_s=15)
+        try:
+            assert time.monotonic() - began < 10
+            assert await store.outages() == []
+        finally:
+            await store.close()
