@@ -18,7 +18,7 @@ import asyncpg
 
 import watcher
 from watcher.errors import ConfigError, StoreError
-from watcher.stores import pgsql, statefile
+from watcher.stores import pgsql, registry, statefile
 from watcher.stores.batch import Batch, Save
 
 log = logging.getLogger("watcher.stores.postgres")  # the lines the store has always logged
@@ -72,10 +72,37 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, _OUTAGES)
 
 
+_NEXT_HOST = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.CannotConnectNowError,  # starting up, shutting down, in recovery
+    asyncpg.exceptions.TargetServerAttributeNotMatched,  # e.g. a standby for read-write
+)
+
+
+async def each_host(dsn: str | None = None, **kwargs: Any) -> asyncpg.Connection:
+    """A connection to the first host of ``dsn`` that answers (and suits its
+    ``target_session_attrs``), each given the whole connect timeout: asyncpg spends one
+    timeout on the whole list, so a host that hangs (a frozen primary, a dropped network)
+    would keep the next one, the promoted standby, from ever being tried."""
+    hosts = registry.hosts(dsn or "")
+    if len(hosts) == 1:
+        return await asyncpg.connect(dsn, **kwargs)
+    last: BaseException | None = None
+    for host, port in hosts:
+        try:
+            return await asyncpg.connect(dsn, host=host, port=port, **kwargs)
+        except _NEXT_HOST as exc:
+            last = exc
+    assert last is not None
+    raise last
+
+
 async def create_pool(url: str, instance: str, lease_s: float) -> asyncpg.Pool:
     """The connection pool of ``url`` (no connection opened yet), named for ``instance``."""
     return await asyncpg.create_pool(
         url,
+        connect=each_host,
         min_size=0,
         max_size=POOL_SIZE,
         timeout=CONNECT_TIMEOUT_S,

@@ -104,11 +104,40 @@ def is_database(state: str) -> bool:
 
 
 def where(state: str) -> str:
-    """``host:port/database`` of a database URL, for messages (never its credentials).
+    """``host:port/database`` of a database URL, for messages (never its credentials); a URL
+    naming several hosts (``db1,db2:5433``, tried in turn) gives each ``host:port``, joined
+    by commas.
 
     Raises:
         ValueError: it is no usable URL.
     """
-    parts = urlsplit(state)
-    host, port = parts.hostname or "localhost", parts.port or kind_of(state).default_port
-    return f"{host}:{port}{parts.path}"
+    shown = (f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in hosts(state))
+    return ",".join(shown) + urlsplit(state).path
+
+
+def hosts(state: str) -> list[tuple[str, int | None]]:
+    """Each host a database URL names and its port, in the order they are tried.
+
+    Raises:
+        ValueError: it is no usable URL.
+    """
+    netloc, default = urlsplit(state).netloc, kind_of(state).default_port
+    return [_host_port(host, default) for host in netloc.rpartition("@")[2].split(",")]
+
+
+def _host_port(netloc: str, default_port: int | None) -> tuple[str, int | None]:
+    """The host (an IPv6 address without its brackets) and port of one host of a URL.
+
+    Raises:
+        ValueError: its port is no number.
+    """
+    if netloc.startswith("["):
+        host, bracket, rest = netloc[1:].partition("]")
+        port = rest.removeprefix(":")
+        if not bracket or rest[:1] not in ("", ":"):
+            raise ValueError(f"not a host: {netloc}")
+    else:
+        host, _, port = netloc.partition(":")
+    if port and not port.isdigit():
+        raise ValueError(f"not a port: {port}")
+    return host or "localhost", int(port) if port else default_port

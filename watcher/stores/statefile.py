@@ -14,7 +14,7 @@ import fcntl
 import os
 import tempfile
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from watcher import redact
 from watcher.errors import ConfigError
@@ -65,11 +65,11 @@ def database_where(url: str) -> str:
     """``host:port/database`` of a database URL, for messages (never its credentials); its
     password becomes a secret :mod:`watcher.redact` masks. ConfigError if it is no URL."""
     try:
-        where, password = registry.where(url), urlsplit(url).password
+        where, passwords = registry.where(url), _passwords(url)
     except ValueError:
         raise ConfigError("daemon.state: not a usable database URL") from None
-    if password:
-        redact.register(unquote(password))
+    for password in passwords:
+        redact.register(password)
     return where
 
 
@@ -82,10 +82,24 @@ def describe(state: str) -> str:
 def without_password(text: str, url: str) -> str:
     """``text`` with the password of ``url`` masked, however short (``redact`` skips those)."""
     text = redact.scrub(text)
-    password = urlsplit(url).password
-    for secret in {password, unquote(password)} if password else ():
+    try:
+        passwords = _passwords(url)
+    except ValueError:
+        passwords = set()
+    for secret in sorted(passwords, key=len, reverse=True):
         text = text.replace(secret, redact.MASK)
     return text
+
+
+def _passwords(url: str) -> set[str]:
+    """The password of ``url``, as written and decoded: in its user part, or its query
+    (``?password=``, which the driver takes too), whatever hosts it names."""
+    parts = urlsplit(url)
+    found = {parts.password, unquote(parts.password)} if parts.password else set()
+    for key, _, value in (pair.partition("=") for pair in parts.query.split("&")):
+        if key == "password":
+            found |= {value, unquote_plus(value)}
+    return {secret for secret in found if secret}
 
 
 def in_use(state: str) -> bool:
