@@ -596,7 +596,9 @@ async def test_odd_requests_get_an_answer_never_a_failure(
         deep = b"[" * 1000 + b"]" * 1000
         status, said, _ = await call(url, "POST", "/api/v1/watches", SUBMIT, data=deep)
         assert status == 400 and said["error"] == "the body is not JSON"
-        assert (await call(url, "POST", "/api/v1/watches", SUBMIT, json=[1]))[0] == 400
+        assert (await call(url, "POST", "/api/v1/watches", SUBMIT, json="a run"))[0] == 400
+        status, said, _ = await call(url, "POST", "/api/v1/watches", SUBMIT, json=[1])
+        assert status == 200 and said["results"][0]["status"] == 422  # the batch form's item
         form = {"Content-Type": "application/x-www-form-urlencoded; charset=bogus"}
         assert (await call(url, "POST", "/sign-in", headers=form, data=b"token=%ff"))[0] == 400
         status, _, headers = await call(url, "PUT", "/api/v1/watches", SUBMIT)

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from watcher.service.cluster import Cluster, open_watches
+from watcher.stores import Change
+from watcher.stores.pgnotify import MAX_PAYLOAD, heard, payload, split_listen
 
 LEASE_S = 30.0
 
@@ -46,6 +48,12 @@ class Holder:
 
     async def shed(self) -> int:
         return self.sheds
+
+    async def cancelled(self, key: str) -> None:
+        self.let_go.append(f"cancelled {key}")
+
+    def tick(self) -> None:
+        self.let_go.append("claimed")
 
 
 def cluster(store: Members, holder: Holder) -> Cluster:
@@ -97,3 +105,57 @@ async def test_a_failed_renewal_is_logged_and_lets_nothing_go(
     await cluster(Down([100.0], {"Running": 1}, set()), holder)._renew()
     assert holder.let_go == [] and holder.share is None
     assert "renewing this instance's leases failed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("changes", "did", "share"),
+    [
+        ([Change("cancel", ("k1", "k1/run"))], ["cancelled k1", "cancelled k1/run"], None),
+        ([Change("submit"), Change("submit")], ["claimed"], 4),  # shares again, then a claim
+        ([Change("join")], [], 4),  # worked out again; nothing to claim
+        ([Change("leave")], ["claimed"], 4),
+        ([Change("silence")], [], None),  # read where it is used: nothing to do
+        ([Change("any")], ["a", "claimed"], 4),  # a renewal: what it lost, then a claim
+        ([Change("cancel")], ["a"], 4),  # keys too long for a notice: a renewal finds them
+    ],
+)
+async def test_a_change_heard_is_acted_on(
+    changes: list[Change], did: list[str], share: int | None
+) -> None:
+    holder = Holder()
+    members = cluster(Members([100.0, 100.0], {"Running": 8}, {"a"}), holder)
+    members.start()
+    for change in changes:
+        members.heard(change)
+    await members._reacting  # type: ignore[misc]
+    members.stop()
+    assert sorted(holder.let_go) == sorted(did) and holder.share == share
+
+
+@pytest.mark.parametrize(
+    ("url", "without", "listen"),
+    [
+        ("postgresql://h/db", "postgresql://h/db", True),
+        ("postgresql://h/db?listen=off", "postgresql://h/db", False),
+        (
+            "postgresql://h1,h2/db?sslmode=require&listen=false",
+            "postgresql://h1,h2/db?sslmode=require",
+            False,
+        ),
+        (
+            "postgresql://h/db?listen=on&application_name=x",
+            "postgresql://h/db?application_name=x",
+            True,
+        ),
+    ],
+)
+def test_listen_is_taken_out_of_the_url(url: str, without: str, listen: bool) -> None:
+    assert split_listen(url) == (without, listen)
+
+
+def test_a_notice_carries_its_change_and_a_long_one_goes_without_its_keys() -> None:
+    change = Change("cancel", ("gardin//one", "gardin//one/run"))
+    assert heard(f"7 {payload(change)}") == (7, change)
+    many = Change("cancel", tuple(f"key{i:05}" for i in range(MAX_PAYLOAD)))
+    assert heard(f"8 {payload(many)}") == (8, Change("cancel"))
+    assert heard("garbage") == (0, Change("any"))

@@ -194,6 +194,9 @@ TABLE: list[tuple[str, str, str, str | None, Any, int]] = [
     ("POST", "/api/v1/watches", "/api/v1/watches", SUBMIT, {"server": "gov", "id": "5733"}, 201),
     ("POST", "/api/v1/watches", "/api/v1/watches", SUBMIT, {"server": "gov", "bogus": 1}, 422),
     ("POST", "/api/v1/watches", "/api/v1/watches", SUBMIT, b"{nope", 400),
+    ("POST", "/api/v1/watches", "/api/v1/watches", SUBMIT, [{"server": "gov", "id": "9"}], 200),
+    ("POST", "/api/v1/watches", "/api/v1/watches", SUBMIT, [{"server": "gov"}] * 501, 413),
+    ("POST", "/api/v1/watches", "/api/v1/watches", SUBMIT, b'"a run"', 400),
     ("POST", "/api/v1/watches", "/api/v1/watches", SUBMIT, {"server": "x" * 70_000}, 413),
     (
         "POST",

@@ -145,6 +145,14 @@ class Checks:
 
 async def body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object; :class:`v1.Refused` 413, 408 or 400 otherwise."""
+    parsed = await json_body(request)
+    if not isinstance(parsed, dict):
+        raise v1.Refused(400, "the body must be a JSON object")
+    return parsed
+
+
+async def json_body(request: web.Request) -> Any:
+    """The request's JSON (an object or an array); :class:`v1.Refused` 413, 408 or 400."""
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -155,8 +163,6 @@ async def body(request: web.Request) -> dict[str, Any]:
         parsed = json.loads(raw)
     except (ValueError, RecursionError):  # bad JSON, bytes that are not UTF-8, or too deep
         raise v1.Refused(400, "the body is not JSON") from None
-    if not isinstance(parsed, dict):
-        raise v1.Refused(400, "the body must be a JSON object")
     return parsed
 
 

@@ -240,17 +240,21 @@ class Quota:
         """Count a submission of token ``name``; :class:`Limited` past its rate, or when it
         has its most active watches and ``watching()`` says the run is not one of them (a
         resubmission is answered as before)."""
-        self._take(name)
-        most = self.max_active(name)
-        if await store.active_submitted(name) >= most and not await watching():
-            self._refusals.count("quota", token_name=name)
-            msg = (
-                f"this token has {most} submitted watches that have not ended, its quota"
-                " ([api] max_active_per_token): cancel one or wait for one to end"
-            )
-            raise Limited(msg, ACTIVE_RETRY_S)
+        self.take(name)
+        if await store.active_submitted(name) >= self.max_active(name) and not await watching():
+            raise self.too_many_active(name)
 
-    def _take(self, name: str) -> None:
+    def too_many_active(self, name: str) -> Limited:
+        """The refusal of a run past token ``name``'s most active watches (counted)."""
+        self._refusals.count("quota", token_name=name)
+        msg = (
+            f"this token has {self.max_active(name)} submitted watches that have not ended, its"
+            " quota ([api] max_active_per_token): cancel one or wait for one to end"
+        )
+        return Limited(msg, ACTIVE_RETRY_S)
+
+    def take(self, name: str) -> None:
+        """Count one submission of token ``name``; :class:`Limited` past its rate."""
         limit, now = self.per_minute(name), self._clock()
         recent = self._recent.get(name)
         if recent is None or recent.maxlen != limit:

@@ -12,9 +12,9 @@ import logging
 
 from aiohttp import web
 
-from watcher.api import acking, v1
+from watcher.api import acking, batch, v1
 from watcher.api.access import Access
-from watcher.api.checks import TOKEN, body
+from watcher.api.checks import TOKEN, body, json_body
 
 log = logging.getLogger("watcher.api.server")  # the listener's one logger: JSON logs name it
 
@@ -27,9 +27,17 @@ class Writes:
         self._access = access
 
     async def submit(self, request: web.Request) -> web.StreamResponse:
-        """``POST /api/v1/watches``."""
+        """``POST /api/v1/watches``: one run (an object) or many (an array, :mod:`batch`)."""
         by, quota = request[TOKEN].name, self._access.quota
-        status, doc = await v1.add(self._service, await body(request), by, quota)
+        given = await json_body(request)
+        if isinstance(given, list):
+            many = await batch.add_many(self._service, given, by, quota)
+            new = sum(result["status"] == 201 for result in many["results"])
+            log.info("%s submitted %d runs (%d new)", by, len(many["results"]), new)
+            return web.json_response(many)
+        if not isinstance(given, dict):
+            raise v1.Refused(400, "the body must be a JSON object, or an array of them")
+        status, doc = await v1.add(self._service, given, by, quota)
         log.info("%s submitted %s", request[TOKEN].name, json.dumps(doc["watch"]["key"]))
         return web.json_response(doc, status=status)
 

@@ -107,6 +107,11 @@ async def submit(url: str, token: str, settings: Mapping[str, Any]) -> int:
     return EXIT_OK
 
 
+async def post(url: str, token: str, path: str, body: Sequence[Any]) -> Any:
+    """POST ``body`` to ``path`` of ``url``'s API; the JSON answered (errors as for ``submit``)."""
+    return (await _call(url, token, "POST", path, body)).json()
+
+
 async def cancel(url: str, token: str, key: str) -> int:
     """DELETE the watch ``key`` through ``url``'s API; exit 1 (as the local ``cancel``) if it
     is no submitted watch still watched (the API's 404 or 409)."""
@@ -254,7 +259,7 @@ async def _call(
     token: str,
     method: str,
     path: str,
-    body: Mapping[str, Any] | None = None,
+    body: Mapping[str, Any] | Sequence[Any] | None = None,
     http: Http | None = None,
 ) -> Reply:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

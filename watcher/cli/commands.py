@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from watcher import clock
 from watcher.address import try_bind
@@ -124,8 +125,27 @@ def _remote(args: argparse.Namespace, url: str) -> int:
             junit=args.junit,
         )
         return remote.run(waited)
+    if (runs := _bulk(args)) is not None:
+        from watcher.cli import bulk
+
+        return remote.run(bulk.remote(url, token, runs))
     settings = {key: getattr(args, key, None) for key in SUBMITTED_KEYS}
     return remote.run(remote.submit(url, token, settings))
+
+
+def _bulk(args: argparse.Namespace) -> list[tuple[int, Any]] | None:
+    """``submit --file``'s runs (``None`` without it); SERVER and ID are given, or the file."""
+    if args.command != "submit":
+        return None
+    if args.file is None:
+        if args.server is None:
+            raise ConfigError("submit: give SERVER (and ID), or --file with the runs")
+        return None
+    if args.server is not None or args.id is not None:
+        raise ConfigError("submit: --file gives the runs: no SERVER or ID beside it")
+    from watcher.cli import bulk
+
+    return bulk.read_runs(args.file)
 
 
 def _new_token(name: str, scope: str, *, toml: bool = False) -> int:
@@ -262,6 +282,11 @@ def _terminal(args: argparse.Namespace) -> bool:
 async def _submit(config: Config, args: argparse.Namespace) -> int:
     """Add the run to the store a deployment polls from, and return: the running daemon (or
     one of the instances sharing the database) claims it within a second."""
+    if (runs := _bulk(args)) is not None:
+        from watcher.cli import bulk
+
+        async with _client(config) as store:
+            return await bulk.local(config, store, runs)
     settings = {key: getattr(args, key, None) for key in SUBMITTED_KEYS}
     adhoc_watch(config, settings, "submit")  # a refused one is refused before the store opens
     given = {key: value for key, value in settings.items() if value is not None}

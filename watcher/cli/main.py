@@ -140,8 +140,13 @@ def parser() -> argparse.ArgumentParser:
     _once_options(p)
     _remote_options(p, waits=True)
     p = command("submit", "hand one run to the running deployment and return")
-    _server_argument(p)
+    _server_argument(p, optional=True)
     p.add_argument("id", nargs="?", help="the run id (optional with --task for ArcGIS)")
+    p.add_argument(
+        "--file",
+        help="hand over many runs: one JSON object a line, as the API's POST /api/v1/watches "
+        "takes it (- reads stdin); no SERVER then",
+    )
     p.add_argument("--task", help="the task (ArcGIS)")
     p.add_argument("--name", help="what notifications call it (default: run ID on SERVER)")
     p.add_argument("--timeout", type=_duration, help="give up after this long (e.g. 4h)")
@@ -236,8 +241,11 @@ def _editor_and_shell_commands(
     p.add_argument("topic", nargs="?", choices=public, metavar="COMMAND")
 
 
-def _server_argument(p: argparse.ArgumentParser) -> None:
-    shells.complete_names(p.add_argument("server", help="a server name from the config"), "servers")
+def _server_argument(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    server = p.add_argument(
+        "server", nargs="?" if optional else None, help="a server name from the config"
+    )
+    shells.complete_names(server, "servers")
 
 
 def _json_option(p: argparse.ArgumentParser) -> None:

@@ -57,12 +57,15 @@ class Claims:
         self._submitted = submitted
         self._clock = clock
         self._claiming: asyncio.Task[None] | None = None
+        self._again = False  # a tick came while a claim ran: claim once more after it
         self.share: int | None = None  # hold at most this many (instances sharing a store)
 
     def tick(self) -> None:
         """The periodic claim: take what comes due soon (one claim at a time); warn if behind."""
         self._pump.say_if_behind()
-        if self._claiming is None and not self._pump.stopping:
+        if self._claiming is not None:
+            self._again = True
+        elif not self._pump.stopping:
             self._claiming = asyncio.create_task(self._claim())
             self._claiming.add_done_callback(self._claimed)
 
@@ -70,6 +73,9 @@ class Claims:
         self._claiming = None
         if not task.cancelled() and task.exception() is not None:
             log.error("claiming due watches failed: %s", task.exception())
+        if self._again and not task.cancelled():
+            self._again = False
+            self.tick()
 
     async def _claim(self) -> None:
         watches = self._watches

@@ -6,6 +6,15 @@ watches (:meth:`Cluster.balance`) and lets go of what it holds beyond it. What i
 and how many it may hold, it tells the holder of the watches (the engine, a :class:`Holder`).
 
 One instance alone, or a state file, has no limit: its share is ``None``.
+
+Changes made anywhere reach every instance within about a second (:meth:`Cluster.heard`, from
+the store's :meth:`~watcher.stores.Lifecycle.listen`): a cancelled watch is polled no more at
+once, a submission or a reload's additions are claimed at once, an instance joining or leaving
+has the shares worked out again at once (a joiner is given its share by the others' shedding;
+what a leaver let go of is claimed by the others), and when something may have changed (the
+change counter moved, notices could not be heard for a while) the leases are renewed now, which
+finds the watches cancelled meanwhile. One reaction runs at a time; changes heard meanwhile
+make one more. :meth:`Cluster.leave` is the graceful end: the watches go back at once.
 """
 
 from __future__ import annotations
@@ -17,10 +26,14 @@ from collections.abc import Collection, Mapping
 from typing import Protocol
 
 from watcher.models import Outcome
-from watcher.stores import Store
+from watcher.stores import Change, Store
 
 log = logging.getLogger(__name__)
 _OUTCOMES = frozenset(str(outcome) for outcome in Outcome)
+_CLAIM = frozenset({"submit", "sync", "leave", "any"})
+"""Changes after which there may be watches to claim (and the shares may have grown)."""
+BALANCE_GAP_S = 0.5
+"""Shares are worked out again at most this often for changes heard (each reads the counts)."""
 
 
 def open_watches(counts: Mapping[str, int]) -> int:
@@ -40,6 +53,12 @@ class Holder(Protocol):
     async def shed(self) -> int:
         """Let go of the watches held beyond :attr:`share`; how many."""
 
+    async def cancelled(self, key: str) -> None:
+        """Watch ``key`` was cancelled: none of it is polled again from now."""
+
+    def tick(self) -> None:
+        """Claim what is due now, rather than at the next tick."""
+
 
 class Cluster:
     """This instance's membership: lease renewal, its share, and what it lets go of."""
@@ -51,16 +70,70 @@ class Cluster:
         self._lease_s = lease_s
         self._beating: asyncio.Task[None] | None = None
         self._renewing: asyncio.Task[None] | None = None
+        self._reacting: asyncio.Task[None] | None = None
+        self._heard: list[Change] = []
+        self._started = False
+        self._balanced_at = 0.0
+
+    async def join(self) -> None:
+        """Hear the changes made anywhere (acted on from :meth:`start`), tell the others this
+        instance joined, and work out its share before its first claim."""
+        await self._store.listen(self.heard)
+        await self.balance()
 
     def start(self) -> None:
-        """Renew every third of a lease from now on, until :meth:`stop`."""
+        """Renew every third of a lease from now on, and act on the changes heard, until
+        :meth:`stop`."""
+        self._started = True
         self._beating = asyncio.get_running_loop().create_task(self._beat())
+        self._react_soon()
 
     def stop(self) -> None:
-        """No more renewals; one under way is cancelled."""
-        for task in (self._beating, self._renewing):
+        """No more renewals nor reactions; those under way are cancelled."""
+        self._started = False
+        for task in (self._beating, self._renewing, self._reacting):
             if task is not None:
                 task.cancel()
+
+    async def leave(self) -> None:
+        """Hand this instance's watches back at once (its polls have ended); a database that
+        cannot take it leaves them to the leases, as a kill would."""
+        try:
+            await self._store.leave()
+        except Exception as exc:  # the store has said what is wrong with the database
+            log.warning("could not hand the watches over (%s): others take them in a lease", exc)
+
+    def heard(self, change: Change) -> None:
+        """A change made here or elsewhere: act on it soon (see the module docstring)."""
+        self._heard.append(change)
+        self._react_soon()
+
+    def _react_soon(self) -> None:
+        if self._started and self._heard and (self._reacting is None or self._reacting.done()):
+            self._reacting = asyncio.get_running_loop().create_task(self._react())
+
+    async def _react(self) -> None:
+        while self._heard:
+            changes, self._heard = self._heard, []
+            try:
+                await self._act(changes)
+            except Exception:  # the next change, or renewal, tries again
+                log.exception("acting on a change made elsewhere failed")
+
+    async def _act(self, changes: list[Change]) -> None:
+        kinds = {change.kind for change in changes}
+        for key in {key for change in changes if change.kind == "cancel" for key in change.keys}:
+            await self._holder.cancelled(key)
+        if "any" in kinds or any(c.kind == "cancel" and not c.keys for c in changes):
+            await self._renew()
+        elif kinds & (_CLAIM | {"join"}):
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(self._balanced_at + BALANCE_GAP_S - loop.time())
+            await self.balance()
+            if shed := await self._holder.shed():
+                log.info("let go of %d watches for the other instances to take", shed)
+        if kinds & _CLAIM:
+            self._holder.tick()
 
     async def balance(self) -> None:
         """This instance's share of the open watches: an equal part among the live instances.
@@ -69,6 +142,7 @@ class Cluster:
         other, so clocks need not agree). Heartbeats come every third of a lease, so a dead
         instance stops counting before its leases run out, and the others' shares already
         cover its watches when they become free."""
+        self._balanced_at = asyncio.get_running_loop().time()
         beats = [beat for _, _, beat in await self._store.instances()]
         live = sum(1 for beat in beats if max(beats) - beat < self._lease_s * 2 / 3) or 1
         open_ = open_watches(await self._store.counts())

@@ -177,7 +177,7 @@ class Daemon:
         await front.serve_metrics()
         self._spawn(self.dispatcher.run())
         try:
-            await self.parts.cluster.balance()  # before the first claim: a joiner takes its part
+            await self.parts.cluster.join()  # before the first claim: a joiner takes its part
             await self.engine.start()
             settle_memory(len(self.engine.specs))
             self._start_jobs()
@@ -246,6 +246,7 @@ class Daemon:
             self._jobs.shutdown(wait=False)
         self.parts.cluster.stop()
         await self.engine.stop(grace_s)
+        await self.parts.cluster.leave()  # polls ended: the others take the watches now
         if self.options.once and not self.stop.is_set():
             await self.parts.ending.settle()
         await self.dispatcher.stop(grace_s)

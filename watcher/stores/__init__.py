@@ -45,6 +45,7 @@ from watcher.stores.roles import Lifecycle, Outages, Outbox, Reads, Requests, St
 from watcher.stores.values import (
     Ack,
     Active,
+    Change,
     Configured,
     Listing,
     Outage,
@@ -59,6 +60,7 @@ __all__ = [
     "DEFAULT_LEASE_S",
     "Ack",
     "Active",
+    "Change",
     "Configured",
     "Health",
     "Lifecycle",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from watcher.models import Note, WatchRecord
+from watcher.stores.values import Change
 
 C = TypeVar("C")
 
@@ -50,6 +51,7 @@ class Batch(Generic[C]):
         fences: a watch's new fencing token, or ``None`` once it is let go.
         notes: notification id -> whether it is held now.
         lost: watches found taken over.
+        changes: what it changes that every instance is told of once it committed.
     """
 
     def __init__(self, held: Mapping[str, int]) -> None:
@@ -59,6 +61,7 @@ class Batch(Generic[C]):
         self.fences: dict[str, int | None] = {}
         self.notes: dict[int, bool] = {}
         self.lost: set[str] = set()
+        self.changes: list[Change] = []
         self._held = held
         self._keys: set[str] = set()
 

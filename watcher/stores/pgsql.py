@@ -145,6 +145,10 @@ LET_GO = (
     " o AS (UPDATE outbox SET owner = NULL, lease_until = NULL WHERE owner = $1)"
     " DELETE FROM instances WHERE name = $1"
 )
+LEAVE = (
+    "WITH w AS (UPDATE watches SET owner = NULL, lease_until = NULL WHERE owner = $1)"
+    " DELETE FROM instances WHERE name = $1"
+)
 SUBMIT = (
     f"INSERT INTO watches ({COLS}, origin, settings)"
     f" VALUES ({_params(1)}, 'submitted', ${1 + len(FIELDS)})"

@@ -21,6 +21,7 @@ from watcher.stores.commit import GroupCommit
 from watcher.stores.leases import Held, claimed
 from watcher.stores.pgconnect import driver_errors
 from watcher.stores.timing import Timings
+from watcher.stores.values import Change
 
 if TYPE_CHECKING:
     from watcher.stores.pgsql import Conn
@@ -54,6 +55,7 @@ class LeasedWatches:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", pgsql.SYNC_LOCK)
             if pulls or await conn.fetchval(pgsql.SAID) != digest:  # else a restart, same config
                 await pgsql.configure(conn, pgsql.unique_keys(configured.records()), pulls, digest)
+                batch.changes.append(Change("sync"))
             return [Active(*row) for row in await conn.fetch(pgsql.ACTIVE)]
 
         return await self._write(run)
@@ -111,12 +113,20 @@ class LeasedWatches:
     async def submit(self, record: WatchRecord, settings: Mapping[str, Any]) -> bool:
         row = [*pgsql.record_row(record), json.dumps(dict(settings), sort_keys=True)]
 
-        return await self._write(lambda conn, batch: conn.fetchval(pgsql.SUBMIT, *row)) is not None
+        async def run(conn: Conn, batch: Plan) -> bool:
+            if await conn.fetchval(pgsql.SUBMIT, *row) is None:
+                return False
+            batch.changes.append(Change("submit"))
+            return True
+
+        return await self._write(run)
 
     async def cancel(self, key: str) -> bool:
         async def run(conn: Conn, batch: Plan) -> bool:
             stopped = [row[0] for row in await conn.fetch(pgsql.CANCEL, key)]
             batch.fences.update(dict.fromkeys(stopped))
+            if stopped:
+                batch.changes.append(Change("cancel", tuple(stopped)))
             return key in stopped
 
         self._timings.drop(key)

@@ -17,11 +17,14 @@ outage: writes wait in memory and are retried in order, as for a full disk; a re
 connection once at most, and raises while the database is down.
 
 This module holds the pool, the group commit and the leases' renewal; the watches' writes are
-:mod:`~watcher.stores.pgwatches`, the outbox :mod:`~watcher.stores.pgoutbox`.
+:mod:`~watcher.stores.pgwatches`, the outbox :mod:`~watcher.stores.pgoutbox`. Every transaction
+ends by telling the other instances what it changed that they act on
+(:mod:`~watcher.stores.pgnotify`, which also hears them: :meth:`PostgresStore.listen`).
 
 The schema is created or migrated when the store opens, under an advisory lock; a schema newer
-than this watcher knows is refused. Only this module and its connector
-(:mod:`~watcher.stores.pgconnect`) import asyncpg.
+than this watcher knows is refused. Only this module, its connector
+(:mod:`~watcher.stores.pgconnect`) and its listener (:mod:`~watcher.stores.pgnotify`) import
+asyncpg.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from watcher.stores import (
     CLIENT_WAIT_S,
     DEFAULT_LEASE_S,
     pgconnect,
+    pgnotify,
     pgsql,
     statefile,
 )
@@ -51,6 +55,7 @@ from watcher.stores.pgoutbox import LeasedOutbox
 from watcher.stores.pgwatches import LeasedWatches
 from watcher.stores.reading import Query, SharedReads
 from watcher.stores.timing import Timings
+from watcher.stores.values import Change
 from watcher.stores.writing import SharedWrites
 
 if TYPE_CHECKING:
@@ -88,6 +93,8 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
         )
         self._timings = Timings(self._writer, self._retime)
         self._renewal = Renewal(self._held, self._writer, instance)
+        self._url, self._listens = "", True
+        self._notices: pgnotify.Notices | None = None
 
     @classmethod
     async def open(
@@ -108,9 +115,11 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
                 (the message never holds the password), or ``wait_s`` ran out.
         """
         where = statefile.database_where(url)
+        url, listens = pgnotify.split_listen(url)
         pool = await pgconnect.connect(url, where, instance, lease_s, wait_s, member=not client)
         store = cls(pool, where, instance, lease_s)
         store.client = client
+        store._url, store._listens = url, listens
         return store
 
     @property
@@ -126,6 +135,7 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
     async def _transaction(self, works: Sequence[Work[Plan]]) -> list[Any]:
         batch: Plan = Batch(self._held.fences)
         handles = [work(batch) for work in works]
+        batch.then(lambda conn, b: pgnotify.said(conn, b.changes))  # last: see pgnotify
         me, lease = self.instance, self._lease
         await pgconnect.transact(
             self._pool, batch, lambda conn, b, saves: pgsql.save_all(conn, b, me, lease, saves)
@@ -143,7 +153,11 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
         return lambda batch: batch.then(lambda c, b: pgsql.retime(c, b, me, lease, records))
 
     async def _change(self, statement: str, args: Sequence[Any]) -> list[Any]:
-        return await self._write(lambda conn, batch: conn.fetch(statement, *args))
+        async def run(conn: Conn, batch: Plan) -> list[Any]:
+            batch.changes.append(Change("silence"))  # a silence or an acknowledgement
+            return await conn.fetch(statement, *args)
+
+        return await self._write(run)
 
     ENQUEUE = pgsql.ENQUEUE
     _note_rows = staticmethod(pgsql.note_rows)
@@ -194,7 +208,44 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
             rows = await self._fetch(pgsql.HOLDERS + " AND key = ANY($1::text[])", list(keys))
         return {key: owner for key, owner in rows}
 
+    async def listen(self, changed: Callable[[Change], None]) -> None:
+        """Call ``changed`` with each change any instance or client makes from now on
+        (within about a second; see :mod:`~watcher.stores.pgnotify`), and tell the others that
+        this instance joined."""
+        self._notices = pgnotify.Notices(
+            self._url, self._counter, self._probe, self.instance, self._listens, changed
+        )
+        self._notices.start()
+        await self._say(Change("join"))
+
+    async def _counter(self) -> int:
+        return int((await self._fetch(pgnotify.COUNTER))[0][0])
+
+    async def _probe(self, text: str) -> None:
+        with pgconnect.driver_errors():
+            await self._pool.execute(pgnotify.PROBE, text)
+
+    async def _say(self, change: Change) -> None:
+        async def run(conn: Conn, batch: Plan) -> None:
+            batch.changes.append(change)
+
+        await self._write(run)
+
+    async def leave(self) -> None:
+        """Let go of the watches this instance holds and of its heartbeat at once, and tell
+        the others: they take the watches over now, not once the leases run out."""
+        self._timings.close()  # the timing of its last polls lands first
+
+        async def run(conn: Conn, batch: Plan) -> None:
+            await conn.execute(pgsql.LEAVE, self.instance)
+            batch.fences.update(dict.fromkeys(self._held.fences))
+            batch.changes.append(Change("leave"))
+
+        await self._write(run)
+
     async def close(self, grace_s: float = 5.0) -> int:
+        if self._notices is not None:
+            await self._notices.close()
         self._timings.close()
         lost = await self._writer.close(grace_s)
         try:

@@ -8,7 +8,7 @@ holds a :class:`Lifecycle`. A caller annotated with its role sees only the membe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from watcher.models import Note, WatchRecord
@@ -16,6 +16,7 @@ from watcher.stores.commit import Health
 from watcher.stores.values import (
     Ack,
     Active,
+    Change,
     Configured,
     Listing,
     Outage,
@@ -50,6 +51,17 @@ class Lifecycle(Protocol):
     async def renew(self) -> set[str]:
         """Extend the lease of everything this instance holds and write its heartbeat; return
         the watches it held that are someone else's now (and forget them)."""
+        ...
+
+    async def listen(self, changed: Callable[[Change], None]) -> None:
+        """Call ``changed`` with each change another instance or a client makes from now on
+        (a shared database: within about a second), and tell the other instances that this
+        one joined. One daemon alone on a state file hears nothing: it made every change."""
+        ...
+
+    async def leave(self) -> None:
+        """Let go of the watches this instance holds and of its heartbeat now, and tell the
+        others, who take them over at once (its polls have ended)."""
         ...
 
     async def close(self, grace_s: float = 5.0) -> int:

@@ -63,6 +63,7 @@ from watcher.stores.sqlitefile import read_snapshot as read_snapshot
 from watcher.stores.sqliteoutbox import FileOutbox
 from watcher.stores.sqlitewatches import FileWatches, retime
 from watcher.stores.timing import Timings
+from watcher.stores.values import Change
 from watcher.stores.writing import SharedWrites
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,12 @@ class SqliteStore(SharedReads, SharedWrites, FileWatches, FileOutbox, SharedOuta
         for (key,) in stopped:
             self._timings.drop(key)
         return {key for (key,) in stopped}
+
+    async def listen(self, changed: Callable[[Change], None]) -> None:
+        """Nothing to hear: one daemon makes (or is told of) every change to its file."""
+
+    async def leave(self) -> None:
+        """Nothing to hand over: no other instance shares the file (:meth:`close` lets go)."""
 
     async def holders(self, keys: Sequence[str] | None = None) -> dict[str, str]:
         query, args = "SELECT json_group_array(key) FROM watches WHERE claimed AND active", []

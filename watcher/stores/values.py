@@ -11,6 +11,7 @@ from watcher.models import Note, WatchRecord
 __all__ = [
     "Ack",
     "Active",
+    "Change",
     "Configured",
     "Listing",
     "Outage",
@@ -157,3 +158,16 @@ class Configured:
         return cls(
             digest((r.key, r.name, r.deadline - r.started) for r in records), lambda: records
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A change to a shared store that every instance acts on, as they hear of it.
+
+    ``kind``: ``submit`` (runs to claim), ``cancel`` (``keys`` stopped), ``silence`` (a silence
+    or an acknowledgement made or lifted), ``sync`` (a reload's additions), ``join`` and
+    ``leave`` (an instance came or went), or ``any``: something may have changed (the change
+    counter moved, or the listening connection was lost meanwhile)."""
+
+    kind: str
+    keys: tuple[str, ...] = ()
