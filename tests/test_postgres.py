@@ -168,7 +168,7 @@ async def test_an_instance_frozen_inside_a_transaction_loses_its_locks_after_a_l
         await a.save(record("w"), [note("w")])
         [mine] = await a.due(NOW, 10)
         frozen = await a._pool.acquire()  # a stops mid-transaction, holding the note's row
-        await frozen.execute("BEGIN; SELECT 1 FROM outbox FOR UPDATE")
+        await frozen.execute(a._begin + "; SELECT 1 FROM outbox FOR UPDATE")  # as a's begin
         theirs: list[Any] = []
 
         async def b_has_it() -> bool:
