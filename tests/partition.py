@@ -22,6 +22,7 @@ class Proxy:
         self._open = asyncio.Event()
         self._open.set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
 
@@ -42,14 +43,21 @@ class Proxy:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._writers:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         await self._open.wait()  # a connection made during a cut hears nothing
         try:
             upstream, up = await asyncio.open_connection("127.0.0.1", self._target)
         except OSError:
             writer.close()
             return
+        self._writers.add(up)
         for source, sink in ((reader, up), (upstream, writer)):
             task = asyncio.create_task(self._pipe(source, sink))
             self._tasks.add(task)
