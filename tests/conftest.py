@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from watcher import clock, redact
 from watcher.remote.client import Http
 
-pytest_plugins = ["tests.postgres"]  # a real PostgreSQL server: `postgres`, `pg_url`
+pytest_plugins = ["tests.postgres", "tests.pgbouncer"]  # `postgres`, `pg_url`; `pgbouncer`
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -209,14 +209,23 @@ def delivered_once(titles: list[str], ids: list[str]) -> None:
     assert [t for t, n in counts.items() if n > 1] == []
 
 
+@pytest.fixture(params=["direct", "pgbouncer"])
+def via(request: pytest.FixtureRequest, pg_url: str) -> str:
+    """The URL the instances are given: the database's own, or through a real PgBouncer in
+    transaction pooling (the test itself reads the database directly, at ``pg_url``)."""
+    if request.param == "pgbouncer":
+        return str(request.getfixturevalue("pgbouncer").url(pg_url))
+    return pg_url
+
+
 async def test_three_instances_share_watches_and_a_killed_one_hands_over_within_its_lease(
-    tmp_path: Path, postgres: Server, pg_url: str, hook: Hook
+    tmp_path: Path, postgres: Server, pg_url: str, via: str, hook: Hook
 ) -> None:
     ids = [f"q{i:03}" for i in range(300)]
     # the runs end only after both kills: a kill -9 between a delivery and its mark is the
     # one way a message repeats, and that is not what this test is about
     async with gardin(dict.fromkeys(ids, time.time() + 3600)) as sim:
-        path = config(tmp_path, pg_url, hook.url, sim.url, ids)
+        path = config(tmp_path, via, hook.url, sim.url, ids)
         async with instances(tmp_path, path, "a", "b", "c") as (a, b, c):
             await until(lambda: len(_polled(sim)) == 300, 20, "every query polled")
             await until(lambda: _shared(pg_url, 3), 5, "the watches shared by all three")
@@ -257,11 +266,11 @@ def _count(log: Path, text: str) -> int:
 
 
 async def test_an_instance_paused_past_its_lease_delivers_nothing_another_took_over(
-    tmp_path: Path, postgres: Server, pg_url: str, hook: Hook
+    tmp_path: Path, postgres: Server, pg_url: str, via: str, hook: Hook
 ) -> None:
     ids = [f"q{i:02}" for i in range(20)]
     async with gardin(dict.fromkeys(ids, time.time() + 1.0)) as sim:
-        path = config(tmp_path, pg_url, hook.url, sim.url, ids)
+        path = config(tmp_path, via, hook.url, sim.url, ids)
         hook.holding = True  # the channel hangs: the outcomes wait in a's outbox, claimed
         async with instances(tmp_path, path, "a") as [a]:
             await until(lambda: sum(sim.polls.values()) and _outcomes(pg_url, 20), 20, "ends")
@@ -290,13 +299,13 @@ async def _outcomes(url: str, count: int) -> bool:
 
 
 async def test_a_database_restart_while_runs_end_loses_and_doubles_nothing(
-    tmp_path: Path, postgres: Server, pg_url: str, hook: Hook
+    tmp_path: Path, postgres: Server, pg_url: str, via: str, hook: Hook
 ) -> None:
     ids = [f"q{i:03}" for i in range(100)]
     began = time.time()
     ends = {q: began + 2 + i * 0.03 for i, q in enumerate(ids)}  # ending over 3 s
     async with gardin(ends) as sim:
-        path = config(tmp_path, pg_url, hook.url, sim.url, ids)
+        path = config(tmp_path, via, hook.url, sim.url, ids)
         async with instances(tmp_path, path, "a", "b") as (a, b):
             await until(lambda: len(hook.titles) >= 10, 20, "the first outcomes")
             await asyncio.to_thread(postgres.restart)  # while the rest are ending

@@ -116,13 +116,13 @@ async def test_a_watch_whose_lease_ran_out_is_taken_over_and_the_old_holder_writ
 async def test_timing_the_old_holder_writes_later_is_refused_and_reported_lost(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("watcher.stores.timing.EVERY_S", 0.02)
+    monkeypatch.setattr("watcher.stores.timing.EVERY_S", LEASE_S * 3)  # after b took over
     async with instances(pg_url, "a", "b") as (a, b):
         await a.sync(Configured.of([record("w")]))
         [before] = await a.claim(NOW, 10)
-        taken = await take_over(b, {"w"})
         after = replace(before, polls=1, last_poll=NOW, next_poll=NOW + 5)
-        assert await a.save(after, before=before, hold=True)  # kept for the next batch
+        assert await a.save(after, before=before, hold=True)  # within the lease: kept
+        taken = await take_over(b, {"w"})
         lost: set[str] = set()
 
         async def reported() -> bool:
@@ -131,6 +131,16 @@ async def test_timing_the_old_holder_writes_later_is_refused_and_reported_lost(
 
         await until(reported)
         assert lost == {"w"}
+        assert (await b.load())["w"] == taken["w"]
+
+
+async def test_a_poll_saved_past_the_lease_is_written_at_once_and_refused(pg_url: str) -> None:
+    async with instances(pg_url, "a", "b") as (a, b):
+        await a.sync(Configured.of([record("w")]))
+        [before] = await a.claim(NOW, 10)
+        taken = await take_over(b, {"w"})  # a's lease ran out: it was cut off, say
+        after = replace(before, polls=1, last_poll=NOW, next_poll=NOW + 5)
+        assert not await a.save(after, before=before, hold=True)  # not kept for later
         assert (await b.load())["w"] == taken["w"]
 
 
@@ -168,7 +178,7 @@ async def test_an_instance_frozen_inside_a_transaction_loses_its_locks_after_a_l
         await a.save(record("w"), [note("w")])
         [mine] = await a.due(NOW, 10)
         frozen = await a._pool.acquire()  # a stops mid-transaction, holding the note's row
-        await frozen.execute("BEGIN; SELECT 1 FROM outbox FOR UPDATE")
+        await frozen.execute(a._begin + "; SELECT 1 FROM outbox FOR UPDATE")  # as a's begin
         theirs: list[Any] = []
 
         async def b_has_it() -> bool:

@@ -32,12 +32,15 @@ def note(watch: str, event: Event = Event.FAILED, channel: str = "team", n: int 
     return Note(watch, event, channel, f"{watch} {event}", "body", f"{watch}|{event}|{n}|{channel}")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "pgbouncer"])
 def state(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a store keeps its state: a SQLite file, or a fresh PostgreSQL database."""
+    """Where a store keeps its state: a SQLite file, or a fresh PostgreSQL database, directly or
+    through PgBouncer in transaction pooling."""
     if request.param == "sqlite":
         return str(tmp_path / "s.db")
     url: str = request.getfixturevalue("pg_url")
+    if request.param == "pgbouncer":
+        return str(request.getfixturevalue("pgbouncer").url(url))
     return url
 
 
@@ -609,7 +612,9 @@ async def stamp_version(state: str, version: int) -> None:
         return
     import asyncpg  # only here: the SQLite cases never load the driver
 
-    conn = await asyncpg.connect(state)
+    from watcher.stores import pgpooler
+
+    conn = await asyncpg.connect(pgpooler.read(state).url, statement_cache_size=0)
     try:
         await conn.execute("UPDATE meta SET value = $1 WHERE key = 'schema'", str(version))
     finally:

@@ -3,6 +3,11 @@ asyncpg's errors as watcher's own (:class:`~watcher.errors.StoreError`), or as a
 database cannot be reached now) that writes wait out. On the pool: a transaction that expires
 a dead connection (:func:`transact`), a read that meets one once at most (:func:`fetch`), and
 the close that lets go of what the instance holds (:func:`close`).
+
+Nothing of a session is relied on between transactions, so that a pooler in transaction mode
+(:mod:`~watcher.stores.pgpooler`) may run each on another server connection: the settings a
+transaction needs are set in it (:func:`begin`), and behind such a pooler asyncpg keeps no
+prepared statements.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -98,8 +103,11 @@ async def each_host(dsn: str | None = None, **kwargs: Any) -> asyncpg.Connection
     raise last
 
 
-async def create_pool(url: str, instance: str, lease_s: float) -> asyncpg.Pool:
-    """The connection pool of ``url`` (no connection opened yet), named for ``instance``."""
+async def create_pool(url: str, instance: str, *, pooled: bool) -> asyncpg.Pool:
+    """The connection pool of ``url`` (no connection opened yet), named for ``instance``;
+    ``pooled``: behind a pooler in transaction mode, where no prepared statement lasts."""
+    # without its cache, asyncpg sends each statement whole with its arguments (unnamed)
+    no_cache: dict[str, Any] = {"statement_cache_size": 0} if pooled else {}
     return await asyncpg.create_pool(
         url,
         connect=each_host,
@@ -107,14 +115,35 @@ async def create_pool(url: str, instance: str, lease_s: float) -> asyncpg.Pool:
         max_size=POOL_SIZE,
         timeout=CONNECT_TIMEOUT_S,
         command_timeout=COMMAND_TIMEOUT_S,
-        server_settings={
-            "application_name": f"watcher {instance}"[:63],
-            # an instance frozen inside a transaction (SIGSTOP, a VM pause) would keep its
-            # row locks, and FOR UPDATE SKIP LOCKED would skip its work for as long: the
-            # server ends such a session after a lease, so others take over in time
-            "idle_in_transaction_session_timeout": str(int(lease_s * 1000)),
-        },
+        **no_cache,
+        # a pooler takes application_name but refuses other settings at connect: those go
+        # into each transaction (begin)
+        server_settings={"application_name": f"watcher {instance}"[:63]},
     )
+
+
+def begin(lease_s: float) -> str:
+    """What begins a write transaction, in one round trip: ``BEGIN`` and its settings.
+
+    An instance frozen inside a transaction (SIGSTOP, a VM pause, a partition) would keep its
+    row locks, and FOR UPDATE SKIP LOCKED would skip its work for as long: the server ends
+    such a transaction after a lease, so others take over in time."""
+    return f"BEGIN; SET LOCAL idle_in_transaction_session_timeout = {int(lease_s * 1000)}"
+
+
+@contextlib.asynccontextmanager
+async def transaction(conn: Any, begun_by: str) -> AsyncIterator[None]:
+    """One transaction on ``conn``, begun by ``begun_by`` (see :func:`begin`): committed,
+    or rolled back when what it holds raised."""
+    await conn.execute(begun_by)
+    try:
+        yield
+    except BaseException:
+        # a connection that cannot say ROLLBACK now is rolled back or dropped by the pool
+        with contextlib.suppress(Exception):
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
 
 
 async def wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | None) -> None:
@@ -147,11 +176,12 @@ async def wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | Non
 
 
 async def connect(
-    url: str, where: str, instance: str, lease_s: float, wait_s: float | None, *, member: bool
+    url: str, where: str, instance: str, wait_s: float | None, *, member: bool, pooled: bool
 ) -> asyncpg.Pool:
     """The pool of ``url`` with its schema current (see :func:`wait_for`); a ``member``
-    instance (no client) says it started, for the heartbeat."""
-    pool = await create_pool(url, instance, lease_s)
+    instance (no client) says it started, for the heartbeat. ``pooled``: see
+    :func:`create_pool`."""
+    pool = await create_pool(url, instance, pooled=pooled)
     try:
         await wait_for(pool, where, url, wait_s)
         if member:
@@ -204,11 +234,13 @@ async def transact(
     pool: asyncpg.Pool,
     batch: Batch[Any],
     save_all: Callable[[Any, Batch[Any], Sequence[Save]], Awaitable[None]],
+    begun_by: str,
 ) -> None:
-    """Run ``batch``'s steps in one transaction, each run of saves by ``save_all``. A dead
-    connection is let go of, so that the next try does not meet another."""
+    """Run ``batch``'s steps in one transaction begun by ``begun_by`` (see :func:`begin`), each
+    run of saves by ``save_all``. A dead connection is let go of, so that the next try does
+    not meet another."""
     try:
-        async with pool.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, transaction(conn, begun_by):
             for step in batch.steps:
                 if isinstance(step, list):
                     await save_all(conn, batch, step)

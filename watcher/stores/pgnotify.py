@@ -27,8 +27,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-import asyncpg
-
+from watcher.stores.pgconnect import each_host
 from watcher.stores.values import Change
 
 log = logging.getLogger("watcher.stores.postgres")
@@ -172,7 +171,7 @@ class Notices:
         """Listen until the connection is lost (returns) or cannot be had (raises)."""
         self.was_up = False
         name = f"watcher {self._instance} changes"[:63]
-        conn = await asyncpg.connect(
+        conn = await each_host(  # each host its own timeout, as the pool's connections
             self._url, timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": name}
         )
         try:

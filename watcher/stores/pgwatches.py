@@ -88,6 +88,9 @@ class LeasedWatches:
             and not notes
             and record.key in self._held.fences
             and self._writer.health.down_since is None
+            # past its lease (a partition) a poll is saved, and waits: the watch may be
+            # another's now, and is polled here no more until the database answers
+            and self._held.ok
             and sql.stable(before) == sql.stable(record)
         ):
             self._timings.put(record)

@@ -43,6 +43,7 @@ from watcher.stores import (
     DEFAULT_LEASE_S,
     pgconnect,
     pgnotify,
+    pgpooler,
     pgsql,
     statefile,
 )
@@ -79,8 +80,14 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
     SUBMITTER = "settings::jsonb ->> 'by'"
     INSTANCES = pgsql.INSTANCES
 
-    def __init__(self, pool: asyncpg.Pool, where: str, instance: str, lease_s: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, where: str, instance: str, lease_s: float, *, pooled: bool = False
+    ) -> None:
         self._pool = pool
+        self.pooled = pooled
+        """Behind a pooler in transaction mode (``?pooler=transaction``): nothing of a session
+        lasts beyond a transaction (no ``LISTEN``)."""
+        self._begin = pgconnect.begin(lease_s)
         self._readers = asyncio.Semaphore(READERS)
         self.client = False
         self.where = where
@@ -108,7 +115,9 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
     ) -> PostgresStore:
         """Connect to ``url`` and make its schema current; wait for a database that is down
         (``wait_s`` at most, if given). A ``client`` (`watcher submit`, `cancel`, `status`)
-        is no instance: it has no heartbeat and holds nothing.
+        is no instance: it has no heartbeat and holds nothing. A URL with
+        ``?pooler=transaction`` goes through a pooler in transaction mode
+        (:mod:`~watcher.stores.pgpooler`).
 
         Raises:
             ConfigError: the URL, the credentials, the database or its schema cannot be used
@@ -116,10 +125,14 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
         """
         where = statefile.database_where(url)
         url, listens = pgnotify.split_listen(url)
-        pool = await pgconnect.connect(url, where, instance, lease_s, wait_s, member=not client)
-        store = cls(pool, where, instance, lease_s)
+        pooling = pgpooler.read(url)
+        pool = await pgconnect.connect(
+            pooling.url, where, instance, wait_s, member=not client, pooled=pooling.transaction
+        )
+        store = cls(pool, where, instance, lease_s, pooled=pooling.transaction)
         store.client = client
-        store._url, store._listens = url, listens
+        # behind a pooler in transaction mode, LISTEN cannot work: the counter is polled
+        store._url, store._listens = pooling.url, listens and not pooling.transaction
         return store
 
     @property
@@ -138,7 +151,10 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
         batch.then(lambda conn, b: pgnotify.said(conn, b.changes))  # last: see pgnotify
         me, lease = self.instance, self._lease
         await pgconnect.transact(
-            self._pool, batch, lambda conn, b, saves: pgsql.save_all(conn, b, me, lease, saves)
+            self._pool,
+            batch,
+            lambda conn, b, saves: pgsql.save_all(conn, b, me, lease, saves),
+            self._begin,
         )
         self._held.committed(batch)
         return [handle.value for handle in handles]
