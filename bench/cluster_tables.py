@@ -20,6 +20,8 @@ class Load:
     database_ms: float | None
     wal_bytes: float | None
     holdings: dict[str, int]
+    rss_bytes: int
+    """The largest instance's, at the end."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,7 +61,7 @@ def load_row(x: Load, base: Load | None) -> list[str]:
     row += [tables.ratio(x.polls_s, polls_base), f"{x.watcher_ms:.3f}"]
     row += [tables.ratio(x.watcher_ms, cpu_base)]
     row += ["-" if x.database_ms is None else f"{x.database_ms:.3f}"]
-    row += ["-" if x.wal_bytes is None else f"{x.wal_bytes:,.0f}"]
+    row += ["-" if x.wal_bytes is None else f"{x.wal_bytes:,.0f}", f"{x.rss_bytes / tables.MB:.0f}"]
     return [*row, describe(x.holdings) if x.holdings else "-"]
 
 
@@ -108,7 +110,7 @@ def render(r: Results, watches: int, handover_limit_s: float, scale: tuple[int, 
     """The phase table, the targets, the hand-overs and the projection for ``scale`` (watches,
     interval in seconds)."""
     head = ["phase", "interval", "instances", "polls/s", "x SQLite", "watcher CPU ms/poll"]
-    head += ["x SQLite", "PostgreSQL CPU ms/poll", "WAL bytes/poll", "holdings"]
+    head += ["x SQLite", "PostgreSQL CPU ms/poll", "WAL bytes/poll", "RSS MB", "holdings"]
     loads = ([r.sqlite] if r.sqlite else []) + r.postgres
     goals = [t.row() for t in targets(r, watches, handover_limit_s)]
     notes = handover_lines(r) + [f"no number: {note}" for note in r.notes]

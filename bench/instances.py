@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from cluster_tables import Handover, Load, Results, describe, render
-from harness import PhaseError, attempt, ids, machine, session
+from harness import PhaseError, attempt, counts, ids, machine, session
 from loopback import Loopback
 from postgres_server import Database, DatabaseError, Server, binaries
 from watcher_proc import WatcherRun, kill_all, write_config
@@ -58,6 +58,7 @@ EVEN_WITHIN = 1.15
 """Shared: every instance holds watches and none more than this times an equal part."""
 CHECK_EVERY_S = 0.1
 INSTANCES = (1, 2, 3)
+LONGEST_WINDOW_S = 60.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,6 +78,7 @@ class Settings:
     interval_s: float = 30.0
     """The realistic interval: measured over one interval each, after the saturated phases."""
     saturated: bool = True
+    instances: tuple[int, ...] = INSTANCES
     project: tuple[int, float] = (1_000_000, 30.0)
     """Watches and interval (s) of the printed projection."""
 
@@ -141,7 +143,8 @@ class Bench:
         try:
             self.ready([run])
             time.sleep(self.s.warmup_s)
-            return Load(1, 1.0, *self.window([run], None, self.s.seconds), {})
+            measured = self.window([run], None, self.s.seconds)
+            return Load(1, 1.0, *measured, {}, run.rss_bytes())
         finally:
             run.close()
 
@@ -191,13 +194,14 @@ class Bench:
 
     def postgres(self, count: int, interval_s: float, results: Results) -> Load:
         """``count`` instances at ``interval_s``, measured over ``seconds`` at 1 s and over one
-        interval otherwise (each watch polled once)."""
-        seconds = self.s.seconds if interval_s <= 1 else interval_s
+        interval otherwise (each watch polled once), at most :data:`LONGEST_WINDOW_S`."""
+        seconds = self.s.seconds if interval_s <= 1 else min(interval_s, LONGEST_WINDOW_S)
         with self.instances(count, self.s.lease_s, interval_s) as (runs, db):
             time.sleep(self.s.warmup_s)
             measured = self.window(runs, db, seconds)
             results.stored_bytes = db.value(STORED) / self.s.watches
-            return Load(count, interval_s, *measured, holdings(db))
+            rss = max(run.rss_bytes() for run in runs)
+            return Load(count, interval_s, *measured, holdings(db), rss)
 
     def handover(self) -> Handover:
         with self.instances(2, self.s.handover_lease_s) as (runs, db):
@@ -234,7 +238,7 @@ def run_all(bench: Bench, s: Settings) -> Results:
     intervals = ([1.0] if s.saturated else []) + [s.interval_s]
     if s.saturated:
         r.sqlite = phase(f"SQLite, {s.watches:,} watches at 1s", bench.sqlite)
-    for interval_s, count in itertools.product(intervals, INSTANCES):
+    for interval_s, count in itertools.product(intervals, s.instances):
         name = f"PostgreSQL, {count} instance{'s' if count > 1 else ''}, {interval_s:g} s"
         if load := phase(name, partial(bench.postgres, count, interval_s, r)):
             r.postgres.append(load)
@@ -248,6 +252,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Settings, bool]:
     parser.add_argument("--watches", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=15.0, help="measuring window")
     parser.add_argument("--interval", type=float, default=30.0, help="the realistic interval, s")
+    parser.add_argument("--instances", type=counts, default=list(INSTANCES), metavar="K,K")
     parser.add_argument("--handovers", type=int, default=3, help="hand-overs after kill -9")
     parser.add_argument(
         "--only-interval", action="store_true", help="skip the phases at 1 s (SQLite included)"
@@ -258,7 +263,10 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Settings, bool]:
     if args.watches < 2:
         parser.error("--watches must be at least 2")
     full = Settings(args.watches, args.seconds, handovers=args.handovers)
+    full = dataclasses.replace(full, instances=tuple(args.instances))
     full = dataclasses.replace(full, interval_s=args.interval, saturated=not args.only_interval)
+    if args.watches > 50_000:  # every instance reads and validates them all at start
+        full = dataclasses.replace(full, startup_s=900.0, share_s=600.0)
     if not args.quick:
         return full, args.keep
     quick = dataclasses.replace(full, watches=500, seconds=3.0, warmup_s=2.0, startup_s=60.0)

@@ -27,7 +27,6 @@ import contextlib
 import dataclasses
 import random
 import sqlite3
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from functools import partial
@@ -257,4 +256,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
