@@ -10,13 +10,24 @@ from outside:
    ``[daemon] state`` a ``postgresql://`` URL and ``WATCHER_INSTANCE`` set for each process;
    measured once they share the watches: polls/s, the instances' CPU per poll, the database
    server's CPU per poll, and how many watches each holds.
-3. **hand-over**: 2 instances with ``WATCHER_LEASE=5``; one is killed with SIGKILL, and the
+3. **realistic interval** (``--interval``, 30 s): 2. again with every watch at that interval,
+   measured over one interval: the database's CPU and WAL bytes per poll when renewals and
+   timing writes are not spread over a saturated stream of polls.
+4. **hand-over**: 2 instances with ``WATCHER_LEASE=5``; one is killed with SIGKILL, and the
    time is taken until none of its watches is held by it and each has been polled since.
+5. **projection**: what a million watches at 30 s need (instances, database cores, WAL per
+   hour), from 3.'s figures, printed with its assumptions.
+
+The WAL is ``pg_wal_lsn_diff`` of ``pg_current_wal_lsn()`` across the window; at an interval
+longer than 30 s (``HOLD_S``) the watches are not held between polls, so the wait for a share is
+replaced by the time watcher takes to spread the first polls.
 
 Prints numbers and ratios against the targets; it asserts nothing and is not a test::
 
     python bench/instances.py --quick
     python bench/instances.py --watches 10000 --seconds 15 --keep   # keep the logs
+    python bench/instances.py --watches 300000 --only-interval --interval 3600 --instances 3 \
+        --handovers 0
 """
 
 from __future__ import annotations
@@ -59,6 +70,15 @@ EVEN_WITHIN = 1.15
 CHECK_EVERY_S = 0.1
 INSTANCES = (1, 2, 3)
 LONGEST_WINDOW_S = 60.0
+HOLD_S = 30.0
+"""Watches due again within this stay held (leased); later ones are let go after each poll, so
+the instances share them without holding them, and the wait for a share is skipped."""
+
+
+def first_polls_s(watches: int, interval_s: float) -> float:
+    """How long to wait, at an interval longer than :data:`HOLD_S`, for the first polls of
+    ``watches`` starting together: watcher spreads them over 1 s per thousand."""
+    return watches / 1000 if watches > 100 and interval_s > HOLD_S else 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -165,7 +185,8 @@ class Bench:
                 runs.append(Instance(tmp, config, tmp.name, lease_s))
             self.ready(runs)
             db = Database(self.pg.url(name))
-            self.shared(db, count)
+            if interval_s <= HOLD_S:
+                self.shared(db, count)
             yield runs, db
         finally:
             for run in runs:
@@ -197,7 +218,7 @@ class Bench:
         interval otherwise (each watch polled once), at most :data:`LONGEST_WINDOW_S`."""
         seconds = self.s.seconds if interval_s <= 1 else min(interval_s, LONGEST_WINDOW_S)
         with self.instances(count, self.s.lease_s, interval_s) as (runs, db):
-            time.sleep(self.s.warmup_s)
+            time.sleep(self.s.warmup_s + first_polls_s(self.s.watches, interval_s))
             measured = self.window(runs, db, seconds)
             results.stored_bytes = db.value(STORED) / self.s.watches
             rss = max(run.rss_bytes() for run in runs)
