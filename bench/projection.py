@@ -77,6 +77,14 @@ def lines(m: Measured, p: Projection) -> list[str]:
         f" interval ({m.watcher_ms:.3f} ms watcher CPU, {m.database_ms:.3f} ms database CPU,"
         f" {m.wal_bytes:,.0f} WAL bytes) hold at {p.watches:,} watches: the same interval and"
         " lease keep the same renewals and timing writes per poll",
+        *(
+            [
+                f"  - NOTE: measured at {m.interval_s:g} s, not {p.interval_s:g} s: renewals and"
+                " timing writes per poll differ"
+            ]
+            if m.interval_s != p.interval_s
+            else []
+        ),
         "  - cores like this machine's; the database is the benchmark's (fsync,"
         " synchronous_commit and full_page_writes off), so a production server spends more on"
         " flushing than measured here",
