@@ -26,7 +26,7 @@ Prints numbers and ratios against the targets; it asserts nothing and is not a t
 
     python bench/instances.py --quick
     python bench/instances.py --watches 10000 --seconds 15 --keep   # keep the logs
-    python bench/instances.py --watches 300000 --only-interval --interval 3600 --instances 3 \
+    python bench/instances.py --watches 300000 --only-interval --interval 300 --instances 3 \
         --handovers 0
 """
 
@@ -153,7 +153,8 @@ class Bench:
             if exited := [r.process.returncode for r in runs if r.process.poll() is not None]:
                 raise PhaseError(f"watcher exited with {exited[0]}")
             time.sleep(min(0.2, left))
-        polls = max(self.server.requests() - served, 1)
+        if (polls := self.server.requests() - served) == 0:
+            raise PhaseError(f"no polls in {seconds:g} s: every watch waits out its interval")
         cpu_ms = 1000 * (sum(r.cpu_s() for r in runs) - cpu) / polls
         db_ms = 1000 * (self.pg.cpu_s() - db_cpu) / polls if db else None
         wal_bytes = float(db.value(WAL_SINCE, wal)) / polls if db else None
