@@ -24,6 +24,8 @@ from typing import NoReturn, TypeVar
 from loopback import Loopback
 from watcher_proc import CHILDREN, kill_all
 
+from watcher import DISTRIBUTION
+
 T = TypeVar("T")
 
 
@@ -94,7 +96,7 @@ def machine(server: Loopback) -> list[str]:
         f"machine   nproc {len(os.sched_getaffinity(0))}, {cpu_model()}, "
         f"load average {' '.join(load)} at start",
         f"software  Python {platform.python_version()}, aiohttp {version('aiohttp')}, "
-        f"watcher {version('watcher')}; server: {server.name}",
+        f"watcher {version(DISTRIBUTION)}; server: {server.name}",
     ]
 
 

@@ -10,13 +10,24 @@ from outside:
    ``[daemon] state`` a ``postgresql://`` URL and ``WATCHER_INSTANCE`` set for each process;
    measured once they share the watches: polls/s, the instances' CPU per poll, the database
    server's CPU per poll, and how many watches each holds.
-3. **hand-over**: 2 instances with ``WATCHER_LEASE=5``; one is killed with SIGKILL, and the
+3. **realistic interval** (``--interval``, 30 s): 2. again with every watch at that interval,
+   measured over one interval: the database's CPU and WAL bytes per poll when renewals and
+   timing writes are not spread over a saturated stream of polls.
+4. **hand-over**: 2 instances with ``WATCHER_LEASE=5``; one is killed with SIGKILL, and the
    time is taken until none of its watches is held by it and each has been polled since.
+5. **projection**: what a million watches at 30 s need (instances, database cores, WAL per
+   hour), from 3.'s figures, printed with its assumptions.
+
+The WAL is ``pg_wal_lsn_diff`` of ``pg_current_wal_lsn()`` across the window; at an interval
+of 30 s (``HOLD_S``) or more not every watch is held between polls, so the wait for a share is
+replaced by the time watcher takes to spread the first polls.
 
 Prints numbers and ratios against the targets; it asserts nothing and is not a test::
 
     python bench/instances.py --quick
     python bench/instances.py --watches 10000 --seconds 15 --keep   # keep the logs
+    python bench/instances.py --watches 300000 --only-interval --interval 300 --instances 3 \
+        --handovers 0
 """
 
 from __future__ import annotations
@@ -35,8 +46,8 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-import tables
-from harness import PhaseError, attempt, ids, machine, session
+from cluster_tables import Handover, Load, Results, describe, render
+from harness import PhaseError, attempt, counts, ids, machine, session
 from loopback import Loopback
 from postgres_server import Database, DatabaseError, Server, binaries
 from watcher_proc import WatcherRun, kill_all, write_config
@@ -44,6 +55,9 @@ from watcher_proc import WatcherRun, kill_all, write_config
 T = TypeVar("T")
 HOLDINGS = "SELECT owner, count(*) FROM watches WHERE owner IS NOT NULL GROUP BY owner"
 NOT_TAKEN = "SELECT count(*) FROM watches WHERE key = ANY($1::text[]) AND owner IS DISTINCT FROM $2"
+WAL_NOW = "SELECT pg_current_wal_lsn()::text"
+WAL_SINCE = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)"
+STORED = "SELECT pg_total_relation_size('watches')"
 STILL_OWED = (
     "SELECT (SELECT count(*) FROM watches WHERE owner = $1)"
     " + (SELECT count(*) FROM watches WHERE key = ANY($2::text[])"
@@ -55,6 +69,17 @@ EVEN_WITHIN = 1.15
 """Shared: every instance holds watches and none more than this times an equal part."""
 CHECK_EVERY_S = 0.1
 INSTANCES = (1, 2, 3)
+LONGEST_WINDOW_S = 60.0
+HOLD_S = 30.0
+"""Watches due again within this stay held (leased); later ones are let go after each poll, so
+the instances share them without holding them all (at 30 s, about half are held at any time),
+and the wait for a share is skipped."""
+
+
+def first_polls_s(watches: int, interval_s: float) -> float:
+    """How long to wait, at an interval of :data:`HOLD_S` or more, for the first polls of
+    ``watches`` starting together: watcher spreads them over 1 s per thousand."""
+    return watches / 1000 if watches > 100 and interval_s >= HOLD_S else 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,40 +96,12 @@ class Settings:
     handover_s: float = 60.0
     handovers: int = 3
     concurrency: int = 64
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Load:
-    """``instances`` processes polling N watches at 1 s; ``database_ms`` is ``None`` for
-    SQLite, which runs inside the watcher process."""
-
-    instances: int
-    polls_s: float
-    watcher_ms: float
-    database_ms: float | None
-    holdings: dict[str, int]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Handover:
-    """Seconds from SIGKILL until the survivor held every watch the dead one held (``taken_s``:
-    the hand-over), and until it had polled each again (``polled_s``: at saturation this waits
-    in the survivor's backlog, and a poll that changed only timing lands with the next 2 s
-    batch of such writes)."""
-
-    held: int
-    taken_s: float
-    polled_s: float
-
-
-@dataclasses.dataclass
-class Results:
-    """Everything measured; ``None`` where a phase got no number."""
-
-    sqlite: Load | None = None
-    postgres: list[Load] = dataclasses.field(default_factory=list)
-    handovers: list[Handover | None] = dataclasses.field(default_factory=list)
-    notes: list[str] = dataclasses.field(default_factory=list)
+    interval_s: float = 30.0
+    """The realistic interval: measured over one interval each, after the saturated phases."""
+    saturated: bool = True
+    instances: tuple[int, ...] = INSTANCES
+    project: tuple[int, float] = (1_000_000, 30.0)
+    """Watches and interval (s) of the printed projection."""
 
 
 class Instance(WatcherRun):
@@ -125,11 +122,13 @@ class Bench:
         self.s = settings
         self._numbers = itertools.count(1)
 
-    def config(self, name: str, state: str | None = None) -> Path:
-        """N watches at 1 s in ``tmp/name/watches.toml``; ``state`` replaces the SQLite file."""
+    def config(self, name: str, state: str | None = None, interval_s: float = 1.0) -> Path:
+        """N watches at ``interval_s`` in ``tmp/name/watches.toml``; ``state`` replaces the
+        SQLite file."""
         tmp = self.tmp / name
         tmp.mkdir()
-        path = write_config(tmp, self.server.url, ids(self.s.watches), "1s", self.s.concurrency)
+        url, interval = self.server.url, f"{interval_s:g}s"
+        path = write_config(tmp, url, ids(self.s.watches), interval, self.s.concurrency)
         if state is not None:
             sqlite = f'state = "{tmp / "state.db"}"'
             path.write_text(path.read_text().replace(sqlite, f'state = "{state}"', 1))
@@ -141,36 +140,45 @@ class Bench:
                 state = "exited" if run.process.poll() is not None else "still starting"
                 raise PhaseError(f"not ready after {self.s.startup_s:.0f} s ({state})")
 
-    def window(self, runs: Sequence[WatcherRun], pg: bool) -> tuple[float, float, float | None]:
-        """Polls/s, the runs' CPU ms per poll and the database's (``pg``) over ``seconds``."""
+    def window(
+        self, runs: Sequence[WatcherRun], db: Database | None, seconds: float
+    ) -> tuple[float, float, float | None, float | None]:
+        """Polls/s, the runs' CPU ms per poll, and the database's (with ``db``) CPU ms and WAL
+        bytes per poll, over ``seconds``."""
+        wal = db.value(WAL_NOW) if db else None
         served, began = self.server.requests(), time.monotonic()
-        cpu, db_cpu = sum(r.cpu_s() for r in runs), self.pg.cpu_s() if pg else 0.0
-        deadline = began + self.s.seconds
+        cpu, db_cpu = sum(r.cpu_s() for r in runs), self.pg.cpu_s() if db else 0.0
+        deadline = began + seconds
         while (left := deadline - time.monotonic()) > 0:
             if exited := [r.process.returncode for r in runs if r.process.poll() is not None]:
                 raise PhaseError(f"watcher exited with {exited[0]}")
             time.sleep(min(0.2, left))
-        polls = max(self.server.requests() - served, 1)
+        if (polls := self.server.requests() - served) == 0:
+            raise PhaseError(f"no polls in {seconds:g} s: every watch waits out its interval")
         cpu_ms = 1000 * (sum(r.cpu_s() for r in runs) - cpu) / polls
-        db_ms = 1000 * (self.pg.cpu_s() - db_cpu) / polls if pg else None
-        return polls / (time.monotonic() - began), cpu_ms, db_ms
+        db_ms = 1000 * (self.pg.cpu_s() - db_cpu) / polls if db else None
+        wal_bytes = float(db.value(WAL_SINCE, wal)) / polls if db else None
+        return polls / (time.monotonic() - began), cpu_ms, db_ms, wal_bytes
 
     def sqlite(self) -> Load:
         run = WatcherRun(self.tmp / "sqlite", self.config("sqlite"))
         try:
             self.ready([run])
             time.sleep(self.s.warmup_s)
-            return Load(1, *self.window([run], pg=False), {})
+            measured = self.window([run], None, self.s.seconds)
+            return Load(1, 1.0, *measured, {}, run.rss_bytes())
         finally:
             run.close()
 
     @contextlib.contextmanager
-    def instances(self, count: int, lease_s: float) -> Iterator[tuple[list[Instance], Database]]:
+    def instances(
+        self, count: int, lease_s: float, interval_s: float = 1.0
+    ) -> Iterator[tuple[list[Instance], Database]]:
         """``count`` instances on a fresh database, ready and sharing the watches; ended and
         the database dropped whatever happens."""
         name = f"bench_{next(self._numbers)}"
         self.admin(f"CREATE DATABASE {name}")
-        config = self.config(name, self.pg.url(name))
+        config = self.config(name, self.pg.url(name), interval_s)
         runs: list[Instance] = []
         db = None
         try:
@@ -179,7 +187,8 @@ class Bench:
                 runs.append(Instance(tmp, config, tmp.name, lease_s))
             self.ready(runs)
             db = Database(self.pg.url(name))
-            self.shared(db, count)
+            if interval_s < HOLD_S:
+                self.shared(db, count)
             yield runs, db
         finally:
             for run in runs:
@@ -206,11 +215,16 @@ class Bench:
                 raise PhaseError(f"not shared after {self.s.share_s:.0f} s: {describe(held)}")
             time.sleep(0.5)
 
-    def postgres(self, count: int) -> Load:
-        with self.instances(count, self.s.lease_s) as (runs, db):
-            time.sleep(self.s.warmup_s)
-            measured = self.window(runs, pg=True)
-            return Load(count, *measured, holdings(db))
+    def postgres(self, count: int, interval_s: float, results: Results) -> Load:
+        """``count`` instances at ``interval_s``, measured over ``seconds`` at 1 s and over one
+        interval otherwise (each watch polled once), at most :data:`LONGEST_WINDOW_S`."""
+        seconds = self.s.seconds if interval_s <= 1 else min(interval_s, LONGEST_WINDOW_S)
+        with self.instances(count, self.s.lease_s, interval_s) as (runs, db):
+            time.sleep(self.s.warmup_s + first_polls_s(self.s.watches, interval_s))
+            measured = self.window(runs, db, seconds)
+            results.stored_bytes = db.value(STORED) / self.s.watches
+            rss = max(run.rss_bytes() for run in runs)
+            return Load(count, interval_s, *measured, holdings(db), rss)
 
     def handover(self) -> Handover:
         with self.instances(2, self.s.handover_lease_s) as (runs, db):
@@ -238,92 +252,48 @@ def holdings(db: Database) -> dict[str, int]:
     return {row["owner"]: row["count"] for row in db.rows(HOLDINGS)}
 
 
-def describe(held: dict[str, int]) -> str:
-    return ", ".join(f"{owner} {n:,}" for owner, n in sorted(held.items())) or "none"
-
-
 def run_all(bench: Bench, s: Settings) -> Results:
     r = Results()
 
     def phase(name: str, work: Callable[[], T]) -> T | None:
         return attempt(r.notes, name, work, PHASE_ERRORS)
 
-    r.sqlite = phase(f"SQLite, {s.watches:,} watches at 1s", bench.sqlite)
-    for count in INSTANCES:
-        name = f"PostgreSQL, {count} instance{'s' if count > 1 else ''}"
-        if load := phase(name, partial(bench.postgres, count)):
+    intervals = ([1.0] if s.saturated else []) + [s.interval_s]
+    if s.saturated:
+        r.sqlite = phase(f"SQLite, {s.watches:,} watches at 1s", bench.sqlite)
+    for interval_s, count in itertools.product(intervals, s.instances):
+        name = f"PostgreSQL, {count} instance{'s' if count > 1 else ''}, {interval_s:g} s"
+        if load := phase(name, partial(bench.postgres, count, interval_s, r)):
             r.postgres.append(load)
     for i in range(1, s.handovers + 1):
         r.handovers.append(phase(f"hand-over after kill -9, run {i}", bench.handover))
     return r
 
 
-# --- the printed tables ------------------------------------------------------------------------
-
-
-def load_row(x: Load, base: Load | None) -> list[str]:
-    phase = "SQLite" if x.database_ms is None else "PostgreSQL"
-    polls_base, cpu_base = (base.polls_s, base.watcher_ms) if base else (None, None)
-    row = [phase, str(x.instances), f"{x.polls_s:,.0f}", tables.ratio(x.polls_s, polls_base)]
-    row += [f"{x.watcher_ms:.3f}", tables.ratio(x.watcher_ms, cpu_base)]
-    row += ["-" if x.database_ms is None else f"{x.database_ms:.3f}", describe(x.holdings)]
-    return row if x.holdings else [*row[:-1], "-"]
-
-
-def targets(r: Results, s: Settings) -> list[tables.Target]:
-    at = f"{s.watches:,} watches"
-    out = []
-    for count in INSTANCES:
-        x = next((x for x in r.postgres if x.instances == count), None)
-        cpu_ms = x.watcher_ms + (x.database_ms or 0.0) if x else None
-        value = cpu_ms / r.sqlite.watcher_ms if cpu_ms is not None and r.sqlite else None
-        what = f"CPU per poll, PostgreSQL x{count} (watcher + database) / SQLite"
-        out.append(tables.Target(what, at, value, "x", "<=", 1.5))
-    what, limit = "hand-over after kill -9 (all held by the survivor)", s.handover_lease_s + 2
-    for i, h in enumerate(r.handovers, 1):
-        where = f"run {i}, {h.held:,} watches" if h else f"run {i}"
-        out.append(tables.Target(what, where, h.taken_s if h else None, " s", "<=", limit))
-    return out
-
-
-def handover_lines(r: Results) -> list[str]:
-    return [
-        f"hand-over run {i}: {h.held:,} watches held by the survivor after {h.taken_s:.1f} s,"
-        f" each polled again after {h.polled_s:.1f} s"
-        for i, h in enumerate(r.handovers, 1)
-        if h is not None
-    ]
-
-
-def render(r: Results, s: Settings) -> str:
-    head = ["phase", "instances", "polls/s", "x SQLite", "watcher CPU ms/poll", "x SQLite"]
-    head += ["PostgreSQL CPU ms/poll", "holdings"]
-    loads = ([r.sqlite] if r.sqlite else []) + r.postgres
-    goals = [t.row() for t in targets(r, s)]
-    notes = handover_lines(r) + [f"no number: {note}" for note in r.notes]
-    return "\n\n".join(
-        [
-            tables.table(head, [load_row(x, r.sqlite) for x in loads]),
-            tables.table(["target", "at", "measured", "target", "verdict"], goals),
-            *(["\n".join(notes)] if notes else []),
-        ]
-    )
-
-
 def parse(argv: Sequence[str] | None = None) -> tuple[Settings, bool]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--watches", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=15.0, help="measuring window")
+    parser.add_argument("--interval", type=float, default=30.0, help="the realistic interval, s")
+    parser.add_argument("--instances", type=counts, default=list(INSTANCES), metavar="K,K")
+    parser.add_argument("--handovers", type=int, default=3, help="hand-overs after kill -9")
+    parser.add_argument(
+        "--only-interval", action="store_true", help="skip the phases at 1 s (SQLite included)"
+    )
     parser.add_argument("--quick", action="store_true", help="small N, short window: does it work?")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     args = parser.parse_args(argv)
     if args.watches < 2:
         parser.error("--watches must be at least 2")
-    full = Settings(args.watches, args.seconds)
+    full = Settings(args.watches, args.seconds, handovers=args.handovers)
+    full = dataclasses.replace(full, instances=tuple(args.instances))
+    full = dataclasses.replace(full, interval_s=args.interval, saturated=not args.only_interval)
+    if args.watches > 50_000:  # every instance reads and validates them all at start
+        full = dataclasses.replace(full, startup_s=900.0, share_s=600.0)
     if not args.quick:
         return full, args.keep
     quick = dataclasses.replace(full, watches=500, seconds=3.0, warmup_s=2.0, startup_s=60.0)
-    return dataclasses.replace(quick, handovers=1), args.keep
+    return dataclasses.replace(quick, handovers=1, interval_s=5.0), args.keep
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -340,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             if keep:
                 shutil.copy(pg.home / "server.log", tmp / "postgresql.log")
             pg.remove()
-    print(render(results, settings))
+    limit_s = settings.handover_lease_s + 2
+    print(render(results, settings.watches, limit_s, settings.project))
 
 
 if __name__ == "__main__":

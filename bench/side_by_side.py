@@ -7,11 +7,13 @@ every phase; each client runs as its own process and is measured from outside:
 2. **load**: ``watcher run -c FILE`` with N watches at ``interval = "1s"`` for each N of
    ``--watches``: polls/s (requests the server served), CPU ms per poll (``/proc/<pid>/stat``),
    RSS, and SIGTERM -> exit.
-3. **idle**: the largest N (and 1) at ``interval = "1h"``: RSS per waiting watch.
-4. **overload**: 50,000 watches at ``interval = "100ms"`` for 20 s: WARNING lines, SIGTERM -> exit.
-5. **restart**: 100,000 watches at 1 h, stopped once their state file is filled, then started
+3. **saturated**: ``watcher run`` with 1,000 and 50,000 watches at ``interval = "10ms"``, every
+   watch always due: CPU ms per poll of the large N against the small one.
+4. **idle**: the largest N (and 1) at ``interval = "1h"``: RSS per waiting watch.
+5. **overload**: 50,000 watches at ``interval = "100ms"`` for 20 s: WARNING lines, SIGTERM -> exit.
+6. **restart**: 100,000 watches at 1 h, stopped once their state file is filled, then started
    again on it: seconds to the first poll.
-6. **once**: ``watcher run --once`` on one finished run, and ``watcher --version``: median wall.
+7. **once**: ``watcher run --once`` on one finished run, and ``watcher --version``: median wall.
 
 Prints numbers and ratios against the targets; it asserts nothing and is not a test::
 
@@ -61,6 +63,8 @@ class Settings:
     overload_s: float = 20.0
     once_runs: int = 7
     restart_watches: int = 100_000
+    saturated: tuple[int, ...] = (1000, 50_000)
+    saturated_interval: str = "10ms"
     skip_overload: bool = False
     skip_once: bool = False
 
@@ -117,8 +121,8 @@ class Bench:
         wall_s = time.monotonic() - began
         return polls / wall_s, 1000 * cpu_s / max(polls, 1)
 
-    def load(self, n: int) -> tables.Load:
-        with self.watcher(f"load-{n}", ids(n), "1s") as run:
+    def load(self, n: int, interval: str = "1s") -> tables.Load:
+        with self.watcher(f"load-{n}-{interval}", ids(n), interval) as run:
             ready_s = self.ready(run)
             time.sleep(self.s.warmup_s)
             polls_s, cpu_ms = self.window(run, self.s.seconds)
@@ -239,6 +243,10 @@ def run_all(bench: Bench, s: Settings) -> tables.Results:
     for n in s.watches:
         if load := attempt(r.notes, f"watcher run, {n:,} watches at 1s", partial(bench.load, n)):
             r.loads.append(load)
+    for n in s.saturated:
+        name = f"watcher run, {n:,} watches at {s.saturated_interval} (all due)"
+        if load := attempt(r.notes, name, partial(bench.load, n, s.saturated_interval)):
+            r.saturated.append(load)
     top = max(s.watches)
     r.idle = attempt(r.notes, f"idle, 1 and {top:,} watches at 1h", partial(bench.idle, top))
     if not s.skip_overload:
@@ -267,7 +275,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Namespa
         return full, args
     quick = dataclasses.replace(full, watches=[100, 500], seconds=3.0, warmup_s=2.0)
     quick = dataclasses.replace(quick, startup_s=60.0, stop_s=30.0, once_runs=3)
-    quick = dataclasses.replace(quick, restart_watches=2000)
+    quick = dataclasses.replace(quick, restart_watches=2000, saturated=(100, 500))
     return dataclasses.replace(quick, overload_watches=1000, overload_s=5.0), args
 
 
