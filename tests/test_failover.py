@@ -166,8 +166,11 @@ async def test_a_primary_turned_read_only_is_left_for_the_promoted_standby(
     hook: Receiver,
 ) -> None:
     """A switch-over: the old primary stays up but takes no more writes, as one that comes
-    back as a standby; the instances' connections to it meet "read-only transaction"."""
-    pair.replicate(synchronous=False)
+    back as a standby; the instances' connections to it meet "read-only transaction".
+    Synchronously replicated: a backend may commit once more before it reads the new
+    default, and asynchronously that commit could miss the promoted standby (the window the
+    asynchronous test is about, not this one)."""
+    pair.replicate(synchronous=True)
     began = time.time()
     ends = {q: began + 2 + i * 0.03 for i, q in enumerate(IDS)}
     async with gardin(ends) as sim:
