@@ -19,7 +19,7 @@ from typing import Any
 
 from watcher.engine import history
 from watcher.models import Note, WatchRecord
-from watcher.stores import Ack, Outage, Silence
+from watcher.stores import Ack, Outage, Sent, Silence
 
 #: the version of the ``--json`` document; a change that breaks a reader bumps it
 JSON_VERSION = 1
@@ -95,6 +95,19 @@ def matches(entry: Mapping[str, Any], server: str | None, state: str | None) -> 
     if state in ("unreachable", "overdue"):
         return bool(entry[state])
     return state in (entry["outcome"], entry["phase"], standing(entry))
+
+
+def sent_entry(sent: Sent) -> dict[str, Any]:
+    """One notification of a watch as the one-watch documents show it (the API, ``status KEY``)."""
+    return {
+        "event": sent.event,
+        "channel": sent.channel,
+        "created": iso(sent.created),
+        "delivered": iso(sent.delivered),
+        "silenced": sent.silenced,
+        "attempts": sent.attempts,
+        "last_error": sent.last_error,
+    }
 
 
 def silence_entry(silence: Silence) -> dict[str, Any]:

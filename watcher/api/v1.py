@@ -29,8 +29,8 @@ from watcher.api.documents import (
     JSON_VERSION,
     ack_entry,
     document,
-    iso,
     outage_entry,
+    sent_entry,
     silence_entry,
     watch_entry,
 )
@@ -41,7 +41,7 @@ from watcher.engine.build import adhoc_watch, build_specs, differing, submit
 from watcher.errors import ConfigError
 from watcher.notify.acks import acknowledged
 from watcher.schema import check_duration, parse_duration
-from watcher.stores import Place, Reads, Requests, Sent, Silence
+from watcher.stores import Place, Reads, Requests, Silence
 
 if TYPE_CHECKING:  # watcher.api.limits needs Refused's module no more than this one needs it
     from watcher.api.limits import Quota
@@ -237,8 +237,8 @@ async def watch(
     acked = await acknowledged(store, [key])
     entry["acknowledged"] = ack_entry(acked[-1]) if acked else None
     sent = await store.sent(key, RECENT)
-    entry["undelivered"] = [_sent(s) for s in sent if s.delivered is None]
-    return {"version": JSON_VERSION, "watch": entry, "events": [_sent(s) for s in sent]}
+    entry["undelivered"] = [sent_entry(s) for s in sent if s.delivered is None]
+    return {"version": JSON_VERSION, "watch": entry, "events": [sent_entry(s) for s in sent]}
 
 
 async def add(
@@ -321,18 +321,6 @@ async def unsilence(store: Requests, silence_id: str) -> dict[str, Any]:
     if not await store.unsilence(int(silence_id)):
         raise Refused(404, "no silence with that id")
     return {"version": JSON_VERSION, "ended": int(silence_id)}
-
-
-def _sent(sent: Sent) -> dict[str, Any]:
-    return {
-        "event": sent.event,
-        "channel": sent.channel,
-        "created": iso(sent.created),
-        "delivered": iso(sent.delivered),
-        "silenced": sent.silenced,
-        "attempts": sent.attempts,
-        "last_error": sent.last_error,
-    }
 
 
 def problems(errors: Sequence[Mapping[str, Any]]) -> str:

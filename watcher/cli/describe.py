@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from watcher.api.documents import JSON_VERSION, iso, silence_entry, watch_entry
+from watcher.api.documents import JSON_VERSION, sent_entry, silence_entry, watch_entry
 from watcher.cli.rows import detail, expectation, standing
 from watcher.clock import shown
 from watcher.engine import history
@@ -78,7 +78,7 @@ def document(one: One) -> dict[str, Any]:
     apply."""
     entry = watch_entry(one.record, (), one.earlier, one.held_back)
     entry["held_by"], entry["watched"] = one.held_by, one.watched
-    events = [_sent(s) for s in one.sent]
+    events = [sent_entry(s) for s in one.sent]
     entry["undelivered"] = [e for e in events if e["delivered"] is None]
     return {
         "version": JSON_VERSION,
@@ -165,15 +165,3 @@ def _note_line(sent: Sent) -> str:
         error = f", last error: {sent.last_error}" if sent.last_error else ""
         fate = f"pending ({tries}{error})"
     return f"{shown(sent.created)}  {sent.event} to {sent.channel}: {fate}"
-
-
-def _sent(sent: Sent) -> dict[str, Any]:
-    return {
-        "event": sent.event,
-        "channel": sent.channel,
-        "created": iso(sent.created),
-        "delivered": iso(sent.delivered),
-        "silenced": sent.silenced,
-        "attempts": sent.attempts,
-        "last_error": sent.last_error,
-    }

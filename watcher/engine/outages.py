@@ -192,10 +192,8 @@ class ServerOutages:
         outage = self.seen.outage(server)
         if outage is None:
             return False
-        if gone:
-            notes = []
-        else:
-            notes = self._notes(Event.RECOVERED, outage, now, self._names(server), poller)
+        names = self._names(server)
+        notes = [] if gone else self._notes(Event.RECOVERED, outage, now, names, poller)
         closed = await self._store.close_outage(outage, now, notes)
         self.seen.closed(server)
         if closed and gone:
@@ -207,9 +205,7 @@ class ServerOutages:
                 extra={"server": server},
             )
         elif closed:
-            said = messages.headline(
-                Event.RECOVERED, server, "", len(self._names(server)), _length(outage, now)
-            )
+            said = messages.headline(Event.RECOVERED, server, "", len(names), _length(outage, now))
             log.info("%s", said, extra={"server": server})
         return closed and bool(notes)
 

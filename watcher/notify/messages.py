@@ -182,16 +182,10 @@ class Context:
         return {**asdict(self), "event": str(self.event), "headline": self.headline}
 
 
-def _shown(timestamp: float | None, tz: tzinfo | None = None) -> str:
-    """A time as messages show it (:func:`watcher.clock.shown`): in ``[daemon] timezone``."""
-    if not timestamp:
-        return ""
-    return clock.shown(timestamp, tz)
-
-
 def shown(timestamp: float | None, tz: tzinfo | None = None) -> str:
-    """A time as messages show it (empty for none)."""
-    return _shown(timestamp, tz)
+    """A time as messages show it (:func:`watcher.clock.shown`), in ``[daemon] timezone``;
+    empty for none."""
+    return clock.shown(timestamp, tz) if timestamp else ""
 
 
 def describe_target(record: WatchRecord) -> str:
@@ -228,8 +222,8 @@ def context_for(
         id=record.id or record.run_id or "",
         task=record.task or "",
         link=record.link or "",
-        started=_shown(record.started, tz),
-        finished=_shown(record.finished, tz),
+        started=shown(record.started, tz),
+        finished=shown(record.finished, tz),
         duration=format_duration(max(0.0, (record.finished or now) - record.started)),
         polls=record.polls,
         outcome=str(record.outcome or ""),
