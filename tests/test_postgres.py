@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from tests.postgres import SECRET_PASSWORD, Server
 from tests.test_stores import NOW, note, record
 from watcher.errors import ConfigError, StoreError
-from watcher.models import WatchRecord
+from watcher.models import Note, WatchRecord
 from watcher.stores import Configured, open_store
 from watcher.stores.postgres import PostgresStore
 
@@ -161,14 +162,73 @@ async def test_a_notification_taken_over_is_delivered_once_by_its_new_holder(pg_
         assert theirs[0].id == mine.id
         await a.renew()  # its lease is fine again, but the note is b's now
         assert a.lease_ok and await a.confirm(mine) is False
-        await a.delivered(mine, 1.0)
-        await a.failed(mine, "late", NOW + 60)
+        await a.failed(mine, "late", NOW + 60)  # not a's to retry
         assert await b.pending() == 1
         assert await b.confirm(theirs[0]) is True
         await b.delivered(theirs[0], 2.0)
         assert await b.pending() == 0
         [(delivered, attempts)] = await sql(pg_url, "SELECT delivered, attempts FROM outbox")
         assert (delivered, attempts) == (2.0, 1)
+
+
+async def test_a_delivery_marked_late_lands_and_the_new_holder_does_not_send_it(
+    pg_url: str,
+) -> None:
+    async with instances(pg_url, "a", "b") as (a, b):
+        await a.save(record("w"), [note("w")])
+        [sent] = await a.due(NOW, 10)
+        assert await a.confirm(sent)  # a sends it; its mark is late (a was cut off, say)
+        theirs = await take_over_note(b)
+        await a.delivered(sent, 1.0)  # sent is a fact, whoever holds the note now
+        assert await b.confirm(theirs) is False
+        assert await b.pending() == 0
+        [(delivered, attempts)] = await sql(pg_url, "SELECT delivered, attempts FROM outbox")
+        assert (delivered, attempts) == (1.0, 1)
+
+
+async def test_after_an_outage_another_instances_note_waits_a_lease_for_its_mark(
+    pg_url: str, postgres: Server
+) -> None:
+    async with instances(pg_url, "a", "b") as (a, b):
+        await a.save(record("w"), [note("w"), note("w", channel="other")])
+        sent = await a.due(NOW, 10)
+        assert [await a.confirm(n) for n in sent] == [True, True]  # a sends both ...
+        postgres.stop()  # ... and the database goes before a marks them
+        try:
+
+            async def lease_lost() -> bool:
+                await b.renew()
+                return not b.lease_ok
+
+            await until(lease_lost)  # every lease ran out, the notes' too
+        finally:
+            postgres.start()
+
+        async def renewed() -> bool:
+            await b.renew()
+            return b.lease_ok
+
+        await until(renewed)
+        back = time.monotonic()
+        assert await b.due(NOW, 10) == []  # a may still be marking them
+        assert (await b.next_due() or 0) >= time.time() + LEASE_S / 2
+        await a.delivered(sent[0], 1.0)  # a reaches the database again
+        taken = await take_over_note(b)  # a never marks the other: b sends it ...
+        assert time.monotonic() - back >= LEASE_S * 0.9  # ... once a lease has passed
+        assert taken.id == sent[1].id and await b.pending() == 1
+
+
+async def take_over_note(store: PostgresStore) -> Note:
+    """Renew and ask until ``store`` is handed a notification another instance held."""
+    taken: list[Note] = []
+
+    async def has_one() -> bool:
+        await store.renew()
+        taken.extend(await store.due(NOW, 10))
+        return bool(taken)
+
+    await until(has_one)
+    return taken[0]
 
 
 async def test_an_instance_frozen_inside_a_transaction_loses_its_locks_after_a_lease(

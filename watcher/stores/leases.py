@@ -5,6 +5,13 @@ that committed (:meth:`Held.committed`) and a renewal that answered (:meth:`Held
 the only ways this changes; a lease holds for :attr:`Held.lease_s` after the last renewal or
 claim that began before it ended. :class:`Renewal` renews all of it at once, and
 :func:`claimed` takes in what a claim took.
+
+After this instance could not reach the database, it takes over no notification another
+instance held until a lease has passed (:meth:`Held.takes_over_in`): an outage cuts the others
+off as well, and one that sent a notification just before it may not have marked it delivered
+yet. Its marks wait in its queue, ahead of everything it writes next, and land with its first
+transaction once the database answers; a lease leaves room for that (its renewals retry every
+third of one). Taken over at once, the notification would be sent again.
 """
 
 from __future__ import annotations
@@ -41,12 +48,22 @@ class Held:
         self.notes: set[int] = set()
         self._lost: set[str] = set()
         self._renewed_at = time.monotonic()
+        self._cut_off_at = -lease_s  # monotonic: the last moment the database was out of reach
         self._failing = False
 
     @property
     def ok(self) -> bool:
         """Whether the lease still holds: while it does not, claim and deliver nothing."""
         return time.monotonic() - self._renewed_at < self.lease_s
+
+    def cut_off(self) -> None:
+        """The database is out of reach now (a write is tried again after an outage)."""
+        self._cut_off_at = time.monotonic()
+
+    def takes_over_in(self) -> float:
+        """Seconds until this instance may take over a notification another instance held
+        (0 now): a lease after the database was last out of reach; see the module docstring."""
+        return max(0.0, self._cut_off_at + self.lease_s - time.monotonic())
 
     def committed(self, batch: Batch[Any]) -> None:
         """Take in what a committed transaction changed."""
@@ -67,6 +84,7 @@ class Held:
         self._renewed_at = max(self._renewed_at, began)
         if self._failing:
             self._failing = False
+            self.cut_off()  # out of reach until this answer
             self._log.info("database %s: leases renewed again", self.where)
         lost = {key for key in gone if self.fences.get(key) == fences[key]} | self._lost
         self._lost = set()

@@ -1,7 +1,10 @@
 """The outbox shared by PostgreSQL instances: a notification is claimed by :meth:`due` under
-this instance's lease, confirmed just before it is sent, and only its holder marks it delivered,
-deferred or failed (a mark lets go of it). Another instance's notification is due for this one
-when that lease runs out.
+this instance's lease, confirmed just before it is sent, and only its holder marks it (a mark
+lets go of it), but for delivered: its sender marks that even once another instance took it
+over. Another instance's notification is due for this one when that lease runs out, and not
+within a lease after this instance could not reach the database
+(:meth:`~watcher.stores.leases.Held.takes_over_in`): its holder may have sent it and be about to
+mark it.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ class LeasedOutbox:
         async def run(conn: Conn, batch: Plan) -> list[Note]:
             if not self._held.ok:
                 return []
-            rows = await conn.fetch(pgsql.DUE, self.instance, self._lease, now, limit)
+            takes_over = self._held.takes_over_in() == 0
+            rows = await conn.fetch(pgsql.DUE, self.instance, self._lease, now, limit, takes_over)
             notes = sorted((sql.row_to_note(row) for row in rows), key=lambda n: n.id)
             batch.notes.update(dict.fromkeys((n.id for n in notes), True))
             return notes
@@ -77,7 +81,10 @@ class LeasedOutbox:
     async def next_due(self) -> float | None:
         """When the earliest undelivered notification is due for this instance, if any (one
         another instance holds: when its lease runs out)."""
-        rows = await self._fetch(pgsql.NEXT_DUE, self.instance, time.time())
+        now = time.time()
+        rows = await self._fetch(
+            pgsql.NEXT_DUE, self.instance, now, now + self._held.takes_over_in()
+        )
         return None if rows[0][0] is None else float(rows[0][0])
 
     async def retry_now(self, now: float) -> None:

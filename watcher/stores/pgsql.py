@@ -177,7 +177,8 @@ ENQUEUE = (
 )
 DUE = (
     "WITH next AS (SELECT id FROM outbox WHERE delivered IS NULL AND next_try <= $3"
-    f" AND ({FREE} OR owner = $1)"  # its own too: one it did not send (unsure it held it)
+    # its own too: one it did not send (unsure it held it); another's only if $5
+    " AND (owner IS NULL OR owner = $1 OR ($5 AND lease_until < now()))"
     f"{sql.IN_ORDER} ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)"
     " UPDATE outbox AS o SET owner = $1, lease_until = now() + $2 FROM next"
     f" WHERE o.id = next.id RETURNING {', '.join(f'o.{c}' for c in sql.NOTE_FIELDS)}"
@@ -185,8 +186,10 @@ DUE = (
 CONFIRM = f"UPDATE outbox SET lease_until = now() + $2 WHERE id = $3 AND {HELD} RETURNING id"
 DELIVERED = (
     "UPDATE outbox SET delivered = $2, attempts = attempts + 1, owner = NULL, lease_until = NULL"
-    " WHERE id = $3 AND owner = $1"
+    " WHERE id = $3 AND (owner = $1 OR delivered IS NULL)"
 )
+"""Sent is a fact: the mark lands even if another instance took the note over meanwhile (it
+then finds the note no longer its own when it confirms, and does not send it)."""
 REMIND = (
     "INSERT INTO outbox (watch, event, channel, title, body, dedup, created, next_try, reminder)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1) ON CONFLICT (dedup) DO NOTHING"
@@ -207,11 +210,12 @@ FAILED = (
     " lease_until = NULL WHERE id = $4 AND owner = $1"
 )
 RETRY_NOW = f"UPDATE outbox SET next_try = $1 WHERE delivered IS NULL AND next_try > $1 AND {FREE}"
-# a note another instance holds is due for this one when that lease runs out (told in this
-# instance's clock, $2 being its now: the database's clock decides only how long is left)
+# a note another instance holds is due for this one when that lease runs out, and not before
+# $3, when it takes others' over again (told in this instance's clock, $2 being its now: the
+# database's clock decides only how long is left)
 NEXT_DUE = (
-    "SELECT MIN(CASE WHEN owner IS NULL OR owner = $1 OR lease_until < now() THEN next_try"
-    " ELSE GREATEST(next_try, $2 + extract(epoch FROM lease_until - now())) END)"
+    "SELECT MIN(CASE WHEN owner IS NULL OR owner = $1 THEN next_try"
+    " ELSE GREATEST(next_try, $2 + extract(epoch FROM lease_until - now()), $3) END)"
     f" FROM outbox WHERE delivered IS NULL{sql.IN_ORDER}"
 )
 

@@ -146,6 +146,8 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
     # --- transactions --------------------------------------------------------------------
 
     async def _transaction(self, works: Sequence[Work[Plan]]) -> list[Any]:
+        if self._writer.health.down_since is not None:  # tried again after an outage
+            self._held.cut_off()
         batch: Plan = Batch(self._held.fences)
         handles = [work(batch) for work in works]
         batch.then(lambda conn, b: pgnotify.said(conn, b.changes))  # last: see pgnotify
