@@ -26,13 +26,14 @@ def merged(watches: list[Any], given: Mapping[str, Any]) -> list[Any]:
     that sets only its own id and name as a validated :class:`WatchConfig`, the others as
     dicts (or whatever the file holds) for :class:`~watcher.config.file.Config` to validate."""
     template: WatchConfig | None = None
+    given_sets: dict[tuple[bool, bool], set[str]] = {}
     tried = False
     out: list[Any] = []
     for entry in watches:
         if not _own_only(entry):
             out.append({**given, **entry} if isinstance(entry, dict) else entry)
         elif template is not None:
-            out.append(_copy(template, entry))
+            out.append(_copy(template, entry, given_sets))
         elif tried:
             out.append({**given, **entry})
         else:
@@ -54,15 +55,20 @@ def _own_only(entry: object) -> bool:
     )
 
 
-def _copy(template: WatchConfig, entry: dict[str, Any]) -> WatchConfig:
+def _copy(
+    template: WatchConfig, entry: dict[str, Any], given_sets: dict[tuple[bool, bool], set[str]]
+) -> WatchConfig:
     """``template`` with ``entry``'s id and name, as validating ``entry`` would give it: the
     other fields and what was set are the template's (pydantic's own ``__copy__``, without
-    its per-call overhead)."""
+    its per-call overhead). The copies that set the same keys share one set of them
+    (``given_sets``): a frozen model's is never changed."""
     copy = WatchConfig.__new__(WatchConfig)
     fields = dict(template.__dict__)
     fields["id"] = entry.get("id")
     fields["name"] = entry.get("name")
-    given = (template.__pydantic_fields_set__ - OWN) | entry.keys()
+    which = ("id" in entry, "name" in entry)
+    if (given := given_sets.get(which)) is None:
+        given = given_sets[which] = (template.__pydantic_fields_set__ - OWN) | entry.keys()
     object.__setattr__(copy, "__dict__", fields)
     object.__setattr__(copy, "__pydantic_fields_set__", given)
     object.__setattr__(copy, "__pydantic_extra__", None)
