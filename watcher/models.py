@@ -78,6 +78,11 @@ def server_of(key: str) -> str | None:
     return key[len(SERVER_KEY) :] if key.startswith(SERVER_KEY) else None
 
 
+def target_key(server: str, id: str | None, task: str | None) -> str:
+    """:attr:`Target.key` without a target (checking a million watches for duplicates)."""
+    return f"{server}/{task or ''}/{id or ''}"
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """What is watched on a server: a run ``id``, a ``task`` (ArcGIS), or both."""
@@ -91,7 +96,7 @@ class Target:
     @property
     def key(self) -> str:
         """The identity of a watch in the state file: server + task + id, never its name."""
-        return f"{self.server}/{self.task or ''}/{self.id or ''}"
+        return target_key(self.server, self.id, self.task)
 
     def describe(self) -> str:
         """A readable default name: ``run 5733 on governance``, ``task T1 on gis``."""

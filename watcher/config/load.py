@@ -24,6 +24,7 @@ import tomli
 from pydantic import ValidationError
 
 from watcher import clock
+from watcher.config import shapes
 from watcher.config.api import read_tokens
 from watcher.config.channels import ChannelConfig
 from watcher.config.daemon import MAX_LEASE_S, MIN_LEASE_S, Daemon, default_state_path
@@ -163,9 +164,7 @@ def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
     watches = data.get("watches", [])
     if not isinstance(watches, list):
         return data
-    given = defaults.model_dump(exclude_unset=True)
-    merged = [{**given, **w} if isinstance(w, dict) else w for w in watches]
-    return {**data, "watches": merged}
+    return {**data, "watches": shapes.merged(watches, defaults.model_dump(exclude_unset=True))}
 
 
 def _watch_names(raw: Mapping[str, Any]) -> dict[int, str]:

@@ -145,8 +145,11 @@ class Cluster:
         self._balanced_at = asyncio.get_running_loop().time()
         beats = [beat for _, _, beat in await self._store.instances()]
         live = sum(1 for beat in beats if max(beats) - beat < self._lease_s * 2 / 3) or 1
+        if live == 1:  # alone: no share to work out, nor every watch to count for it
+            self._holder.share = None
+            return
         open_ = open_watches(await self._store.counts())
-        self._holder.share = None if live == 1 else -(-open_ // live)
+        self._holder.share = -(-open_ // live)
 
     async def _beat(self) -> None:
         while True:
