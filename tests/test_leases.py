@@ -8,6 +8,7 @@ import asyncio
 
 import asyncpg
 
+from tests.postgres import Server
 from tests.test_postgres import LEASE_S, instances, sql, take_over
 from tests.test_stores import NOW, note, record
 from watcher.stores import Configured, schema
@@ -60,6 +61,21 @@ async def test_a_renewal_after_the_lease_ran_out_lets_go_of_rows_it_did_not_know
         assert await a.holders() == {known.key: "a"}
         await b.renew()
         assert [r.key for r in await b.claim(NOW, 10)] == [other]
+
+
+async def test_a_server_restarted_since_the_last_renewal_has_what_is_held_checked(
+    pg_url: str, postgres: Server
+) -> None:
+    async with instances(pg_url, "a", lease_s=30.0) as (a,):
+        await a.sync(Configured.of([record("w")]))
+        assert await a.renew() == set()
+        # what a let go of just before the server went (an asynchronous standby, promoted,
+        # never had it): a's in the database, unknown to a
+        await sql(pg_url, "UPDATE watches SET owner = 'a', fence = 999")
+        postgres.restart()
+        assert await a.renew() == set()
+        assert await a.holders() == {}
+        assert [r.key for r in await a.claim(NOW, 10)] == ["w"]
 
 
 async def test_an_instance_starting_under_a_name_lets_go_of_what_the_last_one_held(

@@ -12,7 +12,9 @@ claim took.
 What this instance holds is checked against the database (:data:`~watcher.stores.pgsql.CHECK`)
 only when it may differ from what this store knows (:attr:`Held.unsure`): its lease had run out
 (others may have taken some of it), a transaction failed (a claim may have committed unanswered),
-or changes were made that it may not have heard of (a cancel).
+changes were made that it may not have heard of (a cancel), or the server is another than at the
+last renewal (restarted, or a standby promoted: with asynchronous replication it may have lost
+the last commits, a watch let go of among them, which would stay this instance's unpolled).
 """
 
 from __future__ import annotations
@@ -129,13 +131,14 @@ class Renewal:
         self._writer = writer
         self._instance = instance
         self._waiting: asyncio.Future[Any] | None = None
+        self._server: Any = None  # when the server last renewed on started
 
     async def _run(self, conn: Any, batch: Batch[Any]) -> tuple[dict[str, int], list[Any]]:
         me, lease = self._instance, timedelta(seconds=self._held.lease_s)
-        held = await conn.fetchval(pgsql.RENEW, me, lease, str(watcher.__version__))
-        if held and not self._held.unsure:
+        held, server = await conn.fetchrow(pgsql.RENEW, me, lease, str(watcher.__version__))
+        if held and not self._held.unsure and server == self._server:
             return {}, []
-        self._held.unsure = False  # set again if this transaction fails
+        self._held.unsure, self._server = False, server  # unsure again if this one fails
         # as of this point of the transaction: its claims so far included
         overlay = {**self._held.fences, **batch.fences}
         fences = {key: fence for key, fence in overlay.items() if fence is not None}

@@ -133,10 +133,12 @@ _UPSERT = (
 RENEW = (
     "WITH before AS (SELECT lease_until > now() AS held FROM instances WHERE name = $1),"
     f" renewed AS ({_UPSERT} RETURNING name)"
-    " SELECT COALESCE((SELECT held FROM before), FALSE) FROM renewed"
+    " SELECT COALESCE((SELECT held FROM before), FALSE), pg_postmaster_start_time()"
+    " FROM renewed"
 )
 """This instance's lease and heartbeat, in one row; whether its lease still held (if not, what
-it held may have been taken, and :data:`CHECK` says what)."""
+it held may have been taken, and :data:`CHECK` says what), and when the server started (another
+time: it restarted or failed over, and may have lost what it last committed)."""
 CHECK = (
     "WITH held AS (SELECT * FROM unnest($2::text[], $3::int8[]) AS h(key, fence)),"
     " unknown AS (UPDATE watches AS w SET owner = NULL WHERE w.owner = $1"
