@@ -131,7 +131,7 @@ class Renewal:
         self._writer = writer
         self._instance = instance
         self._waiting: asyncio.Future[Any] | None = None
-        self._server: Any = None  # when the server last renewed on started
+        self._server: Any = None  # when the server of the last renewal started
 
     async def _run(self, conn: Any, batch: Batch[Any]) -> tuple[dict[str, int], list[Any]]:
         me, lease = self._instance, timedelta(seconds=self._held.lease_s)
