@@ -53,7 +53,12 @@ from postgres_server import Database, DatabaseError, Server, binaries
 from watcher_proc import WatcherRun, kill_all, write_config
 
 T = TypeVar("T")
-HOLDINGS = "SELECT owner, count(*) FROM watches WHERE owner IS NOT NULL GROUP BY owner"
+HOLDINGS = (
+    "SELECT owner, count(*) FROM watches"
+    " WHERE owner = ANY(ARRAY(SELECT name FROM instances WHERE lease_until > now()))"
+    " GROUP BY owner"
+)
+"""Watches held by each instance whose lease holds (a held row is its owner's while it does)."""
 NOT_TAKEN = "SELECT count(*) FROM watches WHERE key = ANY($1::text[]) AND owner IS DISTINCT FROM $2"
 WAL_NOW = "SELECT pg_current_wal_lsn()::text"
 WAL_SINCE = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)"

@@ -75,8 +75,9 @@ def lines(m: Measured, p: Projection) -> list[str]:
         "assumptions:",
         f"  - the costs per poll measured with {m.instances} instances at a {m.interval_s:g} s"
         f" interval ({m.watcher_ms:.3f} ms watcher CPU, {m.database_ms:.3f} ms database CPU,"
-        f" {m.wal_bytes:,.0f} WAL bytes) hold at {p.watches:,} watches: the same interval and"
-        " lease keep the same renewals and timing writes per poll",
+        f" {m.wal_bytes:,.0f} WAL bytes) hold at {p.watches:,} watches: the same interval"
+        " keeps the same timing writes per poll (a lease renewal writes one row per instance,"
+        " whatever it holds)",
         *(
             [
                 f"  - NOTE: measured at {m.interval_s:g} s, not {p.interval_s:g} s: renewals and"

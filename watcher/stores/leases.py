@@ -1,10 +1,20 @@
 """What a PostgreSQL instance holds, and whether its lease still holds (see :mod:`watcher.stores`).
 
-A claimed watch is held by its fencing token, a claimed notification by its id. A transaction
-that committed (:meth:`Held.committed`) and a renewal that answered (:meth:`Held.renewed`) are
-the only ways this changes; a lease holds for :attr:`Held.lease_s` after the last renewal or
-claim that began before it ended. :class:`Renewal` renews all of it at once, and
-:func:`claimed` takes in what a claim took.
+One lease per instance: the row of the ``instances`` table carries it, and every watch and
+notification the instance holds is its own while that lease holds (a claim takes what nobody
+holds, or what an instance whose lease ran out held). A claimed watch is held by its fencing
+token, a claimed notification by its id. A transaction that committed (:meth:`Held.committed`)
+and a renewal that answered (:meth:`Held.renewed`) are the only ways this changes; the lease
+holds for :attr:`Held.lease_s` after the last renewal (or the start) that began before it
+ended. :class:`Renewal` renews it, one row whatever is held, and :func:`claimed` takes in what a
+claim took.
+
+What this instance holds is checked against the database (:data:`~watcher.stores.pgsql.CHECK`)
+only when it may differ from what this store knows (:attr:`Held.unsure`): its lease had run out
+(others may have taken some of it), a transaction failed (a claim may have committed unanswered),
+changes were made that it may not have heard of (a cancel), or the server is another than at the
+last renewal (restarted, or a standby promoted: with asynchronous replication it may have lost
+the last commits, a watch let go of among them, which would stay this instance's unpolled).
 
 After this instance could not reach the database, it takes over no notification another
 instance held until a lease has passed (:meth:`Held.takes_over_in`): an outage cuts the others
@@ -40,14 +50,19 @@ class Held:
         log: where a renewal failing, and working again, is said (once each).
     """
 
-    def __init__(self, where: str, lease_s: float, log: logging.Logger) -> None:
+    def __init__(
+        self, where: str, lease_s: float, log: logging.Logger, since: float | None = None
+    ) -> None:
+        """``since``: when the lease was taken (``time.monotonic()``; default now)."""
         self.where = where
         self.lease_s = lease_s
         self._log = log
         self.fences: dict[str, int] = {}
         self.notes: set[int] = set()
+        self.unsure = False
+        """Whether the next renewal checks what is held (see the module docstring)."""
         self._lost: set[str] = set()
-        self._renewed_at = time.monotonic()
+        self._renewed_at = time.monotonic() if since is None else since
         self._cut_off_at = -lease_s  # monotonic: the last moment the database was out of reach
         self._failing = False
 
@@ -75,12 +90,10 @@ class Held:
         for note, held in batch.notes.items():
             (self.notes.add if held else self.notes.discard)(note)
         self._lost |= batch.lost
-        if batch.claimed:
-            self._renewed_at = max(self._renewed_at, batch.began)
 
     def renewed(self, began: float, fences: Mapping[str, int], gone: Iterable[str]) -> set[str]:
-        """A renewal begun at ``began`` (monotonic) answered: of the ``fences`` it renewed,
-        ``gone`` were taken over. The watches lost since the last renewal, held no more."""
+        """A renewal begun at ``began`` (monotonic) answered: of the ``fences`` held as it ran,
+        ``gone`` are held no more. The watches lost since the last renewal, held no more."""
         self._renewed_at = max(self._renewed_at, began)
         if self._failing:
             self._failing = False
@@ -122,10 +135,11 @@ def claimed(batch: Batch[Any], rows: Iterable[Any]) -> list[WatchRecord]:
 
 
 class Renewal:
-    """Renews the leases of all that ``held`` holds, and the instance's heartbeat.
+    """Renews this instance's lease and heartbeat (one row), and finds the watches it holds no
+    more when :attr:`Held.unsure` (or its lease had run out in the database meanwhile).
 
     Renewals go through the group commit ``writer``, serialized with this instance's own saves:
-    on a connection of its own, a renewal and a save locking the same rows in different orders
+    on a connection of its own, a check and a save locking the same rows in different orders
     could deadlock. At most one renewal waits for a database that is down; the next call has it
     tried again at once.
     """
@@ -135,13 +149,18 @@ class Renewal:
         self._writer = writer
         self._instance = instance
         self._waiting: asyncio.Future[Any] | None = None
+        self._server: Any = None  # when the server of the last renewal started
 
     async def _run(self, conn: Any, batch: Batch[Any]) -> tuple[dict[str, int], list[Any]]:
         me, lease = self._instance, timedelta(seconds=self._held.lease_s)
-        fences, notes = dict(self._held.fences), list(self._held.notes)  # as of this transaction
-        gone = await conn.fetch(pgsql.RENEW, me, lease, list(fences), [*fences.values()])
-        await conn.execute(pgsql.RENEW_NOTES, me, lease, notes)
-        await conn.execute(pgsql.HEARTBEAT, me, str(watcher.__version__))
+        held, server = await conn.fetchrow(pgsql.RENEW, me, lease, str(watcher.__version__))
+        if held and not self._held.unsure and server == self._server:
+            return {}, []
+        self._held.unsure, self._server = False, server  # unsure again if this one fails
+        # as of this point of the transaction: its claims so far included
+        overlay = {**self._held.fences, **batch.fences}
+        fences = {key: fence for key, fence in overlay.items() if fence is not None}
+        gone = await conn.fetch(pgsql.CHECK, me, list(fences), [*fences.values()])
         return fences, gone
 
     async def __call__(self) -> set[str]:

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from datetime import timedelta
 from typing import Any, Final
 
 import asyncpg
@@ -176,17 +177,23 @@ async def wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | Non
 
 
 async def connect(
-    url: str, where: str, instance: str, wait_s: float | None, *, member: bool, pooled: bool
+    url: str,
+    where: str,
+    instance: str,
+    wait_s: float | None,
+    *,
+    member: timedelta | None,
+    pooled: bool,
 ) -> asyncpg.Pool:
     """The pool of ``url`` with its schema current (see :func:`wait_for`); a ``member``
-    instance (no client) says it started, for the heartbeat. ``pooled``: see
-    :func:`create_pool`."""
+    instance (no client) says it started and takes its lease of that long
+    (:data:`~watcher.stores.pgsql.START`). ``pooled``: see :func:`create_pool`."""
     pool = await create_pool(url, instance, pooled=pooled)
     try:
         await wait_for(pool, where, url, wait_s)
-        if member:
+        if member is not None:
             with driver_errors():
-                await pool.execute(pgsql.START, instance, str(watcher.__version__))
+                await pool.execute(pgsql.START, instance, member, str(watcher.__version__))
     except BaseException:
         pool.terminate()
         raise

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
@@ -37,7 +36,6 @@ class LeasedOutbox:
 
     instance: str
     lease_s: float
-    _lease: timedelta
     _held: Held
     _pool: asyncpg.Pool
 
@@ -52,7 +50,7 @@ class LeasedOutbox:
             if not self._held.ok:
                 return []
             takes_over = self._held.takes_over_in() == 0
-            rows = await conn.fetch(pgsql.DUE, self.instance, self._lease, now, limit, takes_over)
+            rows = await conn.fetch(pgsql.DUE, self.instance, now, limit, takes_over)
             notes = sorted((sql.row_to_note(row) for row in rows), key=lambda n: n.id)
             batch.notes.update(dict.fromkeys((n.id for n in notes), True))
             return notes
@@ -66,9 +64,7 @@ class LeasedOutbox:
             return False
         try:
             async with asyncio.timeout(self.lease_s / 2):
-                found = await self._pool.fetchval(
-                    pgsql.CONFIRM, self.instance, self._lease, note.id
-                )
+                found = await self._pool.fetchval(pgsql.CONFIRM, self.instance, note.id)
         except Exception as exc:
             if not is_outage(exc):
                 with driver_errors():

@@ -1,19 +1,22 @@
 """PostgreSQL's statements, creating its schema (declared in :mod:`watcher.stores.schema`), and
 rows to values and back.
 
-Version 2 of the schema: ``watches`` as in SQLite plus who holds each one (``owner``, until
-``lease_until``, with the ``fence`` its claim was given), ``outbox`` likewise, ``meta`` (the
-schema version and the digest of the configuration last synced) and ``instances`` (each
-instance's heartbeat). Due times are epoch seconds from the instances' clocks, as in SQLite;
-lease times are the database's own (``now()``), so instances whose clocks differ still agree on
-whose lease has run out. Values of many rows travel as arrays (``unnest``): one statement, one
-round trip, whatever the count.
+The schema: ``watches`` as in SQLite plus who holds each one (``owner``, with the ``fence`` its
+claim was given), ``outbox`` likewise (``owner``), ``meta`` (the schema version and the digest of
+the configuration last synced) and ``instances`` (each instance's heartbeat and lease). A row is
+its owner's while that instance's lease (``instances.lease_until``) holds: renewing is one row
+whatever an instance holds, and once the lease runs out every row it held is free to claim.
+Due times are epoch seconds from the instances' clocks, as in SQLite; lease times are the
+database's own (``now()``), so instances whose clocks differ still agree on whose lease has run
+out. Values of many rows travel as arrays (``unnest``): one statement, one round trip, whatever
+the count.
+
+Schema 6 moved the leases from the rows to the instances; schema 5 had them on each row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -28,7 +31,7 @@ if TYPE_CHECKING:  # for annotations only: the store and its connector import as
 
     Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA_LOCK = 0x77617463_68657231  # pg_advisory_xact_lock key for creating the schema
 SYNC_LOCK = 0x77617463_68657232  # ... and for syncing the configured watches
 
@@ -55,9 +58,13 @@ def _params(first: int) -> str:
     return ", ".join(f"${i}" for i in range(first, first + len(FIELDS)))
 
 
-# statements that claim or write as this instance take it as $1 and the lease as $2
-HELD = "owner = $1 AND lease_until > now()"
-FREE = "(owner IS NULL OR lease_until < now())"
+# statements that claim or write as this instance take it as $1
+LIVE = "ARRAY(SELECT name FROM instances WHERE lease_until > now())"
+"""The instances whose lease holds (evaluated once per statement)."""
+MINE = "EXISTS (SELECT FROM instances WHERE name = $1 AND lease_until > now())"
+"""This instance's lease holds: it claims and writes what it holds only then."""
+FREE = f"(owner IS NULL OR owner <> ALL({LIVE}))"
+"""Held by nobody, or by an instance whose lease ran out."""
 
 # --- syncing the configured watches (under SYNC_LOCK); $1 = the configured keys -----------
 ADD = (
@@ -65,7 +72,6 @@ ADD = (
     " ON CONFLICT (key) DO UPDATE SET name = excluded.name, active = TRUE,"
     " origin = 'config', settings = NULL,"
     " owner = CASE WHEN watches.active THEN watches.owner END,"
-    " lease_until = CASE WHEN watches.active THEN watches.lease_until END,"
     " deadline = watches.started + (excluded.deadline - excluded.started)"
     " WHERE watches.name IS DISTINCT FROM excluded.name OR NOT watches.active"
     " OR watches.origin <> 'config'"
@@ -96,75 +102,83 @@ ACTIVE = "SELECT key, parent, id, outcome IS NOT NULL FROM watches WHERE active"
 # --- claims and saves ------------------------------------------------------------------------
 CLAIM = (
     "WITH due AS (SELECT key FROM watches"
-    f" WHERE outcome IS NULL AND active AND next_poll <= $3 AND {FREE}"
-    " ORDER BY next_poll LIMIT $4 FOR UPDATE SKIP LOCKED)"
-    " UPDATE watches AS w SET owner = $1, lease_until = now() + $2, fence = nextval('fence')"
+    f" WHERE outcome IS NULL AND active AND next_poll <= $2 AND {FREE} AND {MINE}"
+    " ORDER BY next_poll LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    " UPDATE watches AS w SET owner = $1, fence = nextval('fence')"
     f" FROM due WHERE w.key = due.key RETURNING {', '.join(f'w.{n}' for n in FIELDS)}, w.fence"
 )
-_SET = ", ".join(f"{name} = ${i}" for i, name in enumerate(FIELDS[1:], 5))
+_SET = ", ".join(f"{name} = ${i}" for i, name in enumerate(FIELDS[1:], 4))
 SAVE = (
-    f"UPDATE watches SET {_SET}, owner = CASE WHEN $3 THEN owner END,"
-    " lease_until = CASE WHEN $3 THEN now() + $2 END"
-    f" WHERE key = $4 AND owner = $1 AND fence = ${4 + len(FIELDS)} RETURNING key"
+    f"UPDATE watches SET {_SET}, owner = CASE WHEN $2 THEN owner END"
+    f" WHERE key = $3 AND owner = $1 AND fence = ${3 + len(FIELDS)} AND {MINE} RETURNING key"
 )
-"""A held watch's new record, written only while this instance still holds it (the fence)."""
+"""A held watch's new record, written only while this instance still holds it (the fence)
+and its lease holds."""
 INSERT = (
-    f"INSERT INTO watches ({COLS}, owner, lease_until, fence)"
-    f" VALUES ({_params(4)},"
-    " CASE WHEN $3 THEN $1 END, CASE WHEN $3 THEN now() + $2 END, nextval('fence'))"
+    f"INSERT INTO watches ({COLS}, owner, fence)"
+    f" VALUES ({_params(3)}, CASE WHEN $2 THEN $1 END, nextval('fence'))"
     " ON CONFLICT (key) DO NOTHING RETURNING key, fence"
 )
 """A watch nobody stored yet (a run just found), held by this instance if ``hold``."""
 RETIME = (
-    "UPDATE watches SET polls = $3, first_poll = $4, last_poll = $5, next_poll = $6,"
-    " attempt = $7, lease_until = now() + $2"
-    " WHERE key = $8 AND owner = $1 AND fence = $9 RETURNING key"
+    "UPDATE watches SET polls = $2, first_poll = $3, last_poll = $4, next_poll = $5,"
+    f" attempt = $6 WHERE key = $7 AND owner = $1 AND fence = $8 AND {MINE} RETURNING key"
 )
-RELEASE = "UPDATE watches SET owner = NULL, lease_until = NULL WHERE key = ANY($2) AND owner = $1"
-RETIRE = (
-    "UPDATE watches SET owner = NULL, lease_until = NULL, active = FALSE"
-    " WHERE key = ANY($2) AND owner = $1"
+RELEASE = "UPDATE watches SET owner = NULL WHERE key = ANY($2) AND owner = $1"
+RETIRE = "UPDATE watches SET owner = NULL, active = FALSE WHERE key = ANY($2) AND owner = $1"
+_UPSERT = (
+    "INSERT INTO instances VALUES ($1, now(), now(), $3, now() + $2) ON CONFLICT (name) DO UPDATE"
+    " SET heartbeat = now(), version = excluded.version, lease_until = excluded.lease_until"
 )
 RENEW = (
-    "WITH held AS (SELECT * FROM unnest($3::text[], $4::int8[]) AS h(key, fence)),"
-    " renewed AS (UPDATE watches AS w SET lease_until = now() + $2 FROM held"
-    " WHERE w.key = held.key AND w.owner = $1 AND w.fence = held.fence RETURNING w.key)"
-    " SELECT held.key FROM held LEFT JOIN renewed USING (key) WHERE renewed.key IS NULL"
+    "WITH before AS (SELECT lease_until > now() AS held FROM instances WHERE name = $1),"
+    f" renewed AS ({_UPSERT} RETURNING name)"
+    " SELECT COALESCE((SELECT held FROM before), FALSE), pg_postmaster_start_time()"
+    " FROM renewed"
 )
-RENEW_NOTES = "UPDATE outbox SET lease_until = now() + $2 WHERE owner = $1 AND id = ANY($3)"
+"""This instance's lease and heartbeat, in one row; whether its lease still held (if not, what
+it held may have been taken, and :data:`CHECK` says what), and when the server started (another
+time: it restarted or failed over, and may have lost what it last committed)."""
+CHECK = (
+    "WITH held AS (SELECT * FROM unnest($2::text[], $3::int8[]) AS h(key, fence)),"
+    " unknown AS (UPDATE watches AS w SET owner = NULL WHERE w.owner = $1"
+    " AND NOT EXISTS (SELECT FROM held WHERE held.key = w.key AND held.fence = w.fence))"
+    " SELECT held.key FROM held WHERE NOT EXISTS (SELECT FROM watches AS w"
+    " WHERE w.key = held.key AND w.owner = $1 AND w.fence = held.fence)"
+)
+"""Of the watches this instance holds (keys $2, fences $3), those it holds no more (taken over,
+cancelled); and it lets go of the rows it holds without knowing (a claim whose answer was lost
+with the connection), which would otherwise stay its own for as long as its lease holds."""
 START = (
-    "INSERT INTO instances VALUES ($1, now(), now(), $2) ON CONFLICT (name) DO UPDATE"
-    " SET started = now(), heartbeat = now(), version = excluded.version"
+    "WITH w AS (UPDATE watches SET owner = NULL WHERE owner = $1),"
+    " o AS (UPDATE outbox SET owner = NULL WHERE owner = $1)"
+    f" {_UPSERT}, started = now()"
 )
-HEARTBEAT = (
-    "INSERT INTO instances VALUES ($1, now(), now(), $2)"
-    " ON CONFLICT (name) DO UPDATE SET heartbeat = now(), version = excluded.version"
-)
+"""An instance starting: it lets go of what an earlier one of its name held (it does not know
+those fences), and takes its lease."""
 LET_GO = (
-    "WITH w AS (UPDATE watches SET owner = NULL, lease_until = NULL WHERE owner = $1),"
-    " o AS (UPDATE outbox SET owner = NULL, lease_until = NULL WHERE owner = $1)"
+    "WITH w AS (UPDATE watches SET owner = NULL WHERE owner = $1),"
+    " o AS (UPDATE outbox SET owner = NULL WHERE owner = $1)"
     " DELETE FROM instances WHERE name = $1"
 )
 LEAVE = (
-    "WITH w AS (UPDATE watches SET owner = NULL, lease_until = NULL WHERE owner = $1)"
+    "WITH w AS (UPDATE watches SET owner = NULL WHERE owner = $1)"
     " DELETE FROM instances WHERE name = $1"
 )
 SUBMIT = (
     f"INSERT INTO watches ({COLS}, origin, settings)"
     f" VALUES ({_params(1)}, 'submitted', ${1 + len(FIELDS)})"
     " ON CONFLICT (key) DO UPDATE SET name = excluded.name, active = TRUE,"
-    " origin = 'submitted', settings = excluded.settings, owner = NULL, lease_until = NULL,"
+    " origin = 'submitted', settings = excluded.settings, owner = NULL,"
     " deadline = watches.started + (excluded.deadline - excluded.started)"
     " WHERE NOT watches.active RETURNING key"
 )
 CANCEL = (
-    "UPDATE watches SET active = FALSE, owner = NULL, lease_until = NULL"
+    "UPDATE watches SET active = FALSE, owner = NULL"
     " WHERE active AND (key = $1 OR parent = $1) AND"
     " (SELECT origin = 'submitted' AND active FROM watches WHERE key = $1) RETURNING key"
 )
-HOLDERS = (
-    "SELECT key, owner FROM watches WHERE owner IS NOT NULL AND lease_until > now() AND active"
-)
+HOLDERS = f"SELECT key, owner FROM watches WHERE owner = ANY({LIVE}) AND active"
 INSTANCES = (
     "SELECT name, extract(epoch FROM started)::float8, extract(epoch FROM heartbeat)::float8"
     " FROM instances ORDER BY name"
@@ -176,16 +190,19 @@ ENQUEUE = (
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (dedup) DO NOTHING"
 )
 DUE = (
-    "WITH next AS (SELECT id FROM outbox WHERE delivered IS NULL AND next_try <= $3"
-    # its own too: one it did not send (unsure it held it); another's only if $5
-    " AND (owner IS NULL OR owner = $1 OR ($5 AND lease_until < now()))"
-    f"{sql.IN_ORDER} ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)"
-    " UPDATE outbox AS o SET owner = $1, lease_until = now() + $2 FROM next"
+    "WITH next AS (SELECT id FROM outbox WHERE delivered IS NULL AND next_try <= $2"
+    # its own too: one it did not send (unsure it held it); another's only if $4
+    f" AND (owner IS NULL OR owner = $1 OR ($4 AND owner <> ALL({LIVE}))) AND {MINE}"
+    f"{sql.IN_ORDER} ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    " UPDATE outbox AS o SET owner = $1 FROM next"
     f" WHERE o.id = next.id RETURNING {', '.join(f'o.{c}' for c in sql.NOTE_FIELDS)}"
 )
-CONFIRM = f"UPDATE outbox SET lease_until = now() + $2 WHERE id = $3 AND {HELD} RETURNING id"
+CONFIRM = f"SELECT id FROM outbox WHERE id = $2 AND owner = $1 AND {MINE}"
+# a mark says what its holder did and lets go of the note: it lands while the note is still
+# the holder's (nobody took it over), its lease held or not, else the holder would send it again;
+# a delivery lands even then (below)
 DELIVERED = (
-    "UPDATE outbox SET delivered = $2, attempts = attempts + 1, owner = NULL, lease_until = NULL"
+    "UPDATE outbox SET delivered = $2, attempts = attempts + 1, owner = NULL"
     " WHERE id = $3 AND (owner = $1 OR delivered IS NULL)"
 )
 """Sent is a fact: the mark lands even if another instance took the note over meanwhile (it
@@ -194,20 +211,14 @@ REMIND = (
     "INSERT INTO outbox (watch, event, channel, title, body, dedup, created, next_try, reminder)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1) ON CONFLICT (dedup) DO NOTHING"
 )
-SETTLE = (
-    "UPDATE outbox SET delivered = $2, owner = NULL, lease_until = NULL"
-    " WHERE id = $3 AND owner = $1"
-)
+SETTLE = "UPDATE outbox SET delivered = $2, owner = NULL WHERE id = $3 AND owner = $1"
 SILENCED = (
-    "UPDATE outbox SET delivered = $2, silenced = $3, owner = NULL, lease_until = NULL"
-    " WHERE id = $4 AND owner = $1"
+    "UPDATE outbox SET delivered = $2, silenced = $3, owner = NULL WHERE id = $4 AND owner = $1"
 )
-DEFER = (
-    "UPDATE outbox SET next_try = $2, owner = NULL, lease_until = NULL WHERE id = $3 AND owner = $1"
-)
+DEFER = "UPDATE outbox SET next_try = $2, owner = NULL WHERE id = $3 AND owner = $1"
 FAILED = (
-    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_try = $3, owner = NULL,"
-    " lease_until = NULL WHERE id = $4 AND owner = $1"
+    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_try = $3, owner = NULL"
+    " WHERE id = $4 AND owner = $1"
 )
 RETRY_NOW = f"UPDATE outbox SET next_try = $1 WHERE delivered IS NULL AND next_try > $1 AND {FREE}"
 # a note another instance holds is due for this one when that lease runs out, and not before
@@ -215,8 +226,9 @@ RETRY_NOW = f"UPDATE outbox SET next_try = $1 WHERE delivered IS NULL AND next_t
 # database's clock decides only how long is left)
 NEXT_DUE = (
     "SELECT MIN(CASE WHEN owner IS NULL OR owner = $1 THEN next_try"
-    " ELSE GREATEST(next_try, $2 + extract(epoch FROM lease_until - now()), $3) END)"
-    f" FROM outbox WHERE delivered IS NULL{sql.IN_ORDER}"
+    " ELSE GREATEST(next_try, $2 + extract(epoch FROM i.lease_until - now()), $3) END)"
+    " FROM outbox LEFT JOIN instances AS i ON i.name = outbox.owner"
+    f" WHERE delivered IS NULL{sql.IN_ORDER}"
 )
 
 
@@ -279,16 +291,15 @@ async def configure(
     await conn.execute(SAY, digest)
 
 
-async def save_all(
-    conn: Conn, batch: Batch[Conn], me: str, lease: timedelta, saves: Sequence[Save]
-) -> None:
-    """Write a run of saves: the records this instance still holds (their fence matches) or
-    that nobody stored yet, then the runs found and the notes of those that landed."""
+async def save_all(conn: Conn, batch: Batch[Conn], me: str, saves: Sequence[Save]) -> None:
+    """Write a run of saves: the records this instance still holds (their fence matches, its
+    lease holds) or that nobody stored yet, then the runs found and the notes of those that
+    landed."""
     held = [(s, batch.fence(s.record.key)) for s in saves]
-    rows = [[me, lease, s.hold, *record_row(s.record), f] for s, f in held if f is not None]
-    rows.sort(key=itemgetter(3))  # by key: instances lock rows in one order
+    rows = [[me, s.hold, *record_row(s.record), f] for s, f in held if f is not None]
+    rows.sort(key=itemgetter(2))  # by key: instances lock rows in one order
     kept = {r[0] for r in await conn.fetchmany(SAVE, rows)} if rows else set()
-    new = [[me, lease, s.hold, *record_row(s.record)] for s, f in held if f is None]
+    new = [[me, s.hold, *record_row(s.record)] for s, f in held if f is None]
     taken = {r[0]: r[1] for r in await conn.fetchmany(INSERT, new)} if new else {}
     for save in saves:
         key = save.record.key
@@ -296,21 +307,20 @@ async def save_all(
         batch.fences[key] = taken.get(key, batch.fence(key)) if save.value and save.hold else None
     landed = [s for s in saves if s.value]
     if found := unique_keys([r for s in landed for r in s.also]):
-        rows = [[me, lease, True, *record_row(r)] for r in found]
+        rows = [[me, True, *record_row(r)] for r in found]
         batch.fences.update((r[0], r[1]) for r in await conn.fetchmany(INSERT, rows))
     created = [(s.notes, s.record.last_poll or s.record.started) for s in landed]
     if notes := [row for pair in created for row in note_rows(*pair)]:
         await conn.executemany(ENQUEUE, notes)
 
 
-async def retime(
-    conn: Conn, batch: Batch[Conn], me: str, lease: timedelta, records: Sequence[WatchRecord]
-) -> None:
-    """Write the timing of held watches; those taken over meanwhile are noted as lost."""
+async def retime(conn: Conn, batch: Batch[Conn], me: str, records: Sequence[WatchRecord]) -> None:
+    """Write the timing of held watches; those taken over meanwhile (or while this instance's
+    lease had run out) are noted as lost."""
     held = [(r, batch.fence(r.key)) for r in records]
-    rows = [[me, lease, *sql.timing(r), r.key, f] for r, f in held if f is not None]
-    rows.sort(key=itemgetter(7))
+    rows = [[me, *sql.timing(r), r.key, f] for r, f in held if f is not None]
+    rows.sort(key=itemgetter(6))
     kept = {r[0] for r in await conn.fetchmany(RETIME, rows)} if rows else set()
-    for key in {row[7] for row in rows} - kept:
+    for key in {row[6] for row in rows} - kept:
         batch.fences[key] = None
         batch.lost.add(key)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from watcher.models import Note, WatchRecord
@@ -38,7 +37,6 @@ class LeasedWatches:
     see the module docstring."""
 
     instance: str
-    _lease: timedelta
     _held: Held
     _timings: Timings
     _writer: GroupCommit[Plan]
@@ -62,11 +60,9 @@ class LeasedWatches:
 
     async def claim(self, until: float, limit: int) -> list[WatchRecord]:
         async def run(conn: Conn, batch: Plan) -> list[WatchRecord]:
-            if not self._held.ok:  # fencing first: what this instance held may be taken
+            if not self._held.ok:  # the database refuses it too: see pgsql.CLAIM
                 return []
-            return claimed(
-                batch, await conn.fetch(pgsql.CLAIM, self.instance, self._lease, until, limit)
-            )
+            return claimed(batch, await conn.fetch(pgsql.CLAIM, self.instance, until, limit))
 
         if not self._held.ok:
             return []

@@ -1,13 +1,15 @@
 """The shared store: one PostgreSQL database for several watcher instances.
 
-Instances share the work by leases (see :mod:`watcher.stores`). A claim takes due watches
-nobody holds (``FOR UPDATE SKIP LOCKED``: instances claiming at once never take the same one),
-stamps each with this instance's name, a lease on the database's clock and a fresh fencing
-token, and this store remembers the tokens. A save writes only while the row still carries this
-instance and that token, so a watch another instance took over is left alone and the save
-returns ``False``. The outbox works alike: a notification is claimed by :meth:`due`, and only its
-holder marks it delivered or failed. While renewals fail for longer than the lease,
-:attr:`PostgresStore.lease_ok` turns false and this instance claims and delivers nothing.
+Instances share the work by leases (see :mod:`watcher.stores`), one per instance
+(:mod:`~watcher.stores.leases`: its row in ``instances``, on the database's clock). A claim
+takes due watches nobody holds, or whose holder's lease ran out (``FOR UPDATE SKIP LOCKED``:
+instances claiming at once never take the same one), stamps each with this instance's name and
+a fresh fencing token, and this store remembers the tokens. A save writes only while the row
+still carries this instance and that token and this instance's lease holds, so a watch another
+instance took over is left alone and the save returns ``False``. The outbox works alike: a
+notification is claimed by :meth:`due`, and only its holder marks it delivered or failed. While
+renewals fail for longer than the lease, :attr:`PostgresStore.lease_ok` turns false and this
+instance claims and delivers nothing.
 
 Writes go through :class:`~watcher.stores.commit.GroupCommit`: writes queued meanwhile share one
 transaction, consecutive saves one statement for their records and one for their notes. What
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
@@ -81,8 +84,16 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
     INSTANCES = pgsql.INSTANCES
 
     def __init__(
-        self, pool: asyncpg.Pool, where: str, instance: str, lease_s: float, *, pooled: bool = False
+        self,
+        pool: asyncpg.Pool,
+        where: str,
+        instance: str,
+        lease_s: float,
+        *,
+        pooled: bool = False,
+        since: float | None = None,
     ) -> None:
+        """``since``: when this instance's lease was taken (``time.monotonic()``)."""
         self._pool = pool
         self.pooled = pooled
         """Behind a pooler in transaction mode (``?pooler=transaction``): nothing of a session
@@ -93,8 +104,7 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
         self.where = where
         self.instance = instance
         self.lease_s = lease_s
-        self._lease = timedelta(seconds=lease_s)
-        self._held = Held(where, lease_s, log)
+        self._held = Held(where, lease_s, log, since)
         self._writer: GroupCommit[Plan] = GroupCommit(
             self._transaction, is_outage, f"database {where}"
         )
@@ -126,10 +136,16 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
         where = statefile.database_where(url)
         url, listens = pgnotify.split_listen(url)
         pooling = pgpooler.read(url)
+        began, lease = time.monotonic(), timedelta(seconds=lease_s)
         pool = await pgconnect.connect(
-            pooling.url, where, instance, wait_s, member=not client, pooled=pooling.transaction
+            pooling.url,
+            where,
+            instance,
+            wait_s,
+            member=lease if not client else None,
+            pooled=pooling.transaction,
         )
-        store = cls(pool, where, instance, lease_s, pooled=pooling.transaction)
+        store = cls(pool, where, instance, lease_s, pooled=pooling.transaction, since=began)
         store.client = client
         # behind a pooler in transaction mode, LISTEN cannot work: the counter is polled
         store._url, store._listens = pooling.url, listens and not pooling.transaction
@@ -151,13 +167,17 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
         batch: Plan = Batch(self._held.fences)
         handles = [work(batch) for work in works]
         batch.then(lambda conn, b: pgnotify.said(conn, b.changes))  # last: see pgnotify
-        me, lease = self.instance, self._lease
-        await pgconnect.transact(
-            self._pool,
-            batch,
-            lambda conn, b, saves: pgsql.save_all(conn, b, me, lease, saves),
-            self._begin,
-        )
+        me = self.instance
+        try:
+            await pgconnect.transact(
+                self._pool,
+                batch,
+                lambda conn, b, saves: pgsql.save_all(conn, b, me, saves),
+                self._begin,
+            )
+        except BaseException:
+            self._held.unsure = True  # it may have committed unanswered (a claim, say)
+            raise
         self._held.committed(batch)
         return [handle.value for handle in handles]
 
@@ -167,8 +187,8 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
         return result
 
     def _retime(self, records: Sequence[WatchRecord]) -> Work[Plan]:
-        me, lease = self.instance, self._lease
-        return lambda batch: batch.then(lambda c, b: pgsql.retime(c, b, me, lease, records))
+        me = self.instance
+        return lambda batch: batch.then(lambda c, b: pgsql.retime(c, b, me, records))
 
     async def _change(self, statement: str, args: Sequence[Any]) -> list[Any]:
         async def run(conn: Conn, batch: Plan) -> list[Any]:
@@ -229,9 +249,16 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
     async def listen(self, changed: Callable[[Change], None]) -> None:
         """Call ``changed`` with each change any instance or client makes from now on
         (within about a second; see :mod:`~watcher.stores.pgnotify`), and tell the others that
-        this instance joined."""
+        this instance joined. A change it may not know the whole of (a cancel without its keys,
+        or the counter moved unheard) has the next renewal check what this instance holds."""
+
+        def heard(change: Change) -> None:
+            if change.kind == "any" or (change.kind == "cancel" and not change.keys):
+                self._held.unsure = True
+            changed(change)
+
         self._notices = pgnotify.Notices(
-            self._url, self._counter, self._probe, self.instance, self._listens, changed
+            self._url, self._counter, self._probe, self.instance, self._listens, heard
         )
         self._notices.start()
         await self._say(Change("join"))

@@ -2,9 +2,10 @@
 
 Each store renders it in its dialect (:func:`sqlite` and :func:`postgres`). Where the stores
 differ, the declaration says so: a column only one of them has (SQLite's ``claimed``;
-PostgreSQL's leases and fencing tokens), an index's condition in one dialect. Tables are in
-their final shape; a state written by an older version reaches it through its store's
-migrations (``sql.MIGRATE_TO_*`` for SQLite; PostgreSQL adds the columns marked ``added``).
+PostgreSQL's holders, fencing tokens and instance leases), an index's condition in one
+dialect. Tables are in their final shape; a state written by an older version reaches it through
+its store's migrations (``sql.MIGRATE_TO_*`` for SQLite; PostgreSQL adds the columns marked
+``added`` and drops those in :data:`DROPPED`).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class Table:
 
 
 _T, _R, _I, _B = Type.TEXT, Type.REAL, Type.INT, Type.BOOL
-_OWNED = (Column("owner", _T, only="postgres"), Column("lease_until", Type.CLOCK, only="postgres"))
+_OWNER = Column("owner", _T, only="postgres")  # held while this instance's lease holds
 
 TABLES = (
     Table(
@@ -109,7 +110,7 @@ TABLES = (
             Column("origin", _T, null=False, default="config"),
             Column("settings", _T),
             Column("overdue", _B, null=False, default=False),
-            *_OWNED,
+            _OWNER,
             Column("fence", Type.BIG, null=False, default=0, only="postgres"),
             Column("expect_s", _R, added=True),
             Column("expect_auto", _B, null=False, default=False, added=True),
@@ -126,7 +127,7 @@ TABLES = (
             Column("next_try", _R, null=False),
             Column("delivered", _R),
             Column("last_error", _T, null=False, default=""),
-            *_OWNED,
+            _OWNER,
             Column("silenced", Type.BIG),
             Column("reminder", _I, null=False, default=0),
         ),
@@ -170,6 +171,8 @@ TABLES = (
             Column("name", _T, key=True),
             *(Column(n, Type.CLOCK, null=False) for n in ("started", "heartbeat")),
             Column("version", _T, null=False),
+            # what the instance holds is its own until then (the database's clock)
+            Column("lease_until", Type.CLOCK, only="postgres", added=True),
         ),
     ),
 )
@@ -190,6 +193,10 @@ INDEXES = (
 
 #: PostgreSQL's own: the fencing tokens' counter
 SEQUENCES = ("fence",)
+
+#: PostgreSQL's columns dropped since (table, column): the rows' own leases, before a lease
+#: per instance (schema 6)
+DROPPED = (("watches", "lease_until"), ("outbox", "lease_until"))
 
 
 def table(name: str) -> Table:
@@ -248,13 +255,15 @@ def sqlite() -> str:
 
 def postgres() -> str:
     """The whole schema as PostgreSQL statements, creating what is missing: tables, then the
-    columns added since a table was first created, then the indexes."""
+    columns added since a table was first created (and dropping those given up), then the
+    indexes."""
     added = [
         f"ALTER TABLE {t.name} ADD COLUMN IF NOT EXISTS {column(c, 'postgres')};"
         for t in TABLES
         for c in columns(t, "postgres")
         if c.added
     ]
+    added += [f"ALTER TABLE {name} DROP COLUMN IF EXISTS {col};" for name, col in DROPPED]
     return "\n".join(
         [
             *(f"CREATE SEQUENCE IF NOT EXISTS {name};" for name in SEQUENCES),
