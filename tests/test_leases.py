@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 
 from tests.postgres import Server
 from tests.test_postgres import LEASE_S, instances, sql, take_over
 from tests.test_stores import NOW, note, record
+from watcher.errors import ConfigError
 from watcher.stores import Configured, schema
 from watcher.stores.pgsql import SCHEMA_VERSION
 from watcher.stores.postgres import PostgresStore
@@ -103,7 +105,7 @@ async def test_a_schema_5_database_with_leases_on_its_rows_is_migrated(pg_url: s
         "ALTER TABLE instances DROP COLUMN lease_until;"
         " ALTER TABLE watches ADD COLUMN lease_until TIMESTAMPTZ;"
         " ALTER TABLE outbox ADD COLUMN lease_until TIMESTAMPTZ;"
-        " INSERT INTO instances VALUES ('old', now(), now(), '0');"
+        " INSERT INTO instances VALUES ('old', now(), now() - interval '2 minutes', '0');"
         " UPDATE watches SET owner = 'old', lease_until = now() + interval '1 hour', fence = 1;"
         " UPDATE outbox SET owner = 'old', lease_until = now() + interval '1 hour';"
         " UPDATE meta SET value = '5' WHERE key = 'schema'",
@@ -124,6 +126,28 @@ async def test_a_schema_5_database_with_leases_on_its_rows_is_migrated(pg_url: s
         for c in schema.columns(t, "postgres")
     ]
     assert [tuple(r) for r in found] == declared
+
+
+async def test_a_database_an_older_version_still_uses_is_not_migrated(pg_url: str) -> None:
+    async with instances(pg_url, "old", lease_s=30.0) as (old,):
+        await old.sync(Configured.of([record("w")]))
+    await script(
+        pg_url,
+        "ALTER TABLE instances DROP COLUMN lease_until;"
+        " ALTER TABLE watches ADD COLUMN lease_until TIMESTAMPTZ;"
+        " ALTER TABLE outbox ADD COLUMN lease_until TIMESTAMPTZ;"
+        " INSERT INTO instances VALUES ('old-host:41', now(), now(), '0.9');"
+        " UPDATE meta SET value = '5' WHERE key = 'schema'",
+    )
+    with pytest.raises(ConfigError, match=r"older watcher \(schema 5\): old-host:41 \(0.9\); stop"):
+        await PostgresStore.open(pg_url, instance="new", client=True)
+    [(version,)] = await sql(pg_url, "SELECT value FROM meta WHERE key = 'schema'")
+    assert version == "5"  # left as it was: the old instance goes on working
+    await script(pg_url, "DELETE FROM instances")  # it was stopped with SIGTERM
+    client = await PostgresStore.open(pg_url, instance="new", client=True)
+    await client.close()
+    [(version,)] = await sql(pg_url, "SELECT value FROM meta WHERE key = 'schema'")
+    assert version == str(SCHEMA_VERSION)
 
 
 async def test_a_client_takes_no_lease(pg_url: str) -> None:

@@ -274,8 +274,34 @@ async def prepare(conn: Conn, where: str) -> None:
             )
             raise ConfigError(msg)
         if version < SCHEMA_VERSION:
+            if version:
+                await _no_older_instance_running(conn, where, version)
             await conn.execute(TABLES)
             await conn.execute(SCHEMA, str(SCHEMA_VERSION))
+
+
+OLDER_LIVE_S = 60
+"""An instance heard from within this many seconds is taken for running."""
+
+
+async def _no_older_instance_running(conn: Conn, where: str, version: int) -> None:
+    """Refuse to migrate a schema that instances of an older watcher still use: they would
+    fail on it (a migration may drop a column) or, worse, hold watches by other rules."""
+    if await conn.fetchval("SELECT to_regclass('instances')") is None:
+        return
+    running = await conn.fetch(
+        "SELECT name, version FROM instances WHERE heartbeat > now() - make_interval(secs => $1)"
+        " ORDER BY name",
+        OLDER_LIVE_S,
+    )
+    if running:
+        names = ", ".join(f"{r['name']} ({r['version']})" for r in running[:5])
+        msg = (
+            f"daemon.state: the database at {where} is in use by an older watcher (schema"
+            f" {version}): {names}; stop every instance, then start this version"
+            f" (an instance killed without SIGTERM counts for {OLDER_LIVE_S}s)"
+        )
+        raise ConfigError(msg)
 
 
 async def configure(
