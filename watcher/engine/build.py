@@ -12,10 +12,12 @@ from dataclasses import replace
 from typing import Any
 
 from watcher.backoff import Policy
+from watcher.config import shapes
 from watcher.config.load import Config, WatchConfig, explain
 from watcher.engine.spec import Server, Spec
+from watcher.engine.specs import Specs
 from watcher.errors import ConfigError
-from watcher.models import Target, WatchRecord
+from watcher.models import Target, WatchRecord, target_key
 from watcher.notify.messages import Channel
 from watcher.notify.quiet import Quiet, window, zone
 from watcher.remote.client import Http
@@ -28,6 +30,43 @@ log = logging.getLogger(__name__)
 def build_specs(config: Config) -> list[Spec]:
     """The watches of a configuration as the engine runs them."""
     return [spec for watch in config.watches for spec in _specs(watch, config)]
+
+
+Copy = tuple[WatchConfig, str | None, str | None]
+"""What the engine keeps of a watch that is a copy of another (:mod:`watcher.config.shapes`)
+until it runs it: that other watch, and the copy's id and name (a watch's model is 1.3 KB; a
+million of them are not kept for as long as the daemon runs)."""
+
+
+def lazy_specs(config: Config) -> Specs[Copy]:
+    """:func:`build_specs`, the spec of each copy of another watch (one that sets only its id
+    and name) built when the engine first asks for it (see :mod:`watcher.engine.specs`); the
+    specs of the others (few: written one by one) at once."""
+    entries: dict[str, Spec | Copy] = {}
+    servers = config.servers
+    suffixes: dict[int, str] = {}  # a template's key suffix, by id(): its copies share it
+    for watch in config.watches:
+        server = servers[watch.server]
+        template = shapes.template_of(watch)
+        if template is None or server.split_ids(watch.id) != [watch.id]:
+            entries.update((spec.key, spec) for spec in _specs(watch, config))
+            continue
+        if (suffix := suffixes.get(id(template))) is None:
+            suffix = suffixes[id(template)] = template.key_suffix(server)
+        key = target_key(watch.server, watch.id, watch.task) + suffix
+        entries[key] = (template, watch.id, watch.name)
+    bare = config.model_copy(update={"watches": []})
+    return Specs(entries, functools.partial(_one_spec, config=bare), _identity)
+
+
+def _one_spec(copy: Copy, config: Config) -> Spec:
+    return _specs(shapes.copy_of(*copy), config)[0]
+
+
+def _identity(key: str, copy: Copy) -> tuple[str, str, float]:
+    """What the digest takes of a copy's spec, without building it."""
+    template, id, name = copy
+    return key, name or Target(template.server, id, template.task).describe(), template.timeout
 
 
 def _specs(watch: WatchConfig, config: Config) -> list[Spec]:
