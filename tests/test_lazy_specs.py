@@ -95,8 +95,11 @@ id = "102, 103"
 id = 104
 
 [[watches]]
-name = "no id"
+name = "named after"
 id = "105"
+
+[[watches]]
+id = "106"
 """
 
 
@@ -124,7 +127,7 @@ def test_what_the_engine_learned_applies_to_each_spec_built_from_then_on(tmp_pat
     lazy = lazy_specs(load(path))
     built = lazy.built()  # the watches written one by one, and one of two runs
     # "100" is the one the others copy, 104 is no text: both validated on their own
-    assert set(lazy) - set(built) == {"gov//101", "gov//105"}
+    assert set(lazy) - set(built) == {"gov//101", "gov//105", "gov//106"}
     first = lazy["gov//101"]
 
     def learned(spec: Spec) -> Spec:
@@ -132,8 +135,8 @@ def test_what_the_engine_learned_applies_to_each_spec_built_from_then_on(tmp_pat
 
     lazy.adjust = learned
     assert lazy["gov//101"] is first  # built already: the engine changes it itself
-    assert lazy["gov//105"].usual_s == 60.0 and lazy["gov//104"].usual_s is None
-    assert set(lazy.built()) == set(lazy)
+    assert lazy["gov//105"].usual_s == lazy["gov//106"].usual_s == 60.0
+    assert lazy["gov//104"].usual_s is None and set(lazy.built()) == set(lazy)
 
 
 def test_specs_as_a_mapping() -> None:

@@ -22,6 +22,7 @@ from watcher.notify.messages import Channel
 from watcher.notify.quiet import Quiet, window, zone
 from watcher.remote.client import Http
 from watcher.remote.providers import KINDS, ServerConfig
+from watcher.schema import ServerBase
 from watcher.stores import Requests
 
 log = logging.getLogger(__name__)
@@ -44,19 +45,29 @@ def lazy_specs(config: Config) -> Specs[Copy]:
     specs of the others (few: written one by one) at once."""
     entries: dict[str, Spec | Copy] = {}
     servers = config.servers
-    suffixes: dict[int, str] = {}  # a template's key suffix, by id(): its copies share it
+    # a server whose ids may name several runs (RSA) is asked for each watch's
+    splits = {name: type(s).split_ids is not ServerBase.split_ids for name, s in servers.items()}
+    prefixes: dict[int, tuple[str, str]] = {}  # a template's key around the id, by id()
+    template_of = shapes.template_of
     for watch in config.watches:
-        server = servers[watch.server]
-        template = shapes.template_of(watch)
-        if template is None or server.split_ids(watch.id) != [watch.id]:
+        template = template_of(watch)
+        several = splits[watch.server] and servers[watch.server].split_ids(watch.id) != [watch.id]
+        if template is None or several:
             entries.update((spec.key, spec) for spec in _specs(watch, config))
             continue
-        if (suffix := suffixes.get(id(template))) is None:
-            suffix = suffixes[id(template)] = template.key_suffix(server)
-        key = target_key(watch.server, watch.id, watch.task) + suffix
-        entries[key] = (template, watch.id, watch.name)
+        if (around := prefixes.get(id(template))) is None:
+            server = servers[template.server]
+            around = prefixes[id(template)] = _around_id(template, server)
+        entries[f"{around[0]}{watch.id or ''}{around[1]}"] = (template, watch.id, watch.name)
     bare = config.model_copy(update={"watches": []})
     return Specs(entries, functools.partial(_one_spec, config=bare), _identity)
+
+
+def _around_id(template: WatchConfig, server: ServerConfig) -> tuple[str, str]:
+    """What the key of each copy of ``template`` has before and after its id."""
+    key = target_key(template.server, "\0", template.task) + template.key_suffix(server)
+    before, after = key.split("\0")
+    return before, after
 
 
 def _one_spec(copy: Copy, config: Config) -> Spec:
@@ -66,7 +77,11 @@ def _one_spec(copy: Copy, config: Config) -> Spec:
 def _identity(key: str, copy: Copy) -> tuple[str, str, float]:
     """What the digest takes of a copy's spec, without building it."""
     template, id, name = copy
-    return key, name or Target(template.server, id, template.task).describe(), template.timeout
+    if name:
+        return key, name, template.timeout
+    if id and not template.task:  # Target.describe's, a million times without a Target
+        return key, f"run {id} on {template.server}", template.timeout
+    return key, Target(template.server, id, template.task).describe(), template.timeout
 
 
 def _specs(watch: WatchConfig, config: Config) -> list[Spec]:
