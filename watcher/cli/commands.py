@@ -42,8 +42,11 @@ from watcher.engine.build import (
     build_specs,
     differing,
     impatient,
+    lazy_specs,
     submit,
 )
+from watcher.engine.spec import Spec
+from watcher.engine.specs import Specs
 from watcher.errors import EXIT_FAILED, EXIT_OK, ConfigError, StoreError
 from watcher.models import Event
 from watcher.notify.acks import acknowledge, acknowledged
@@ -234,9 +237,9 @@ def _watch(path: str, args: argparse.Namespace, *, once: bool) -> int:
         config = config.model_copy(update={"watches": _adhoc(config, args)})
     _something_to_watch(config, path, options.once)
     _channels(config)
-    specs = build_specs(config)
+    specs: list[Spec] | Specs[Any] = lazy_specs(config)  # each built when first claimed
     if once and not args.keep_waiting:
-        specs = impatient(specs)
+        specs = impatient(build_specs(config))
     config = config.model_copy(update={"watches": []})  # the specs say it all, in less memory
     return asyncio.run(run(config, options, specs))
 

@@ -55,6 +55,30 @@ def _own_only(entry: object) -> bool:
     )
 
 
+class _Given(set[str]):
+    """The keys a copy's entry set (pydantic's ``__pydantic_fields_set__``), shared by the
+    copies that set the same ones, and the watch they are copies of."""
+
+    __slots__ = ("template",)
+
+    def __init__(self, keys: set[str], template: WatchConfig) -> None:
+        super().__init__(keys)
+        self.template = template
+
+
+def template_of(watch: WatchConfig) -> WatchConfig | None:
+    """The watch ``watch`` is a copy of (all but its id and name), if it is one: what the
+    engine keeps of it until it runs it is that and its id and name."""
+    given = watch.__pydantic_fields_set__
+    return given.template if isinstance(given, _Given) else None
+
+
+def copy_of(template: WatchConfig, id: str | None, name: str | None) -> WatchConfig:
+    """The copy of ``template`` with this id and name (as :func:`merged` made it)."""
+    entry = {key: value for key, value in (("id", id), ("name", name)) if value is not None}
+    return _copy(template, entry, {})
+
+
 def _copy(
     template: WatchConfig, entry: dict[str, Any], given_sets: dict[tuple[bool, bool], set[str]]
 ) -> WatchConfig:
@@ -68,7 +92,8 @@ def _copy(
     fields["name"] = entry.get("name")
     which = ("id" in entry, "name" in entry)
     if (given := given_sets.get(which)) is None:
-        given = given_sets[which] = (template.__pydantic_fields_set__ - OWN) | entry.keys()
+        keys = (template.__pydantic_fields_set__ - OWN) | entry.keys()
+        given = given_sets[which] = _Given(keys, template)
     object.__setattr__(copy, "__dict__", fields)
     object.__setattr__(copy, "__pydantic_fields_set__", given)
     object.__setattr__(copy, "__pydantic_extra__", None)

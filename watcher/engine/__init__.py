@@ -3,7 +3,9 @@ the engine that claims what is due, polls it and saves the result.
 
 * :mod:`~watcher.engine.build`: configuration -> the engine's parts (specs, servers, channels),
   and the watches ``watcher submit`` adds.
-* :mod:`~watcher.engine.spec`: a watch and a server as the engine runs them.
+* :mod:`~watcher.engine.spec`: a watch and a server as the engine runs them;
+  :mod:`~watcher.engine.specs`: the engine's specs by key, each built when first asked for (a
+  restart of a million watches builds none before its first claim).
 * :mod:`~watcher.engine.lifecycle`: what one poll's answer does to a watch (pure, tested by
   tables); :mod:`~watcher.engine.schedule`: when each held watch polls next (a heap, pure);
   :mod:`~watcher.engine.history`: when earlier runs of the same family ended (pure), and

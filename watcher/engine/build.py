@@ -12,14 +12,17 @@ from dataclasses import replace
 from typing import Any
 
 from watcher.backoff import Policy
+from watcher.config import shapes
 from watcher.config.load import Config, WatchConfig, explain
 from watcher.engine.spec import Server, Spec
+from watcher.engine.specs import Specs
 from watcher.errors import ConfigError
-from watcher.models import Target, WatchRecord
+from watcher.models import Target, WatchRecord, target_key
 from watcher.notify.messages import Channel
 from watcher.notify.quiet import Quiet, window, zone
 from watcher.remote.client import Http
 from watcher.remote.providers import KINDS, ServerConfig
+from watcher.schema import ServerBase
 from watcher.stores import Requests
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,57 @@ log = logging.getLogger(__name__)
 def build_specs(config: Config) -> list[Spec]:
     """The watches of a configuration as the engine runs them."""
     return [spec for watch in config.watches for spec in _specs(watch, config)]
+
+
+Copy = tuple[WatchConfig, str | None, str | None]
+"""What the engine keeps of a watch that is a copy of another (:mod:`watcher.config.shapes`)
+until it runs it: that other watch, and the copy's id and name (a watch's model is 1.3 KB; a
+million of them are not kept for as long as the daemon runs)."""
+
+
+def lazy_specs(config: Config) -> Specs[Copy]:
+    """:func:`build_specs`, the spec of each copy of another watch (one that sets only its id
+    and name) built when the engine first asks for it (see :mod:`watcher.engine.specs`); the
+    specs of the others (few: written one by one) at once."""
+    entries: dict[str, Spec | Copy] = {}
+    servers = config.servers
+    # a server whose ids may name several runs (RSA) is asked for each watch's
+    splits = {name: type(s).split_ids is not ServerBase.split_ids for name, s in servers.items()}
+    prefixes: dict[int, tuple[str, str]] = {}  # a template's key around the id, by id()
+    template_of = shapes.template_of
+    for watch in config.watches:
+        template = template_of(watch)
+        several = splits[watch.server] and servers[watch.server].split_ids(watch.id) != [watch.id]
+        if template is None or several:
+            entries.update((spec.key, spec) for spec in _specs(watch, config))
+            continue
+        if (around := prefixes.get(id(template))) is None:
+            server = servers[template.server]
+            around = prefixes[id(template)] = _around_id(template, server)
+        entries[f"{around[0]}{watch.id or ''}{around[1]}"] = (template, watch.id, watch.name)
+    bare = config.model_copy(update={"watches": []})
+    return Specs(entries, functools.partial(_one_spec, config=bare), _identity)
+
+
+def _around_id(template: WatchConfig, server: ServerConfig) -> tuple[str, str]:
+    """What the key of each copy of ``template`` has before and after its id."""
+    key = target_key(template.server, "\0", template.task) + template.key_suffix(server)
+    before, after = key.split("\0")
+    return before, after
+
+
+def _one_spec(copy: Copy, config: Config) -> Spec:
+    return _specs(shapes.copy_of(*copy), config)[0]
+
+
+def _identity(key: str, copy: Copy) -> tuple[str, str, float]:
+    """What the digest takes of a copy's spec, without building it."""
+    template, id, name = copy
+    if name:
+        return key, name, template.timeout
+    if id and not template.task:  # Target.describe's, a million times without a Target
+        return key, f"run {id} on {template.server}", template.timeout
+    return key, Target(template.server, id, template.task).describe(), template.timeout
 
 
 def _specs(watch: WatchConfig, config: Config) -> list[Spec]:

@@ -25,18 +25,19 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, MutableMapping
 from dataclasses import replace
 from datetime import tzinfo
 from typing import Any
 
-from watcher.engine import expect, fast
+from watcher.engine import expect, fast, history
 from watcher.engine.apply import Applier
 from watcher.engine.claims import Claims
 from watcher.engine.poll import Poller
 from watcher.engine.pump import BEHIND_WARN_S, Pump
 from watcher.engine.reload import changed, changes
 from watcher.engine.spec import Server, Spec
+from watcher.engine.specs import Specs
 from watcher.engine.watches import Watches
 from watcher.metrics import Metrics
 from watcher.models import Outcome, WatchRecord
@@ -61,7 +62,7 @@ class Engine:
 
     def __init__(
         self,
-        specs: Iterable[Spec],
+        specs: Iterable[Spec] | Specs[Any],
         servers: Mapping[str, Server],
         channels: Mapping[str, Channel],
         store: Store,
@@ -73,7 +74,7 @@ class Engine:
         rand: Callable[[], float] = random.random,
         behind_warn_s: float = BEHIND_WARN_S,
     ) -> None:
-        self.configured = {spec.key: spec for spec in specs}
+        self.configured: Specs[Any] = specs if isinstance(specs, Specs) else Specs.of(specs)
         self.watches = Watches()
         self._store = store
         self._clock = clock
@@ -92,7 +93,7 @@ class Engine:
         return self._running is not None and not self._running.done()
 
     @property
-    def specs(self) -> dict[str, Spec]:
+    def specs(self) -> MutableMapping[str, Spec]:
         """Every watch this engine runs (held here or not), by key."""
         return self.watches.specs
 
@@ -160,9 +161,13 @@ class Engine:
         return self._applier.run(spec, record)
 
     async def start(self) -> None:
-        """Make the configured watches the active ones, claim what is due and start polling."""
-        for active in await self._sync(self.configured):
-            self.watches.take(active, self.configured)
+        """Make the configured watches the active ones, claim what is due and start polling.
+        Each watch's spec is built when it is first claimed (:mod:`watcher.engine.specs`)."""
+        configured = self.configured
+        actives = await self._sync(configured)
+        self.watches.know(configured)
+        for active in actives:  # the store may leave out the configuration's open watches
+            self.watches.take(active, configured)
         await self._learn_expectations()
         self._running = asyncio.create_task(self._pump.run())
         self.tick()  # polls start with the first batch claimed, while the next are claimed
@@ -177,7 +182,10 @@ class Engine:
                 s.new_record(now, first_poll_at(count, now, self._rand())) for s in wanted.values()
             ]
 
-        said = digest((s.key, s.name, s.timeout_s) for s in wanted.values())
+        if isinstance(wanted, Specs):
+            said = digest(wanted.identities())
+        else:
+            said = digest((s.key, s.name, s.timeout_s) for s in wanted.values())
         return await self._store.sync(Configured(said, records), sooner)
 
     async def reload(
@@ -195,7 +203,7 @@ class Engine:
             self._forget(key)
         for spec in change.changed:
             self._change(spec, now)
-        self.configured = change.configured
+        self.configured = Specs.of(change.configured.values())
         for active in actives:
             self.watches.take(active, change.wanted)
         await self._store.release(change.removed)
@@ -204,10 +212,20 @@ class Engine:
         return str(change)
 
     async def _learn_expectations(self) -> None:
+        """What earlier runs say, given to every spec built and to each built from now on."""
         succeeded = await self._store.succeeded()  # not every whole record: the succeeded ones
-        if expect.wanted(self.specs.values()):
-            expect.learn(self.specs, succeeded)
-        fast.learn(self.specs, succeeded)
+        taken = history.by_family(succeeded)
+
+        def adjust(spec: Spec) -> Spec:
+            return fast.learned(expect.learned(spec, taken), taken)
+
+        specs = self.specs
+        built = specs.built() if isinstance(specs, Specs) else dict(specs)
+        for key, spec in built.items():
+            if (learned := adjust(spec)) is not spec:
+                specs[key] = learned
+        if isinstance(specs, Specs):
+            specs.adjust = adjust
 
     def _forget(self, key: str) -> None:
         self.watches.forget(key)

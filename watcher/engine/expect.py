@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import replace
 
 from watcher.engine import history
@@ -26,12 +26,19 @@ def learn(
     without enough of them yet is said once, and expects nothing."""
     taken = history.by_family(succeeded)
     for spec in [spec for spec in specs.values() if spec.expect_auto]:
-        kind = history.family(spec.target.server, spec.target.task, spec.name)
-        expect_s = history.expected(taken.get(kind, []))
-        if expect_s is None:
-            log.info(
-                "%s: expect = auto: too few earlier runs yet; no overdue until there are",
-                spec.name,
-            )
-            continue
-        specs[spec.key] = replace(spec, policy=replace(spec.policy, expect_s=expect_s))
+        specs[spec.key] = learned(spec, taken)
+
+
+def learned(spec: Spec, taken: Mapping[tuple[str, str], list[float]]) -> Spec:
+    """``spec`` with the expectation its family's runs ``taken`` give (by family:
+    :func:`~watcher.engine.history.by_family`) if it learns one; else ``spec``."""
+    if not spec.expect_auto:
+        return spec
+    kind = history.family(spec.target.server, spec.target.task, spec.name)
+    expect_s = history.expected(taken.get(kind, []))
+    if expect_s is None:
+        log.info(
+            "%s: expect = auto: too few earlier runs yet; no overdue until there are", spec.name
+        )
+        return spec
+    return replace(spec, policy=replace(spec.policy, expect_s=expect_s))

@@ -9,7 +9,7 @@ of them) when the engine starts and on each reload; a success in less than
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import replace
 
 from watcher.engine import history
@@ -27,10 +27,16 @@ def learn(
     (server, task, name, duration: :meth:`~watcher.stores.Store.succeeded`), or ``None``."""
     taken = history.by_family(succeeded)
     for key, spec in list(specs.items()):
-        kind = history.family(spec.target.server, spec.target.task, spec.name)
-        usual_s = history.usual(taken.get(kind, []))
-        if usual_s != spec.usual_s:
-            specs[key] = replace(spec, usual_s=usual_s)
+        if (usual := learned(spec, taken)) is not spec:
+            specs[key] = usual
+
+
+def learned(spec: Spec, taken: Mapping[tuple[str, str], list[float]]) -> Spec:
+    """``spec`` with the usual duration of its family's runs ``taken`` (by family:
+    :func:`~watcher.engine.history.by_family`); ``spec`` itself if that is unchanged."""
+    kind = history.family(spec.target.server, spec.target.task, spec.name)
+    usual_s = history.usual(taken.get(kind, []))
+    return spec if usual_s == spec.usual_s else replace(spec, usual_s=usual_s)
 
 
 def too_fast(took_s: float, usual_s: float | None) -> bool:

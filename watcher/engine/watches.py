@@ -9,9 +9,11 @@ is it finished (:meth:`Watches.finished`), and are all of them (:attr:`Watches.a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
+from typing import Any
 
 from watcher.engine.spec import Spec
+from watcher.engine.specs import Specs
 from watcher.models import Outcome, WatchRecord
 from watcher.stores import Active
 
@@ -20,7 +22,7 @@ class Watches:
     """The watches of one engine; see the module docstring."""
 
     def __init__(self) -> None:
-        self.specs: dict[str, Spec] = {}
+        self.specs: MutableMapping[str, Spec] = {}
         self.held: dict[str, WatchRecord] = {}  # claimed watches, due again soon
         self.polling: set[str] = set()
         self._open: set[str] = set()  # watches without an outcome: "all done" is cheap to ask
@@ -41,6 +43,12 @@ class Watches:
         """How many watches this instance holds or is polling."""
         return len(self.held.keys() | self.polling)
 
+    def know(self, configured: Specs[Any]) -> None:
+        """Run the ``configured`` watches, each open until :meth:`take` says it is done (a
+        restart of a million watches spares itself a million :meth:`take`)."""
+        self.specs = configured
+        self._open = configured.key_set()
+
     def take(self, active: Active, wanted: Mapping[str, Spec]) -> None:
         """Know an active watch: its spec (a found run's comes from its parent's) and whether
         it is open."""
@@ -54,6 +62,8 @@ class Watches:
             self.specs[spec.key] = spec
         if not active.done:
             self._open.add(spec.key)
+        else:
+            self._open.discard(spec.key)
         if spec.parent is not None:
             self._kids.setdefault(spec.parent, set()).add(spec.key)
 

@@ -21,17 +21,18 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from watcher.config.load import Config, load
-from watcher.engine.build import build_channels, build_servers, build_specs
+from watcher.engine.build import build_channels, build_servers, build_specs, lazy_specs
 from watcher.engine.engine import Engine
 from watcher.engine.pump import BEHIND_WARN_S
 from watcher.engine.spec import Spec
+from watcher.engine.specs import Specs
 from watcher.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError, StoreError
 from watcher.metrics import Metrics
 from watcher.notify.dispatch import Dispatcher
@@ -120,7 +121,7 @@ class Daemon:
         self,
         config: Config,
         options: Options,
-        specs: list[Spec] | None = None,
+        specs: Collection[Spec] | Specs[Any] | None = None,
         stop: asyncio.Event | None = None,
         *,
         timings: Timings | None = None,
@@ -129,7 +130,7 @@ class Daemon:
         self.config = config
         self._open_state = open_state  # open_store's signature; tests wrap it
         self.options = options
-        self.specs = build_specs(config) if specs is None else specs
+        self.specs = lazy_specs(config) if specs is None else specs
         self.stop = stop or asyncio.Event()
         self.timings = timings or Timings()
         self.notifier = Notifier()
@@ -384,7 +385,7 @@ def _channels(config: Config) -> Any:
 async def run(
     config: Config,
     options: Options,
-    specs: list[Spec] | None = None,
+    specs: Collection[Spec] | Specs[Any] | None = None,
     stop: asyncio.Event | None = None,
 ) -> int:
     """Run watcher with this configuration; SIGTERM/SIGINT (or ``stop``) end it."""

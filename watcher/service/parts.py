@@ -6,7 +6,7 @@ ending, the front (not listening yet) and a daemon's heartbeat (not beating yet)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from watcher.config.load import Config
 from watcher.engine.build import build_channels, build_servers, submitted_spec
 from watcher.engine.engine import Engine
 from watcher.engine.spec import Server, Spec
+from watcher.engine.specs import Specs
 from watcher.metrics import Metrics
 from watcher.notify.dispatch import Dispatcher
 from watcher.notify.quiet import zone
@@ -70,7 +71,12 @@ class Shape:
 
 
 def build(
-    config: Config, specs: list[Spec], store: Store, http: Http, metrics: Metrics, shape: Shape
+    config: Config,
+    specs: Collection[Spec] | Specs[Any],
+    store: Store,
+    http: Http,
+    metrics: Metrics,
+    shape: Shape,
 ) -> Parts:
     """The parts of a run of ``specs`` on ``store`` and ``http``."""
     servers = build_servers(config, http)

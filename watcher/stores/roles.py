@@ -82,7 +82,10 @@ class Watches(Protocol):
         given name and timeout (``deadline - started``); ``sooner`` pulls a watch's next poll
         forward. Everything else the configuration gave stops being polled (it stays in the
         store); submitted watches and their runs stay (one named in ``configured`` becomes the
-        configuration's). Returns the active watches. Safe to run by several instances at once:
+        configuration's). Returns the active watches; when ``configured`` is what the store
+        was last synced with and nothing is pulled forward, it may leave out the configured
+        watches without an outcome (the caller has them: a restart of a million watches reads
+        no million rows). Safe to run by several instances at once:
         each watch is created once. All instances sharing a store share one configuration.
         """
         ...

@@ -38,11 +38,11 @@ class FileWatches:
 
         def work(conn: sqlite3.Connection) -> list[Active]:
             said = conn.execute("SELECT value FROM meta WHERE key = 'configured'").fetchone()
-            if pulls or said is None or said[0] != configured.digest:  # else the same config
+            if pulls or said is None or said[0] != configured.digest:
                 sql.configure(conn, configured.records(), pulls, configured.digest)
-            found = conn.execute(
-                "SELECT key, parent, id, outcome IS NOT NULL FROM watches WHERE active"
-            )
+                found = conn.execute(sql.ACTIVE)
+            else:  # the same configuration: its open watches are the caller's already
+                found = conn.execute(sql.ACTIVE_BESIDE_CONFIGURED)
             return [Active(key, parent, id, bool(done)) for key, parent, id, done in found]
 
         result: list[Active] = await self._write(work)
