@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from aiohttp import web
 
@@ -50,16 +51,16 @@ async def gov() -> AsyncIterator[Switchable]:
     await sim.stop()
 
 
-def config(folder: Path, hook: str, url: str, runs: int) -> Path:
+def config(folder: Path, hook: str, url: str, runs: int, state: str = "") -> Path:
     """``runs`` watches on ``gov``, told to two channels: ``team`` with the default texts and
-    ``oncall`` with templates of its own."""
+    ``oncall`` with templates of its own; state in a file of ``folder`` unless ``state``."""
     watches = "".join(
         f'[[watches]]\nname = "job {n:02d}"\nserver = "gov"\nid = "{n}"\n'
         for n in range(1, runs + 1)
     )
     events = '["unreachable", "recovered", "failed", "error"]'
     text = (
-        f'[daemon]\nstate = "{(folder / "s.db").as_posix()}"\n\n'
+        f'[daemon]\nstate = "{state or (folder / "s.db").as_posix()}"\n\n'
         "[defaults]\ninterval = 0.05\nbackoff = 1.0\nmax_interval = 0.1\ntimeout = 60\n"
         'unreachable_after = 2\nnotify = ["team", "oncall"]\n\n'
         f'[channels.team]\nurl = "{hook}"\non = {events}\n\n'
@@ -174,3 +175,28 @@ async def test_an_outage_whose_watches_all_ended_closes_untold(
 def _outages(state: Path) -> int:
     with contextlib.closing(sqlite3.connect(state)) as conn:
         return int(conn.execute("SELECT count(*) FROM outages").fetchone()[0])
+
+
+async def test_an_outage_an_instance_that_died_left_open_is_closed_by_one_that_sees_it_answer(
+    tmp_path: Path, receiver: Receiver, gov: Switchable, pg_url: str
+) -> None:
+    """On PostgreSQL, an instance opened ``gov``'s outage and died; the server answers again.
+    An instance already running (it read the outages at its start, before this one opened)
+    closes it once it sees an answer: one ``recovered`` per channel, and the row is gone."""
+    path = config(tmp_path, receiver.url, gov.url, 3, state=pg_url)
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(Daemon(load(path), Options(config_path=path), stop=stop).run())
+    await soon(lambda: gov.polls.get("1", 0) > 2, timeout_s=20)  # polling, the outages read
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(
+            "INSERT INTO outages VALUES ('gov', $1, 'answered HTTP 503', '', 3, $1, 'gone:1')",
+            time.time() - 60,
+        )
+        await soon(lambda: len(titled(receiver, "server gov recovered")) == 2, timeout_s=30)
+        assert await conn.fetchval("SELECT count(*) FROM outages") == 0
+    finally:
+        await conn.close()
+    stop.set()
+    assert await daemon == 0
+    assert not titled(receiver, "unreachable")

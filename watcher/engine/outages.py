@@ -18,6 +18,7 @@ polls that failed within it are folded too.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field, replace
 
 from watcher.clock import shown
@@ -31,6 +32,9 @@ from watcher.schema import format_duration
 from watcher.stores import Outage, Outages
 
 log = logging.getLogger("watcher.engine")
+
+READ_EVERY_S = 5.0
+"""How often an engine reads the outages open in the store (others' opening and closing)."""
 
 
 def answered(result: Observation | PollError) -> bool:
@@ -112,6 +116,10 @@ class Seen:
         """``server``'s outage is closed (its record stays, to fold its watches' notes)."""
         self._servers.setdefault(server, _Server()).open = False
 
+    def open_servers(self) -> set[str]:
+        """The servers whose outage this engine knows open."""
+        return {name for name, seen in self._servers.items() if seen.open}
+
     def outage(self, server: str) -> Outage | None:
         """The outage of ``server`` this engine knows open."""
         seen = self._servers.get(server)
@@ -132,7 +140,7 @@ class ServerOutages:
         self._store = store
         self._watches = watches
         self._instance = instance
-        self._loaded = False
+        self._read_at: float | None = None  # monotonic
 
     def fold(
         self, spec: Spec, polled: Polled, result: Observation | PollError, now: float
@@ -150,16 +158,22 @@ class ServerOutages:
             await self.apply(Change(server, open=False, gone=True), poller, now)
 
     async def ready(self) -> None:
-        """Know the outages open in the store (once: those opened before a restart)."""
-        if self._loaded:
+        """Know the outages open in the store: at start (those opened before a restart), then
+        every :data:`READ_EVERY_S`, for those another instance opened or closed. An outage
+        opened by an instance that died is closed by whichever instance sees the server answer."""
+        now = time.monotonic()
+        if self._read_at is not None and now - self._read_at < READ_EVERY_S:
             return
+        self._read_at = now  # one read at a time: the polls meanwhile go on with what is known
         try:
-            found = await self._store.outages()
+            found = {outage.server: outage for outage in await self._store.outages()}
         except StoreError:
-            return  # the next poll asks again
-        for outage in found:
+            self._read_at = None  # the next poll asks again
+            return
+        for outage in found.values():
             self.seen.opened(outage)
-        self._loaded = True
+        for server in self.seen.open_servers() - found.keys():
+            self.seen.closed(server)  # another instance closed it
 
     async def apply(self, change: Change, poller: Poller, now: float) -> bool:
         """Open or close the outage ``change`` says; whether notes were queued. A store that
