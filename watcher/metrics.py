@@ -23,6 +23,8 @@ instance owns its own ``CollectorRegistry``, never the global default one, so se
 * ``watcher_store_unwritable`` (gauge): 1 while the state file takes no writes (a full disk);
   ``watcher_store_unsaved_writes`` counts what is kept in memory meanwhile.
 * ``watcher_silences`` (gauge): silences in force (``watcher silence``).
+* ``watcher_servers_down`` (gauge): servers with an outage open (none of their watches
+  answered; one alert per channel, see :mod:`watcher.engine.outages`).
 * ``watcher_up`` (gauge): 1 while this instance works (the loop that starts polls runs, the
   state takes writes, the leases are held), else 0; absent when the process is gone, so
   ``absent(watcher_up == 1)`` is a dead-man's alert.
@@ -105,6 +107,7 @@ class Metrics:
             "watcher_store_unwritable", "1 while the state file takes no writes", registry=reg
         )
         self._silences = Gauge("watcher_silences", "Silences in force", registry=reg)
+        self._down = Gauge("watcher_servers_down", "Servers with an outage open", registry=reg)
         self._unsaved = Gauge(
             "watcher_store_unsaved_writes", "Writes kept in memory for the state file", registry=reg
         )
@@ -166,6 +169,11 @@ class Metrics:
         """Record how many silences are in force."""
         if self._on:
             self._silences.set(count)
+
+    def servers_down(self, count: int) -> None:
+        """Record how many servers have an outage open."""
+        if self._on:
+            self._down.set(count)
 
     def watches(self, counts: Mapping[str, int]) -> None:
         """Record how many watches are in each state (see the module docstring)."""

@@ -82,7 +82,9 @@ class Facts:
             metrics.liveness(works == "ok", engine.last_tick)
         silences = len(await store.silences(time.time()))
         metrics.silences(silences)
-        return self._line(open_watches(counts), pending, silences, behind_s)
+        down = sorted(outage.server for outage in await store.outages())
+        metrics.servers_down(len(down))
+        return self._line(open_watches(counts), pending, silences, behind_s) + _down(down)
 
     async def _counted(self) -> dict[str, int]:
         """The watches by state, read again once their last reading's share of time is over."""
@@ -106,3 +108,15 @@ class Facts:
         if not self._store.lease_ok:
             line += "; leases lapsed: claiming and delivering wait for the database"
         return line
+
+
+def _down(servers: list[str], named: int = 3) -> str:
+    """What the line says of the servers with an outage open: ``; server builds down``, or
+    ``; 4 servers down: a, b, c and 1 more``."""
+    if not servers:
+        return ""
+    if len(servers) == 1:
+        return f"; server {servers[0]} down"
+    more = len(servers) - named
+    names = ", ".join(servers[:named]) + (f" and {more} more" if more > 0 else "")
+    return f"; {len(servers)} servers down: {names}"
