@@ -40,7 +40,7 @@ class FileWatches:
             said = conn.execute("SELECT value FROM meta WHERE key = 'configured'").fetchone()
             if pulls or said is None or said[0] != configured.digest:
                 sql.configure(conn, configured.records(), pulls, configured.digest)
-                found = conn.execute(sql.ACTIVE)
+                found = conn.execute(sql.SYNCED)
             else:  # the same configuration: its open watches are the caller's already
                 found = conn.execute(sql.ACTIVE_BESIDE_CONFIGURED)
             return [Active(key, parent, id, bool(done)) for key, parent, id, done in found]
