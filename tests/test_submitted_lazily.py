@@ -2,7 +2,8 @@
 file with their settings) reads none of them before its first poll: the engine builds a
 submitted watch's spec when it first claims it, from that watch's settings, and the spec so
 built is the one built from the same settings at once. Status still shows every watch, and a
-cancel of one not claimed yet works."""
+cancel of one not claimed yet works. The renewal looks for stopped watches only when one may
+be."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ from typing import Any
 from tests.conftest import Receiver
 from tests.test_large_start import MANY, until, write
 from tests.test_lazy_specs import daemon_of, rsa  # noqa: F401  (the fixture)
+from tests.test_stores import NOW, record
 from watcher.config.load import load
 from watcher.engine.build import adhoc_watch, build_specs, submit, submitted_spec
 from watcher.engine.spec import Spec
 from watcher.engine.specs import Specs
 from watcher.simulators.rsa_governance import RsaSimulator
+from watcher.stores import Configured
+from watcher.stores.sqlite import SqliteStore
 
 #: one run handed over with every setting it may give (the others give only server and id)
 NIGHTLY = {"server": "gov", "id": "7", "name": "nightly", "timeout": 7200.0, "interval": 60.0}
@@ -79,3 +83,28 @@ def eager(path: Path, key: str, settings: Mapping[str, Any]) -> Spec:
     built = replace(spec, origin="submitted")
     assert submitted_spec(config, key, settings) == built
     return built
+
+
+async def test_the_renewal_lets_go_of_watches_stopped_here_or_by_another_connection(
+    tmp_path: Path,
+) -> None:
+    """It looks through the rows only after a write that may have stopped one (a million
+    rows take 0.15 s); a cancel here, or any write of a client beside it, is seen."""
+    daemon = SqliteStore(tmp_path / "state.db")
+    client = SqliteStore(tmp_path / "state.db", client=True)
+    try:
+        await daemon.sync(Configured.of([]))
+        for key in ("a", "b", "c"):
+            await daemon.submit(record(key), {"server": "s", "id": key})
+        assert {r.key for r in await daemon.claim(NOW, 10)} == {"a", "b", "c"}
+        assert await daemon.renew() == set()
+        assert await daemon.renew() == set()  # nothing written since: nothing looked at
+        assert await daemon.cancel("a")
+        assert await daemon.renew() == {"a"}
+        assert await client.cancel("b")  # `watcher cancel` beside the daemon
+        assert await daemon.renew() == {"b"}
+        assert await daemon.renew() == set()
+        assert await daemon.holders() == {"c": daemon.instance}
+    finally:
+        await client.close()
+        await daemon.close()
