@@ -1,23 +1,28 @@
 """Benchmark: one ``watcher run`` holding a million watches on SQLite at a 1 h interval.
 
+Two kinds of deployment, each measured alone: **configured** (the million in ``watches.toml``)
+and **submitted** (``watches.toml`` has only ``[defaults]`` and ``[servers]``; the million were
+handed over with ``watcher submit --file`` and live in the state file with their settings).
 Each phase starts watcher on a state file a running daemon could have left, and measures it
 from outside, as ``side_by_side.py`` does:
 
-1. **one watch** at 1 h, polled once: its RSS (the base of *RSS per watch*), and its row in the
-   state file, the template of the others.
+1. **one watch** at 1 h, polled once (configured, or handed over with ``watcher submit --file``
+   to the running daemon): its RSS (the base of *RSS per watch*), and its row in the state
+   file, the template of the others.
 2. **set-up** for N (``--watches``) and for a small N at the same polls a second (the interval
    scaled down): ``watches.toml`` and the state file written directly, each watch polled once
    and due again at a random time within one interval (the template's row with its key, name
-   and times changed; the configured digest as watcher writes it, so that its start has
-   nothing to sync). Watcher's own sync of a million new watches takes minutes; this does not
-   measure it.
+   and times changed; for configured watches the configured digest as watcher writes it, so
+   that its start has nothing to sync). Watcher's own sync of a million new watches takes
+   minutes; this does not measure it.
 3. **restart** on that state file: seconds to the first poll and to ``READY=1``; then, after
    ``--settle`` seconds, polls/s and CPU ms per poll over ``--seconds``, RSS, SIGTERM -> exit.
 
 Prints numbers and the targets; it asserts nothing and is not a test::
 
-    python bench/million.py --quick                    # 20,000 watches (~1 min)
-    python bench/million.py                            # 1,000,000 watches (~5 min)
+    python bench/million.py --quick                    # 20,000 watches (~2 min)
+    python bench/million.py                            # 1,000,000 watches (~10 min)
+    python bench/million.py --submitted-only           # one kind (or --configured-only)
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import contextlib
 import dataclasses
 import random
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from functools import partial
@@ -36,11 +42,14 @@ from typing import Any
 import tables
 from harness import PhaseError, attempt, ids, machine, session
 from loopback import Loopback
-from watcher_proc import WatcherRun, write_config
+from watcher_proc import WatcherRun, child_env, watcher_command, write_config
 
 from watcher.stores.values import digest
 
 TIMEOUT_S = 30 * 86400.0  # write_config's timeout = "30d"
+KINDS = ("configured", "submitted")
+#: the columns of a row that name its run (the others are the same for every watch)
+NAMING = ("key", "name", "id", "link", "settings")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,12 +61,14 @@ class Settings:
     settle_s: float = 20.0
     startup_s: float = 300.0
     concurrency: int = 64
+    kinds: tuple[str, ...] = KINDS
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Held:
-    """``n`` watches at ``interval_s`` after a restart."""
+    """``n`` watches of a kind at ``interval_s`` after a restart."""
 
+    kind: str
     n: int
     interval_s: float
     first_poll_s: float
@@ -74,20 +85,23 @@ class Bench:
         self.server = server
         self.s = settings
 
-    def one(self) -> tuple[int, dict[str, Any], str]:
-        """RSS of one watch at the interval, polled once; its row; its configured digest."""
-        tmp = self.tmp / "one"
+    def one(self, kind: str) -> tuple[int, dict[str, Any], str]:
+        """RSS of one watch at the interval, polled once; its row; the configured digest."""
+        tmp = self.tmp / f"one-{kind}"
         tmp.mkdir()
-        config = write_config(tmp, self.server.url, ids(1), "1h", self.s.concurrency)
+        given = ids(1) if kind == "configured" else []
+        config = write_config(tmp, self.server.url, given, "1h", self.s.concurrency)
         run = WatcherRun(tmp, config)
         try:
             served = self.server.requests()
             if run.wait_ready(self.s.startup_s) is None:
-                raise PhaseError("one watch: not ready")
+                raise PhaseError(f"one {kind} watch: not ready")
+            if kind == "submitted":
+                submit(tmp, config, ids(1))
             deadline = time.monotonic() + 30
             while self.server.requests() == served or not last_polled(tmp / "state.db"):
                 if time.monotonic() > deadline:
-                    raise PhaseError("one watch: no poll within 30 s")
+                    raise PhaseError(f"one {kind} watch: no poll within 30 s")
                 time.sleep(0.2)
             time.sleep(1.0)
             rss = run.rss_bytes()
@@ -100,13 +114,15 @@ class Bench:
             said = conn.execute("SELECT value FROM meta WHERE key = 'configured'").fetchone()[0]
         return rss, row, said
 
-    def prepare(self, n: int, interval_s: float, template: dict[str, Any]) -> Path:
+    def prepare(self, kind: str, n: int, interval_s: float, template: dict[str, Any]) -> Path:
         """``watches.toml`` and a state file of ``n`` watches polled once (see the docstring)."""
-        tmp = self.tmp / f"held-{n}"
+        tmp = self.tmp / f"held-{kind}-{n}"
         tmp.mkdir()
-        config = write_config(tmp, self.server.url, ids(n), f"{interval_s:g}s", self.s.concurrency)
+        configured = ids(n) if kind == "configured" else []
+        pacing = f"{interval_s:g}s"
+        config = write_config(tmp, self.server.url, configured, pacing, self.s.concurrency)
         state = tmp / "state.db"
-        state.write_bytes((self.tmp / "one" / "state.db").read_bytes())
+        state.write_bytes((self.tmp / f"one-{kind}" / "state.db").read_bytes())
         with contextlib.closing(sqlite3.connect(state)) as conn:
             conn.execute("PRAGMA synchronous = OFF")
             conn.execute("DELETE FROM watches")
@@ -114,13 +130,14 @@ class Bench:
             marks = ", ".join("?" for _ in columns)
             insert = f"INSERT INTO watches ({', '.join(columns)}) VALUES ({marks})"
             conn.executemany(insert, rows(template, n, interval_s))
-            said = digest(named(template, n))
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('configured', ?)", (said,))
+            if kind == "configured":  # a submitted watch is not in the digest: it stays
+                said = digest(named(template, n))
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('configured', ?)", (said,))
             conn.commit()
         return config
 
-    def held(self, n: int, interval_s: float, template: dict[str, Any]) -> Held:
-        config = self.prepare(n, interval_s, template)
+    def held(self, kind: str, n: int, interval_s: float, template: dict[str, Any]) -> Held:
+        config = self.prepare(kind, n, interval_s, template)
         served = self.server.requests()
         run = WatcherRun(config.parent, config)
         try:
@@ -136,7 +153,8 @@ class Bench:
             time.sleep(self.s.settle_s)
             polls_s, cpu_ms = self.window(run)
             rss = run.rss_bytes()
-            return Held(n, interval_s, first_poll_s, ready_s, polls_s, cpu_ms, rss, run.stop())
+            stop_s = run.stop()
+            return Held(kind, n, interval_s, first_poll_s, ready_s, polls_s, cpu_ms, rss, stop_s)
         finally:
             run.close()
 
@@ -147,6 +165,15 @@ class Bench:
             raise PhaseError(f"watcher exited with {run.process.returncode}")
         polls, cpu_s = self.server.requests() - served, run.cpu_s() - cpu
         return polls / (time.monotonic() - began), 1000 * cpu_s / max(polls, 1)
+
+
+def submit(tmp: Path, config: Path, runs: list[str]) -> None:
+    """Hand ``runs`` to the running daemon as a team does: ``watcher submit --file``."""
+    (tmp / "runs.ndjson").write_text("".join(f'{{"server": "bench", "id": "{i}"}}\n' for i in runs))
+    command = [*watcher_command(), "submit", "-c", str(config), "--file", str(tmp / "runs.ndjson")]
+    done = subprocess.run(command, env=child_env(tmp), capture_output=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise PhaseError(f"watcher submit exited {done.returncode}: {done.stderr[-300:]!r}")
 
 
 def last_polled(state: Path) -> bool:
@@ -170,6 +197,8 @@ def rows(template: dict[str, Any], n: int, interval_s: float) -> Iterator[list[A
         due = now + random.uniform(0.0, interval_s)
         started = due - interval_s
         row = template | {"key": key, "name": name, "id": i, "started": started}
+        if isinstance(row.get("settings"), str):  # a submitted watch's: names its run
+            row["settings"] = row["settings"].replace(first, i)
         row |= {"first_poll": started, "last_poll": started, "next_poll": due, "claimed": 0}
         row |= {"deadline": started + TIMEOUT_S, "polls": 1}
         if isinstance(row.get("link"), str):
@@ -177,37 +206,45 @@ def rows(template: dict[str, Any], n: int, interval_s: float) -> Iterator[list[A
         yield list(row.values())
 
 
-def render(one: int | None, results: Sequence[Held], notes: list[str]) -> str:
+def render(ones: dict[str, int], results: Sequence[Held], notes: list[str]) -> str:
     head = ["watches", "interval s", "first poll s", "ready s", "polls/s", "CPU ms/poll", "RSS MB"]
     head += ["SIGTERM->exit s"]
     body = [
-        [f"{h.n:,}", f"{h.interval_s:g}", f"{h.first_poll_s:.2f}", f"{h.ready_s:.2f}"]
+        [f"{h.kind} {h.n:,}", f"{h.interval_s:g}", f"{h.first_poll_s:.2f}", f"{h.ready_s:.2f}"]
         + [f"{h.polls_s:,.0f}", f"{h.cpu_ms:.3f}", f"{h.rss_bytes / tables.MB:.0f}"]
         + [tables.seconds(h.stop_s)]
         for h in results
     ]
+    goals = [
+        goal
+        for kind in KINDS
+        if kind in ones or any(h.kind == kind for h in results)
+        for goal in targets(kind, ones.get(kind), [h for h in results if h.kind == kind])
+    ]
+    lines = [f"one {kind} watch: RSS {rss / tables.MB:.1f} MB" for kind, rss in ones.items()]
+    return "\n\n".join(
+        [
+            tables.table(head, body),
+            tables.table(["target", "at", "measured", "target", "verdict"], rows_of(goals)),
+            "\n".join(lines + [f"no number: {note}" for note in notes]),
+        ]
+    )
+
+
+def targets(kind: str, one: int | None, results: Sequence[Held]) -> list[tables.Target]:
+    """The three targets of one kind of deployment."""
     big = max(results, key=lambda h: h.n, default=None)
     small = min(results, key=lambda h: h.n, default=None)
-    at = f"{big.n:,} watches" if big else "-"
+    at = f"{big.n:,} {kind}" if big else f"{kind}: -"
     per_watch = (big.rss_bytes - one) / (big.n - 1) / tables.KB if big and one else None
     flat = big.cpu_ms / small.cpu_ms if big and small and big is not small else None
-    span = f"{big.n:,} / {small.n:,}" if big and small else "-"
+    span = f"{big.n:,} / {small.n:,} {kind}" if big and small else f"{kind}: -"
     restart_s = big.first_poll_s if big else None
-    goals = [
+    return [
         tables.Target("RSS per watch (over one watch)", at, per_watch, " KB", "<=", 1),
         tables.Target("restart -> first poll", at, restart_s, " s", "<=", 5),
         tables.Target("CPU per poll, same polls/s", span, flat, "x", "<=", 1.3),
     ]
-    lines = [f"one watch: RSS {one / tables.MB:.1f} MB"] if one else []
-    return "\n\n".join(
-        [
-            tables.table(head, body),
-            tables.table(
-                ["target", "at", "measured", "target", "verdict"], [g.row() for g in goals]
-            ),
-            "\n".join(lines + [f"no number: {note}" for note in notes]),
-        ]
-    )
 
 
 def rows_of(goals: Sequence[tables.Target]) -> list[list[str]]:
@@ -216,18 +253,21 @@ def rows_of(goals: Sequence[tables.Target]) -> list[list[str]]:
 
 def run_all(bench: Bench, s: Settings) -> str:
     notes: list[str] = []
-    found = attempt(notes, "one watch", bench.one)
+    ones: dict[str, int] = {}
     results: list[Held] = []
-    if found is not None:
-        one, template, said = found
-        if digest(named(template, 1)) != said:
+    for kind in s.kinds:
+        found = attempt(notes, f"one {kind} watch", partial(bench.one, kind))
+        if found is None:
+            continue
+        ones[kind], template, said = found
+        if kind == "configured" and digest(named(template, 1)) != said:
             notes.append("the configured digest differs from watcher's: the start will sync")
         for n in (s.small, s.watches):
             interval_s = s.interval_s * n / s.watches
-            name = f"{n:,} watches at {interval_s:g} s"
-            if held := attempt(notes, name, partial(bench.held, n, interval_s, template)):
+            name = f"{n:,} {kind} watches at {interval_s:g} s"
+            if held := attempt(notes, name, partial(bench.held, kind, n, interval_s, template)):
                 results.append(held)
-    return render(found[0] if found else None, results, notes)
+    return render(ones, results, notes)
 
 
 def parse(argv: Sequence[str] | None = None) -> tuple[Settings, bool]:
@@ -238,8 +278,13 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Settings, bool]:
     parser.add_argument("--settle", type=float, default=20.0, help="wait after READY=1, s")
     parser.add_argument("--quick", action="store_true", help="20,000 watches: does it work?")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--configured-only", action="store_true", help="watches in watches.toml")
+    only.add_argument("--submitted-only", action="store_true", help="watches handed over")
     args = parser.parse_args(argv)
-    s = Settings(args.watches, args.small, seconds=args.seconds, settle_s=args.settle)
+    kinds = ("configured",) if args.configured_only else KINDS
+    kinds = ("submitted",) if args.submitted_only else kinds
+    s = Settings(args.watches, args.small, seconds=args.seconds, settle_s=args.settle, kinds=kinds)
     if args.quick:
         s = dataclasses.replace(s, watches=20_000, small=1000, seconds=10.0, settle_s=5.0)
     if not 1 < s.small < s.watches:

@@ -101,9 +101,15 @@ class Claims:
 
     async def _learn(self, batch: Iterable[WatchRecord]) -> None:
         """Know the watches of a claim that this instance's configuration does not name: ones
-        `watcher submit` added (their settings are in the store) and the runs they found."""
+        `watcher submit` added (their settings are in the store) and the runs they found.
+
+        Each submitted watch's spec is built here, when it is first claimed, from the settings
+        of the claim's watches and of their parents alone: a restart of a million submitted
+        watches reads and builds none of the others before its first poll."""
         specs = self._watches.specs
-        submitted = await self._store.submitted()
+        unknown = {r.key for r in batch if r.key not in specs}
+        unknown |= {r.parent for r in batch if r.parent and r.parent not in specs}
+        submitted = await self._store.submitted(keys=sorted(unknown)) if unknown else {}
         for key, settings in submitted.items():
             if key not in specs and (spec := self._submitted(key, settings)) is not None:
                 specs[key] = spec

@@ -85,7 +85,8 @@ class Watches(Protocol):
         configuration's). Returns the active watches; when ``configured`` is what the store
         was last synced with and nothing is pulled forward, it may leave out the configured
         watches without an outcome (the caller has them: a restart of a million watches reads
-        no million rows). Safe to run by several instances at once:
+        no million rows); it may always leave out submitted watches without an outcome (the
+        caller learns each when it claims it). Safe to run by several instances at once:
         each watch is created once. All instances sharing a store share one configuration.
         """
         ...
@@ -222,9 +223,12 @@ class Reads(Protocol):
         found): nobody watches them, so readers do not show them."""
         ...
 
-    async def submitted(self, key: str | None = None) -> dict[str, dict[str, Any]]:
+    async def submitted(
+        self, key: str | None = None, *, keys: Sequence[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
         """The active submitted watches and their settings (the runs they found come with
-        :meth:`sync`'s answer, as those of configured watches do); only ``key``'s if given."""
+        :meth:`sync`'s answer, as those of configured watches do); only ``key``'s if given,
+        only those among ``keys`` if given (the watches of a claim)."""
         ...
 
     async def active_submitted(self, by: str) -> int:

@@ -114,11 +114,11 @@ ADD = (
 )
 WANTED = "SELECT key FROM temp.wanted"
 ACTIVE = "SELECT key, parent, id, outcome IS NOT NULL FROM watches WHERE active"
-# what a sync of an unchanged configuration returns (SQLite): the configuration's own watches
-# that are still open are left out, a million of them on a big deployment
-ACTIVE_BESIDE_CONFIGURED = (
-    f"{ACTIVE} AND (outcome IS NOT NULL OR parent IS NOT NULL OR origin != 'config')"
-)
+# what a sync returns (SQLite): open submitted watches are left out, a million of them on a big
+# deployment (the engine learns each when it claims it); the runs they found are not
+SYNCED = f"{ACTIVE} AND (outcome IS NOT NULL OR parent IS NOT NULL OR origin != 'submitted')"
+# ... of an unchanged configuration: the configuration's own open watches are left out too
+ACTIVE_BESIDE_CONFIGURED = f"{ACTIVE} AND (outcome IS NOT NULL OR parent IS NOT NULL)"
 SUBMITTED = "SELECT key FROM watches WHERE active AND origin = 'submitted'"
 SETTINGS = "SELECT key, settings FROM watches WHERE active AND origin = 'submitted'"
 #: submitted watches not finished nor cancelled of one token; {by}: the submitter in the
