@@ -227,7 +227,7 @@ async def _listeners(url: str) -> bool:
         await conn.close()
 
 
-async def test_a_submission_is_polled_within_a_second_when_every_share_is_full(
+async def test_a_submission_is_polled_at_once_when_every_share_is_full(
     tmp_path: Path, postgres: Server, pg_url: str, hook: Hook
 ) -> None:
     ids = [f"q{i:02}" for i in range(20)]
@@ -235,10 +235,10 @@ async def test_a_submission_is_polled_within_a_second_when_every_share_is_full(
         pair = await members(tmp_path, pg_url, hook, sim, "ab", ids)
         await until(lambda: _held_evenly(pg_url, 2, 20), 20, "10 watches each")
         await asyncio.sleep(LEASE_S / 3)  # a renewal since the start: none comes soon
-        began = time.monotonic()
         await submitted(pair[0], "late")
-        await until(lambda: sim.polls["late"] > 0, 5, "the submission polled")
-        assert time.monotonic() - began < 1.5
+        # told, not found at the next renewal (a third of a lease away): about a second on a
+        # quiet machine; half of that third leaves a loaded one room
+        await until(lambda: sim.polls["late"] > 0, LEASE_S / 6, "the submission polled")
         assert [await m.stop() for m in pair] == [0, 0]
 
 
