@@ -19,6 +19,7 @@ from watcher.models import Event, Note, Outcome, WatchRecord
 from watcher.stores import Configured, Outage, Store, for_clients, open_store, sql
 from watcher.stores.registry import is_database
 from watcher.stores.sqlite import SqliteStore
+from watcher.stores.sqlitefile import SCHEMA_VERSION
 
 NOW = 1000.0
 
@@ -662,7 +663,7 @@ async def test_a_version_2_state_file_is_migrated_and_keeps_its_watches(tmp_path
     assert await store.submitted() == {"sub": {"id": "1"}}
     await store.close()
     version = sqlite3.connect(tmp_path / "s.db").execute("PRAGMA user_version").fetchone()[0]
-    assert version == 7
+    assert version == SCHEMA_VERSION
 
 
 async def test_a_version_3_state_file_learns_to_keep_expectations(tmp_path: Path) -> None:
@@ -726,6 +727,20 @@ def test_commands_that_use_sqlite_never_import_the_database_driver() -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
+async def test_a_version_7_state_file_learns_the_index_of_stopped_watches(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    await (await open_store(str(path), instance="one")).close()
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP INDEX watches_stopped; PRAGMA user_version = 7;")
+    conn.close()
+    await (await open_store(str(path), instance="one")).close()
+    conn = sqlite3.connect(path)
+    plan = conn.execute(f"EXPLAIN QUERY PLAN {sql.STOPPED}").fetchall()
+    assert "USING INDEX watches_stopped" in plan[0][-1]
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
 async def test_a_version_6_state_file_keeps_its_silences_and_learns_who_made_them(
     tmp_path: Path,
 ) -> None:
@@ -745,4 +760,4 @@ async def test_a_version_6_state_file_keeps_its_silences_and_learns_who_made_the
         ("gis", "", "bob"),
     ]
     await store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 7
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -186,6 +186,8 @@ INDEXES = (
         where_in={"sqlite": "outcome IS NULL AND active AND NOT claimed"},
     ),
     Index("watches_parent", "watches", ("parent",), "parent IS NOT NULL"),
+    # the renewal's look for held watches that were stopped (cancelled): empty but for those
+    Index("watches_stopped", "watches", ("key",), "claimed AND NOT active", only="sqlite"),
     Index("watches_owner", "watches", ("owner",), "owner IS NOT NULL", only="postgres"),
     Index("outbox_due", "outbox", ("next_try",), "delivered IS NULL"),
     Index("outbox_order", "outbox", ("watch", "channel", "id"), "delivered IS NULL"),

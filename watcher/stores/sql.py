@@ -7,10 +7,10 @@ both dialects read (the listing's ``LISTED``/``ORDER``/``AFTER``, ``IN_ORDER``, 
 with ``{...}`` where each writes its parameters), or SQLite's own (``?`` parameters: claims,
 saves, the sync, the outbox, ``IN_ONE``), and the record's and note's columns both decode.
 
-The state file's schema is at version 7; ``VERSION_1`` and ``MIGRATE_TO_*`` bring a file written
+The state file's schema is at version 8; ``VERSION_1`` and ``MIGRATE_TO_*`` bring a file written
 by an earlier version there (``active``/``claimed`` and the due index in 2; ``origin``,
 ``settings``, silences and instances in 3; the expected duration in 4; server outages in 5;
-acknowledgements in 6; who made a silence in 7).
+acknowledgements in 6; who made a silence in 7; the index of stopped watches in 8).
 """
 
 from __future__ import annotations
@@ -87,6 +87,10 @@ CREATE TABLE acks (
 
 MIGRATE_TO_7 = """
 ALTER TABLE silences ADD COLUMN who TEXT NOT NULL DEFAULT '';
+"""
+
+MIGRATE_TO_8 = """
+CREATE INDEX IF NOT EXISTS watches_stopped ON watches (key) WHERE claimed AND NOT active;
 """
 
 RECORD_FIELDS = [f.name for f in fields(WatchRecord)]

@@ -119,7 +119,6 @@ class SqliteStore(SharedReads, SharedWrites, FileWatches, FileOutbox, SharedOuta
             self._transaction, is_outage, f"state file {self.path}", retry_first_s=retry_first_s
         )
         self._timings = Timings(self._writer, retime)
-        self._looked = (-1, -1)  # what the file was when renew last looked for stopped watches
         self._readers = Readers(lambda: connect(self.path, readonly=True))
         if not client:
             self._beat()
@@ -217,15 +216,9 @@ class SqliteStore(SharedReads, SharedWrites, FileWatches, FileOutbox, SharedOuta
         """Write the heartbeat (the only holder's lease never runs out) and let go of the
         held watches that were stopped meanwhile (`watcher cancel`)."""
         self._beat()
-
-        def work(conn: sqlite3.Connection) -> tuple[tuple[int, int], list[Any]]:
-            # a look through every row (no index): only once the file may have such watches
-            seen = (conn.execute("PRAGMA data_version").fetchone()[0], self._stops)
-            if seen == self._looked:  # nobody else wrote, this store stopped nothing
-                return seen, []
-            return seen, conn.execute(sql.STOPPED).fetchall()
-
-        self._looked, stopped = await self._write(work)
+        # every time, since a poll under way as a watch was let go saves it held again; an
+        # index holds just such watches, so the look costs nothing however many there are
+        stopped = await self._write(lambda conn: conn.execute(sql.STOPPED).fetchall())
         for (key,) in stopped:
             self._timings.drop(key)
         return {key for (key,) in stopped}

@@ -19,7 +19,7 @@ from watcher.models import Note, WatchRecord
 from watcher.stores import schema, sql
 from watcher.stores.commit import Work
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 @contextlib.contextmanager
@@ -76,6 +76,7 @@ def _steps(conn: sqlite3.Connection, version: int) -> list[str]:
         sql.MIGRATE_TO_5,
         sql.MIGRATE_TO_6,
         sql.MIGRATE_TO_7,
+        sql.MIGRATE_TO_8,
     ][version:]
 
 

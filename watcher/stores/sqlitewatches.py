@@ -27,10 +27,6 @@ class FileWatches:
 
     _timings: Timings
     _writer: GroupCommit[sqlite3.Connection]
-    _stops = 0
-    """Writes of this store that may have stopped a claimed watch (a cancel, a sync that
-    changed the configuration): the renewal looks for such watches after one, or after a
-    write of another connection (``PRAGMA data_version``), not every time."""
 
     async def _write(self, work: Work[sqlite3.Connection]) -> Any:
         raise NotImplementedError
@@ -44,7 +40,6 @@ class FileWatches:
             said = conn.execute("SELECT value FROM meta WHERE key = 'configured'").fetchone()
             if pulls or said is None or said[0] != configured.digest:
                 sql.configure(conn, configured.records(), pulls, configured.digest)
-                self._stops += 1
                 found = conn.execute(sql.SYNCED)
             else:  # the same configuration: its open watches are the caller's already
                 found = conn.execute(sql.ACTIVE_BESIDE_CONFIGURED)
@@ -116,7 +111,6 @@ class FileWatches:
             if conn.execute(query, (key,)).fetchone() is None:
                 return False
             conn.execute(sql.CANCEL, (key, key))
-            self._stops += 1
             return True
 
         self._timings.drop(key)
