@@ -9,9 +9,7 @@ query was polled; the API is each instance's own listener.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -72,6 +70,8 @@ async def clocked(ends: Mapping[str, float]) -> AsyncIterator[Clocked]:
 class Member(Instance):
     """An instance with a long lease, and its own ``[api]`` listener if given a port."""
 
+    lease_s = LEASE_S
+
     def __init__(self, folder: Path, path: Path, name: str, port: int | None = None) -> None:
         if port is not None:
             text = path.read_text(encoding="utf-8") + api_table(port)
@@ -81,21 +81,8 @@ class Member(Instance):
         super().__init__(folder, path, name)
         self.api = f"http://127.0.0.1:{port}/api/v1"
 
-    async def start(self) -> Member:
-        env = {**os.environ, "WATCHER_INSTANCE": self.name, "WATCHER_LEASE": str(LEASE_S)}
-        env["CI_TOKEN"] = SUBMIT
-        env.pop("NOTIFY_SOCKET", None)
-        with self.log.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "watcher", "run", "-c", str(self._config)),
-                *("--log-format", "text"),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log,
-                env=env,
-            )
-        Instance.running.append(self)
-        return self
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "CI_TOKEN": SUBMIT}
 
     def said(self, text: str) -> bool:
         return self.log.exists() and text in self.log.read_text("utf-8", errors="replace")

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Self
 
 import asyncpg
 import pytest
@@ -126,9 +127,16 @@ class Instance:
         self._config = path
         self.process: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> Instance:
-        env = {**os.environ, "WATCHER_INSTANCE": self.name, "WATCHER_LEASE": str(LEASE_S)}
+    lease_s = LEASE_S
+
+    def environment(self) -> dict[str, str]:
+        """What the process runs with: its name and lease, and no systemd socket."""
+        env = {**os.environ, "WATCHER_INSTANCE": self.name, "WATCHER_LEASE": str(self.lease_s)}
         env.pop("NOTIFY_SOCKET", None)
+        return env
+
+    async def start(self) -> Self:
+        env = self.environment()
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 *(sys.executable, "-m", "watcher", "run", "-c", str(self._config)),

@@ -539,10 +539,10 @@ async def test_a_submitted_watch_runs_beside_the_configured_ones_and_sync_keeps_
     assert await store.submit(record("sub"), settings) is False  # active already
     assert await store.submit(record("conf"), settings) is False
     assert await store.submitted() == {"sub": settings}
-    assert await store.submitted("sub") == {"sub": settings}  # one watch's, read alone
-    assert await store.submitted("conf") == {}  # of watches.toml: not submitted
-    assert await store.submitted(keys=["sub", "conf", "nope"]) == {"sub": settings}  # a claim's
-    assert await store.submitted(keys=[]) == {}
+    assert await store.submitted(["sub"]) == {"sub": settings}  # one watch's, read alone
+    assert await store.submitted(["conf"]) == {}  # of watches.toml: not submitted
+    assert await store.submitted(["sub", "conf", "nope"]) == {"sub": settings}  # a claim's
+    assert await store.submitted([]) == {}
     # an open submitted watch may be left out of a sync's answer: a claim names it
     synced = await store.sync(Configured.of([record("conf")]), sooner={"conf": 0.0})
     assert {a.key for a in synced} - {"sub"} == {"conf"}

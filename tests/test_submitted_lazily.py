@@ -60,7 +60,7 @@ async def test_a_restart_of_many_submitted_watches_builds_each_spec_when_first_c
         # the claim's watches were built, from their own settings; the others were not
         assert set(engine.specs) == set(DUE)
         assert isinstance(engine.specs, Specs)
-        stored = await service.store.submitted(keys=DUE)
+        stored = await service.store.submitted(DUE)
         assert stored[DUE[0]] == NIGHTLY and len(stored) == len(DUE)
         for key, settings in stored.items():
             assert engine.specs[key] == eager(path, key, settings)
@@ -70,7 +70,7 @@ async def test_a_restart_of_many_submitted_watches_builds_each_spec_when_first_c
         assert await service.store.cancel("gov//100")
         assert service.front is not None
         await service.front.cancelled("gov//100")
-        assert "gov//100" not in await service.store.submitted(keys=["gov//100", "gov//101"])
+        assert "gov//100" not in await service.store.submitted(["gov//100", "gov//101"])
         assert "gov//100" not in engine.specs
 
 

@@ -83,6 +83,15 @@ def target_key(server: str, id: str | None, task: str | None) -> str:
     return f"{server}/{task or ''}/{id or ''}"
 
 
+def describe_target(server: str, id: str | None, task: str | None) -> str:
+    """:meth:`Target.describe` without a target (naming a million watches)."""
+    if id and task:
+        return f"run {id} of task {task} on {server}"
+    if id:
+        return f"run {id} on {server}"
+    return f"task {task} on {server}" if task else f"runs on {server}"
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """What is watched on a server: a run ``id``, a ``task`` (ArcGIS), or both."""
@@ -100,11 +109,7 @@ class Target:
 
     def describe(self) -> str:
         """A readable default name: ``run 5733 on governance``, ``task T1 on gis``."""
-        if self.id and self.task:
-            return f"run {self.id} of task {self.task} on {self.server}"
-        if self.id:
-            return f"run {self.id} on {self.server}"
-        return f"task {self.task} on {self.server}" if self.task else f"runs on {self.server}"
+        return describe_target(self.server, self.id, self.task)
 
 
 @dataclass(frozen=True, slots=True)

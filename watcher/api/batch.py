@@ -78,7 +78,7 @@ async def _one(
         return Handed(422, error=str(exc).removeprefix("submit: "))
     if new:
         return Handed(201, record)
-    stored = (await store.submitted(record.key)).get(record.key)
+    stored = (await store.submitted([record.key])).get(record.key)
     if stored is not None and (differ := differing(stored, settings)):
         return Handed(409, record, f"already watched with other settings: {', '.join(differ)}")
     return Handed(200, record)

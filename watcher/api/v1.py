@@ -260,7 +260,7 @@ async def add(
     if new:
         service.submitted()
     else:
-        stored = (await service.store.submitted(record.key)).get(record.key)
+        stored = (await service.store.submitted([record.key])).get(record.key)
         if stored is not None and (differ := differing(stored, settings)):
             raise Refused(409, f"already watched with other settings: {', '.join(differ)}")
     current = (await service.store.load([record.key])).get(record.key, record)
@@ -282,7 +282,7 @@ async def cancel(service: Service, key: str, token: TokenConfig) -> dict[str, An
     """Stop a submitted watch: one this token submitted, or any with ``admin``. 200 also for
     one already stopped (a retried step), 404 if unknown, 409 for one of watches.toml."""
     store = service.store
-    stored = (await store.submitted(key)).get(key)
+    stored = (await store.submitted([key])).get(key)
     if stored is not None:
         if token.scope != "admin" and stored.get("by") != token.name:
             raise Refused(403, "submitted by another token: an admin token may cancel it")

@@ -295,7 +295,7 @@ async def _submit(config: Config, args: argparse.Namespace) -> int:
     given = {key: value for key, value in settings.items() if value is not None}
     async with _client(config) as store:
         for record, added in await submit(config, store, settings, time.time()):
-            stored = None if added else (await store.submitted(record.key)).get(record.key)
+            stored = None if added else (await store.submitted([record.key])).get(record.key)
             if stored is not None and (differ := differing(stored, given)):  # as the API's 409
                 raise ConfigError(
                     f"{record.key}: already watched with other settings: {', '.join(differ)}"

@@ -17,7 +17,7 @@ from watcher.config.load import Config, WatchConfig, explain
 from watcher.engine.spec import Server, Spec
 from watcher.engine.specs import Specs
 from watcher.errors import ConfigError
-from watcher.models import Target, WatchRecord, target_key
+from watcher.models import Target, WatchRecord, describe_target, target_key
 from watcher.notify.messages import Channel
 from watcher.notify.quiet import Quiet, window, zone
 from watcher.remote.client import Http
@@ -77,11 +77,7 @@ def _one_spec(copy: Copy, config: Config) -> Spec:
 def _identity(key: str, copy: Copy) -> tuple[str, str, float]:
     """What the digest takes of a copy's spec, without building it."""
     template, id, name = copy
-    if name:
-        return key, name, template.timeout
-    if id and not template.task:  # Target.describe's, a million times without a Target
-        return key, f"run {id} on {template.server}", template.timeout
-    return key, Target(template.server, id, template.task).describe(), template.timeout
+    return key, name or describe_target(template.server, id, template.task), template.timeout
 
 
 def _specs(watch: WatchConfig, config: Config) -> list[Spec]:

@@ -109,7 +109,7 @@ class Claims:
         specs = self._watches.specs
         unknown = {r.key for r in batch if r.key not in specs}
         unknown |= {r.parent for r in batch if r.parent and r.parent not in specs}
-        submitted = await self._store.submitted(keys=sorted(unknown)) if unknown else {}
+        submitted = await self._store.submitted(sorted(unknown)) if unknown else {}
         for key, settings in submitted.items():
             if key not in specs and (spec := self._submitted(key, settings)) is not None:
                 specs[key] = spec

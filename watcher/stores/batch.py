@@ -12,7 +12,6 @@ starts from what the database really has.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -46,8 +45,6 @@ class Batch(Generic[C]):
     """The writes of one transaction; see the module docstring.
 
     Attributes:
-        began: when the transaction began (``time.monotonic()``).
-        claimed: whether it claimed watches (a claim renews the lease, like a renewal).
         fences: a watch's new fencing token, or ``None`` once it is let go.
         notes: notification id -> whether it is held now.
         lost: watches found taken over.
@@ -56,8 +53,6 @@ class Batch(Generic[C]):
 
     def __init__(self, held: Mapping[str, int]) -> None:
         self.steps: list[list[Save] | Step[C]] = []
-        self.began = time.monotonic()
-        self.claimed = False
         self.fences: dict[str, int | None] = {}
         self.notes: dict[int, bool] = {}
         self.lost: set[str] = set()

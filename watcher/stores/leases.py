@@ -124,8 +124,7 @@ class Held:
 
 def claimed(batch: Batch[Any], rows: Iterable[Any]) -> list[WatchRecord]:
     """The watches of a claim's ``rows`` (each ending in its fencing token), soonest first;
-    their tokens go into ``batch``, and the claim counts as a renewal once it commits."""
-    batch.claimed = True
+    their tokens go into ``batch``."""
     records = []
     for row in rows:
         *values, fence = row

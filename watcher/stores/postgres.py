@@ -243,7 +243,8 @@ class PostgresStore(SharedReads, SharedWrites, LeasedWatches, LeasedOutbox, Shar
         if keys is None:
             rows = await self._fetch(pgsql.HOLDERS)
         else:
-            rows = await self._fetch(pgsql.HOLDERS + " AND key = ANY($1::text[])", list(keys))
+            where, value = self.among("key", 1, keys)
+            rows = await self._fetch(f"{pgsql.HOLDERS} AND {where}", value)
         return {key: owner for key, owner in rows}
 
     async def listen(self, changed: Callable[[Change], None]) -> None:

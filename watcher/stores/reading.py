@@ -136,13 +136,9 @@ class SharedReads:
         rows = await self._one(Query(sql.LEFT_OUT, (), as_rows))
         return {str(key) for (key,) in rows}
 
-    async def submitted(
-        self, key: str | None = None, *, keys: Sequence[str] | None = None
-    ) -> dict[str, dict[str, Any]]:
-        query, args = sql.SETTINGS, [] if key is None else [key]
-        if key is not None:
-            query += f" AND key = {self.mark(1)}"
-        elif keys is not None:
+    async def submitted(self, keys: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        query, args = sql.SETTINGS, []
+        if keys is not None:
             where, value = self.among("key", 1, keys)
             query, args = f"{query} AND {where}", [value]
         rows = await self._one(Query(query, args, as_rows), apart=False)

@@ -223,12 +223,10 @@ class Reads(Protocol):
         found): nobody watches them, so readers do not show them."""
         ...
 
-    async def submitted(
-        self, key: str | None = None, *, keys: Sequence[str] | None = None
-    ) -> dict[str, dict[str, Any]]:
+    async def submitted(self, keys: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         """The active submitted watches and their settings (the runs they found come with
-        :meth:`sync`'s answer, as those of configured watches do); only ``key``'s if given,
-        only those among ``keys`` if given (the watches of a claim)."""
+        :meth:`sync`'s answer, as those of configured watches do); only those among ``keys``
+        if given (one just submitted, the watches of a claim)."""
         ...
 
     async def active_submitted(self, by: str) -> int:
