@@ -94,3 +94,19 @@ async def test_closing_during_an_outage_gives_up_in_time_and_counts_what_was_los
     await asyncio.sleep(0.01)
     assert await asyncio.wait_for(writer.close(0.2), 2.0) == 3
     assert all(isinstance(w.exception(), sqlite3.OperationalError) for w in waiting)
+
+
+async def test_closing_cuts_short_a_transaction_the_database_never_answers() -> None:
+    # a pooler whose server is down takes the query and holds it: close must not wait for it
+    answered = asyncio.Event()
+
+    async def hangs(writes: Sequence[Any]) -> list[Any]:
+        await answered.wait()
+        return [None for _ in writes]
+
+    writer = GroupCommit(hangs, outage, "db")
+    in_flight = [asyncio.ensure_future(writer.write(write(i))) for i in range(2)]
+    await asyncio.sleep(0.01)
+    queued = asyncio.ensure_future(writer.write(write(2)))  # behind the transaction in flight
+    assert await asyncio.wait_for(writer.close(0.2), 2.0) == 3
+    assert all(isinstance(w.exception(), TimeoutError) for w in [*in_flight, queued])

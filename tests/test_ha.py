@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestServer
 from tests.postgres import Server
 from tests.systems import server_table
 from watcher.simulators.gardin import GardinSimulator
+from watcher.stores import pgpooler
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -321,9 +322,52 @@ async def test_a_database_restart_while_runs_end_loses_and_doubles_nothing(
             await until(lambda: len(hook.titles) >= 10, 20, "the first outcomes")
             await asyncio.to_thread(postgres.restart)  # while the rest are ending
             await until(lambda: len(hook.titles) >= 100, 40, "every outcome delivered")
+            await until(lambda: answers(via), 40, "the database answering the instances again")
             await asyncio.sleep(1.0)
             delivered_once(hook.titles, ids)
             assert await a.stop() == 0 and await b.stop() == 0
+
+
+async def answers(url: str) -> bool:
+    """Whether the database answers at ``url`` (a pooler may still be waiting to log in)."""
+    try:
+        conn = await asyncpg.connect(pgpooler.read(url).url, statement_cache_size=0, timeout=2)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    try:
+        async with asyncio.timeout(2):
+            await conn.execute("SELECT 1")
+        return True
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    finally:
+        conn.terminate()
+
+
+async def test_sigterm_while_the_database_is_out_of_reach_stops_within_seconds(
+    tmp_path: Path, postgres: Server, pg_url: str, via: str, hook: Hook
+) -> None:
+    # Through PgBouncer a query (and its cancel) sent while the server is down is held, not
+    # refused: a stop that waited for either waited a minute, longer than systemd's stop timeout.
+    ids = [f"q{i:02}" for i in range(50)]
+    async with gardin(dict.fromkeys(ids, time.time() + 3600)) as sim:
+        path = config(tmp_path, via, hook.url, sim.url, ids)
+        async with instances(tmp_path, path, "a") as [a]:
+            log = tmp_path / "a.log"
+            await until(lambda: sum(sim.polls.values()) >= 100, 30, "polls")
+            await asyncio.to_thread(postgres.stop)
+            try:
+                await until(lambda: "not writable" in _text(log), 30, "the outage noticed")
+                began = time.monotonic()
+                assert a.process is not None
+                a.process.send_signal(signal.SIGTERM)
+                code = await asyncio.wait_for(a.process.wait(), 60)
+                took = time.monotonic() - began
+            finally:
+                await asyncio.to_thread(postgres.start)
+    assert took < 25, f"stopped {took:.1f}s after SIGTERM (systemd's stop timeout is 30s)"
+    assert code == 3  # the polls' last saves could not land: the run is not complete
+    assert "could not be saved before stopping" in _text(log)
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])

@@ -11,7 +11,6 @@ within :data:`CLAIM_AHEAD_S` in batches of :data:`CLAIM_BATCH` and hands them to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -21,6 +20,7 @@ from watcher.engine.spec import Spec
 from watcher.engine.watches import Watches
 from watcher.models import WatchRecord
 from watcher.stores import Store
+from watcher.tasks import ended
 
 log = logging.getLogger("watcher.engine")
 
@@ -140,7 +140,4 @@ class Claims:
 
     async def stop(self) -> None:
         """Stop claiming; a claim under way is cancelled."""
-        if self._claiming is not None:
-            self._claiming.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._claiming
+        await ended(self._claiming)

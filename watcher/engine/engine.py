@@ -21,7 +21,6 @@ The same engine serves the daemon (``watcher run``) and CI (``watcher run --once
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -43,6 +42,7 @@ from watcher.metrics import Metrics
 from watcher.models import Outcome, WatchRecord
 from watcher.notify.messages import Channel
 from watcher.stores import Active, Configured, Store, digest
+from watcher.tasks import ended
 
 log = logging.getLogger("watcher.engine")
 
@@ -271,9 +271,6 @@ class Engine:
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop starting polls; let polls in flight finish (and save) for up to ``grace_s``."""
         self._pump.stopping = True
-        if self._running is not None:
-            self._running.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._running
+        await ended(self._running)
         await self._claims.stop()
         await self._pump.settle(grace_s)

@@ -95,11 +95,17 @@ class Cluster:
             if task is not None:
                 task.cancel()
 
-    async def leave(self) -> None:
+    async def leave(self, wait_s: float) -> None:
         """Hand this instance's watches back at once (its polls have ended); a database that
-        cannot take it leaves them to the leases, as a kill would."""
+        cannot take it within ``wait_s`` leaves them to the leases, as a kill would (the write
+        stays queued: the store's close lands it if the database comes back in time)."""
         try:
-            await self._store.leave()
+            async with asyncio.timeout(wait_s):
+                await self._store.leave()
+        except TimeoutError:
+            log.warning(
+                "could not hand the watches over within %gs: others take them in a lease", wait_s
+            )
         except Exception as exc:  # the store has said what is wrong with the database
             log.warning("could not hand the watches over (%s): others take them in a lease", exc)
 

@@ -43,6 +43,7 @@ from watcher.service.once import plural
 from watcher.service.parts import Parts, Shape, build, by_name
 from watcher.service.sdnotify import Notifier, watchdog_interval
 from watcher.stores import Store, open_store, statefile
+from watcher.tasks import ended
 
 if TYPE_CHECKING:
     from watcher.api.server import Api
@@ -265,13 +266,11 @@ class Daemon:
             self._jobs.shutdown(wait=False)
         self.parts.cluster.stop()
         await self.engine.stop(grace_s)
-        await self.parts.cluster.leave()  # polls ended: the others take the watches now
+        await self.parts.cluster.leave(grace_s)  # polls ended: the others take the watches now
         if self.options.once and not self.stop.is_set():
             await self.parts.ending.settle()
         await self.dispatcher.stop(grace_s)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await ended(*self._tasks)
         await self.metrics.close()
 
     async def _reloads(self) -> None:

@@ -19,7 +19,6 @@ pings arrive again) and never stops the daemon.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -31,6 +30,7 @@ from watcher.errors import PollError
 from watcher.redact import scrub
 from watcher.remote.client import Http, ServerClient
 from watcher.stores import Lifecycle
+from watcher.tasks import ended
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,7 @@ class Heartbeat:
 
     async def stop(self) -> None:
         """No more pings; one under way is cut off."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await ended(self._task)
 
     def now(self) -> Standing:
         """Whether this instance works now."""

@@ -121,6 +121,10 @@ class GroupCommit(Generic[C]):
         while True:
             try:
                 results = await self._commit([work for work, _ in batch])
+            except asyncio.CancelledError:  # a close out of time: the batch is lost
+                self.lost += len(batch)
+                _settle(batch, error=TimeoutError(f"{self._what} did not answer before the stop"))
+                raise
             except Exception as exc:
                 if not self._is_outage(exc):
                     await self._one_by_one(batch)
@@ -190,12 +194,24 @@ class GroupCommit(Generic[C]):
         self.health = Health()
 
     async def close(self, grace_s: float) -> int:
-        """Land what is queued, waiting at most ``grace_s`` while the database takes no writes;
-        return how many writes were lost (their awaiters get the database's error)."""
+        """Land what is queued, waiting at most ``grace_s`` while the database takes no writes
+        (a transaction that has not answered by then is cut short: a database that takes
+        queries but never answers them, as a pooler whose server is down, must not hold up a
+        stop); return how many writes were lost (their awaiters get the database's error)."""
         self._give_up_at = self._clock() + grace_s
         self._wake.set()
-        while self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        ends_at = asyncio.get_running_loop().time() + grace_s
+        while (flusher := self._flusher) is not None:
+            try:
+                async with asyncio.timeout_at(ends_at):
+                    await asyncio.shield(flusher)
+            except TimeoutError:
+                flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await flusher
+                queued, self._queue = self._queue, []
+                self.lost += len(queued)
+                _settle(queued, error=TimeoutError(f"{self._what} did not answer before the stop"))
         if self.lost:
             log.error("%s: %d writes could not be saved before stopping", self._what, self.lost)
         return self.lost

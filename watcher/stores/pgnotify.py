@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from watcher.stores.pgconnect import each_host
 from watcher.stores.values import Change
+from watcher.tasks import ended
 
 log = logging.getLogger("watcher.stores.postgres")
 
@@ -133,10 +134,7 @@ class Notices:
 
     async def close(self) -> None:
         """Hear no more; the listening connection is closed."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await ended(self._task)
 
     async def _run(self) -> None:
         with contextlib.suppress(Exception):
