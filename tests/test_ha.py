@@ -366,8 +366,11 @@ async def test_sigterm_while_the_database_is_out_of_reach_stops_within_seconds(
             finally:
                 await asyncio.to_thread(postgres.start)
     assert took < 25, f"stopped {took:.1f}s after SIGTERM (systemd's stop timeout is 30s)"
-    assert code == 3  # the polls' last saves could not land: the run is not complete
-    assert "could not be saved before stopping" in _text(log)
+    # 3 when saves were waiting at the end; 0 when the lease had run out first (saves of watches
+    # no longer held are refused, not lost: the next holder polls them again)
+    assert code in (0, 3)
+    assert (code == 3) == ("could not be saved before stopping" in _text(log))
+    assert "Traceback" not in _text(log)  # an outage is said in a line, never a traceback
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])

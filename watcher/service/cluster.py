@@ -25,6 +25,7 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Protocol
 
+from watcher.errors import StoreError
 from watcher.models import Outcome
 from watcher.stores import Change, Store
 
@@ -123,6 +124,10 @@ class Cluster:
             changes, self._heard = self._heard, []
             try:
                 await self._act(changes)
+            except StoreError as exc:  # the database is away: no traceback for an outage
+                log.warning(
+                    "could not act on a change made elsewhere (%s); retried at renewal", exc
+                )
             except Exception:  # the next change, or renewal, tries again
                 log.exception("acting on a change made elsewhere failed")
 
