@@ -16,6 +16,7 @@ from tests.systems import config_text, server_table, watch_table
 from watcher.config.load import load
 from watcher.engine import lifecycle
 from watcher.service.daemon import Daemon, Options
+from watcher.simulators.base import Fault
 from watcher.simulators.rsa_governance import RsaSimulator
 
 
@@ -107,3 +108,35 @@ async def _start_then_remove(sim: RsaSimulator, service: Daemon) -> None:
     polls = sim.polls["2"]
     await until(lambda: sim.polls["2"] >= polls + 5)  # the one slot of the server came back
     assert "gov//1" not in watches.polling
+
+
+async def test_shedding_lets_go_of_the_watches_being_polled_as_their_polls_end(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # Another instance joined: this one holds 10 with a share of 5, and every watch is being
+    # polled (slow answers). Each is let go of as its poll ends, down to the share, not left a
+    # tenth over it for good.
+    runs = "0123456789"
+    sim = RsaSimulator({run: ["Running", Fault.slow(0.5)] for run in runs})
+    servers = server_table("rsa_governance", "gov", await sim.start()) + "max_concurrency = 10\n"
+    watches = "".join(watch_table("rsa_governance", "gov", run) for run in runs)
+    text = config_text(tmp_path / "s.db", receiver.url, servers, watches)
+    path = tmp_path / "w.toml"
+    path.write_text(text.replace("[daemon]\n", "[daemon]\nlease = 600\n", 1), "utf-8")
+    stop = asyncio.Event()
+    service = Daemon(load(path), Options(config_path=path), stop=stop)
+    running = asyncio.create_task(service.run())
+    try:
+        await until(lambda: getattr(service, "engine", None) is not None, 10)
+        engine = service.engine
+        await until(lambda: len(engine.watches.polling) == 10, 10)  # all ten polls under way
+        engine.share = 5
+        assert await engine.shed() == 0  # nothing idle to let go of now
+        await until(lambda: engine.load == 5, 10)
+        await asyncio.sleep(1.0)  # polls go on: the five kept are polled, none claimed back
+        assert engine.load == 5
+        stop.set()
+        assert await running == 0
+    finally:
+        stop.set()
+        await sim.stop()

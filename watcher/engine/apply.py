@@ -114,7 +114,8 @@ class Applier:
             self._on_notes()
 
     async def _save(self, spec: Spec, polled: Polled) -> tuple[WatchRecord | None, bool]:
-        store, after, hold = self._store, polled.record, polled.hold
+        store, after = self._store, polled.record
+        hold = polled.hold and not self._watches.lets_go()  # shedding: one let go of as it ends
         runs = [run for _, run in polled.found]
         if not await store.save(after, polled.notes, runs, before=polled.before, hold=hold):
             log.info("%s: taken over by another instance; its poll here is dropped", spec.name)

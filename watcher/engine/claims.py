@@ -120,15 +120,24 @@ class Claims:
 
     async def shed(self) -> int:
         """Let go of the watches held beyond :attr:`share` (another instance joined), those
-        due last first, so that the others claim them; return how many."""
-        watches = self._watches
-        if self.share is None or watches.load <= self.share * SHED_ABOVE:
+        due last first, so that the others claim them; return how many were let go of now.
+
+        Holding more than :data:`SHED_ABOVE` times the share starts it, and it goes down to
+        the share: a watch being polled is let go of as its poll ends
+        (:attr:`Watches.letting_go`), so every share comes out even."""
+        watches, share = self._watches, self.share
+        if share is None or watches.load <= share:
+            watches.letting_go = 0
+            return 0
+        if watches.load <= share * SHED_ABOVE and not watches.letting_go:
             return 0
         idle = [key for key in watches.held if key not in watches.polling]
         idle.sort(key=lambda key: watches.held[key].next_poll or 0.0, reverse=True)
-        extra = idle[: watches.load - self.share]
-        self.lost(extra)
-        await self._store.release(extra)
+        extra = idle[: watches.load - share]
+        watches.letting_go = watches.load - share - len(extra)
+        if extra:
+            self.lost(extra)
+            await self._store.release(extra)
         return len(extra)
 
     def lost(self, keys: Iterable[str]) -> None:

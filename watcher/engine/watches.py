@@ -25,6 +25,7 @@ class Watches:
         self.specs: MutableMapping[str, Spec] = {}
         self.held: dict[str, WatchRecord] = {}  # claimed watches, due again soon
         self.polling: set[str] = set()
+        self.letting_go = 0  # more than the share held: let go of so many as their polls end
         self._open: set[str] = set()  # watches without an outcome: "all done" is cheap to ask
         self._kids: dict[str, set[str]] = {}  # discovering watch -> the runs it found
         self.all_done = asyncio.Event()
@@ -37,6 +38,14 @@ class Watches:
     def startable(self, key: str) -> bool:
         """A poll of ``key`` may start: wanted, held here, and not being polled already."""
         return key in self.specs and key in self.held and key not in self.polling
+
+    def lets_go(self) -> bool:
+        """Whether a watch whose poll just ended is let go of rather than held: one of those
+        :attr:`letting_go` counts (it was being polled when this instance shed its excess)."""
+        if self.letting_go <= 0:
+            return False
+        self.letting_go -= 1
+        return True
 
     @property
     def load(self) -> int:

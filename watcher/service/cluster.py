@@ -20,7 +20,6 @@ make one more. :meth:`Cluster.leave` is the graceful end: the watches go back at
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Collection, Mapping
 from typing import Protocol
@@ -72,6 +71,7 @@ class Cluster:
         self._beating: asyncio.Task[None] | None = None
         self._renewing: asyncio.Task[None] | None = None
         self._reacting: asyncio.Task[None] | None = None
+        self._balancing: asyncio.Task[None] | None = None
         self._heard: list[Change] = []
         self._started = False
         self._balanced_at = 0.0
@@ -92,7 +92,7 @@ class Cluster:
     def stop(self) -> None:
         """No more renewals nor reactions; those under way are cancelled."""
         self._started = False
-        for task in (self._beating, self._renewing, self._reacting):
+        for task in (self._beating, self._renewing, self._reacting, self._balancing):
             if task is not None:
                 task.cancel()
 
@@ -182,7 +182,16 @@ class Cluster:
         if lost:  # first: a cancelled watch is not polled again while the shares are worked out
             log.info("let go of %d watches: cancelled, or held by another instance now", len(lost))
             self._holder.lost(lost)
-        with contextlib.suppress(Exception):  # unreachable: the store has said so already
+        if self._balancing is None or self._balancing.done():  # apart: a read that hangs (a
+            # database cut off by a partition) must not hold up the next renewal, nor its word
+            self._balancing = asyncio.get_running_loop().create_task(self._rebalance())
+
+    async def _rebalance(self) -> None:
+        try:
             await self.balance()
-        if shed := await self._holder.shed():
-            log.info("let go of %d watches for the other instances to take", shed)
+            if shed := await self._holder.shed():
+                log.info("let go of %d watches for the other instances to take", shed)
+        except StoreError:  # unreachable: the store has said so already
+            pass
+        except Exception:  # the next renewal works it out again
+            log.exception("working out this instance's share failed")
