@@ -4,13 +4,16 @@ transaction carries itself (a real PgBouncer between the store and PostgreSQL)."
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 
 import asyncpg
 import pytest
 
 from tests.pgbouncer import Bouncer
+from tests.postgres import Server
 from watcher.errors import ConfigError
-from watcher.stores import pgconnect, pgpooler
+from watcher.stores import CLIENT_WAIT_S, pgconnect, pgpooler
 from watcher.stores.postgres import PostgresStore
 
 
@@ -69,3 +72,25 @@ async def test_a_store_behind_pgbouncer_keeps_no_prepared_statement(
         assert all(not r for r in await asyncio.gather(*reads, *writes))
     finally:
         await store.close()
+
+
+async def test_status_through_pgbouncer_whose_server_is_down_answers_within_its_wait(
+    postgres: Server, pg_url: str, pgbouncer: Bouncer
+) -> None:
+    # PgBouncer takes the connection and holds the query (and its cancel) while it cannot log in
+    # to the server: `watcher status` waited a minute and more, saying nothing
+    await asyncio.to_thread(postgres.stop)
+    try:
+        began = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "watcher", "status", "--state", pgbouncer.url(pg_url)),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        took = time.monotonic() - began
+    finally:
+        await asyncio.to_thread(postgres.start)
+    said = out.decode()
+    assert proc.returncode == 1 and took < 30, (proc.returncode, took, said)
+    assert f"did not answer within {CLIENT_WAIT_S:g}s" in said and "Traceback" not in said

@@ -151,13 +151,21 @@ async def wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | Non
     """Connect and make the schema current; while the database cannot be reached, retry after
     0.5 s, 1 s, 2 s ... up to 10 s (one warning, then one line once connected)."""
     began, delay, waiting = time.monotonic(), WAIT_FIRST_S, False
+    loop = asyncio.get_running_loop()
     while True:
+        # a pooler whose server is down takes the connection and holds every query (and its
+        # cancel) for a minute: a client cuts its connections off once its wait is over
+        left_s = None if wait_s is None else max(0.0, wait_s - (time.monotonic() - began))
+        cut = None if left_s is None else loop.call_later(left_s, pool.terminate)
         try:
             async with pool.acquire() as conn:
                 await pgsql.prepare(conn, where)
         except ConfigError:
             raise
         except Exception as exc:
+            if cut is not None and pool.is_closing():
+                msg = f"daemon.state: the database at {where} did not answer within {wait_s:g}s"
+                raise ConfigError(msg) from None
             reason = statefile.without_password(str(exc) or type(exc).__name__, url)
             if not is_outage(exc):
                 msg = f"daemon.state: cannot use the database at {where}: {reason}"
@@ -171,6 +179,9 @@ async def wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | Non
             await asyncio.sleep(delay)
             delay = min(delay * 2, WAIT_MAX_S)
             continue
+        finally:
+            if cut is not None:
+                cut.cancel()
         if waiting:
             log.info("connected to the database at %s", where)
         return
