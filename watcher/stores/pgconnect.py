@@ -151,22 +151,20 @@ async def wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | Non
     """Connect and make the schema current; while the database cannot be reached, retry after
     0.5 s, 1 s, 2 s ... up to 10 s (one warning, then one line once connected)."""
     began, delay, waiting = time.monotonic(), WAIT_FIRST_S, False
-    loop = asyncio.get_running_loop()
     while True:
-        # a pooler whose server is down takes the connection and holds every query (and its
-        # cancel) for a minute: a client cuts its connections off once its wait is over
-        left_s = None if wait_s is None else max(0.0, wait_s - (time.monotonic() - began))
-        cut = None if left_s is None else loop.call_later(left_s, pool.terminate)
+        left_s = CONNECT_TIMEOUT_S
+        if wait_s is not None:
+            left_s = min(left_s, max(0.1, wait_s - (time.monotonic() - began)))
         try:
             async with pool.acquire() as conn:
+                await _answers(conn, left_s)
                 await pgsql.prepare(conn, where)
         except ConfigError:
             raise
         except Exception as exc:
-            if cut is not None and pool.is_closing():
-                msg = f"daemon.state: the database at {where} did not answer within {wait_s:g}s"
-                raise ConfigError(msg) from None
-            reason = statefile.without_password(str(exc) or type(exc).__name__, url)
+            timed_out = isinstance(exc, TimeoutError)
+            said = str(exc) or ("the server did not answer in time" if timed_out else "")
+            reason = statefile.without_password(said or type(exc).__name__, url)
             if not is_outage(exc):
                 msg = f"daemon.state: cannot use the database at {where}: {reason}"
                 raise ConfigError(msg) from None
@@ -179,12 +177,30 @@ async def wait_for(pool: asyncpg.Pool, where: str, url: str, wait_s: float | Non
             await asyncio.sleep(delay)
             delay = min(delay * 2, WAIT_MAX_S)
             continue
-        finally:
-            if cut is not None:
-                cut.cancel()
         if waiting:
             log.info("connected to the database at %s", where)
         return
+
+
+async def _answers(conn: Any, within_s: float) -> None:
+    """Raise TimeoutError unless the server answers a trivial query within ``within_s``. A
+    pooler whose server is down takes the connection and holds the query, and its cancel, for a
+    minute: the connection is cut off instead (what comes next, a migration, may take long)."""
+    cut_off: list[bool] = []
+
+    def cut() -> None:
+        cut_off.append(True)
+        conn.terminate()
+
+    timer = asyncio.get_running_loop().call_later(within_s, cut)
+    try:
+        await conn.execute("SELECT 1")
+    except Exception:
+        if cut_off:
+            raise TimeoutError(f"the server did not answer within {within_s:.0f}s") from None
+        raise
+    finally:
+        timer.cancel()
 
 
 async def connect(
