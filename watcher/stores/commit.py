@@ -123,7 +123,7 @@ class GroupCommit(Generic[C]):
                 results = await self._commit([work for work, _ in batch])
             except asyncio.CancelledError:  # a close out of time: the batch is lost
                 self.lost += len(batch)
-                _settle(batch, error=TimeoutError(f"{self._what} did not answer before the stop"))
+                _settle(batch, error=self._out_of_time())
                 raise
             except Exception as exc:
                 if not self._is_outage(exc):
@@ -193,6 +193,10 @@ class GroupCommit(Generic[C]):
             )
         self.health = Health()
 
+    def _out_of_time(self) -> TimeoutError:
+        """What the awaiters of writes a close cut short get."""
+        return TimeoutError(f"{self._what} did not answer before the stop")
+
     async def close(self, grace_s: float) -> int:
         """Land what is queued, waiting at most ``grace_s`` while the database takes no writes
         (a transaction that has not answered by then is cut short: a database that takes
@@ -211,7 +215,7 @@ class GroupCommit(Generic[C]):
                     await flusher
                 queued, self._queue = self._queue, []
                 self.lost += len(queued)
-                _settle(queued, error=TimeoutError(f"{self._what} did not answer before the stop"))
+                _settle(queued, error=self._out_of_time())
         if self.lost:
             log.error("%s: %d writes could not be saved before stopping", self._what, self.lost)
         return self.lost
