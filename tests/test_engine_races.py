@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from tests.systems import config_text, server_table, watch_table
 from watcher.config.load import load
 from watcher.engine import lifecycle
 from watcher.service.daemon import Daemon, Options
-from watcher.simulators.base import Fault
+from watcher.simulators.base import Fault, Step
 from watcher.simulators.rsa_governance import RsaSimulator
 
 
@@ -28,21 +28,25 @@ async def until(condition: Any, timeout_s: float = 10.0) -> None:
     await asyncio.wait_for(poll(), timeout_s)
 
 
-def write(path: Path, hook: str, url: str, runs: str, **pacing: object) -> Path:
+def write(
+    path: Path, hook: str, url: str, runs: str, concurrency: int = 1, **pacing: object
+) -> Path:
     watches = "".join(watch_table("rsa_governance", "gov", run) for run in runs)
-    servers = server_table("rsa_governance", "gov", url) + "max_concurrency = 1\n"
+    servers = server_table("rsa_governance", "gov", url) + f"max_concurrency = {concurrency}\n"
     pacing = {"interval": 0.02, "max_interval": 0.05, **pacing}
-    path.write_text(config_text(path.parent / "s.db", hook, servers, watches, **pacing), "utf-8")
+    text = config_text(path.parent / "s.db", hook, servers, watches, **pacing)
+    path.write_text(text.replace("[daemon]\n", "[daemon]\nlease = 600\n", 1), "utf-8")
     return path
 
 
 @contextlib.asynccontextmanager
 async def daemon_on(
-    tmp_path: Path, hook: str, runs: str
+    tmp_path: Path, hook: str, runs: str, steps: Sequence[Step] = ("Running",), concurrency: int = 1
 ) -> AsyncIterator[tuple[RsaSimulator, Daemon, Path]]:
-    """A daemon watching these runs (all ``Running``) of a real simulator; stopped after."""
-    sim = RsaSimulator({run: ["Running"] for run in runs})
-    path = write(tmp_path / "w.toml", hook, await sim.start(), runs)
+    """A daemon watching these runs (each taking ``steps``) of a real simulator, with a lease
+    no renewal comes within; stopped after."""
+    sim = RsaSimulator({run: steps for run in runs})
+    path = write(tmp_path / "w.toml", hook, await sim.start(), runs, concurrency)
     stop = asyncio.Event()
     service = Daemon(load(path), Options(config_path=path), stop=stop)
     running = asyncio.create_task(service.run())
@@ -116,27 +120,13 @@ async def test_shedding_lets_go_of_the_watches_being_polled_as_their_polls_end(
     # Another instance joined: this one holds 10 with a share of 5, and every watch is being
     # polled (slow answers). Each is let go of as its poll ends, down to the share, not left a
     # tenth over it for good.
-    runs = "0123456789"
-    sim = RsaSimulator({run: ["Running", Fault.slow(0.5)] for run in runs})
-    servers = server_table("rsa_governance", "gov", await sim.start()) + "max_concurrency = 10\n"
-    watches = "".join(watch_table("rsa_governance", "gov", run) for run in runs)
-    text = config_text(tmp_path / "s.db", receiver.url, servers, watches)
-    path = tmp_path / "w.toml"
-    path.write_text(text.replace("[daemon]\n", "[daemon]\nlease = 600\n", 1), "utf-8")
-    stop = asyncio.Event()
-    service = Daemon(load(path), Options(config_path=path), stop=stop)
-    running = asyncio.create_task(service.run())
-    try:
-        await until(lambda: getattr(service, "engine", None) is not None, 10)
+    steps = ["Running", Fault.slow(0.5)]
+    async with daemon_on(tmp_path, receiver.url, "0123456789", steps, 10) as (_, service, _):
+        await until(lambda: getattr(service, "engine", None) is not None)  # built at start
         engine = service.engine
-        await until(lambda: len(engine.watches.polling) == 10, 10)  # all ten polls under way
+        await until(lambda: len(engine.watches.polling) == 10)  # all ten polls under way
         engine.share = 5
         assert await engine.shed() == 0  # nothing idle to let go of now
-        await until(lambda: engine.load == 5, 10)
+        await until(lambda: engine.load == 5)
         await asyncio.sleep(1.0)  # polls go on: the five kept are polled, none claimed back
         assert engine.load == 5
-        stop.set()
-        assert await running == 0
-    finally:
-        stop.set()
-        await sim.stop()

@@ -156,21 +156,14 @@ async def test_a_notification_taken_over_is_delivered_once_by_its_new_holder(pg_
         [mine] = await a.due(NOW, 10)
         assert await b.due(NOW, 10) == []  # held by a: not b's to send
         assert [n.id for n in await a.due(NOW, 10)] == [mine.id]  # a's own, handed out again
-        theirs: list[Any] = []
-
-        async def b_has_it() -> bool:
-            await b.renew()
-            theirs.extend(await b.due(NOW, 10))
-            return bool(theirs)
-
-        await until(b_has_it)
-        assert theirs[0].id == mine.id
+        theirs = await take_over_note(b)
+        assert theirs.id == mine.id
         await a.renew()  # its lease is fine again, but the note is b's now
         assert a.lease_ok and await a.confirm(mine) is False
         await a.failed(mine, "late", NOW + 60)  # not a's to retry
         assert await b.pending() == 1
-        assert await b.confirm(theirs[0]) is True
-        await b.delivered(theirs[0], 2.0)
+        assert await b.confirm(theirs) is True
+        await b.delivered(theirs, 2.0)
         assert await b.pending() == 0
         [(delivered, attempts)] = await sql(pg_url, "SELECT delivered, attempts FROM outbox")
         assert (delivered, attempts) == (2.0, 1)

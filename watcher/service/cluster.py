@@ -140,9 +140,7 @@ class Cluster:
         elif kinds & (_CLAIM | {"join"}):
             loop = asyncio.get_running_loop()
             await asyncio.sleep(self._balanced_at + BALANCE_GAP_S - loop.time())
-            await self.balance()
-            if shed := await self._holder.shed():
-                log.info("let go of %d watches for the other instances to take", shed)
+            await self._share_out()
         if kinds & _CLAIM:
             self._holder.tick()
 
@@ -186,11 +184,15 @@ class Cluster:
             # database cut off by a partition) must not hold up the next renewal, nor its word
             self._balancing = asyncio.get_running_loop().create_task(self._rebalance())
 
+    async def _share_out(self) -> None:
+        """Work the share out again and let go of what is beyond it."""
+        await self.balance()
+        if shed := await self._holder.shed():
+            log.info("let go of %d watches for the other instances to take", shed)
+
     async def _rebalance(self) -> None:
         try:
-            await self.balance()
-            if shed := await self._holder.shed():
-                log.info("let go of %d watches for the other instances to take", shed)
+            await self._share_out()
         except StoreError:  # unreachable: the store has said so already
             pass
         except Exception:  # the next renewal works it out again
